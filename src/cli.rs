@@ -1,0 +1,193 @@
+//! Command-line definition (clap derive) with the Consul CLI's flag names and `CONSUL_*`
+//! environment fallbacks. Parsing here only collects raw values and where each came from;
+//! `inputs.rs` validates them.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+use crate::inputs::{RawInputs, Source, Sourced};
+use crate::secret::Secret;
+
+#[derive(Parser)]
+#[command(
+    name = "consul-doctor",
+    version,
+    about = "Diagnoses why a service cannot register with a HashiCorp Consul agent",
+    long_about = "Runs a staged pipeline of checks (config, dns, tcp, tls, api, leader, acl, version) \
+                  against a Consul agent, stops the cascade at the root cause and maps every failure \
+                  to a stable code with a concrete fix. Read-only: it changes nothing in the cluster."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the diagnosis pipeline against a Consul agent
+    Check(CheckArgs),
+    /// Show the document of a finding code (accepts ACL-002, acl-002, ACL002)
+    Explain {
+        /// The code to explain
+        code: String,
+    },
+    /// List every finding code
+    Codes {
+        /// Output format
+        #[arg(long, value_enum, default_value_t = CodesFormat::Human)]
+        format: CodesFormat,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CodesFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+    Junit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// Exit 1 only when a check fails
+    Fail,
+    /// Exit 1 when a check fails or warns
+    Warn,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorMode {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Flags of `check`. No `Debug`: the token must never be printable.
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Agent address: host:port, http://, https:// or unix:///path [default: 127.0.0.1:8500]
+    #[arg(long, env = "CONSUL_HTTP_ADDR", value_name = "ADDR", help_heading = "Consul connection")]
+    pub http_addr: Option<String>,
+    /// ACL token (a non-empty token file takes precedence, as in Consul)
+    #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true, value_name = "TOKEN", help_heading = "Consul connection")]
+    pub token: Option<String>,
+    /// File holding the ACL token
+    #[arg(long, env = "CONSUL_HTTP_TOKEN_FILE", value_name = "PATH", help_heading = "Consul connection")]
+    pub token_file: Option<PathBuf>,
+    /// PEM CA bundle used to verify the agent's certificate
+    #[arg(long, env = "CONSUL_CACERT", value_name = "PATH", help_heading = "Consul connection")]
+    pub ca_file: Option<PathBuf>,
+    /// Directory of PEM CA certificates
+    #[arg(long, env = "CONSUL_CAPATH", value_name = "DIR", help_heading = "Consul connection")]
+    pub ca_path: Option<PathBuf>,
+    /// PEM client certificate (for verify_incoming)
+    #[arg(long, env = "CONSUL_CLIENT_CERT", value_name = "PATH", help_heading = "Consul connection")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM client key
+    #[arg(long, env = "CONSUL_CLIENT_KEY", value_name = "PATH", help_heading = "Consul connection")]
+    pub client_key: Option<PathBuf>,
+    /// Server name for SNI and certificate verification
+    #[arg(long, env = "CONSUL_TLS_SERVER_NAME", value_name = "NAME", help_heading = "Consul connection")]
+    pub tls_server_name: Option<String>,
+    /// Datacenter to query (default: the agent's own)
+    #[arg(long, value_name = "DC", help_heading = "Consul connection")]
+    pub datacenter: Option<String>,
+
+    /// Resolve the agent host through this DNS server (IP or IP:PORT) instead of the system's
+    #[arg(long, value_name = "IP:PORT", help_heading = "Diagnosis")]
+    pub dns_server: Option<String>,
+    /// Timeout of each network step (Go duration syntax)
+    #[arg(long, default_value = "5s", value_name = "DURATION", help_heading = "Diagnosis")]
+    pub timeout: String,
+    /// Deadline of the whole run (Go duration syntax)
+    #[arg(long, default_value = "30s", value_name = "DURATION", help_heading = "Diagnosis")]
+    pub deadline: String,
+
+    /// Report format
+    #[arg(long, value_enum, default_value_t = Format::Human, help_heading = "Output")]
+    pub format: Format,
+    /// Write the report to this file instead of standard output
+    #[arg(long, short = 'o', value_name = "PATH", help_heading = "Output")]
+    pub output: Option<PathBuf>,
+    /// Lowest status that makes the exit code 1
+    #[arg(long, value_enum, default_value_t = FailOn::Fail, help_heading = "Output")]
+    pub fail_on: FailOn,
+    /// When to colour the human report (NO_COLOR and CLICOLOR_FORCE are honoured in auto)
+    #[arg(long, value_enum, default_value_t = ColorMode::Auto, help_heading = "Output")]
+    pub color: ColorMode,
+}
+
+/// What the command line asks for.
+pub enum Parsed {
+    Check(Box<RawInputs>),
+    Explain { code: String },
+    Codes { format: CodesFormat },
+}
+
+/// Parses the command line; clap's error carries help/version output and usage errors alike.
+pub fn parse<I, T>(args: I) -> Result<Parsed, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    Ok(match cli.command {
+        Command::Explain { code } => Parsed::Explain { code },
+        Command::Codes { format } => Parsed::Codes { format },
+        Command::Check(args) => {
+            let sub = matches
+                .subcommand_matches("check")
+                .expect("check subcommand matched");
+            Parsed::Check(Box::new(raw_inputs(args, sub)))
+        }
+    })
+}
+
+fn source_of(m: &ArgMatches, id: &str, env: Option<&'static str>) -> Source {
+    match m.value_source(id) {
+        Some(ValueSource::CommandLine) => Source::Flag,
+        Some(ValueSource::EnvVariable) => env.map(Source::Env).unwrap_or(Source::Flag),
+        _ => Source::Default,
+    }
+}
+
+fn sourced<T>(m: &ArgMatches, id: &str, env: Option<&'static str>, v: Option<T>) -> Option<Sourced<T>> {
+    v.map(|value| Sourced { value, source: source_of(m, id, env) })
+}
+
+fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
+    let env_var = |name: &str| std::env::var(name).ok();
+    RawInputs {
+        http_addr: sourced(m, "http_addr", Some("CONSUL_HTTP_ADDR"), a.http_addr),
+        token: sourced(m, "token", Some("CONSUL_HTTP_TOKEN"), a.token.map(Secret::new)),
+        token_file: sourced(m, "token_file", Some("CONSUL_HTTP_TOKEN_FILE"), a.token_file),
+        ca_file: sourced(m, "ca_file", Some("CONSUL_CACERT"), a.ca_file),
+        ca_path: sourced(m, "ca_path", Some("CONSUL_CAPATH"), a.ca_path),
+        client_cert: sourced(m, "client_cert", Some("CONSUL_CLIENT_CERT"), a.client_cert),
+        client_key: sourced(m, "client_key", Some("CONSUL_CLIENT_KEY"), a.client_key),
+        tls_server_name: sourced(m, "tls_server_name", Some("CONSUL_TLS_SERVER_NAME"), a.tls_server_name),
+        datacenter: sourced(m, "datacenter", None, a.datacenter),
+        http_ssl: env_var("CONSUL_HTTP_SSL"),
+        http_ssl_verify: env_var("CONSUL_HTTP_SSL_VERIFY"),
+        proxy_env: ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"]
+            .iter()
+            .filter_map(|k| env_var(k).map(|v| (k.to_string(), v)))
+            .collect(),
+        dns_server: a.dns_server,
+        timeout: a.timeout,
+        deadline: a.deadline,
+        format: a.format,
+        output: a.output,
+        fail_on: a.fail_on,
+        color: a.color,
+    }
+}

@@ -1,0 +1,208 @@
+//! The one table of finding codes.
+//!
+//! Every warn or fail result carries a code from this table. Codes are stable: a code is never
+//! deleted or reused; a retired code keeps its row (with `retired` set) and its document says what
+//! replaced it. Each code's document lives in `checks/<CODE>.md` and is compiled in, so a code
+//! without a document does not build and `explain` needs no file I/O.
+
+use serde::Serialize;
+
+/// Severity a code is reported with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warn,
+    Fail,
+}
+
+/// One row of the catalogue.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Code {
+    pub code: &'static str,
+    pub stage: &'static str,
+    pub severity: Severity,
+    pub title: &'static str,
+    #[serde(skip)]
+    pub doc: &'static str,
+    pub retired: bool,
+}
+
+macro_rules! codes {
+    ($( $ident:ident = $code:literal, $stage:literal, $sev:ident, $title:literal; )*) => {
+        $(
+            pub const $ident: &Code = &Code {
+                code: $code,
+                stage: $stage,
+                severity: Severity::$sev,
+                title: $title,
+                doc: include_str!(concat!("../checks/", $code, ".md")),
+                retired: false,
+            };
+        )*
+        /// Every code, in catalogue order.
+        pub const ALL: &[&Code] = &[$($ident),*];
+    };
+}
+
+codes! {
+    CFG_ADDRESS = "CFG-001", "config", Fail, "Consul address cannot be parsed";
+    CFG_TOKEN_FILE_UNREADABLE = "CFG-002", "config", Fail, "Token file cannot be read";
+    CFG_TOKEN_FILE_PERMISSIONS = "CFG-003", "config", Warn, "Token file is readable by group or others";
+    CFG_TOKEN_FILE_EMPTY = "CFG-004", "config", Warn, "Token file is empty and is ignored";
+    CFG_TOKEN_FILE_OVERRIDES = "CFG-005", "config", Warn, "Token file overrides an explicitly given token";
+    CFG_TLS_FILE_UNREADABLE = "CFG-006", "config", Fail, "TLS file or directory cannot be read";
+    CFG_TLS_FILE_INVALID = "CFG-007", "config", Fail, "TLS file holds no usable PEM data";
+    CFG_CLIENT_CERT_PAIR = "CFG-008", "config", Fail, "Client certificate and key must be given together";
+    CFG_TLS_IGNORED = "CFG-009", "config", Warn, "TLS settings have no effect on this address";
+    CFG_TLS_VERIFY_OFF = "CFG-010", "config", Warn, "TLS verification is disabled";
+    CFG_BAD_BOOL = "CFG-011", "config", Warn, "Boolean environment variable cannot be parsed and is ignored";
+    CFG_NO_PORT = "CFG-012", "config", Warn, "Address has no port: Consul clients use 80/443, not 8500";
+    CFG_PROXY = "CFG-013", "config", Warn, "An HTTP proxy from the environment applies to the Consul address";
+    DNS_NXDOMAIN = "DNS-001", "dns", Fail, "Agent host name does not exist (NXDOMAIN)";
+    DNS_NO_ADDRESS = "DNS-002", "dns", Fail, "Agent host name has no address records";
+    DNS_TIMEOUT = "DNS-003", "dns", Fail, "DNS lookup timed out";
+    DNS_SERVER_ERROR = "DNS-004", "dns", Fail, "DNS server failed or refused the lookup";
+    TCP_REFUSED = "TCP-001", "tcp", Fail, "Connection refused";
+    TCP_TIMEOUT = "TCP-002", "tcp", Fail, "Connection attempt timed out";
+    TCP_UNREACHABLE = "TCP-003", "tcp", Fail, "Network or host unreachable";
+    TCP_RESET = "TCP-004", "tcp", Fail, "Connection reset or closed without an answer";
+    TCP_SILENT = "TCP-005", "tcp", Fail, "Port accepts connections but never answers";
+    TCP_GRPC_PORT = "TCP-006", "tcp", Fail, "Port speaks gRPC (HTTP/2), not the HTTP API";
+    TCP_PARTIAL = "TCP-007", "tcp", Warn, "Some addresses of the agent host are unreachable";
+    TCP_UNIX_SOCKET = "TCP-008", "tcp", Fail, "Unix socket missing or not accessible";
+    TCP_UNKNOWN_PROTOCOL = "TCP-009", "tcp", Fail, "Port speaks neither HTTP nor TLS";
+    TLS_UNKNOWN_AUTHORITY = "TLS-001", "tls", Fail, "Agent certificate signed by an unknown authority";
+    TLS_NAME_MISMATCH = "TLS-002", "tls", Fail, "Agent certificate is not valid for the host name";
+    TLS_EXPIRED = "TLS-003", "tls", Fail, "Agent certificate expired or not yet valid";
+    TLS_CLIENT_CERT_REQUIRED = "TLS-004", "tls", Fail, "Agent requires a client certificate";
+    TLS_HTTPS_TO_HTTP = "TLS-005", "tls", Fail, "HTTPS spoken to a plain-HTTP port";
+    TLS_HTTP_TO_HTTPS = "TLS-006", "tls", Fail, "Plain HTTP spoken to an HTTPS port";
+    TLS_HANDSHAKE = "TLS-007", "tls", Fail, "TLS handshake failed";
+    TLS_CLEARTEXT_TOKEN = "TLS-008", "tls", Warn, "ACL token travels in clear text to a remote host";
+    TLS_CLIENT_CERT_REJECTED = "TLS-009", "tls", Fail, "Agent rejected the client certificate";
+    API_NOT_CONSUL = "API-001", "api", Fail, "The HTTP server is not a Consul agent";
+    API_SERVER_ERROR = "API-002", "api", Fail, "Agent answered with a server error";
+    API_BAD_RESPONSE = "API-003", "api", Fail, "Agent response is not the JSON Consul sends";
+    API_BLOCKED = "API-004", "api", Warn, "Endpoint blocked by the agent's http_config";
+    API_TIMEOUT = "API-005", "api", Fail, "Agent response timed out or was cut off";
+    API_UNKNOWN_DC = "API-006", "api", Fail, "Datacenter is unknown to the cluster";
+    LDR_NO_LEADER = "LDR-001", "leader", Fail, "Cluster has no leader";
+    LDR_NO_SERVERS = "LDR-002", "leader", Fail, "Agent knows no Consul servers";
+    LDR_NO_PATH = "LDR-003", "leader", Fail, "No path to the datacenter";
+    LDR_DC_UNREACHABLE = "LDR-004", "leader", Fail, "No server of the datacenter is reachable";
+    LDR_RPC_ERROR = "LDR-005", "leader", Fail, "Leader lookup failed";
+    LDR_EVEN_SERVERS = "LDR-006", "leader", Warn, "Even number of servers adds no fault tolerance";
+    ACL_NO_TOKEN = "ACL-001", "acl", Fail, "No ACL token given while ACLs deny by default";
+    ACL_TOKEN_NOT_FOUND = "ACL-002", "acl", Fail, "ACL token not found (unknown, deleted or expired)";
+    ACL_NOT_BOOTSTRAPPED = "ACL-003", "acl", Fail, "ACL system is not bootstrapped";
+    ACL_EXPIRES_SOON = "ACL-004", "acl", Warn, "ACL token expires soon";
+    ACL_LOOKUP_FAILED = "ACL-005", "acl", Fail, "ACL token lookup failed";
+    VER_MIXED_SERVERS = "VER-001", "version", Warn, "Servers run different Consul versions";
+    VER_AGENT_NEWER = "VER-002", "version", Warn, "Agent is newer than the servers";
+    VER_PROTOCOL = "VER-003", "version", Fail, "Protocol version outside a member's supported range";
+    VER_RAFT = "VER-004", "version", Warn, "Server uses Raft protocol older than 3";
+    RUN_DEADLINE = "RUN-001", "run", Fail, "Check did not finish before the run deadline";
+}
+
+/// Looks a code up after normalising the user's spelling (`acl-002`, `ACL002`, `acl_002`).
+pub fn find(input: &str) -> Option<&'static Code> {
+    let wanted = normalise(input)?;
+    ALL.iter().copied().find(|c| c.code == wanted)
+}
+
+/// `acl002`, `Acl-002`, `ACL_002` -> `ACL-002`; `None` when it cannot be a code.
+pub fn normalise(input: &str) -> Option<String> {
+    let cleaned: String = input
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, '-' | '_' | ' '))
+        .collect::<String>()
+        .to_ascii_uppercase();
+    let split = cleaned.find(|c: char| c.is_ascii_digit())?;
+    let (tag, num) = cleaned.split_at(split);
+    if tag.is_empty() || !tag.chars().all(|c| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    if num.is_empty() || !num.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let n: u32 = num.parse().ok()?;
+    Some(format!("{tag}-{n:03}"))
+}
+
+/// Codes close to an unknown input: same tag first, then small edit distance.
+pub fn suggest(input: &str) -> Vec<&'static str> {
+    let norm = normalise(input).unwrap_or_else(|| input.trim().to_ascii_uppercase());
+    let tag = norm.split('-').next().unwrap_or("").to_string();
+    let mut scored: Vec<(usize, &'static str)> = ALL
+        .iter()
+        .map(|c| {
+            let d = edit_distance(&norm, c.code);
+            let bonus = if !tag.is_empty() && c.code.starts_with(&format!("{tag}-")) { 0 } else { 2 };
+            (d + bonus, c.code)
+        })
+        .filter(|(score, _)| *score <= 3)
+        .collect();
+    scored.sort();
+    scored.into_iter().take(5).map(|(_, c)| c).collect()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_user_spellings() {
+        assert_eq!(normalise("acl-002").as_deref(), Some("ACL-002"));
+        assert_eq!(normalise("ACL002").as_deref(), Some("ACL-002"));
+        assert_eq!(normalise(" acl_2 ").as_deref(), Some("ACL-002"));
+        assert_eq!(normalise("002"), None);
+        assert_eq!(normalise("acl"), None);
+        assert_eq!(find("tcp1").map(|c| c.code), Some("TCP-001"));
+    }
+
+    #[test]
+    fn codes_are_unique_well_formed_and_tagged_by_stage() {
+        let mut seen = std::collections::HashSet::new();
+        for c in ALL {
+            assert!(seen.insert(c.code), "duplicate code {}", c.code);
+            assert_eq!(normalise(c.code).as_deref(), Some(c.code), "malformed {}", c.code);
+            let tag = c.code.split('-').next().unwrap();
+            let expected = match c.stage {
+                "config" => "CFG",
+                "dns" => "DNS",
+                "tcp" => "TCP",
+                "tls" => "TLS",
+                "api" => "API",
+                "leader" => "LDR",
+                "acl" => "ACL",
+                "version" => "VER",
+                "duplicates" => "DUP",
+                "health" => "HLT",
+                "run" => "RUN",
+                other => panic!("unknown stage {other}"),
+            };
+            assert_eq!(tag, expected, "{} is in stage {}", c.code, c.stage);
+        }
+    }
+
+    #[test]
+    fn suggests_near_codes() {
+        assert!(suggest("ACL-020").contains(&"ACL-002"));
+        assert!(suggest("TPC-001").contains(&"TCP-001"));
+    }
+}

@@ -1,0 +1,237 @@
+//! The Consul HTTP API client: typed calls over one reqwest client, one error enum.
+//!
+//! Every request has the per-step timeout, bodies are capped, redirects are not followed (Consul
+//! never redirects API calls; a redirect means something else answered) and proxies from the
+//! environment are not used (the config stage warns about them instead).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderValue, USER_AGENT};
+use serde::de::DeserializeOwned;
+
+use crate::stages::config::{Connection, Target};
+
+/// Largest response body read; anything bigger is reported, not buffered.
+pub const MAX_BODY: usize = 32 * 1024 * 1024;
+
+/// A response as the doctor needs it.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub elapsed: Duration,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).trim().to_string()
+    }
+
+    /// The body shortened for messages.
+    pub fn snippet(&self) -> String {
+        let t = self.text();
+        let mut s: String = t.chars().take(200).collect();
+        if t.chars().count() > 200 {
+            s.push('…');
+        }
+        s
+    }
+
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, String> {
+        serde_json::from_slice(&self.body).map_err(|e| e.to_string())
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.header("content-type").is_some_and(|c| c.contains("json"))
+    }
+}
+
+/// Why a request produced no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpFailure {
+    /// The connection could not be opened.
+    Connect(String),
+    /// No complete response within the timeout (headers or body).
+    Timeout,
+    /// The connection broke mid-response (reset, truncated body).
+    Broken(String),
+    /// The body exceeded [`MAX_BODY`].
+    TooLarge,
+    /// Anything else reqwest reports (TLS errors included).
+    Other(String),
+}
+
+impl HttpFailure {
+    pub fn describe(&self, timeout: Duration) -> String {
+        match self {
+            HttpFailure::Connect(e) => format!("connection failed: {e}"),
+            HttpFailure::Timeout => format!("no complete response within {}", crate::duration::format_go(timeout.as_nanos() as i64)),
+            HttpFailure::Broken(e) => format!("response cut off: {e}"),
+            HttpFailure::TooLarge => format!("response larger than {} MiB", MAX_BODY / (1024 * 1024)),
+            HttpFailure::Other(e) => e.clone(),
+        }
+    }
+}
+
+fn classify(e: &reqwest::Error) -> HttpFailure {
+    let chain = error_chain(e);
+    if e.is_timeout() {
+        return HttpFailure::Timeout;
+    }
+    if e.is_connect() {
+        return HttpFailure::Connect(chain);
+    }
+    if e.is_body() || e.is_decode() || chain.contains("connection reset") || chain.contains("connection closed") {
+        return HttpFailure::Broken(chain);
+    }
+    HttpFailure::Other(chain)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+/// A client bound to one agent.
+pub struct ConsulClient {
+    client: reqwest::Client,
+    base: String,
+    pub timeout: Duration,
+}
+
+impl ConsulClient {
+    /// Builds the client for a connection, pinned to the addresses the tcp stage reached.
+    pub fn new(conn: &Connection, addrs: &[SocketAddr], timeout: Duration) -> Result<ConsulClient, String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(USER_AGENT, HeaderValue::from_static(concat!("consul-doctor/", env!("CARGO_PKG_VERSION"))));
+        if let Some(token) = &conn.token {
+            let mut v = HeaderValue::from_str(token.expose())
+                .map_err(|_| "the ACL token contains characters not allowed in an HTTP header".to_string())?;
+            v.set_sensitive(true);
+            headers.insert("X-Consul-Token", v);
+        }
+        let mut b = reqwest::Client::builder()
+            .default_headers(headers)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never())
+            .http1_only()
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .pool_max_idle_per_host(2);
+        let base = match &conn.target {
+            Target::Unix { path } => {
+                b = b.unix_socket(path.clone());
+                "http://localhost".to_string()
+            }
+            Target::Tcp { scheme, host, port, path_prefix } => {
+                if let Some(tls) = &conn.tls {
+                    b = b.tls_backend_preconfigured((*tls.config).clone());
+                }
+                let url_host = match &conn.tls {
+                    Some(tls) => tls.server_name_host.clone(),
+                    None => host.clone(),
+                };
+                let is_ip = url_host.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>().is_ok();
+                if !is_ip && !addrs.is_empty() {
+                    b = b.resolve_to_addrs(&url_host, addrs);
+                }
+                let url_host = if url_host.contains(':') && !url_host.starts_with('[') {
+                    format!("[{url_host}]")
+                } else {
+                    url_host
+                };
+                // An IP literal host whose server name differs is pinned via the resolve above
+                // when a server name is configured; otherwise the host is the IP itself.
+                format!("{}://{}:{}{}", scheme.as_str(), url_host, port, path_prefix)
+            }
+        };
+        let client = b.build().map_err(|e| error_chain(&e))?;
+        Ok(ConsulClient { client, base, timeout })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Reply, HttpFailure> {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Result<Reply, HttpFailure> {
+        let req = self
+            .client
+            .post(self.url(path))
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+        self.send(req).await
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Reply, HttpFailure> {
+        let start = Instant::now();
+        let mut resp = req.send().await.map_err(|e| classify(&e))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
+            return Err(HttpFailure::TooLarge);
+        }
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_BODY {
+                        return Err(HttpFailure::TooLarge);
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(match classify(&e) {
+                        HttpFailure::Timeout => HttpFailure::Timeout,
+                        HttpFailure::Other(t) | HttpFailure::Connect(t) => HttpFailure::Broken(t),
+                        other => other,
+                    })
+                }
+            }
+        }
+        Ok(Reply { status, headers, body, elapsed: start.elapsed() })
+    }
+}
+
+/// Shared handle stored in the run's facts.
+pub type SharedClient = Arc<ConsulClient>;
+
+/// `?dc=` suffix for calls that honour `--datacenter`.
+pub fn dc_query(dc: Option<&str>) -> String {
+    match dc {
+        Some(dc) => format!("?dc={}", urlencode(dc)),
+        None => String::new(),
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,50 @@
+//! `explain` and `codes`: pure lookups in the code table; no file I/O.
+
+use std::io::Write;
+
+use crate::cli::CodesFormat;
+use crate::codes::{self, Severity};
+use crate::ExitStatus;
+
+pub fn explain(input: &str) -> ExitStatus {
+    match codes::find(input) {
+        Some(code) => {
+            let mut out = anstream::stdout();
+            let _ = out.write_all(code.doc.as_bytes());
+            ExitStatus::Clean
+        }
+        None => {
+            let mut err = anstream::stderr();
+            let _ = writeln!(err, "consul-doctor: unknown code {input:?}");
+            let near = codes::suggest(input);
+            if !near.is_empty() {
+                let _ = writeln!(err, "did you mean: {}", near.join(", "));
+            }
+            let _ = writeln!(err, "run `consul-doctor codes` for the full list");
+            ExitStatus::Usage
+        }
+    }
+}
+
+pub fn codes(format: CodesFormat) -> ExitStatus {
+    let mut out = anstream::stdout();
+    let text = match format {
+        CodesFormat::Json => {
+            let v = serde_json::json!({ "schema_version": crate::report::SCHEMA_VERSION, "codes": codes::ALL });
+            format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+        }
+        CodesFormat::Human => {
+            let mut s = String::new();
+            for c in codes::ALL {
+                let sev = match c.severity {
+                    Severity::Warn => "warn",
+                    Severity::Fail => "fail",
+                };
+                s.push_str(&format!("{:<8} {:<8} {:<5} {}\n", c.code, c.stage, sev, c.title));
+            }
+            s
+        }
+    };
+    let _ = out.write_all(text.as_bytes());
+    ExitStatus::Clean
+}

@@ -1,0 +1,243 @@
+//! Raw flags and environment -> one validated `Inputs` value.
+//!
+//! Every connection input remembers where it came from (flag, environment variable, default) so
+//! the report can answer "which address did it actually use?". The doctor's own flags (timeouts,
+//! DNS server, formats) are validated here and a bad value is a usage error (exit 2). Connection
+//! inputs are kept as given: judging them is the config stage's job, because a broken
+//! `CONSUL_HTTP_ADDR` is a finding, not a usage error.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cli::{ColorMode, FailOn, Format};
+use crate::duration::parse_go_duration;
+use crate::secret::Secret;
+
+/// Where an input value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Flag,
+    Env(&'static str),
+    Default,
+}
+
+impl Source {
+    pub fn describe(self) -> String {
+        match self {
+            Source::Flag => "flag".into(),
+            Source::Env(name) => format!("env {name}"),
+            Source::Default => "default".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+/// What the command line and environment gave, unvalidated.
+pub struct RawInputs {
+    pub http_addr: Option<Sourced<String>>,
+    pub token: Option<Sourced<Secret>>,
+    pub token_file: Option<Sourced<PathBuf>>,
+    pub ca_file: Option<Sourced<PathBuf>>,
+    pub ca_path: Option<Sourced<PathBuf>>,
+    pub client_cert: Option<Sourced<PathBuf>>,
+    pub client_key: Option<Sourced<PathBuf>>,
+    pub tls_server_name: Option<Sourced<String>>,
+    pub datacenter: Option<Sourced<String>>,
+    pub http_ssl: Option<String>,
+    pub http_ssl_verify: Option<String>,
+    pub proxy_env: Vec<(String, String)>,
+    pub dns_server: Option<String>,
+    pub timeout: String,
+    pub deadline: String,
+    pub format: Format,
+    pub output: Option<PathBuf>,
+    pub fail_on: FailOn,
+    pub color: ColorMode,
+}
+
+/// Validated inputs for one run.
+pub struct Inputs {
+    pub http_addr: Sourced<String>,
+    pub token: Option<Sourced<Secret>>,
+    pub token_file: Option<Sourced<PathBuf>>,
+    pub ca_file: Option<Sourced<PathBuf>>,
+    pub ca_path: Option<Sourced<PathBuf>>,
+    pub client_cert: Option<Sourced<PathBuf>>,
+    pub client_key: Option<Sourced<PathBuf>>,
+    pub tls_server_name: Option<Sourced<String>>,
+    pub datacenter: Option<Sourced<String>>,
+    pub http_ssl: Option<String>,
+    pub http_ssl_verify: Option<String>,
+    pub proxy_env: Vec<(String, String)>,
+    pub dns_server: Option<SocketAddr>,
+    pub timeout: Duration,
+    pub deadline: Duration,
+    pub format: Format,
+    pub output: Option<PathBuf>,
+    pub fail_on: FailOn,
+    pub color: anstream::ColorChoice,
+    /// Token secret read from the token file, known only to redact it from output.
+    pub(crate) file_secret: std::sync::Mutex<Option<Secret>>,
+}
+
+/// One line of the "effective inputs" part of a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputEntry {
+    pub name: &'static str,
+    pub value: String,
+    pub source: String,
+}
+
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8500";
+
+impl Inputs {
+    pub fn resolve(raw: RawInputs) -> Result<Inputs, String> {
+        let timeout = positive_duration("--timeout", &raw.timeout)?;
+        let deadline = positive_duration("--deadline", &raw.deadline)?;
+        let dns_server = raw.dns_server.as_deref().map(parse_dns_server).transpose()?;
+        let color = match raw.color {
+            ColorMode::Auto => anstream::ColorChoice::Auto,
+            ColorMode::Always => anstream::ColorChoice::Always,
+            ColorMode::Never => anstream::ColorChoice::Never,
+        };
+        Ok(Inputs {
+            http_addr: raw.http_addr.unwrap_or(Sourced {
+                value: DEFAULT_HTTP_ADDR.to_string(),
+                source: Source::Default,
+            }),
+            token: raw.token.filter(|t| !t.value.is_empty()),
+            token_file: raw.token_file.filter(|p| !p.value.as_os_str().is_empty()),
+            ca_file: raw.ca_file.filter(|p| !p.value.as_os_str().is_empty()),
+            ca_path: raw.ca_path.filter(|p| !p.value.as_os_str().is_empty()),
+            client_cert: raw.client_cert.filter(|p| !p.value.as_os_str().is_empty()),
+            client_key: raw.client_key.filter(|p| !p.value.as_os_str().is_empty()),
+            tls_server_name: raw.tls_server_name.filter(|s| !s.value.is_empty()),
+            datacenter: raw.datacenter.filter(|s| !s.value.is_empty()),
+            http_ssl: raw.http_ssl,
+            http_ssl_verify: raw.http_ssl_verify,
+            proxy_env: raw.proxy_env,
+            dns_server,
+            timeout,
+            deadline,
+            format: raw.format,
+            output: raw.output,
+            fail_on: raw.fail_on,
+            color,
+            file_secret: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// The effective inputs, for the report. The token is never shown, only whether it is set.
+    pub fn entries(&self) -> Vec<InputEntry> {
+        let mut out = vec![InputEntry {
+            name: "http_addr",
+            value: self.http_addr.value.clone(),
+            source: self.http_addr.source.describe(),
+        }];
+        if let Some(t) = &self.token {
+            out.push(InputEntry { name: "token", value: "(set, hidden)".into(), source: t.source.describe() });
+        }
+        let paths = [
+            ("token_file", &self.token_file),
+            ("ca_file", &self.ca_file),
+            ("ca_path", &self.ca_path),
+            ("client_cert", &self.client_cert),
+            ("client_key", &self.client_key),
+        ];
+        for (name, p) in paths {
+            if let Some(p) = p {
+                out.push(InputEntry { name, value: p.value.display().to_string(), source: p.source.describe() });
+            }
+        }
+        for (name, v) in [("tls_server_name", &self.tls_server_name), ("datacenter", &self.datacenter)] {
+            if let Some(v) = v {
+                out.push(InputEntry { name, value: v.value.clone(), source: v.source.describe() });
+            }
+        }
+        for (name, env, v) in [
+            ("http_ssl", "CONSUL_HTTP_SSL", &self.http_ssl),
+            ("http_ssl_verify", "CONSUL_HTTP_SSL_VERIFY", &self.http_ssl_verify),
+        ] {
+            if let Some(v) = v {
+                out.push(InputEntry { name, value: v.clone(), source: format!("env {env}") });
+            }
+        }
+        if let Some(d) = self.dns_server {
+            out.push(InputEntry { name: "dns_server", value: d.to_string(), source: "flag".into() });
+        }
+        out.push(InputEntry {
+            name: "timeout",
+            value: crate::duration::format_go(self.timeout.as_nanos() as i64),
+            source: "flag or default".into(),
+        });
+        out
+    }
+
+    /// Removes every known token secret from a rendered report.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        let file_secret = self.file_secret.lock().ok().and_then(|g| g.clone());
+        for secret in self.token.iter().map(|t| t.value.clone()).chain(file_secret) {
+            let s = secret.expose();
+            if s.len() >= 4 {
+                out = out.replace(s, "<redacted>");
+            }
+        }
+        out
+    }
+
+    pub(crate) fn remember_file_secret(&self, secret: &Secret) {
+        if let Ok(mut g) = self.file_secret.lock() {
+            *g = Some(secret.clone());
+        }
+    }
+}
+
+fn positive_duration(flag: &str, value: &str) -> Result<Duration, String> {
+    let nanos = parse_go_duration(value).map_err(|e| format!("invalid {flag} {value:?}: {e}"))?;
+    if nanos <= 0 {
+        return Err(format!("invalid {flag} {value:?}: must be greater than zero"));
+    }
+    Ok(Duration::from_nanos(nanos as u64))
+}
+
+/// `IP`, `IP:PORT` or `[IPv6]:PORT`; port 53 when omitted. Names are refused: resolving the
+/// resolver would need a resolver.
+pub fn parse_dns_server(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(sa) = value.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    if let Ok(ip) = value.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    Err(format!("invalid --dns-server {value:?}: expected IP or IP:PORT (for example 127.0.0.1:8600)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_server_forms() {
+        assert_eq!(parse_dns_server("127.0.0.1:8600").unwrap().port(), 8600);
+        assert_eq!(parse_dns_server("127.0.0.1").unwrap().port(), 53);
+        assert_eq!(parse_dns_server("[::1]:8600").unwrap().port(), 8600);
+        assert_eq!(parse_dns_server("::1").unwrap().port(), 53);
+        assert!(parse_dns_server("dns.example").is_err());
+    }
+
+    #[test]
+    fn durations_must_be_positive_go_durations() {
+        assert_eq!(positive_duration("--timeout", "2s").unwrap(), Duration::from_secs(2));
+        assert!(positive_duration("--timeout", "2").is_err());
+        assert!(positive_duration("--timeout", "0s").is_err());
+    }
+}

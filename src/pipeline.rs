@@ -1,0 +1,228 @@
+//! The stage table and its runner.
+//!
+//! Stages run in dependency order; stages whose prerequisites are all done run concurrently.
+//! When a prerequisite fails, every check of the dependent stage is reported `skip` with
+//! `blocked_by` naming the root-cause code, so one problem is reported once. Every stage runs
+//! under the run's deadline; a stage still running then is reported with `RUN-001`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Instant;
+
+use crate::codes;
+use crate::consul::SharedClient;
+use crate::inputs::Inputs;
+use crate::report::{AgentSummary, CheckResult, Report, Status};
+use crate::stages::{self, config::Connection};
+use crate::transport::Sniff;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StageId {
+    Config,
+    Dns,
+    Tcp,
+    Tls,
+    Api,
+    Leader,
+    Acl,
+    Version,
+}
+
+pub type StageFuture<'a> = Pin<Box<dyn Future<Output = Vec<CheckResult>> + 'a>>;
+
+/// One row of the pipeline.
+pub struct Stage {
+    pub id: StageId,
+    pub name: &'static str,
+    /// Stages that must pass (or warn) before this one runs.
+    pub requires: &'static [StageId],
+    /// Check ids this stage reports, used to list them when the stage is skipped.
+    pub checks: &'static [&'static str],
+    pub run: for<'a> fn(&'a Ctx<'a>) -> StageFuture<'a>,
+}
+
+/// The whole program, in order.
+pub const STAGES: &[Stage] = &[
+    Stage { id: StageId::Config, name: "config", requires: &[], checks: stages::config::CHECKS, run: stages::config::run },
+    Stage { id: StageId::Dns, name: "dns", requires: &[StageId::Config], checks: stages::dns::CHECKS, run: stages::dns::run },
+    Stage { id: StageId::Tcp, name: "tcp", requires: &[StageId::Dns], checks: stages::tcp::CHECKS, run: stages::tcp::run },
+    Stage { id: StageId::Tls, name: "tls", requires: &[StageId::Tcp], checks: stages::tls::CHECKS, run: stages::tls::run },
+    Stage { id: StageId::Api, name: "api", requires: &[StageId::Tls], checks: stages::api::CHECKS, run: stages::api::run },
+    Stage { id: StageId::Leader, name: "leader", requires: &[StageId::Api], checks: stages::leader::CHECKS, run: stages::leader::run },
+    Stage { id: StageId::Acl, name: "acl", requires: &[StageId::Leader], checks: stages::acl::CHECKS, run: stages::acl::run },
+    Stage { id: StageId::Version, name: "version", requires: &[StageId::Api], checks: stages::version::CHECKS, run: stages::version::run },
+];
+
+/// What stages learn and later stages use.
+#[derive(Default)]
+pub struct Facts {
+    pub conn: Option<Arc<Connection>>,
+    pub addrs: Vec<SocketAddr>,
+    pub reachable: Vec<SocketAddr>,
+    pub sniff: Option<Sniff>,
+    pub client: Option<SharedClient>,
+    pub agent: Option<stages::api::AgentSelf>,
+    pub summary: AgentSummary,
+    pub default_acl_policy: Option<String>,
+}
+
+/// Shared state of one run.
+pub struct Ctx<'a> {
+    pub inputs: &'a Inputs,
+    pub facts: Mutex<Facts>,
+}
+
+impl Ctx<'_> {
+    pub fn facts(&self) -> std::sync::MutexGuard<'_, Facts> {
+        self.facts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn conn(&self) -> Option<Arc<Connection>> {
+        self.facts().conn.clone()
+    }
+
+    pub fn client(&self) -> Option<SharedClient> {
+        self.facts().client.clone()
+    }
+
+    pub fn datacenter(&self) -> Option<&str> {
+        self.inputs.datacenter.as_ref().map(|d| d.value.as_str())
+    }
+}
+
+/// Runs every stage and builds the report.
+pub async fn run(inputs: &Inputs) -> Report {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + inputs.deadline;
+    let ctx = Ctx { inputs, facts: Mutex::new(Facts::default()) };
+    let mut outcome: HashMap<StageId, Option<&'static str>> = HashMap::new();
+    let mut results: Vec<Option<Vec<CheckResult>>> = STAGES.iter().map(|_| None).collect();
+
+    while outcome.len() < STAGES.len() {
+        let ready: Vec<usize> = STAGES
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !outcome.contains_key(&s.id) && s.requires.iter().all(|r| outcome.contains_key(r)))
+            .map(|(i, _)| i)
+            .collect();
+        if ready.is_empty() {
+            break; // a cycle in the table; the table test rules this out
+        }
+        let mut runnable = Vec::new();
+        for i in ready {
+            let stage = &STAGES[i];
+            let blocker = stage.requires.iter().find_map(|r| outcome.get(r).copied().flatten());
+            match blocker {
+                Some(code) => {
+                    let mut skipped: Vec<CheckResult> = stage.checks.iter().map(|id| CheckResult::blocked(id, code)).collect();
+                    skipped.iter_mut().for_each(|c| c.stage = stage.name);
+                    results[i] = Some(skipped);
+                    outcome.insert(stage.id, Some(code));
+                }
+                None => runnable.push(i),
+            }
+        }
+        let futures: Vec<_> = runnable
+            .iter()
+            .map(|&i| {
+                let stage = &STAGES[i];
+                let fut = (stage.run)(&ctx);
+                Box::pin(async move {
+                    let t0 = Instant::now();
+                    let res = tokio::time::timeout_at(deadline, fut).await;
+                    (res, t0.elapsed())
+                })
+            })
+            .collect();
+        let finished = join_all(futures).await;
+        for (&i, (res, took)) in runnable.iter().zip(finished) {
+            let stage = &STAGES[i];
+            let mut checks = match res {
+                Ok(checks) => checks,
+                Err(_) => stage
+                    .checks
+                    .iter()
+                    .map(|id| {
+                        CheckResult::finding(
+                            codes::RUN_DEADLINE,
+                            id,
+                            format!("the {} stage did not finish before the {} run deadline", stage.name, fmt_dur(inputs.deadline)),
+                            "re-run with a larger --deadline, or a smaller --timeout to find the slow step",
+                        )
+                    })
+                    .collect(),
+            };
+            for c in &mut checks {
+                c.stage = stage.name;
+                if c.elapsed_ms == 0 && c.status != Status::Skip {
+                    c.elapsed_ms = took.as_millis() as u64;
+                }
+            }
+            let failed = checks.iter().find(|c| c.status == Status::Fail).and_then(|c| c.code);
+            outcome.insert(stage.id, failed);
+            results[i] = Some(checks);
+        }
+    }
+
+    let checks: Vec<CheckResult> = results.into_iter().flatten().flatten().collect();
+    let summary = ctx.facts().summary.clone();
+    let target = ctx
+        .conn()
+        .map(|c| c.display.clone())
+        .unwrap_or_else(|| inputs.http_addr.value.clone());
+    Report::new(target, inputs.entries(), summary, checks, started.elapsed().as_millis() as u64)
+}
+
+fn fmt_dur(d: std::time::Duration) -> String {
+    crate::duration::format_go(d.as_nanos() as i64)
+}
+
+/// Polls every future until all are done; results in input order.
+pub async fn join_all<F: Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in futures.iter_mut().enumerate() {
+            if outputs[i].is_none() {
+                match Pin::new(f).poll(cx) {
+                    Poll::Ready(v) => outputs[i] = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("every future completed")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_table_is_ordered_and_acyclic() {
+        for (i, s) in STAGES.iter().enumerate() {
+            for r in s.requires {
+                let pos = STAGES.iter().position(|x| x.id == *r).expect("required stage exists");
+                assert!(pos < i, "{} requires a later stage", s.name);
+            }
+            assert!(!s.checks.is_empty(), "{} declares no checks", s.name);
+        }
+    }
+
+    #[test]
+    fn every_code_belongs_to_a_stage_in_the_table() {
+        for c in codes::ALL {
+            assert!(c.stage == "run" || STAGES.iter().any(|s| s.name == c.stage), "{}", c.code);
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The result model every stage produces and every renderer reads: plain serialisable data.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::cli::FailOn;
+use crate::codes::{Code, Severity};
+use crate::inputs::InputEntry;
+use crate::ExitStatus;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Skip,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Skip => "skip",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        }
+    }
+}
+
+/// One check's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub stage: &'static str,
+    pub id: &'static str,
+    pub status: Status,
+    pub code: Option<&'static str>,
+    pub title: Option<&'static str>,
+    pub message: String,
+    pub fix: Option<String>,
+    pub blocked_by: Option<&'static str>,
+    pub evidence: BTreeMap<String, String>,
+    pub elapsed_ms: u64,
+}
+
+impl CheckResult {
+    fn base(id: &'static str, status: Status, message: String) -> Self {
+        CheckResult {
+            stage: "",
+            id,
+            status,
+            code: None,
+            title: None,
+            message,
+            fix: None,
+            blocked_by: None,
+            evidence: BTreeMap::new(),
+            elapsed_ms: 0,
+        }
+    }
+
+    pub fn pass(id: &'static str, message: impl Into<String>) -> Self {
+        Self::base(id, Status::Pass, message.into())
+    }
+
+    /// A warn or fail finding; the status follows the code's severity.
+    pub fn finding(code: &'static Code, id: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Self {
+        let status = match code.severity {
+            Severity::Warn => Status::Warn,
+            Severity::Fail => Status::Fail,
+        };
+        let mut r = Self::base(id, status, message.into());
+        r.code = Some(code.code);
+        r.title = Some(code.title);
+        r.fix = Some(fix.into());
+        r
+    }
+
+    /// Not run because a prerequisite failed.
+    pub fn blocked(id: &'static str, by: &'static str) -> Self {
+        let mut r = Self::base(id, Status::Skip, format!("skipped: blocked by {by}"));
+        r.blocked_by = Some(by);
+        r
+    }
+
+    /// Not run, for a reason that is not a failure (not applicable, not verifiable).
+    pub fn skipped(id: &'static str, reason: impl Into<String>) -> Self {
+        Self::base(id, Status::Skip, reason.into())
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.evidence.insert(key.to_string(), value.into());
+        self
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub pass: usize,
+    pub warn: usize,
+    pub fail: usize,
+    pub skip: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tool {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+/// The first failing check: what the operator should fix first.
+#[derive(Debug, Clone, Serialize)]
+pub struct RootCause {
+    pub code: &'static str,
+    pub check: &'static str,
+    pub message: String,
+}
+
+/// What the doctor learned about the agent (shown in the report header).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AgentSummary {
+    pub version: Option<String>,
+    pub datacenter: Option<String>,
+    pub node: Option<String>,
+    pub mode: Option<String>,
+    pub leader: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub tool: Tool,
+    pub target: String,
+    pub inputs: Vec<InputEntry>,
+    pub status: Status,
+    pub root_cause: Option<RootCause>,
+    pub agent: AgentSummary,
+    pub checks: Vec<CheckResult>,
+    pub summary: Summary,
+    pub elapsed_ms: u64,
+}
+
+impl Report {
+    pub fn new(target: String, inputs: Vec<InputEntry>, agent: AgentSummary, checks: Vec<CheckResult>, elapsed_ms: u64) -> Report {
+        let mut summary = Summary::default();
+        for c in &checks {
+            match c.status {
+                Status::Pass => summary.pass += 1,
+                Status::Warn => summary.warn += 1,
+                Status::Fail => summary.fail += 1,
+                Status::Skip => summary.skip += 1,
+            }
+        }
+        let status = if summary.fail > 0 {
+            Status::Fail
+        } else if summary.warn > 0 {
+            Status::Warn
+        } else {
+            Status::Pass
+        };
+        let root_cause = checks.iter().find(|c| c.status == Status::Fail).map(|c| RootCause {
+            code: c.code.unwrap_or(""),
+            check: c.id,
+            message: c.message.clone(),
+        });
+        Report {
+            schema_version: SCHEMA_VERSION,
+            tool: Tool { name: "consul-doctor", version: env!("CARGO_PKG_VERSION") },
+            target,
+            inputs,
+            status,
+            root_cause,
+            agent,
+            checks,
+            summary,
+            elapsed_ms,
+        }
+    }
+
+    pub fn exit_status(&self, fail_on: FailOn) -> ExitStatus {
+        match (self.status, fail_on) {
+            (Status::Fail, _) | (Status::Warn, FailOn::Warn) => ExitStatus::Findings,
+            _ => ExitStatus::Clean,
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! acl stage: are ACLs enabled, and is the token valid? `GET /v1/acl/token/self` answers 401 when
+//! ACLs are off, 403 "ACL not found" for unknown, deleted and expired tokens alike (1.15+: 404),
+//! and the token's details otherwise. Without a token, the agent's default policy decides whether
+//! anonymous requests can do anything; it is read from the agent or probed with
+//! `/v1/internal/acl/authorize` (read-only).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use crate::codes;
+use crate::consul::{HttpFailure, Reply};
+use crate::pipeline::{Ctx, StageFuture};
+use crate::report::CheckResult;
+
+pub const CHECKS: &[&str] = &["acl.token"];
+
+pub const ANONYMOUS_ACCESSOR: &str = "00000000-0000-0000-0000-000000000002";
+
+/// How long before expiry a token is reported.
+pub const EXPIRY_WARNING_SECS: i64 = 24 * 3600;
+
+pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
+    Box::pin(async move {
+        let (Some(client), Some(conn)) = (ctx.client(), ctx.conn()) else {
+            return vec![CheckResult::skipped("acl.token", "no API client")];
+        };
+        let reply = client.get("/v1/acl/token/self").await;
+        let origin = conn.token_origin.clone();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let mut result = match judge_token_self(&reply, origin.as_deref(), now, client.timeout) {
+            Judged::Done(r) => r,
+            Judged::NeedDefaultPolicy => {
+                let known = {
+                    let f = ctx.facts();
+                    f.default_acl_policy.clone().or_else(|| f.agent.as_ref().and_then(|a| a.acl_default_policy.clone()))
+                };
+                let policy = match known {
+                    Some(p) => DefaultPolicy::Known(p),
+                    None => probe_anonymous(&client).await,
+                };
+                judge_no_token(&policy)
+            }
+        };
+        result = result.with("request", format!("GET {}", client.url("/v1/acl/token/self")));
+        if let Ok(r) = &reply {
+            result.elapsed_ms = super::ms(r.elapsed);
+        }
+        vec![result]
+    })
+}
+
+pub enum Judged {
+    Done(CheckResult),
+    /// No token was sent and ACLs are on: the default policy decides.
+    NeedDefaultPolicy,
+}
+
+pub fn judge_token_self(reply: &Result<Reply, HttpFailure>, origin: Option<&str>, now: i64, timeout: std::time::Duration) -> Judged {
+    let r = match reply {
+        Ok(r) => r,
+        Err(f) => {
+            return Judged::Done(CheckResult::finding(
+                codes::ACL_LOOKUP_FAILED,
+                "acl.token",
+                format!("GET /v1/acl/token/self: {}", f.describe(timeout)),
+                "check the agent's connectivity to the servers and retry",
+            ))
+        }
+    };
+    let body = r.text();
+    if r.status == 401 || body.contains("ACL support disabled") {
+        return Judged::Done(CheckResult::pass("acl.token", "ACLs are disabled on this agent: no token needed"));
+    }
+    if body.contains("must be bootstrapped") {
+        return Judged::Done(CheckResult::finding(
+            codes::ACL_NOT_BOOTSTRAPPED,
+            "acl.token",
+            format!("the ACL system is not bootstrapped: \"{body}\""),
+            "bootstrap it once on a server: consul acl bootstrap (store the management token safely), then create policies and tokens for services",
+        ));
+    }
+    let not_found = (r.status == 403 && body.contains("ACL not found")) || (r.status == 404 && body.contains("does not exist"));
+    if not_found {
+        return match origin {
+            None => Judged::NeedDefaultPolicy,
+            Some(origin) => Judged::Done(CheckResult::finding(
+                codes::ACL_TOKEN_NOT_FOUND,
+                "acl.token",
+                format!("the token from {origin} is not known to the cluster: {} \"{body}\" (unknown, deleted or expired tokens all answer this way)", r.status),
+                format!("check the token with: consul acl token read -self (same token), then create a new one for the service: consul acl token create -description \"my service\" -policy-name <policy>, and put its SecretID in {origin}"),
+            )),
+        };
+    }
+    if r.status == 200 {
+        let v: Value = match serde_json::from_slice(&r.body) {
+            Ok(v) => v,
+            Err(e) => {
+                return Judged::Done(CheckResult::finding(
+                    codes::ACL_LOOKUP_FAILED,
+                    "acl.token",
+                    format!("/v1/acl/token/self returned invalid JSON: {e}"),
+                    "query the agent directly with curl and check for a proxy rewriting answers",
+                ))
+            }
+        };
+        return Judged::Done(judge_token(&v, origin, now));
+    }
+    Judged::Done(CheckResult::finding(
+        codes::ACL_LOOKUP_FAILED,
+        "acl.token",
+        format!("GET /v1/acl/token/self: {} \"{}\"", r.status, r.snippet()),
+        "check the agent log (consul monitor) and the servers' health, then retry",
+    ))
+}
+
+fn judge_token(v: &Value, origin: Option<&str>, now: i64) -> CheckResult {
+    let accessor = v.get("AccessorID").and_then(Value::as_str).unwrap_or("?").to_string();
+    let description = v.get("Description").and_then(Value::as_str).unwrap_or("").to_string();
+    let names = |key: &str, field: &str| -> Vec<String> {
+        v.get(key)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|p| p.get(field).and_then(Value::as_str).map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    let mut grants = names("Policies", "Name");
+    grants.extend(names("Roles", "Name").into_iter().map(|r| format!("role {r}")));
+    grants.extend(names("ServiceIdentities", "ServiceName").into_iter().map(|s| format!("service identity {s}")));
+    grants.extend(names("NodeIdentities", "NodeName").into_iter().map(|s| format!("node identity {s}")));
+    let whose = match origin {
+        Some(o) => format!("token from {o}"),
+        None => "no token given; the agent's default token".into(),
+    };
+    let granted = if grants.is_empty() { "no policies".to_string() } else { grants.join(", ") };
+    let desc = if description.is_empty() { String::new() } else { format!(" \"{description}\"") };
+    let base = format!("{whose}: AccessorID {accessor}{desc}, {granted}");
+    if let Some(exp) = v.get("ExpirationTime").and_then(Value::as_str) {
+        if let Some(at) = parse_rfc3339(exp) {
+            let left = at - now;
+            if left <= EXPIRY_WARNING_SECS {
+                return CheckResult::finding(
+                    codes::ACL_EXPIRES_SOON,
+                    "acl.token",
+                    format!("{base}; it expires at {exp} ({}): after that the agent can no longer sync services registered with it", human_secs(left)),
+                    "create a longer-lived token for the service (consul acl token create -policy-name <policy>) or set acl.tokens.agent / the service's token to one that does not expire",
+                )
+                .with("accessor_id", accessor)
+                .with("expiration_time", exp.to_string());
+            }
+        }
+    }
+    CheckResult::pass("acl.token", base).with("accessor_id", accessor)
+}
+
+fn human_secs(s: i64) -> String {
+    if s <= 0 {
+        return "already expired".into();
+    }
+    if s < 3600 {
+        format!("in {} min", s / 60)
+    } else {
+        format!("in {} h {} min", s / 3600, (s % 3600) / 60)
+    }
+}
+
+/// The agent's default ACL policy, as far as it can be learned without a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultPolicy {
+    Known(String),
+    /// Probed: whether the anonymous token may read a service.
+    AnonymousCanRead(bool),
+    Unknown(String),
+}
+
+async fn probe_anonymous(client: &crate::consul::ConsulClient) -> DefaultPolicy {
+    let body = json!([
+        {"Resource": "service", "Segment": "consul-doctor-probe", "Access": "read"},
+        {"Resource": "node", "Segment": "consul-doctor-probe", "Access": "read"}
+    ]);
+    match client.post_json("/v1/internal/acl/authorize", &body).await {
+        Ok(r) if r.status == 200 => match r.json::<Vec<Value>>() {
+            Ok(items) => DefaultPolicy::AnonymousCanRead(items.iter().any(|i| i.get("Allow").and_then(Value::as_bool) == Some(true))),
+            Err(e) => DefaultPolicy::Unknown(format!("unexpected authorize answer: {e}")),
+        },
+        Ok(r) => DefaultPolicy::Unknown(format!("/v1/internal/acl/authorize answered {} {}", r.status, r.snippet())),
+        Err(e) => DefaultPolicy::Unknown(e.describe(client.timeout)),
+    }
+}
+
+pub fn judge_no_token(policy: &DefaultPolicy) -> CheckResult {
+    let deny = || {
+        CheckResult::finding(
+            codes::ACL_NO_TOKEN,
+            "acl.token",
+            format!(
+                "no ACL token was given and ACLs deny by default: requests run as the anonymous token (AccessorID {ANONYMOUS_ACCESSOR}), so registration fails with 403 \"Permission denied: Missing service:write on <name>\""
+            ),
+            "give the service a token: consul acl token create -description \"my service\" -service-identity <name>, then pass its SecretID with --token-file / CONSUL_HTTP_TOKEN_FILE (or --token / CONSUL_HTTP_TOKEN)",
+        )
+    };
+    match policy {
+        DefaultPolicy::Known(p) if p == "deny" => deny().with("default_policy", "deny"),
+        DefaultPolicy::AnonymousCanRead(false) => deny().with("default_policy", "deny (anonymous token may not even read)"),
+        DefaultPolicy::Known(p) => CheckResult::pass("acl.token", format!("ACLs are enabled with default policy {p}: no token given, anonymous requests are allowed")),
+        DefaultPolicy::AnonymousCanRead(true) => CheckResult::pass("acl.token", "ACLs are enabled; no token given and the anonymous token may read services"),
+        DefaultPolicy::Unknown(why) => CheckResult::skipped(
+            "acl.token",
+            format!("ACLs are enabled and no token was given; the default policy could not be determined ({why})"),
+        ),
+    }
+}
+
+/// Parses `2026-11-27T10:00:00Z`, `…T10:00:00.123456Z` or `…T10:00:00+01:00` to Unix seconds.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (date, rest) = s.split_once(['T', 't', ' '])?;
+    let mut d = date.split('-');
+    let (y, mo, da): (i64, i64, i64) = (d.next()?.parse().ok()?, d.next()?.parse().ok()?, d.next()?.parse().ok()?);
+    let (time, offset) = match rest.find(['Z', 'z', '+', '-']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => return None,
+    };
+    let mut t = time.split(':');
+    let h: i64 = t.next()?.parse().ok()?;
+    let mi: i64 = t.next()?.parse().ok()?;
+    let sec: i64 = t.next()?.split('.').next()?.parse().ok()?;
+    let off = match offset {
+        "Z" | "z" => 0,
+        o => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            let (oh, om) = o[1..].split_once(':')?;
+            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
+        }
+    };
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + da - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + sec - off)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_consul_expiration_times() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2026-11-27T10:00:00Z"), Some(1_795_773_600));
+        assert_eq!(parse_rfc3339("2026-11-27T10:00:00.123456789Z"), Some(1_795_773_600));
+        assert_eq!(parse_rfc3339("2026-11-27T11:00:00+01:00"), Some(1_795_773_600));
+        assert_eq!(parse_rfc3339("garbage"), None);
+    }
+
+    #[test]
+    fn token_expiring_within_a_day_warns() {
+        let v = json!({"AccessorID": "a-1", "Description": "web", "Policies": [{"Name": "web"}], "ExpirationTime": "2026-11-27T11:00:00Z"});
+        let r = judge_token(&v, Some("env CONSUL_HTTP_TOKEN"), 1_795_773_600);
+        assert_eq!(r.code, Some("ACL-004"));
+        let r = judge_token(&v, Some("env CONSUL_HTTP_TOKEN"), 1_795_773_600 - 3 * 86_400);
+        assert_eq!(r.code, None);
+    }
+}

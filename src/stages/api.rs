@@ -1,0 +1,234 @@
+//! api stage: does `/v1/agent/self` answer as a Consul agent? Records version, datacenter, node
+//! and server/client mode. A 403 there is an ACL matter (the token lacks `agent:read`), not an API
+//! failure: the stage passes on what it can still learn and the acl stage judges the token.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::codes;
+use crate::consul::{ConsulClient, HttpFailure, Reply};
+use crate::pipeline::{Ctx, StageFuture};
+use crate::report::CheckResult;
+
+pub const CHECKS: &[&str] = &["api.agent", "api.datacenter"];
+
+/// What `/v1/agent/self` told about the agent.
+#[derive(Debug, Clone, Default)]
+pub struct AgentSelf {
+    pub version: String,
+    pub datacenter: String,
+    pub node: String,
+    pub server: bool,
+    pub tags: BTreeMap<String, String>,
+    pub acls_enabled: Option<bool>,
+    pub acl_default_policy: Option<String>,
+    pub known_servers: Option<u32>,
+    pub bootstrap_expect: Option<u32>,
+}
+
+impl AgentSelf {
+    /// Reads the fields the doctor uses; `None` when the JSON is not Consul's.
+    pub fn from_json(v: &Value) -> Option<AgentSelf> {
+        let config = v.get("Config")?.as_object()?;
+        let version = config.get("Version")?.as_str()?.trim().to_string();
+        let s = |o: &serde_json::Map<String, Value>, k: &str| o.get(k).and_then(Value::as_str).map(|x| x.trim().to_string());
+        let tags: BTreeMap<String, String> = v
+            .pointer("/Member/Tags")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
+            .unwrap_or_default();
+        let debug = v.get("DebugConfig").and_then(Value::as_object);
+        Some(AgentSelf {
+            version,
+            datacenter: s(config, "Datacenter").unwrap_or_default(),
+            node: s(config, "NodeName").unwrap_or_default(),
+            server: config.get("Server").and_then(Value::as_bool).unwrap_or(false),
+            acls_enabled: debug.and_then(|d| d.get("ACLsEnabled")).and_then(Value::as_bool),
+            acl_default_policy: debug.and_then(|d| s(d, "ACLDefaultPolicy")),
+            known_servers: v.pointer("/Stats/consul/known_servers").and_then(Value::as_str).and_then(|x| x.parse().ok()),
+            bootstrap_expect: tags.get("expect").and_then(|x| x.parse().ok()),
+            tags,
+        })
+    }
+
+    pub fn mode(&self) -> &'static str {
+        if self.server {
+            "server"
+        } else {
+            "client"
+        }
+    }
+}
+
+pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
+    Box::pin(async move {
+        let Some(conn) = ctx.conn() else {
+            return vec![CheckResult::skipped("api.agent", "no usable address")];
+        };
+        let reachable = ctx.facts().reachable.clone();
+        let timeout = ctx.inputs.timeout;
+        let client = match ConsulClient::new(&conn, &reachable, timeout) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                return vec![
+                    CheckResult::finding(codes::API_TIMEOUT, "api.agent", format!("cannot build the HTTP client: {e}"), "check the token and TLS inputs"),
+                    CheckResult::blocked("api.datacenter", codes::API_TIMEOUT.code),
+                ]
+            }
+        };
+        ctx.facts().client = Some(client.clone());
+        let url = client.url("/v1/agent/self");
+        let reply = client.get("/v1/agent/self").await;
+        if let Ok(r) = &reply {
+            if let Some(p) = r.header("x-consul-default-acl-policy") {
+                ctx.facts().default_acl_policy = Some(p);
+            }
+        }
+        let (mut result, agent) = judge_agent_self(&url, &reply, timeout);
+        if let Ok(r) = &reply {
+            result.elapsed_ms = super::ms(r.elapsed);
+            result = result.with("http_status", r.status.to_string());
+        }
+        result = result.with("request", format!("GET {url}"));
+        let failed = result.status == crate::report::Status::Fail;
+        let code = result.code;
+        let mut results = vec![result];
+        if let Some(a) = &agent {
+            let mut f = ctx.facts();
+            f.summary.version = Some(a.version.clone());
+            f.summary.datacenter = Some(a.datacenter.clone());
+            f.summary.node = Some(a.node.clone());
+            f.summary.mode = Some(a.mode().to_string());
+            f.agent = Some(a.clone());
+        }
+        if failed {
+            results.push(CheckResult::blocked("api.datacenter", code.unwrap_or("API-001")));
+            return results;
+        }
+        results.push(check_datacenter(ctx, &client, agent.as_ref()).await);
+        results
+    })
+}
+
+/// Judges the `/v1/agent/self` answer.
+pub fn judge_agent_self(url: &str, reply: &Result<Reply, HttpFailure>, timeout: std::time::Duration) -> (CheckResult, Option<AgentSelf>) {
+    let r = match reply {
+        Err(f) => {
+            return (
+                CheckResult::finding(
+                    codes::API_TIMEOUT,
+                    "api.agent",
+                    format!("GET {url}: {}", f.describe(timeout)),
+                    "the agent accepted the connection but did not deliver a complete answer: check its load (consul monitor, agent log), a proxy in between, or raise --timeout",
+                ),
+                None,
+            )
+        }
+        Ok(r) => r,
+    };
+    let body = r.snippet();
+    match r.status {
+        200..=299 => {
+            let parsed: Result<Value, _> = serde_json::from_slice(&r.body);
+            match parsed {
+                Ok(v) => match AgentSelf::from_json(&v) {
+                    Some(a) => {
+                        let msg = format!("Consul {} {} agent, node {}, datacenter {}", a.version, a.mode(), a.node, a.datacenter);
+                        (CheckResult::pass("api.agent", msg).with("version", a.version.clone()), Some(a))
+                    }
+                    None => (
+                        CheckResult::finding(
+                            codes::API_BAD_RESPONSE,
+                            "api.agent",
+                            format!("GET {url} returned JSON without Consul's Config.Version: {body}"),
+                            "something other than a Consul agent (or a proxy rewriting answers) serves this address; point --http-addr at the agent's HTTP port",
+                        ),
+                        None,
+                    ),
+                },
+                Err(e) if r.is_json() || body.starts_with('{') || body.starts_with('[') => (
+                    CheckResult::finding(
+                        codes::API_BAD_RESPONSE,
+                        "api.agent",
+                        format!("GET {url} returned invalid JSON ({e}): {body}"),
+                        "a proxy or a broken agent mangles the answer: query the agent directly with curl and check the agent log",
+                    ),
+                    None,
+                ),
+                Err(_) => (not_consul(url, r, &body), None),
+            }
+        }
+        403 if body.contains("Permission denied") || body.contains("ACL not found") => (
+            CheckResult::pass(
+                "api.agent",
+                format!("the agent answered 403 \"{body}\": the token cannot read agent:read, so version and node are unknown; the acl stage judges the token"),
+            ),
+            None,
+        ),
+        403 if body.contains("Endpoint is blocked by agent configuration") || body.contains("Access is restricted") => (
+            CheckResult::finding(
+                codes::API_BLOCKED,
+                "api.agent",
+                format!("GET {url}: 403 \"{body}\"; the agent's http_config blocks it, so version and node are unknown"),
+                "remove /v1/agent/self from http_config.block_endpoints (or allow this host in allow_write_http_from) if the doctor should see the agent's identity",
+            ),
+            None,
+        ),
+        500..=599 => (
+            CheckResult::finding(
+                codes::API_SERVER_ERROR,
+                "api.agent",
+                format!("GET {url}: {} \"{body}\"", r.status),
+                "read the agent log around this time (journalctl -u consul, or consul monitor -log-level=debug) and restart the agent if it is wedged",
+            ),
+            None,
+        ),
+        _ => (not_consul(url, r, &body), None),
+    }
+}
+
+fn not_consul(url: &str, r: &Reply, body: &str) -> CheckResult {
+    let server = r.header("server").map(|s| format!(", Server: {s}")).unwrap_or_default();
+    let location = r.header("location").map(|s| format!(", redirect to {s}")).unwrap_or_default();
+    CheckResult::finding(
+        codes::API_NOT_CONSUL,
+        "api.agent",
+        format!("GET {url} answered {}{server}{location}, not as a Consul agent: {body}", r.status),
+        "another HTTP server holds this address: point --http-addr / CONSUL_HTTP_ADDR at the agent's ports.http (8500) or ports.https (8501); behind a reverse proxy, include its path prefix (http://proxy/consul)",
+    )
+}
+
+async fn check_datacenter(ctx: &Ctx<'_>, client: &ConsulClient, agent: Option<&AgentSelf>) -> CheckResult {
+    let Some(dc) = ctx.datacenter() else {
+        return CheckResult::pass(
+            "api.datacenter",
+            match agent {
+                Some(a) => format!("using the agent's datacenter {}", a.datacenter),
+                None => "using the agent's own datacenter".to_string(),
+            },
+        );
+    };
+    if agent.is_some_and(|a| a.datacenter == dc) {
+        return CheckResult::pass("api.datacenter", format!("{dc} is the agent's datacenter"));
+    }
+    match client.get("/v1/catalog/datacenters").await {
+        Ok(r) if r.status == 200 => match r.json::<Vec<String>>() {
+            Ok(list) if list.iter().any(|d| d == dc) => CheckResult::pass("api.datacenter", format!("{dc} is a known datacenter ({})", list.join(", "))),
+            Ok(list) => CheckResult::finding(
+                codes::API_UNKNOWN_DC,
+                "api.datacenter",
+                format!("datacenter {dc:?} is unknown; the cluster knows {}", if list.is_empty() { "none".into() } else { list.join(", ") }),
+                format!("correct --datacenter (one of: {}), or WAN-join {dc}'s servers: consul join -wan <server-of-{dc}>", list.join(", ")),
+            )
+            .with("known", list.join(",")),
+            Err(e) => CheckResult::skipped("api.datacenter", format!("cannot read /v1/catalog/datacenters: {e}")),
+        },
+        Ok(r) => CheckResult::skipped(
+            "api.datacenter",
+            format!("cannot list datacenters ({} {}); the leader stage checks the path to {dc}", r.status, r.snippet()),
+        ),
+        Err(e) => CheckResult::skipped("api.datacenter", format!("cannot list datacenters: {}", e.describe(client.timeout))),
+    }
+}

@@ -1,0 +1,150 @@
+//! leader stage: does the cluster have a leader, as seen through this agent? Interprets the
+//! empty leader (`""`), "No known Consul servers" (a client that never joined), "No path to
+//! datacenter" and other RPC errors, then counts the Raft peers.
+
+use crate::codes;
+use crate::consul::{dc_query, HttpFailure, Reply};
+use crate::pipeline::{Ctx, StageFuture};
+use crate::report::CheckResult;
+use crate::stages::api::AgentSelf;
+
+pub const CHECKS: &[&str] = &["leader.status", "leader.peers"];
+
+pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
+    Box::pin(async move {
+        let Some(client) = ctx.client() else {
+            return vec![CheckResult::skipped("leader.status", "no API client")];
+        };
+        let agent = ctx.facts().agent.clone();
+        let dc = ctx.datacenter().map(str::to_string);
+        let q = dc_query(dc.as_deref());
+        let path = format!("/v1/status/leader{q}");
+        let reply = client.get(&path).await;
+        let mut status = judge_leader(&reply, agent.as_ref(), dc.as_deref(), client.timeout).with("request", format!("GET {}", client.url(&path)));
+        if let Ok(r) = &reply {
+            status.elapsed_ms = super::ms(r.elapsed);
+        }
+        if let Some(code) = status.code.filter(|_| status.status == crate::report::Status::Fail) {
+            return vec![status, CheckResult::blocked("leader.peers", code)];
+        }
+        if let Ok(r) = &reply {
+            if let Ok(leader) = r.json::<String>() {
+                ctx.facts().summary.leader = Some(leader);
+            }
+        }
+        let path = format!("/v1/status/peers{q}");
+        let peers = client.get(&path).await;
+        let mut p = judge_peers(&peers, client.timeout);
+        if let Ok(r) = &peers {
+            p.elapsed_ms = super::ms(r.elapsed);
+        }
+        vec![status, p]
+    })
+}
+
+pub fn judge_leader(reply: &Result<Reply, HttpFailure>, agent: Option<&AgentSelf>, dc: Option<&str>, timeout: std::time::Duration) -> CheckResult {
+    let r = match reply {
+        Ok(r) => r,
+        Err(f) => {
+            return CheckResult::finding(
+                codes::LDR_RPC_ERROR,
+                "leader.status",
+                format!("GET /v1/status/leader: {}", f.describe(timeout)),
+                "the agent answered /v1/agent/self but not the leader query: check the agent log for RPC errors and its connectivity to the servers (port 8300)",
+            )
+        }
+    };
+    let body = r.text();
+    let dc_name = dc.map(str::to_string).or_else(|| agent.map(|a| a.datacenter.clone())).unwrap_or_else(|| "the agent's datacenter".into());
+    if r.status == 200 {
+        return match r.json::<String>() {
+            Ok(leader) if !leader.is_empty() => CheckResult::pass("leader.status", format!("leader of {dc_name} is {leader}")).with("leader", leader),
+            Ok(_) => no_leader(agent, &dc_name, "/v1/status/leader returned \"\""),
+            Err(_) => CheckResult::finding(
+                codes::LDR_RPC_ERROR,
+                "leader.status",
+                format!("/v1/status/leader returned 200 with an unexpected body: {}", r.snippet()),
+                "query the agent directly with curl and check for a proxy rewriting answers",
+            ),
+        };
+    }
+    if body.contains("No known Consul servers") {
+        return CheckResult::finding(
+            codes::LDR_NO_SERVERS,
+            "leader.status",
+            format!("the agent{} knows no Consul servers: {} \"{body}\"", agent.map(|a| format!(" {}", a.node)).unwrap_or_default(), r.status),
+            "join the client to the servers: set retry_join = [\"<server address>\"] in the agent config (or run consul join <server>), and check that the datacenter, the gossip key (encrypt) and ports 8301 tcp+udp to the servers match; services registered meanwhile stay on this agent only",
+        );
+    }
+    if body.contains("No cluster leader") {
+        return no_leader(agent, &dc_name, &format!("{} \"{body}\"", r.status));
+    }
+    if body.contains("No path to datacenter") {
+        return CheckResult::finding(
+            codes::LDR_NO_PATH,
+            "leader.status",
+            format!("no path to datacenter {dc_name}: {} \"{body}\"", r.status),
+            format!("correct --datacenter, or WAN-join the servers of {dc_name} with the local servers (consul join -wan <server>; retry_join_wan)"),
+        );
+    }
+    if body.contains("Remote DC has no server currently reachable") {
+        return CheckResult::finding(
+            codes::LDR_DC_UNREACHABLE,
+            "leader.status",
+            format!("no server of datacenter {dc_name} is reachable: \"{body}\""),
+            format!("check that the servers of {dc_name} are up and that the WAN ports (8302 tcp+udp, 8300 tcp) are open between datacenters; consul members -wan shows their state"),
+        );
+    }
+    CheckResult::finding(
+        codes::LDR_RPC_ERROR,
+        "leader.status",
+        format!("GET /v1/status/leader: {} \"{}\"", r.status, r.snippet()),
+        "check the agent log (consul monitor) for the RPC error and the servers' health (consul operator raft list-peers on a server)",
+    )
+}
+
+fn no_leader(agent: Option<&AgentSelf>, dc: &str, seen: &str) -> CheckResult {
+    let expect = agent.and_then(|a| a.bootstrap_expect);
+    let detail = match expect {
+        Some(n) => format!("; this server waits for bootstrap_expect = {n} servers"),
+        None => String::new(),
+    };
+    let mut r = CheckResult::finding(
+        codes::LDR_NO_LEADER,
+        "leader.status",
+        format!("datacenter {dc} has no cluster leader ({seen}){detail}; registrations through the agent return 200 but never reach the catalog"),
+        match expect {
+            Some(n) => format!("start the remaining servers so {n} can vote (or lower bootstrap_expect to the number of servers you run), make sure they find each other (retry_join, ports 8300 and 8301 tcp+udp), then check with: consul operator raft list-peers"),
+            None => "bring the servers back to quorum (a majority must be up and reach each other on 8300 and 8301 tcp+udp); check with consul members and consul operator raft list-peers; after a permanent loss of quorum use peers.json recovery".into(),
+        },
+    );
+    if let Some(n) = expect {
+        r = r.with("bootstrap_expect", n.to_string());
+    }
+    r
+}
+
+pub fn judge_peers(reply: &Result<Reply, HttpFailure>, timeout: std::time::Duration) -> CheckResult {
+    match reply {
+        Ok(r) if r.status == 200 => match r.json::<Vec<String>>() {
+            Ok(peers) => {
+                let n = peers.len();
+                let tolerates = if n == 0 { 0 } else { (n - 1) / 2 };
+                if n >= 2 && n % 2 == 0 {
+                    CheckResult::finding(
+                        codes::LDR_EVEN_SERVERS,
+                        "leader.peers",
+                        format!("{n} Raft voters: quorum needs {}, so this tolerates {tolerates} failed server(s), no more than {} servers would", n / 2 + 1, n - 1),
+                        format!("run an odd number of servers: add one (to {}) or remove one (to {}) with consul operator raft remove-peer / consul leave on that server", n + 1, n - 1),
+                    )
+                    .with("peers", peers.join(","))
+                } else {
+                    CheckResult::pass("leader.peers", format!("{n} Raft voter(s), tolerating {tolerates} failure(s)")).with("peers", peers.join(","))
+                }
+            }
+            Err(e) => CheckResult::skipped("leader.peers", format!("unexpected /v1/status/peers body: {e}")),
+        },
+        Ok(r) => CheckResult::skipped("leader.peers", format!("/v1/status/peers answered {} {}", r.status, r.snippet())),
+        Err(f) => CheckResult::skipped("leader.peers", format!("/v1/status/peers: {}", f.describe(timeout))),
+    }
+}

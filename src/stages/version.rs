@@ -1,0 +1,232 @@
+//! version stage: compares the agent's version with the servers' (from `/v1/agent/members`
+//! build tags) and every member's protocol version with the others' supported ranges. Members can
+//! be filtered away by ACLs (the list comes back empty with 200); then nothing is compared and the
+//! check says why.
+
+use serde_json::Value;
+
+use crate::codes;
+use crate::pipeline::{Ctx, StageFuture};
+use crate::report::CheckResult;
+
+pub const CHECKS: &[&str] = &["version.members"];
+
+/// A gossip member as far as versions go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub server: bool,
+    pub alive: bool,
+    pub version: Option<Version>,
+    pub build: String,
+    pub vsn: Option<u32>,
+    pub vsn_min: Option<u32>,
+    pub vsn_max: Option<u32>,
+    pub raft_vsn: Option<u32>,
+}
+
+/// `major.minor.patch` with the edition/pre-release suffix kept for display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// Parses `1.8.7`, `1.8.7:`, `1.18.2+ent:abc`, `v1.21.0-rc1`, `1.13.8\n`.
+pub fn parse_version(s: &str) -> Option<Version> {
+    let s = s.trim().trim_start_matches('v');
+    let core = s.split([':', '+', '-', ' ']).next()?;
+    let mut parts = core.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    let patch = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    Some(Version { major, minor, patch })
+}
+
+pub fn parse_members(v: &Value) -> Option<Vec<Member>> {
+    let arr = v.as_array()?;
+    Some(
+        arr.iter()
+            .map(|m| {
+                let tag = |k: &str| m.pointer(&format!("/Tags/{k}")).and_then(Value::as_str).map(str::to_string);
+                let num = |k: &str| tag(k).and_then(|x| x.parse().ok());
+                let build = tag("build").unwrap_or_default();
+                Member {
+                    name: m.get("Name").and_then(Value::as_str).unwrap_or("?").to_string(),
+                    server: tag("role").as_deref() == Some("consul"),
+                    alive: m.get("Status").and_then(Value::as_i64) == Some(1),
+                    version: parse_version(&build),
+                    build,
+                    vsn: num("vsn"),
+                    vsn_min: num("vsn_min"),
+                    vsn_max: num("vsn_max"),
+                    raft_vsn: num("raft_vsn"),
+                }
+            })
+            .collect(),
+    )
+}
+
+pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
+    Box::pin(async move {
+        let Some(client) = ctx.client() else {
+            return vec![CheckResult::skipped("version.members", "no API client")];
+        };
+        let agent = ctx.facts().agent.clone();
+        let reply = client.get("/v1/agent/members").await;
+        let mut results = match &reply {
+            Err(f) => vec![CheckResult::skipped("version.members", format!("cannot read /v1/agent/members: {}", f.describe(client.timeout)))],
+            Ok(r) if r.status != 200 => vec![CheckResult::skipped("version.members", format!("/v1/agent/members answered {} {}", r.status, r.snippet()))],
+            Ok(r) => match serde_json::from_slice::<Value>(&r.body).ok().as_ref().and_then(parse_members) {
+                None => vec![CheckResult::skipped("version.members", format!("/v1/agent/members returned an unexpected body: {}", r.snippet()))],
+                Some(members) => judge(agent.as_ref().map(|a| (a.node.as_str(), a.version.as_str(), a.server)), &members),
+            },
+        };
+        if let Ok(r) = &reply {
+            for res in &mut results {
+                res.elapsed_ms = super::ms(r.elapsed);
+            }
+        }
+        results
+    })
+}
+
+/// Judges versions. `agent` is (node, version, is_server) when `/v1/agent/self` was readable.
+pub fn judge(agent: Option<(&str, &str, bool)>, members: &[Member]) -> Vec<CheckResult> {
+    if members.is_empty() {
+        return vec![CheckResult::skipped(
+            "version.members",
+            "not verified: /v1/agent/members is empty, so the token lacks node:read (ACLs filter the list silently)",
+        )];
+    }
+    let alive: Vec<&Member> = members.iter().filter(|m| m.alive).collect();
+    let servers: Vec<&Member> = alive.iter().copied().filter(|m| m.server).collect();
+    let mut out = Vec::new();
+
+    // Protocol ranges.
+    let mut bad = Vec::new();
+    for a in &alive {
+        for b in &alive {
+            if let (Some(v), Some(lo), Some(hi)) = (a.vsn, b.vsn_min, b.vsn_max) {
+                if v < lo || v > hi {
+                    bad.push(format!("{} speaks protocol {v}, {} understands {lo}-{hi}", a.name, b.name));
+                }
+            }
+        }
+    }
+    if !bad.is_empty() {
+        out.push(CheckResult::finding(
+            codes::VER_PROTOCOL,
+            "version.members",
+            format!("incompatible protocol versions: {}", bad.join("; ")),
+            "upgrade or downgrade the odd members so every member's protocol lies in every other member's range; upgrade one minor version at a time, servers first",
+        ));
+    }
+
+    // Mixed server versions.
+    let mut versions: Vec<Version> = servers.iter().filter_map(|m| m.version).collect();
+    versions.sort();
+    versions.dedup();
+    if versions.len() > 1 {
+        let list = servers
+            .iter()
+            .map(|m| format!("{} {}", m.name, m.version.map(|v| v.to_string()).unwrap_or_else(|| m.build.clone())))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let spread = versions.last().map(|v| v.minor).unwrap_or(0).abs_diff(versions[0].minor);
+        out.push(CheckResult::finding(
+            codes::VER_MIXED_SERVERS,
+            "version.members",
+            format!("servers run different versions ({list}){}", if spread > 1 { "; more than one minor version apart" } else { "" }),
+            "finish the rolling upgrade: upgrade the remaining servers one at a time (consul leave, replace the binary, start, wait for consul operator raft list-peers to show it as a voter), then the clients",
+        ));
+    }
+
+    // Agent newer than every server.
+    if let (Some((node, ver, false)), Some(newest)) = (agent, versions.last()) {
+        if let Some(av) = parse_version(ver) {
+            if (av.major, av.minor) > (newest.major, newest.minor) {
+                out.push(CheckResult::finding(
+                    codes::VER_AGENT_NEWER,
+                    "version.members",
+                    format!("client agent {node} runs {av}, newer than every server (newest {newest}): Consul upgrades servers first"),
+                    format!("upgrade the servers to {}.{} before the clients, or run this client on the servers' version", av.major, av.minor),
+                ));
+            }
+        }
+    }
+
+    // Raft protocol.
+    let old_raft: Vec<String> = servers
+        .iter()
+        .filter(|m| m.raft_vsn.is_some_and(|r| r < 3))
+        .map(|m| format!("{} (raft_vsn {})", m.name, m.raft_vsn.unwrap_or(0)))
+        .collect();
+    if !old_raft.is_empty() {
+        out.push(CheckResult::finding(
+            codes::VER_RAFT,
+            "version.members",
+            format!("servers on Raft protocol below 3: {}; Consul 1.9 removed Raft protocol 2", old_raft.join(", ")),
+            "set raft_protocol = 3 on every server (rolling restart) while still on 1.8 or older, before upgrading to 1.9+",
+        ));
+    }
+
+    if out.is_empty() {
+        let sv = versions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let msg = match agent {
+            Some((_, ver, _)) => format!("agent {}; {} server(s) alive on {}; protocols compatible", ver.trim(), servers.len(), if sv.is_empty() { "unknown versions".into() } else { sv }),
+            None => format!("{} server(s) alive on {}; protocols compatible", servers.len(), if sv.is_empty() { "unknown versions".into() } else { sv }),
+        };
+        out.push(CheckResult::pass("version.members", msg));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(name: &str, server: bool, build: &str, vsn: u32) -> Member {
+        Member {
+            name: name.into(),
+            server,
+            alive: true,
+            version: parse_version(build),
+            build: build.into(),
+            vsn: Some(vsn),
+            vsn_min: Some(2),
+            vsn_max: Some(3),
+            raft_vsn: if server { Some(3) } else { None },
+        }
+    }
+
+    #[test]
+    fn parses_consul_build_tags() {
+        assert_eq!(parse_version("1.8.7:"), Some(Version { major: 1, minor: 8, patch: 7 }));
+        assert_eq!(parse_version("1.18.2+ent:abc"), Some(Version { major: 1, minor: 18, patch: 2 }));
+        assert_eq!(parse_version("1.13.8\n"), Some(Version { major: 1, minor: 13, patch: 8 }));
+        assert_eq!(parse_version("v1.21.0-rc1"), Some(Version { major: 1, minor: 21, patch: 0 }));
+        assert_eq!(parse_version("garbage"), None);
+    }
+
+    #[test]
+    fn flags_skew() {
+        let members = [m("s1", true, "1.8.7:", 2), m("s2", true, "1.9.0:", 2), m("c1", false, "1.10.1:", 2)];
+        let r = judge(Some(("c1", "1.10.1", false)), &members);
+        let codes: Vec<_> = r.iter().filter_map(|x| x.code).collect();
+        assert_eq!(codes, vec!["VER-001", "VER-002"]);
+        let healthy = judge(Some(("s1", "1.8.7", true)), &[m("s1", true, "1.8.7:", 2)]);
+        assert_eq!(healthy[0].code, None);
+        let mut odd = m("x", false, "1.8.7:", 4);
+        odd.vsn_max = Some(5);
+        let r = judge(None, &[m("s1", true, "1.8.7:", 2), odd]);
+        assert_eq!(r[0].code, Some("VER-003"));
+    }
+}
