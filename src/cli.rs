@@ -26,6 +26,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run
 pub enum Command {
     /// Run the diagnosis pipeline against a Consul agent
     Check(CheckArgs),
@@ -74,28 +75,69 @@ pub enum ColorMode {
 #[derive(Args)]
 pub struct CheckArgs {
     /// Agent address: host:port, http://, https:// or unix:///path [default: 127.0.0.1:8500]
-    #[arg(long, env = "CONSUL_HTTP_ADDR", value_name = "ADDR", help_heading = "Consul connection")]
+    #[arg(
+        long,
+        env = "CONSUL_HTTP_ADDR",
+        value_name = "ADDR",
+        help_heading = "Consul connection"
+    )]
     pub http_addr: Option<String>,
     /// ACL token (a non-empty token file takes precedence, as in Consul)
-    #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true, value_name = "TOKEN", help_heading = "Consul connection")]
+    #[arg(
+        long,
+        env = "CONSUL_HTTP_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        help_heading = "Consul connection"
+    )]
     pub token: Option<String>,
     /// File holding the ACL token
-    #[arg(long, env = "CONSUL_HTTP_TOKEN_FILE", value_name = "PATH", help_heading = "Consul connection")]
+    #[arg(
+        long,
+        env = "CONSUL_HTTP_TOKEN_FILE",
+        value_name = "PATH",
+        help_heading = "Consul connection"
+    )]
     pub token_file: Option<PathBuf>,
     /// PEM CA bundle used to verify the agent's certificate
-    #[arg(long, env = "CONSUL_CACERT", value_name = "PATH", help_heading = "Consul connection")]
+    #[arg(
+        long,
+        env = "CONSUL_CACERT",
+        value_name = "PATH",
+        help_heading = "Consul connection"
+    )]
     pub ca_file: Option<PathBuf>,
     /// Directory of PEM CA certificates
-    #[arg(long, env = "CONSUL_CAPATH", value_name = "DIR", help_heading = "Consul connection")]
+    #[arg(
+        long,
+        env = "CONSUL_CAPATH",
+        value_name = "DIR",
+        help_heading = "Consul connection"
+    )]
     pub ca_path: Option<PathBuf>,
     /// PEM client certificate (for verify_incoming)
-    #[arg(long, env = "CONSUL_CLIENT_CERT", value_name = "PATH", help_heading = "Consul connection")]
+    #[arg(
+        long,
+        env = "CONSUL_CLIENT_CERT",
+        value_name = "PATH",
+        help_heading = "Consul connection"
+    )]
     pub client_cert: Option<PathBuf>,
     /// PEM client key
-    #[arg(long, env = "CONSUL_CLIENT_KEY", value_name = "PATH", help_heading = "Consul connection")]
+    #[arg(
+        long,
+        env = "CONSUL_CLIENT_KEY",
+        value_name = "PATH",
+        help_heading = "Consul connection"
+    )]
     pub client_key: Option<PathBuf>,
     /// Server name for SNI and certificate verification
-    #[arg(long, env = "CONSUL_TLS_SERVER_NAME", value_name = "NAME", help_heading = "Consul connection")]
+    #[arg(
+        long,
+        env = "CONSUL_TLS_SERVER_NAME",
+        value_name = "NAME",
+        help_heading = "Consul connection"
+    )]
     pub tls_server_name: Option<String>,
     /// Datacenter to query (default: the agent's own)
     #[arg(long, value_name = "DC", help_heading = "Consul connection")]
@@ -105,10 +147,20 @@ pub struct CheckArgs {
     #[arg(long, value_name = "IP:PORT", help_heading = "Diagnosis")]
     pub dns_server: Option<String>,
     /// Timeout of each network step (Go duration syntax)
-    #[arg(long, default_value = "5s", value_name = "DURATION", help_heading = "Diagnosis")]
+    #[arg(
+        long,
+        default_value = "5s",
+        value_name = "DURATION",
+        help_heading = "Diagnosis"
+    )]
     pub timeout: String,
     /// Deadline of the whole run (Go duration syntax)
-    #[arg(long, default_value = "30s", value_name = "DURATION", help_heading = "Diagnosis")]
+    #[arg(
+        long,
+        default_value = "30s",
+        value_name = "DURATION",
+        help_heading = "Diagnosis"
+    )]
     pub deadline: String,
 
     /// Report format
@@ -160,28 +212,58 @@ fn source_of(m: &ArgMatches, id: &str, env: Option<&'static str>) -> Source {
     }
 }
 
-fn sourced<T>(m: &ArgMatches, id: &str, env: Option<&'static str>, v: Option<T>) -> Option<Sourced<T>> {
-    v.map(|value| Sourced { value, source: source_of(m, id, env) })
+fn sourced<T>(
+    m: &ArgMatches,
+    id: &str,
+    env: Option<&'static str>,
+    v: Option<T>,
+) -> Option<Sourced<T>> {
+    v.map(|value| Sourced {
+        value,
+        source: source_of(m, id, env),
+    })
 }
 
 fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
     let env_var = |name: &str| std::env::var(name).ok();
     RawInputs {
         http_addr: sourced(m, "http_addr", Some("CONSUL_HTTP_ADDR"), a.http_addr),
-        token: sourced(m, "token", Some("CONSUL_HTTP_TOKEN"), a.token.map(Secret::new)),
-        token_file: sourced(m, "token_file", Some("CONSUL_HTTP_TOKEN_FILE"), a.token_file),
+        token: sourced(
+            m,
+            "token",
+            Some("CONSUL_HTTP_TOKEN"),
+            a.token.map(Secret::new),
+        ),
+        token_file: sourced(
+            m,
+            "token_file",
+            Some("CONSUL_HTTP_TOKEN_FILE"),
+            a.token_file,
+        ),
         ca_file: sourced(m, "ca_file", Some("CONSUL_CACERT"), a.ca_file),
         ca_path: sourced(m, "ca_path", Some("CONSUL_CAPATH"), a.ca_path),
         client_cert: sourced(m, "client_cert", Some("CONSUL_CLIENT_CERT"), a.client_cert),
         client_key: sourced(m, "client_key", Some("CONSUL_CLIENT_KEY"), a.client_key),
-        tls_server_name: sourced(m, "tls_server_name", Some("CONSUL_TLS_SERVER_NAME"), a.tls_server_name),
+        tls_server_name: sourced(
+            m,
+            "tls_server_name",
+            Some("CONSUL_TLS_SERVER_NAME"),
+            a.tls_server_name,
+        ),
         datacenter: sourced(m, "datacenter", None, a.datacenter),
         http_ssl: env_var("CONSUL_HTTP_SSL"),
         http_ssl_verify: env_var("CONSUL_HTTP_SSL_VERIFY"),
-        proxy_env: ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"]
-            .iter()
-            .filter_map(|k| env_var(k).map(|v| (k.to_string(), v)))
-            .collect(),
+        proxy_env: [
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "NO_PROXY",
+            "no_proxy",
+        ]
+        .iter()
+        .filter_map(|k| env_var(k).map(|v| (k.to_string(), v)))
+        .collect(),
         dns_server: a.dns_server,
         timeout: a.timeout,
         deadline: a.deadline,

@@ -136,12 +136,12 @@ pub fn suggest(input: &str) -> Vec<&'static str> {
     let tag = norm.split('-').next().unwrap_or("").to_string();
     let mut scored: Vec<(usize, &'static str)> = ALL
         .iter()
-        .map(|c| {
+        .filter_map(|c| {
             let d = edit_distance(&norm, c.code);
-            let bonus = if !tag.is_empty() && c.code.starts_with(&format!("{tag}-")) { 0 } else { 2 };
-            (d + bonus, c.code)
+            let same_tag = !tag.is_empty() && c.code.starts_with(&format!("{tag}-"));
+            let near = d <= 2 || (same_tag && d <= 3);
+            near.then_some((d + if same_tag { 0 } else { 1 }, c.code))
         })
-        .filter(|(score, _)| *score <= 3)
         .collect();
     scored.sort();
     scored.into_iter().take(5).map(|(_, c)| c).collect()
@@ -180,7 +180,12 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for c in ALL {
             assert!(seen.insert(c.code), "duplicate code {}", c.code);
-            assert_eq!(normalise(c.code).as_deref(), Some(c.code), "malformed {}", c.code);
+            assert_eq!(
+                normalise(c.code).as_deref(),
+                Some(c.code),
+                "malformed {}",
+                c.code
+            );
             let tag = c.code.split('-').next().unwrap();
             let expected = match c.stage {
                 "config" => "CFG",

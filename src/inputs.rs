@@ -102,7 +102,11 @@ impl Inputs {
     pub fn resolve(raw: RawInputs) -> Result<Inputs, String> {
         let timeout = positive_duration("--timeout", &raw.timeout)?;
         let deadline = positive_duration("--deadline", &raw.deadline)?;
-        let dns_server = raw.dns_server.as_deref().map(parse_dns_server).transpose()?;
+        let dns_server = raw
+            .dns_server
+            .as_deref()
+            .map(parse_dns_server)
+            .transpose()?;
         let color = match raw.color {
             ColorMode::Auto => anstream::ColorChoice::Auto,
             ColorMode::Always => anstream::ColorChoice::Always,
@@ -143,7 +147,11 @@ impl Inputs {
             source: self.http_addr.source.describe(),
         }];
         if let Some(t) = &self.token {
-            out.push(InputEntry { name: "token", value: "(set, hidden)".into(), source: t.source.describe() });
+            out.push(InputEntry {
+                name: "token",
+                value: "(set, hidden)".into(),
+                source: t.source.describe(),
+            });
         }
         let paths = [
             ("token_file", &self.token_file),
@@ -154,24 +162,47 @@ impl Inputs {
         ];
         for (name, p) in paths {
             if let Some(p) = p {
-                out.push(InputEntry { name, value: p.value.display().to_string(), source: p.source.describe() });
+                out.push(InputEntry {
+                    name,
+                    value: p.value.display().to_string(),
+                    source: p.source.describe(),
+                });
             }
         }
-        for (name, v) in [("tls_server_name", &self.tls_server_name), ("datacenter", &self.datacenter)] {
+        for (name, v) in [
+            ("tls_server_name", &self.tls_server_name),
+            ("datacenter", &self.datacenter),
+        ] {
             if let Some(v) = v {
-                out.push(InputEntry { name, value: v.value.clone(), source: v.source.describe() });
+                out.push(InputEntry {
+                    name,
+                    value: v.value.clone(),
+                    source: v.source.describe(),
+                });
             }
         }
         for (name, env, v) in [
             ("http_ssl", "CONSUL_HTTP_SSL", &self.http_ssl),
-            ("http_ssl_verify", "CONSUL_HTTP_SSL_VERIFY", &self.http_ssl_verify),
+            (
+                "http_ssl_verify",
+                "CONSUL_HTTP_SSL_VERIFY",
+                &self.http_ssl_verify,
+            ),
         ] {
             if let Some(v) = v {
-                out.push(InputEntry { name, value: v.clone(), source: format!("env {env}") });
+                out.push(InputEntry {
+                    name,
+                    value: v.clone(),
+                    source: format!("env {env}"),
+                });
             }
         }
         if let Some(d) = self.dns_server {
-            out.push(InputEntry { name: "dns_server", value: d.to_string(), source: "flag".into() });
+            out.push(InputEntry {
+                name: "dns_server",
+                value: d.to_string(),
+                source: "flag".into(),
+            });
         }
         out.push(InputEntry {
             name: "timeout",
@@ -185,7 +216,12 @@ impl Inputs {
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
         let file_secret = self.file_secret.lock().ok().and_then(|g| g.clone());
-        for secret in self.token.iter().map(|t| t.value.clone()).chain(file_secret) {
+        for secret in self
+            .token
+            .iter()
+            .map(|t| t.value.clone())
+            .chain(file_secret)
+        {
             let s = secret.expose();
             if s.len() >= 4 {
                 out = out.replace(s, "<redacted>");
@@ -204,7 +240,9 @@ impl Inputs {
 fn positive_duration(flag: &str, value: &str) -> Result<Duration, String> {
     let nanos = parse_go_duration(value).map_err(|e| format!("invalid {flag} {value:?}: {e}"))?;
     if nanos <= 0 {
-        return Err(format!("invalid {flag} {value:?}: must be greater than zero"));
+        return Err(format!(
+            "invalid {flag} {value:?}: must be greater than zero"
+        ));
     }
     Ok(Duration::from_nanos(nanos as u64))
 }
@@ -215,10 +253,15 @@ pub fn parse_dns_server(value: &str) -> Result<SocketAddr, String> {
     if let Ok(sa) = value.parse::<SocketAddr>() {
         return Ok(sa);
     }
-    if let Ok(ip) = value.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+    if let Ok(ip) = value
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<IpAddr>()
+    {
         return Ok(SocketAddr::new(ip, 53));
     }
-    Err(format!("invalid --dns-server {value:?}: expected IP or IP:PORT (for example 127.0.0.1:8600)"))
+    Err(format!(
+        "invalid --dns-server {value:?}: expected IP or IP:PORT (for example 127.0.0.1:8600)"
+    ))
 }
 
 #[cfg(test)]
@@ -236,7 +279,10 @@ mod tests {
 
     #[test]
     fn durations_must_be_positive_go_durations() {
-        assert_eq!(positive_duration("--timeout", "2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(
+            positive_duration("--timeout", "2s").unwrap(),
+            Duration::from_secs(2)
+        );
         assert!(positive_duration("--timeout", "2").is_err());
         assert!(positive_duration("--timeout", "0s").is_err());
     }

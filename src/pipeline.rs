@@ -47,14 +47,62 @@ pub struct Stage {
 
 /// The whole program, in order.
 pub const STAGES: &[Stage] = &[
-    Stage { id: StageId::Config, name: "config", requires: &[], checks: stages::config::CHECKS, run: stages::config::run },
-    Stage { id: StageId::Dns, name: "dns", requires: &[StageId::Config], checks: stages::dns::CHECKS, run: stages::dns::run },
-    Stage { id: StageId::Tcp, name: "tcp", requires: &[StageId::Dns], checks: stages::tcp::CHECKS, run: stages::tcp::run },
-    Stage { id: StageId::Tls, name: "tls", requires: &[StageId::Tcp], checks: stages::tls::CHECKS, run: stages::tls::run },
-    Stage { id: StageId::Api, name: "api", requires: &[StageId::Tls], checks: stages::api::CHECKS, run: stages::api::run },
-    Stage { id: StageId::Leader, name: "leader", requires: &[StageId::Api], checks: stages::leader::CHECKS, run: stages::leader::run },
-    Stage { id: StageId::Acl, name: "acl", requires: &[StageId::Leader], checks: stages::acl::CHECKS, run: stages::acl::run },
-    Stage { id: StageId::Version, name: "version", requires: &[StageId::Api], checks: stages::version::CHECKS, run: stages::version::run },
+    Stage {
+        id: StageId::Config,
+        name: "config",
+        requires: &[],
+        checks: stages::config::CHECKS,
+        run: stages::config::run,
+    },
+    Stage {
+        id: StageId::Dns,
+        name: "dns",
+        requires: &[StageId::Config],
+        checks: stages::dns::CHECKS,
+        run: stages::dns::run,
+    },
+    Stage {
+        id: StageId::Tcp,
+        name: "tcp",
+        requires: &[StageId::Dns],
+        checks: stages::tcp::CHECKS,
+        run: stages::tcp::run,
+    },
+    Stage {
+        id: StageId::Tls,
+        name: "tls",
+        requires: &[StageId::Tcp],
+        checks: stages::tls::CHECKS,
+        run: stages::tls::run,
+    },
+    Stage {
+        id: StageId::Api,
+        name: "api",
+        requires: &[StageId::Tls],
+        checks: stages::api::CHECKS,
+        run: stages::api::run,
+    },
+    Stage {
+        id: StageId::Leader,
+        name: "leader",
+        requires: &[StageId::Api],
+        checks: stages::leader::CHECKS,
+        run: stages::leader::run,
+    },
+    Stage {
+        id: StageId::Acl,
+        name: "acl",
+        requires: &[StageId::Leader],
+        checks: stages::acl::CHECKS,
+        run: stages::acl::run,
+    },
+    Stage {
+        id: StageId::Version,
+        name: "version",
+        requires: &[StageId::Api],
+        checks: stages::version::CHECKS,
+        run: stages::version::run,
+    },
 ];
 
 /// What stages learn and later stages use.
@@ -98,7 +146,10 @@ impl Ctx<'_> {
 pub async fn run(inputs: &Inputs) -> Report {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + inputs.deadline;
-    let ctx = Ctx { inputs, facts: Mutex::new(Facts::default()) };
+    let ctx = Ctx {
+        inputs,
+        facts: Mutex::new(Facts::default()),
+    };
     let mut outcome: HashMap<StageId, Option<&'static str>> = HashMap::new();
     let mut results: Vec<Option<Vec<CheckResult>>> = STAGES.iter().map(|_| None).collect();
 
@@ -106,7 +157,9 @@ pub async fn run(inputs: &Inputs) -> Report {
         let ready: Vec<usize> = STAGES
             .iter()
             .enumerate()
-            .filter(|(_, s)| !outcome.contains_key(&s.id) && s.requires.iter().all(|r| outcome.contains_key(r)))
+            .filter(|(_, s)| {
+                !outcome.contains_key(&s.id) && s.requires.iter().all(|r| outcome.contains_key(r))
+            })
             .map(|(i, _)| i)
             .collect();
         if ready.is_empty() {
@@ -115,10 +168,17 @@ pub async fn run(inputs: &Inputs) -> Report {
         let mut runnable = Vec::new();
         for i in ready {
             let stage = &STAGES[i];
-            let blocker = stage.requires.iter().find_map(|r| outcome.get(r).copied().flatten());
+            let blocker = stage
+                .requires
+                .iter()
+                .find_map(|r| outcome.get(r).copied().flatten());
             match blocker {
                 Some(code) => {
-                    let mut skipped: Vec<CheckResult> = stage.checks.iter().map(|id| CheckResult::blocked(id, code)).collect();
+                    let mut skipped: Vec<CheckResult> = stage
+                        .checks
+                        .iter()
+                        .map(|id| CheckResult::blocked(id, code))
+                        .collect();
                     skipped.iter_mut().for_each(|c| c.stage = stage.name);
                     results[i] = Some(skipped);
                     outcome.insert(stage.id, Some(code));
@@ -146,13 +206,15 @@ pub async fn run(inputs: &Inputs) -> Report {
                 Err(_) => stage
                     .checks
                     .iter()
-                    .map(|id| {
-                        CheckResult::finding(
+                    .enumerate()
+                    .map(|(n, id)| match n {
+                        0 => CheckResult::finding(
                             codes::RUN_DEADLINE,
                             id,
                             format!("the {} stage did not finish before the {} run deadline", stage.name, fmt_dur(inputs.deadline)),
                             "re-run with a larger --deadline, or a smaller --timeout to find the slow step",
-                        )
+                        ),
+                        _ => CheckResult::blocked(id, codes::RUN_DEADLINE.code),
                     })
                     .collect(),
             };
@@ -162,7 +224,10 @@ pub async fn run(inputs: &Inputs) -> Report {
                     c.elapsed_ms = took.as_millis() as u64;
                 }
             }
-            let failed = checks.iter().find(|c| c.status == Status::Fail).and_then(|c| c.code);
+            let failed = checks
+                .iter()
+                .find(|c| c.status == Status::Fail)
+                .and_then(|c| c.code);
             outcome.insert(stage.id, failed);
             results[i] = Some(checks);
         }
@@ -174,7 +239,13 @@ pub async fn run(inputs: &Inputs) -> Report {
         .conn()
         .map(|c| c.display.clone())
         .unwrap_or_else(|| inputs.http_addr.value.clone());
-    Report::new(target, inputs.entries(), summary, checks, started.elapsed().as_millis() as u64)
+    Report::new(
+        target,
+        inputs.entries(),
+        summary,
+        checks,
+        started.elapsed().as_millis() as u64,
+    )
 }
 
 fn fmt_dur(d: std::time::Duration) -> String {
@@ -201,7 +272,10 @@ pub async fn join_all<F: Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> 
         }
     })
     .await;
-    outputs.into_iter().map(|o| o.expect("every future completed")).collect()
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future completed"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -212,7 +286,10 @@ mod tests {
     fn stage_table_is_ordered_and_acyclic() {
         for (i, s) in STAGES.iter().enumerate() {
             for r in s.requires {
-                let pos = STAGES.iter().position(|x| x.id == *r).expect("required stage exists");
+                let pos = STAGES
+                    .iter()
+                    .position(|x| x.id == *r)
+                    .expect("required stage exists");
                 assert!(pos < i, "{} requires a later stage", s.name);
             }
             assert!(!s.checks.is_empty(), "{} declares no checks", s.name);
@@ -222,7 +299,11 @@ mod tests {
     #[test]
     fn every_code_belongs_to_a_stage_in_the_table() {
         for c in codes::ALL {
-            assert!(c.stage == "run" || STAGES.iter().any(|s| s.name == c.stage), "{}", c.code);
+            assert!(
+                c.stage == "run" || STAGES.iter().any(|s| s.name == c.stage),
+                "{}",
+                c.code
+            );
         }
     }
 }

@@ -29,8 +29,19 @@ fn mark(s: Status) -> (&'static str, Style) {
 
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
-    let source = report.inputs.iter().find(|i| i.name == "http_addr").map(|i| i.source.clone()).unwrap_or_default();
-    let _ = writeln!(out, "{} {} · checking {} ({source})", paint(HEAD, "consul-doctor"), report.tool.version, report.target);
+    let source = report
+        .inputs
+        .iter()
+        .find(|i| i.name == "http_addr")
+        .map(|i| i.source.clone())
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{} {} · checking {} ({source})",
+        paint(HEAD, "consul-doctor"),
+        report.tool.version,
+        report.target
+    );
     let a = &report.agent;
     if let Some(v) = &a.version {
         let _ = writeln!(
@@ -39,7 +50,10 @@ pub fn render(report: &Report) -> String {
             a.mode.as_deref().unwrap_or(""),
             a.node.as_deref().unwrap_or("?"),
             a.datacenter.as_deref().unwrap_or("?"),
-            a.leader.as_deref().map(|l| format!(" · leader {l}")).unwrap_or_default()
+            a.leader
+                .as_deref()
+                .map(|l| format!(" · leader {l}"))
+                .unwrap_or_default()
         );
     }
     let width = report.checks.iter().map(|c| c.id.len()).max().unwrap_or(10);
@@ -56,10 +70,21 @@ pub fn render(report: &Report) -> String {
     out.push('\n');
     match &report.root_cause {
         Some(rc) => {
-            let _ = writeln!(out, "{} {} ({}): {}", paint(FAIL, "Root cause:"), rc.code, rc.check, rc.message);
+            let _ = writeln!(
+                out,
+                "{} {} ({}): {}",
+                paint(FAIL, "Root cause:"),
+                rc.code,
+                rc.check,
+                rc.message
+            );
         }
         None if report.summary.warn > 0 => {
-            let _ = writeln!(out, "{}", paint(WARN, "No failures; see the warnings above."));
+            let _ = writeln!(
+                out,
+                "{}",
+                paint(WARN, "No failures; see the warnings above.")
+            );
         }
         None => {
             let _ = writeln!(out, "{}", paint(PASS, "No problems found."));
@@ -92,11 +117,22 @@ fn line(out: &mut String, c: &CheckResult, width: usize) {
             let _ = writeln!(out, "  {} {id}  {}", paint(style, sym), c.message);
         }
         Status::Skip => {
-            let _ = writeln!(out, "  {} {}", paint(style, sym), paint(SKIP, &format!("{id}  {}", c.message)));
+            let _ = writeln!(
+                out,
+                "  {} {}",
+                paint(style, sym),
+                paint(SKIP, &format!("{id}  {}", c.message))
+            );
         }
         Status::Warn | Status::Fail => {
             let code = c.code.unwrap_or("");
-            let _ = writeln!(out, "  {} {id}  {}  {}", paint(style, sym), paint(style, code), c.message);
+            let _ = writeln!(
+                out,
+                "  {} {id}  {}  {}",
+                paint(style, sym),
+                paint(style, code),
+                c.message
+            );
             if let Some(fix) = &c.fix {
                 let _ = writeln!(out, "      fix: {fix}");
             }
@@ -118,7 +154,13 @@ fn summary_table(report: &Report) -> String {
         }
     }
     for stage in stages {
-        let count = |s: Status| report.checks.iter().filter(|c| c.stage == stage && c.status == s).count();
+        let count = |s: Status| {
+            report
+                .checks
+                .iter()
+                .filter(|c| c.stage == stage && c.status == s)
+                .count()
+        };
         table.add_row(vec![
             Cell::new(stage),
             Cell::new(count(Status::Pass)).set_alignment(CellAlignment::Right),

@@ -47,13 +47,23 @@ pub fn render(report: &Report) -> String {
             );
             match c.status {
                 Status::Pass => {
-                    let _ = writeln!(out, ">\n      <system-out>{}</system-out>\n    </testcase>", esc(&c.message));
+                    let _ = writeln!(
+                        out,
+                        ">\n      <system-out>{}</system-out>\n    </testcase>",
+                        esc(&c.message)
+                    );
                 }
                 Status::Warn => {
                     let _ = writeln!(
                         out,
                         ">\n      <system-out>{}</system-out>\n    </testcase>",
-                        esc(&format!("WARN {}: {}\nfix: {}\nexplain: consul-doctor explain {}", c.code.unwrap_or(""), c.message, c.fix.as_deref().unwrap_or(""), c.code.unwrap_or("")))
+                        esc(&format!(
+                            "WARN {}: {}\nfix: {}\nexplain: consul-doctor explain {}",
+                            c.code.unwrap_or(""),
+                            c.message,
+                            c.fix.as_deref().unwrap_or(""),
+                            c.code.unwrap_or("")
+                        ))
                     );
                 }
                 Status::Fail => {
@@ -67,7 +77,11 @@ pub fn render(report: &Report) -> String {
                     );
                 }
                 Status::Skip => {
-                    let _ = writeln!(out, ">\n      <skipped message=\"{}\"/>\n    </testcase>", esc(&c.message));
+                    let _ = writeln!(
+                        out,
+                        ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                        esc(&c.message)
+                    );
                 }
             }
         }
@@ -101,6 +115,9 @@ mod tests {
 
     #[test]
     fn escapes_markup_and_control_characters() {
-        assert_eq!(esc("a<b>&\"c'\u{1}"), "a&lt;b&gt;&amp;&quot;c&apos;\u{fffd}");
+        assert_eq!(
+            esc("a<b>&\"c'\u{1}"),
+            "a&lt;b&gt;&amp;&quot;c&apos;\u{fffd}"
+        );
     }
 }

@@ -27,13 +27,18 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         };
         let reply = client.get("/v1/acl/token/self").await;
         let origin = conn.token_origin.clone();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         let mut result = match judge_token_self(&reply, origin.as_deref(), now, client.timeout) {
             Judged::Done(r) => r,
             Judged::NeedDefaultPolicy => {
                 let known = {
                     let f = ctx.facts();
-                    f.default_acl_policy.clone().or_else(|| f.agent.as_ref().and_then(|a| a.acl_default_policy.clone()))
+                    f.default_acl_policy
+                        .clone()
+                        .or_else(|| f.agent.as_ref().and_then(|a| a.acl_default_policy.clone()))
                 };
                 let policy = match known {
                     Some(p) => DefaultPolicy::Known(p),
@@ -42,7 +47,10 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 judge_no_token(&policy)
             }
         };
-        result = result.with("request", format!("GET {}", client.url("/v1/acl/token/self")));
+        result = result.with(
+            "request",
+            format!("GET {}", client.url("/v1/acl/token/self")),
+        );
         if let Ok(r) = &reply {
             result.elapsed_ms = super::ms(r.elapsed);
         }
@@ -56,7 +64,12 @@ pub enum Judged {
     NeedDefaultPolicy,
 }
 
-pub fn judge_token_self(reply: &Result<Reply, HttpFailure>, origin: Option<&str>, now: i64, timeout: std::time::Duration) -> Judged {
+pub fn judge_token_self(
+    reply: &Result<Reply, HttpFailure>,
+    origin: Option<&str>,
+    now: i64,
+    timeout: std::time::Duration,
+) -> Judged {
     let r = match reply {
         Ok(r) => r,
         Err(f) => {
@@ -70,7 +83,10 @@ pub fn judge_token_self(reply: &Result<Reply, HttpFailure>, origin: Option<&str>
     };
     let body = r.text();
     if r.status == 401 || body.contains("ACL support disabled") {
-        return Judged::Done(CheckResult::pass("acl.token", "ACLs are disabled on this agent: no token needed"));
+        return Judged::Done(CheckResult::pass(
+            "acl.token",
+            "ACLs are disabled on this agent: no token needed",
+        ));
     }
     if body.contains("must be bootstrapped") {
         return Judged::Done(CheckResult::finding(
@@ -80,7 +96,8 @@ pub fn judge_token_self(reply: &Result<Reply, HttpFailure>, origin: Option<&str>
             "bootstrap it once on a server: consul acl bootstrap (store the management token safely), then create policies and tokens for services",
         ));
     }
-    let not_found = (r.status == 403 && body.contains("ACL not found")) || (r.status == 404 && body.contains("does not exist"));
+    let not_found = (r.status == 403 && body.contains("ACL not found"))
+        || (r.status == 404 && body.contains("does not exist"));
     if not_found {
         return match origin {
             None => Judged::NeedDefaultPolicy,
@@ -93,17 +110,16 @@ pub fn judge_token_self(reply: &Result<Reply, HttpFailure>, origin: Option<&str>
         };
     }
     if r.status == 200 {
-        let v: Value = match serde_json::from_slice(&r.body) {
-            Ok(v) => v,
-            Err(e) => {
-                return Judged::Done(CheckResult::finding(
+        let v: Value =
+            match serde_json::from_slice(&r.body) {
+                Ok(v) => v,
+                Err(e) => return Judged::Done(CheckResult::finding(
                     codes::ACL_LOOKUP_FAILED,
                     "acl.token",
                     format!("/v1/acl/token/self returned invalid JSON: {e}"),
                     "query the agent directly with curl and check for a proxy rewriting answers",
-                ))
-            }
-        };
+                )),
+            };
         return Judged::Done(judge_token(&v, origin, now));
     }
     Judged::Done(CheckResult::finding(
@@ -115,24 +131,56 @@ pub fn judge_token_self(reply: &Result<Reply, HttpFailure>, origin: Option<&str>
 }
 
 fn judge_token(v: &Value, origin: Option<&str>, now: i64) -> CheckResult {
-    let accessor = v.get("AccessorID").and_then(Value::as_str).unwrap_or("?").to_string();
-    let description = v.get("Description").and_then(Value::as_str).unwrap_or("").to_string();
+    let accessor = v
+        .get("AccessorID")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string();
+    let description = v
+        .get("Description")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let names = |key: &str, field: &str| -> Vec<String> {
         v.get(key)
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|p| p.get(field).and_then(Value::as_str).map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.get(field).and_then(Value::as_str).map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let mut grants = names("Policies", "Name");
-    grants.extend(names("Roles", "Name").into_iter().map(|r| format!("role {r}")));
-    grants.extend(names("ServiceIdentities", "ServiceName").into_iter().map(|s| format!("service identity {s}")));
-    grants.extend(names("NodeIdentities", "NodeName").into_iter().map(|s| format!("node identity {s}")));
+    grants.extend(
+        names("Roles", "Name")
+            .into_iter()
+            .map(|r| format!("role {r}")),
+    );
+    grants.extend(
+        names("ServiceIdentities", "ServiceName")
+            .into_iter()
+            .map(|s| format!("service identity {s}")),
+    );
+    grants.extend(
+        names("NodeIdentities", "NodeName")
+            .into_iter()
+            .map(|s| format!("node identity {s}")),
+    );
     let whose = match origin {
         Some(o) => format!("token from {o}"),
         None => "no token given; the agent's default token".into(),
     };
-    let granted = if grants.is_empty() { "no policies".to_string() } else { grants.join(", ") };
-    let desc = if description.is_empty() { String::new() } else { format!(" \"{description}\"") };
+    let granted = if grants.is_empty() {
+        "no policies".to_string()
+    } else {
+        grants.join(", ")
+    };
+    let desc = if description.is_empty() {
+        String::new()
+    } else {
+        format!(" \"{description}\"")
+    };
     let base = format!("{whose}: AccessorID {accessor}{desc}, {granted}");
     if let Some(exp) = v.get("ExpirationTime").and_then(Value::as_str) {
         if let Some(at) = parse_rfc3339(exp) {
@@ -179,10 +227,18 @@ async fn probe_anonymous(client: &crate::consul::ConsulClient) -> DefaultPolicy 
     ]);
     match client.post_json("/v1/internal/acl/authorize", &body).await {
         Ok(r) if r.status == 200 => match r.json::<Vec<Value>>() {
-            Ok(items) => DefaultPolicy::AnonymousCanRead(items.iter().any(|i| i.get("Allow").and_then(Value::as_bool) == Some(true))),
+            Ok(items) => DefaultPolicy::AnonymousCanRead(
+                items
+                    .iter()
+                    .any(|i| i.get("Allow").and_then(Value::as_bool) == Some(true)),
+            ),
             Err(e) => DefaultPolicy::Unknown(format!("unexpected authorize answer: {e}")),
         },
-        Ok(r) => DefaultPolicy::Unknown(format!("/v1/internal/acl/authorize answered {} {}", r.status, r.snippet())),
+        Ok(r) => DefaultPolicy::Unknown(format!(
+            "/v1/internal/acl/authorize answered {} {}",
+            r.status,
+            r.snippet()
+        )),
         Err(e) => DefaultPolicy::Unknown(e.describe(client.timeout)),
     }
 }
@@ -215,7 +271,11 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let s = s.trim();
     let (date, rest) = s.split_once(['T', 't', ' '])?;
     let mut d = date.split('-');
-    let (y, mo, da): (i64, i64, i64) = (d.next()?.parse().ok()?, d.next()?.parse().ok()?, d.next()?.parse().ok()?);
+    let (y, mo, da): (i64, i64, i64) = (
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+    );
     let (time, offset) = match rest.find(['Z', 'z', '+', '-']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => return None,
@@ -254,8 +314,14 @@ mod tests {
     fn parses_consul_expiration_times() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339("2026-11-27T10:00:00Z"), Some(1_795_773_600));
-        assert_eq!(parse_rfc3339("2026-11-27T10:00:00.123456789Z"), Some(1_795_773_600));
-        assert_eq!(parse_rfc3339("2026-11-27T11:00:00+01:00"), Some(1_795_773_600));
+        assert_eq!(
+            parse_rfc3339("2026-11-27T10:00:00.123456789Z"),
+            Some(1_795_773_600)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-27T11:00:00+01:00"),
+            Some(1_795_773_600)
+        );
         assert_eq!(parse_rfc3339("garbage"), None);
     }
 
@@ -264,7 +330,11 @@ mod tests {
         let v = json!({"AccessorID": "a-1", "Description": "web", "Policies": [{"Name": "web"}], "ExpirationTime": "2026-11-27T11:00:00Z"});
         let r = judge_token(&v, Some("env CONSUL_HTTP_TOKEN"), 1_795_773_600);
         assert_eq!(r.code, Some("ACL-004"));
-        let r = judge_token(&v, Some("env CONSUL_HTTP_TOKEN"), 1_795_773_600 - 3 * 86_400);
+        let r = judge_token(
+            &v,
+            Some("env CONSUL_HTTP_TOKEN"),
+            1_795_773_600 - 3 * 86_400,
+        );
         assert_eq!(r.code, None);
     }
 }

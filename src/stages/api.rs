@@ -33,21 +33,37 @@ impl AgentSelf {
     pub fn from_json(v: &Value) -> Option<AgentSelf> {
         let config = v.get("Config")?.as_object()?;
         let version = config.get("Version")?.as_str()?.trim().to_string();
-        let s = |o: &serde_json::Map<String, Value>, k: &str| o.get(k).and_then(Value::as_str).map(|x| x.trim().to_string());
+        let s = |o: &serde_json::Map<String, Value>, k: &str| {
+            o.get(k)
+                .and_then(Value::as_str)
+                .map(|x| x.trim().to_string())
+        };
         let tags: BTreeMap<String, String> = v
             .pointer("/Member/Tags")
             .and_then(Value::as_object)
-            .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                    .collect()
+            })
             .unwrap_or_default();
         let debug = v.get("DebugConfig").and_then(Value::as_object);
         Some(AgentSelf {
             version,
             datacenter: s(config, "Datacenter").unwrap_or_default(),
             node: s(config, "NodeName").unwrap_or_default(),
-            server: config.get("Server").and_then(Value::as_bool).unwrap_or(false),
-            acls_enabled: debug.and_then(|d| d.get("ACLsEnabled")).and_then(Value::as_bool),
+            server: config
+                .get("Server")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            acls_enabled: debug
+                .and_then(|d| d.get("ACLsEnabled"))
+                .and_then(Value::as_bool),
             acl_default_policy: debug.and_then(|d| s(d, "ACLDefaultPolicy")),
-            known_servers: v.pointer("/Stats/consul/known_servers").and_then(Value::as_str).and_then(|x| x.parse().ok()),
+            known_servers: v
+                .pointer("/Stats/consul/known_servers")
+                .and_then(Value::as_str)
+                .and_then(|x| x.parse().ok()),
             bootstrap_expect: tags.get("expect").and_then(|x| x.parse().ok()),
             tags,
         })
@@ -73,7 +89,12 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 return vec![
-                    CheckResult::finding(codes::API_TIMEOUT, "api.agent", format!("cannot build the HTTP client: {e}"), "check the token and TLS inputs"),
+                    CheckResult::finding(
+                        codes::API_TIMEOUT,
+                        "api.agent",
+                        format!("cannot build the HTTP client: {e}"),
+                        "check the token and TLS inputs",
+                    ),
                     CheckResult::blocked("api.datacenter", codes::API_TIMEOUT.code),
                 ]
             }
@@ -104,7 +125,10 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             f.agent = Some(a.clone());
         }
         if failed {
-            results.push(CheckResult::blocked("api.datacenter", code.unwrap_or("API-001")));
+            results.push(CheckResult::blocked(
+                "api.datacenter",
+                code.unwrap_or("API-001"),
+            ));
             return results;
         }
         results.push(check_datacenter(ctx, &client, agent.as_ref()).await);
@@ -113,7 +137,11 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
 }
 
 /// Judges the `/v1/agent/self` answer.
-pub fn judge_agent_self(url: &str, reply: &Result<Reply, HttpFailure>, timeout: std::time::Duration) -> (CheckResult, Option<AgentSelf>) {
+pub fn judge_agent_self(
+    url: &str,
+    reply: &Result<Reply, HttpFailure>,
+    timeout: std::time::Duration,
+) -> (CheckResult, Option<AgentSelf>) {
     let r = match reply {
         Err(f) => {
             return (
@@ -190,8 +218,14 @@ pub fn judge_agent_self(url: &str, reply: &Result<Reply, HttpFailure>, timeout: 
 }
 
 fn not_consul(url: &str, r: &Reply, body: &str) -> CheckResult {
-    let server = r.header("server").map(|s| format!(", Server: {s}")).unwrap_or_default();
-    let location = r.header("location").map(|s| format!(", redirect to {s}")).unwrap_or_default();
+    let server = r
+        .header("server")
+        .map(|s| format!(", Server: {s}"))
+        .unwrap_or_default();
+    let location = r
+        .header("location")
+        .map(|s| format!(", redirect to {s}"))
+        .unwrap_or_default();
     CheckResult::finding(
         codes::API_NOT_CONSUL,
         "api.agent",
@@ -200,7 +234,11 @@ fn not_consul(url: &str, r: &Reply, body: &str) -> CheckResult {
     )
 }
 
-async fn check_datacenter(ctx: &Ctx<'_>, client: &ConsulClient, agent: Option<&AgentSelf>) -> CheckResult {
+async fn check_datacenter(
+    ctx: &Ctx<'_>,
+    client: &ConsulClient,
+    agent: Option<&AgentSelf>,
+) -> CheckResult {
     let Some(dc) = ctx.datacenter() else {
         return CheckResult::pass(
             "api.datacenter",

@@ -17,7 +17,12 @@ use crate::report::CheckResult;
 use crate::secret::Secret;
 use crate::transport::{client_config, ClientIdentity};
 
-pub const CHECKS: &[&str] = &["config.address", "config.token", "config.tls", "config.environment"];
+pub const CHECKS: &[&str] = &[
+    "config.address",
+    "config.token",
+    "config.tls",
+    "config.environment",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
@@ -36,8 +41,15 @@ impl Scheme {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    Tcp { scheme: Scheme, host: String, port: u16, path_prefix: String },
-    Unix { path: PathBuf },
+    Tcp {
+        scheme: Scheme,
+        host: String,
+        port: u16,
+        path_prefix: String,
+    },
+    Unix {
+        path: PathBuf,
+    },
 }
 
 /// TLS settings for an https target.
@@ -97,25 +109,45 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
 pub fn evaluate(inputs: &Inputs) -> (Option<Connection>, Vec<CheckResult>) {
     let mut results = Vec::new();
     let ssl_env = parse_go_bool("CONSUL_HTTP_SSL", inputs.http_ssl.as_deref(), &mut results);
-    let verify_env = parse_go_bool("CONSUL_HTTP_SSL_VERIFY", inputs.http_ssl_verify.as_deref(), &mut results);
+    let verify_env = parse_go_bool(
+        "CONSUL_HTTP_SSL_VERIFY",
+        inputs.http_ssl_verify.as_deref(),
+        &mut results,
+    );
 
     // config.address
     let addr = &inputs.http_addr;
     let target = match parse_address(&addr.value, ssl_env == Some(true)) {
         Ok(parsed) => {
             let shown = display_target(&parsed.target);
-            let mut r = CheckResult::pass("config.address", format!("{shown} ({})", addr.source.describe()))
-                .with("raw", addr.value.clone())
-                .with("source", addr.source.describe());
-            if ssl_env == Some(false) && matches!(parsed.target, Target::Tcp { scheme: Scheme::Https, .. }) {
-                r.message.push_str("; CONSUL_HTTP_SSL=false has no effect (it never downgrades https)");
+            let mut r = CheckResult::pass(
+                "config.address",
+                format!("{shown} ({})", addr.source.describe()),
+            )
+            .with("raw", addr.value.clone())
+            .with("source", addr.source.describe());
+            if ssl_env == Some(false)
+                && matches!(
+                    parsed.target,
+                    Target::Tcp {
+                        scheme: Scheme::Https,
+                        ..
+                    }
+                )
+            {
+                r.message
+                    .push_str("; CONSUL_HTTP_SSL=false has no effect (it never downgrades https)");
             }
             if ssl_env == Some(true) && addr.value.starts_with("http://") {
-                r.message.push_str("; CONSUL_HTTP_SSL=true turns http:// into https");
+                r.message
+                    .push_str("; CONSUL_HTTP_SSL=true turns http:// into https");
             }
             results.push(r);
             if parsed.default_port {
-                if let Target::Tcp { scheme, port, host, .. } = &parsed.target {
+                if let Target::Tcp {
+                    scheme, port, host, ..
+                } = &parsed.target
+                {
                     results.push(CheckResult::finding(
                         codes::CFG_NO_PORT,
                         "config.address",
@@ -151,7 +183,10 @@ pub fn evaluate(inputs: &Inputs) -> (Option<Connection>, Vec<CheckResult>) {
     // config.environment
     results.extend(check_proxy(inputs, target.as_ref()));
     if !results.iter().any(|r| r.id == "config.environment") {
-        results.push(CheckResult::pass("config.environment", "no proxy or unparsable CONSUL_* booleans in the environment"));
+        results.push(CheckResult::pass(
+            "config.environment",
+            "no proxy or unparsable CONSUL_* booleans in the environment",
+        ));
     }
 
     let conn = target.map(|target| Connection {
@@ -176,13 +211,28 @@ fn bracket(host: &str) -> String {
 
 pub fn display_target(t: &Target) -> String {
     match t {
-        Target::Tcp { scheme, host, port, path_prefix } => format!("{}://{}:{}{}", scheme.as_str(), bracket(host), port, path_prefix),
+        Target::Tcp {
+            scheme,
+            host,
+            port,
+            path_prefix,
+        } => format!(
+            "{}://{}:{}{}",
+            scheme.as_str(),
+            bracket(host),
+            port,
+            path_prefix
+        ),
         Target::Unix { path } => format!("unix://{}", path.display()),
     }
 }
 
 /// Go's `strconv.ParseBool`; an unparsable value is ignored with CFG-011, as the Go client does.
-fn parse_go_bool(name: &'static str, value: Option<&str>, results: &mut Vec<CheckResult>) -> Option<bool> {
+fn parse_go_bool(
+    name: &'static str,
+    value: Option<&str>,
+    results: &mut Vec<CheckResult>,
+) -> Option<bool> {
     let v = value?;
     match v {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
@@ -214,7 +264,11 @@ pub fn parse_address(raw: &str, ssl_true: bool) -> Result<ParsedAddress, String>
     if raw.is_empty() {
         return Err("the address is empty".into());
     }
-    let mut scheme = if ssl_true { Scheme::Https } else { Scheme::Http };
+    let mut scheme = if ssl_true {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
     let mut rest = raw;
     if let Some((s, r)) = raw.split_once("://") {
         match s {
@@ -222,9 +276,17 @@ pub fn parse_address(raw: &str, ssl_true: bool) -> Result<ParsedAddress, String>
             "https" => scheme = Scheme::Https,
             "unix" => {
                 if r.is_empty() {
-                    return Err("unix:// needs a socket path, for example unix:///var/run/consul/http.sock".into());
+                    return Err(
+                        "unix:// needs a socket path, for example unix:///var/run/consul/http.sock"
+                            .into(),
+                    );
                 }
-                return Ok(ParsedAddress { target: Target::Unix { path: PathBuf::from(r) }, default_port: false });
+                return Ok(ParsedAddress {
+                    target: Target::Unix {
+                        path: PathBuf::from(r),
+                    },
+                    default_port: false,
+                });
             }
             other => return Err(format!("Unknown protocol scheme: {other}")),
         }
@@ -243,7 +305,9 @@ pub fn parse_address(raw: &str, ssl_true: bool) -> Result<ParsedAddress, String>
     }
     let default = if scheme == Scheme::Https { 443 } else { 80 };
     let (host, port, default_port) = if let Some(after) = hostport.strip_prefix('[') {
-        let (h, tail) = after.split_once(']').ok_or("unclosed '[' in an IPv6 address")?;
+        let (h, tail) = after
+            .split_once(']')
+            .ok_or("unclosed '[' in an IPv6 address")?;
         if h.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(format!("{h:?} is not an IPv6 address"));
         }
@@ -267,10 +331,18 @@ pub fn parse_address(raw: &str, ssl_true: bool) -> Result<ParsedAddress, String>
             _ => return Err("an IPv6 address needs brackets, for example [::1]:8500".into()),
         }
     };
-    if !host.parse::<std::net::IpAddr>().is_ok() && !valid_hostname(&host) {
+    if host.parse::<std::net::IpAddr>().is_err() && !valid_hostname(&host) {
         return Err(format!("{host:?} is not a valid host name"));
     }
-    Ok(ParsedAddress { target: Target::Tcp { scheme, host, port, path_prefix: prefix }, default_port })
+    Ok(ParsedAddress {
+        target: Target::Tcp {
+            scheme,
+            host,
+            port,
+            path_prefix: prefix,
+        },
+        default_port,
+    })
 }
 
 fn parse_port(p: &str) -> Result<u16, String> {
@@ -288,15 +360,24 @@ fn valid_hostname(h: &str) -> bool {
         && h.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
 }
 
 fn resolve_token(inputs: &Inputs) -> (Option<Secret>, Option<String>, Vec<CheckResult>) {
     let mut results = Vec::new();
-    let flag_token = inputs.token.as_ref().map(|t| (t.value.clone(), t.source.describe()));
+    let flag_token = inputs
+        .token
+        .as_ref()
+        .map(|t| (t.value.clone(), t.source.describe()));
     let mut token = flag_token.clone();
-    if let Some(Sourced { value: path, source }) = &inputs.token_file {
+    if let Some(Sourced {
+        value: path,
+        source,
+    }) = &inputs.token_file
+    {
         let shown = path.display();
         match std::fs::read(path) {
             Err(e) => {
@@ -353,7 +434,9 @@ fn resolve_token(inputs: &Inputs) -> (Option<Secret>, Option<String>, Vec<CheckR
     if results.is_empty() {
         let msg = match &token {
             Some((_, origin)) => format!("ACL token from {origin}"),
-            None => "no ACL token given: requests use the agent's default token, or anonymous".into(),
+            None => {
+                "no ACL token given: requests use the agent's default token, or anonymous".into()
+            }
         };
         results.insert(0, CheckResult::pass("config.token", msg));
     }
@@ -375,7 +458,11 @@ fn file_mode(_path: &Path) -> Option<u32> {
     None
 }
 
-fn read_tls_file(label: &str, p: &Sourced<PathBuf>, results: &mut Vec<CheckResult>) -> Option<Vec<u8>> {
+fn read_tls_file(
+    label: &str,
+    p: &Sourced<PathBuf>,
+    results: &mut Vec<CheckResult>,
+) -> Option<Vec<u8>> {
     match std::fs::read(&p.value) {
         Ok(b) => Some(b),
         Err(e) => {
@@ -394,7 +481,9 @@ fn read_tls_file(label: &str, p: &Sourced<PathBuf>, results: &mut Vec<CheckResul
 }
 
 fn pem_certs(bytes: &[u8]) -> Vec<CertificateDer<'static>> {
-    CertificateDer::pem_slice_iter(bytes).filter_map(Result::ok).collect()
+    CertificateDer::pem_slice_iter(bytes)
+        .filter_map(Result::ok)
+        .collect()
 }
 
 fn invalid_pem(label: &str, path: &Path, what: &str) -> CheckResult {
@@ -407,7 +496,11 @@ fn invalid_pem(label: &str, path: &Path, what: &str) -> CheckResult {
     .with("path", path.display().to_string())
 }
 
-fn resolve_tls(inputs: &Inputs, target: Option<&Target>, verify_env: Option<bool>) -> (Option<TlsSettings>, Vec<CheckResult>) {
+fn resolve_tls(
+    inputs: &Inputs,
+    target: Option<&Target>,
+    verify_env: Option<bool>,
+) -> (Option<TlsSettings>, Vec<CheckResult>) {
     let mut results = Vec::new();
     let mut roots: Option<Vec<CertificateDer<'static>>> = None;
     // The Go client loads CA files even for http:// addresses, so errors count either way.
@@ -425,19 +518,31 @@ fn resolve_tls(inputs: &Inputs, target: Option<&Target>, verify_env: Option<bool
             Err(e) => results.push(CheckResult::finding(
                 codes::CFG_TLS_FILE_UNREADABLE,
                 "config.tls",
-                format!("CA path {} ({}) cannot be read: {e}", dir.value.display(), dir.source.describe()),
+                format!(
+                    "CA path {} ({}) cannot be read: {e}",
+                    dir.value.display(),
+                    dir.source.describe()
+                ),
                 "fix the directory path or its permissions",
             )),
             Ok(entries) => {
                 let mut all = Vec::new();
-                let mut files: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect();
+                let mut files: Vec<PathBuf> = entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file())
+                    .collect();
                 files.sort();
                 for f in files {
                     match std::fs::read(&f) {
                         Ok(b) => {
                             let certs = pem_certs(&b);
                             if certs.is_empty() {
-                                results.push(invalid_pem("CA path file", &f, "PEM certificate (Go's CA path loader rejects it)"));
+                                results.push(invalid_pem(
+                                    "CA path file",
+                                    &f,
+                                    "PEM certificate (Go's CA path loader rejects it)",
+                                ));
                             }
                             all.extend(certs);
                         }
@@ -450,7 +555,11 @@ fn resolve_tls(inputs: &Inputs, target: Option<&Target>, verify_env: Option<bool
                     }
                 }
                 if all.is_empty() && results.is_empty() {
-                    results.push(invalid_pem("CA path", &dir.value, "PEM certificate in any file"));
+                    results.push(invalid_pem(
+                        "CA path",
+                        &dir.value,
+                        "PEM certificate in any file",
+                    ));
                 } else if !all.is_empty() {
                     roots = Some(all);
                 }
@@ -466,10 +575,18 @@ fn resolve_tls(inputs: &Inputs, target: Option<&Target>, verify_env: Option<bool
                 let chain = pem_certs(&c);
                 let pk = PrivateKeyDer::from_pem_slice(&k).ok();
                 if chain.is_empty() {
-                    results.push(invalid_pem("client certificate", &cert.value, "PEM certificate"));
+                    results.push(invalid_pem(
+                        "client certificate",
+                        &cert.value,
+                        "PEM certificate",
+                    ));
                 }
                 match pk {
-                    None => results.push(invalid_pem("client key", &key.value, "PEM private key (PKCS#8, PKCS#1 or SEC1)")),
+                    None => results.push(invalid_pem(
+                        "client key",
+                        &key.value,
+                        "PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                    )),
                     Some(pk) if !chain.is_empty() => identity = Some((chain, pk)),
                     Some(_) => {}
                 }
@@ -489,7 +606,11 @@ fn resolve_tls(inputs: &Inputs, target: Option<&Target>, verify_env: Option<bool
     }
 
     let https_target = match target {
-        Some(Target::Tcp { scheme: Scheme::Https, host, .. }) => Some(host.clone()),
+        Some(Target::Tcp {
+            scheme: Scheme::Https,
+            host,
+            ..
+        }) => Some(host.clone()),
         _ => None,
     };
     let tls_inputs_given = inputs.ca_file.is_some()
@@ -518,7 +639,9 @@ fn resolve_tls(inputs: &Inputs, target: Option<&Target>, verify_env: Option<bool
             "give the agent's CA with --ca-file / CONSUL_CACERT and unset CONSUL_HTTP_SSL_VERIFY",
         ));
     }
-    let failed = results.iter().any(|r| r.status == crate::report::Status::Fail);
+    let failed = results
+        .iter()
+        .any(|r| r.status == crate::report::Status::Fail);
     let mut settings = None;
     if let (Some(host), false) = (https_target, failed) {
         let (sni_host, custom) = match &inputs.tls_server_name {
@@ -563,9 +686,21 @@ fn resolve_tls(inputs: &Inputs, target: Option<&Target>, verify_env: Option<bool
         let msg = match (&settings, target) {
             (Some(s), _) => format!(
                 "TLS: {}, {}{}{}",
-                if s.custom_ca { "CA from the given file" } else { "system trust store" },
-                if s.has_client_cert { "client certificate given" } else { "no client certificate" },
-                if s.custom_server_name { format!(", server name {}", s.server_name_host) } else { String::new() },
+                if s.custom_ca {
+                    "CA from the given file"
+                } else {
+                    "system trust store"
+                },
+                if s.has_client_cert {
+                    "client certificate given"
+                } else {
+                    "no client certificate"
+                },
+                if s.custom_server_name {
+                    format!(", server name {}", s.server_name_host)
+                } else {
+                    String::new()
+                },
                 if s.verify { "" } else { ", verification OFF" }
             ),
             (None, Some(Target::Unix { .. })) => "unix socket: no TLS".into(),
@@ -580,7 +715,9 @@ fn strip_port(name: &str) -> String {
     let last_colon = name.rfind(':');
     let last_bracket = name.rfind(']');
     match (last_colon, last_bracket) {
-        (Some(c), Some(b)) if c > b => name[..c].trim_matches(|ch| ch == '[' || ch == ']').to_string(),
+        (Some(c), Some(b)) if c > b => name[..c]
+            .trim_matches(|ch| ch == '[' || ch == ']')
+            .to_string(),
         (Some(c), None) if name.matches(':').count() == 1 => name[..c].to_string(),
         _ => name.trim_matches(|ch| ch == '[' || ch == ']').to_string(),
     }
@@ -601,17 +738,28 @@ fn check_proxy(inputs: &Inputs, target: Option<&Target>) -> Vec<CheckResult> {
             .map(|(_, v)| v.clone())
             .filter(|v| !v.is_empty())
     };
-    let var = if *scheme == Scheme::Https { "HTTPS_PROXY" } else { "HTTP_PROXY" };
+    let var = if *scheme == Scheme::Https {
+        "HTTPS_PROXY"
+    } else {
+        "HTTP_PROXY"
+    };
     let Some(proxy) = get(var) else {
         return Vec::new();
     };
     let no_proxy = get("NO_PROXY").unwrap_or_default();
-    let excluded = no_proxy.split(',').map(str::trim).filter(|e| !e.is_empty()).any(|e| {
-        e == "*" || {
-            let e = e.trim_start_matches('.').split(':').next().unwrap_or("");
-            host.eq_ignore_ascii_case(e) || host.to_ascii_lowercase().ends_with(&format!(".{}", e.to_ascii_lowercase()))
-        }
-    });
+    let excluded = no_proxy
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .any(|e| {
+            e == "*" || {
+                let e = e.trim_start_matches('.').split(':').next().unwrap_or("");
+                host.eq_ignore_ascii_case(e)
+                    || host
+                        .to_ascii_lowercase()
+                        .ends_with(&format!(".{}", e.to_ascii_lowercase()))
+            }
+        });
     if excluded {
         return Vec::new();
     }
@@ -626,7 +774,9 @@ fn check_proxy(inputs: &Inputs, target: Option<&Target>) -> Vec<CheckResult> {
 
 fn redact_userinfo(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://<credentials>@{}", &url[..s], &url[at + 1..]),
+        (Some(s), Some(at)) if at > s => {
+            format!("{}://<credentials>@{}", &url[..s], &url[at + 1..])
+        }
         _ => url.to_string(),
     }
 }
@@ -638,27 +788,83 @@ mod tests {
     fn tcp(raw: &str) -> (Scheme, String, u16, String, bool) {
         let p = parse_address(raw, false).unwrap();
         match p.target {
-            Target::Tcp { scheme, host, port, path_prefix } => (scheme, host, port, path_prefix, p.default_port),
+            Target::Tcp {
+                scheme,
+                host,
+                port,
+                path_prefix,
+            } => (scheme, host, port, path_prefix, p.default_port),
             _ => panic!("not tcp"),
         }
     }
 
     #[test]
     fn parses_addresses_like_the_go_client() {
-        assert_eq!(tcp("127.0.0.1:8500"), (Scheme::Http, "127.0.0.1".into(), 8500, String::new(), false));
-        assert_eq!(tcp("https://consul.example:8501"), (Scheme::Https, "consul.example".into(), 8501, String::new(), false));
-        assert_eq!(tcp("http://[::1]:8500"), (Scheme::Http, "::1".into(), 8500, String::new(), false));
-        assert_eq!(tcp("http://proxy:80/consul/"), (Scheme::Http, "proxy".into(), 80, "/consul".into(), false));
-        assert_eq!(tcp("consul.example"), (Scheme::Http, "consul.example".into(), 80, String::new(), true));
-        assert_eq!(tcp("https://consul.example"), (Scheme::Https, "consul.example".into(), 443, String::new(), true));
-        assert!(matches!(parse_address("unix:///tmp/c.sock", false).unwrap().target, Target::Unix { .. }));
+        assert_eq!(
+            tcp("127.0.0.1:8500"),
+            (Scheme::Http, "127.0.0.1".into(), 8500, String::new(), false)
+        );
+        assert_eq!(
+            tcp("https://consul.example:8501"),
+            (
+                Scheme::Https,
+                "consul.example".into(),
+                8501,
+                String::new(),
+                false
+            )
+        );
+        assert_eq!(
+            tcp("http://[::1]:8500"),
+            (Scheme::Http, "::1".into(), 8500, String::new(), false)
+        );
+        assert_eq!(
+            tcp("http://proxy:80/consul/"),
+            (Scheme::Http, "proxy".into(), 80, "/consul".into(), false)
+        );
+        assert_eq!(
+            tcp("consul.example"),
+            (
+                Scheme::Http,
+                "consul.example".into(),
+                80,
+                String::new(),
+                true
+            )
+        );
+        assert_eq!(
+            tcp("https://consul.example"),
+            (
+                Scheme::Https,
+                "consul.example".into(),
+                443,
+                String::new(),
+                true
+            )
+        );
+        assert!(matches!(
+            parse_address("unix:///tmp/c.sock", false).unwrap().target,
+            Target::Unix { .. }
+        ));
         let ssl = parse_address("http://h:8501", true).unwrap();
-        assert!(matches!(ssl.target, Target::Tcp { scheme: Scheme::Https, .. }), "SSL=true upgrades http://");
+        assert!(
+            matches!(
+                ssl.target,
+                Target::Tcp {
+                    scheme: Scheme::Https,
+                    ..
+                }
+            ),
+            "SSL=true upgrades http://"
+        );
     }
 
     #[test]
     fn rejects_what_the_go_client_rejects() {
-        assert_eq!(parse_address("tcp://h:1", false).err().unwrap(), "Unknown protocol scheme: tcp");
+        assert_eq!(
+            parse_address("tcp://h:1", false).err().unwrap(),
+            "Unknown protocol scheme: tcp"
+        );
         assert!(parse_address("h:99999", false).is_err());
         assert!(parse_address("h:abc", false).is_err());
         assert!(parse_address("::1:8500", false).is_err());

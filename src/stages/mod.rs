@@ -22,7 +22,9 @@ pub(crate) fn fmt_timeout(d: Duration) -> String {
 
 /// True for loopback IPs and `localhost` names.
 pub fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_matches(|c| c == '[' || c == ']').trim_end_matches('.');
+    let h = host
+        .trim_matches(|c| c == '[' || c == ']')
+        .trim_end_matches('.');
     if let Ok(ip) = h.parse::<std::net::IpAddr>() {
         return ip.is_loopback();
     }

@@ -47,7 +47,11 @@ pub fn parse_version(s: &str) -> Option<Version> {
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
     let patch = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    Some(Version { major, minor, patch })
+    Some(Version {
+        major,
+        minor,
+        patch,
+    })
 }
 
 pub fn parse_members(v: &Value) -> Option<Vec<Member>> {
@@ -55,11 +59,19 @@ pub fn parse_members(v: &Value) -> Option<Vec<Member>> {
     Some(
         arr.iter()
             .map(|m| {
-                let tag = |k: &str| m.pointer(&format!("/Tags/{k}")).and_then(Value::as_str).map(str::to_string);
+                let tag = |k: &str| {
+                    m.pointer(&format!("/Tags/{k}"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                };
                 let num = |k: &str| tag(k).and_then(|x| x.parse().ok());
                 let build = tag("build").unwrap_or_default();
                 Member {
-                    name: m.get("Name").and_then(Value::as_str).unwrap_or("?").to_string(),
+                    name: m
+                        .get("Name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                        .to_string(),
                     server: tag("role").as_deref() == Some("consul"),
                     alive: m.get("Status").and_then(Value::as_i64) == Some(1),
                     version: parse_version(&build),
@@ -82,11 +94,35 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         let agent = ctx.facts().agent.clone();
         let reply = client.get("/v1/agent/members").await;
         let mut results = match &reply {
-            Err(f) => vec![CheckResult::skipped("version.members", format!("cannot read /v1/agent/members: {}", f.describe(client.timeout)))],
-            Ok(r) if r.status != 200 => vec![CheckResult::skipped("version.members", format!("/v1/agent/members answered {} {}", r.status, r.snippet()))],
-            Ok(r) => match serde_json::from_slice::<Value>(&r.body).ok().as_ref().and_then(parse_members) {
-                None => vec![CheckResult::skipped("version.members", format!("/v1/agent/members returned an unexpected body: {}", r.snippet()))],
-                Some(members) => judge(agent.as_ref().map(|a| (a.node.as_str(), a.version.as_str(), a.server)), &members),
+            Err(f) => vec![CheckResult::skipped(
+                "version.members",
+                format!(
+                    "cannot read /v1/agent/members: {}",
+                    f.describe(client.timeout)
+                ),
+            )],
+            Ok(r) if r.status != 200 => vec![CheckResult::skipped(
+                "version.members",
+                format!("/v1/agent/members answered {} {}", r.status, r.snippet()),
+            )],
+            Ok(r) => match serde_json::from_slice::<Value>(&r.body)
+                .ok()
+                .as_ref()
+                .and_then(parse_members)
+            {
+                None => vec![CheckResult::skipped(
+                    "version.members",
+                    format!(
+                        "/v1/agent/members returned an unexpected body: {}",
+                        r.snippet()
+                    ),
+                )],
+                Some(members) => judge(
+                    agent
+                        .as_ref()
+                        .map(|a| (a.node.as_str(), a.version.as_str(), a.server)),
+                    &members,
+                ),
             },
         };
         if let Ok(r) = &reply {
@@ -116,7 +152,10 @@ pub fn judge(agent: Option<(&str, &str, bool)>, members: &[Member]) -> Vec<Check
         for b in &alive {
             if let (Some(v), Some(lo), Some(hi)) = (a.vsn, b.vsn_min, b.vsn_max) {
                 if v < lo || v > hi {
-                    bad.push(format!("{} speaks protocol {v}, {} understands {lo}-{hi}", a.name, b.name));
+                    bad.push(format!(
+                        "{} speaks protocol {v}, {} understands {lo}-{hi}",
+                        a.name, b.name
+                    ));
                 }
             }
         }
@@ -137,10 +176,22 @@ pub fn judge(agent: Option<(&str, &str, bool)>, members: &[Member]) -> Vec<Check
     if versions.len() > 1 {
         let list = servers
             .iter()
-            .map(|m| format!("{} {}", m.name, m.version.map(|v| v.to_string()).unwrap_or_else(|| m.build.clone())))
+            .map(|m| {
+                format!(
+                    "{} {}",
+                    m.name,
+                    m.version
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| m.build.clone())
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ");
-        let spread = versions.last().map(|v| v.minor).unwrap_or(0).abs_diff(versions[0].minor);
+        let spread = versions
+            .last()
+            .map(|v| v.minor)
+            .unwrap_or(0)
+            .abs_diff(versions[0].minor);
         out.push(CheckResult::finding(
             codes::VER_MIXED_SERVERS,
             "version.members",
@@ -179,10 +230,31 @@ pub fn judge(agent: Option<(&str, &str, bool)>, members: &[Member]) -> Vec<Check
     }
 
     if out.is_empty() {
-        let sv = versions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let sv = versions
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         let msg = match agent {
-            Some((_, ver, _)) => format!("agent {}; {} server(s) alive on {}; protocols compatible", ver.trim(), servers.len(), if sv.is_empty() { "unknown versions".into() } else { sv }),
-            None => format!("{} server(s) alive on {}; protocols compatible", servers.len(), if sv.is_empty() { "unknown versions".into() } else { sv }),
+            Some((_, ver, _)) => format!(
+                "agent {}; {} server(s) alive on {}; protocols compatible",
+                ver.trim(),
+                servers.len(),
+                if sv.is_empty() {
+                    "unknown versions".into()
+                } else {
+                    sv
+                }
+            ),
+            None => format!(
+                "{} server(s) alive on {}; protocols compatible",
+                servers.len(),
+                if sv.is_empty() {
+                    "unknown versions".into()
+                } else {
+                    sv
+                }
+            ),
         };
         out.push(CheckResult::pass("version.members", msg));
     }
@@ -209,16 +281,48 @@ mod tests {
 
     #[test]
     fn parses_consul_build_tags() {
-        assert_eq!(parse_version("1.8.7:"), Some(Version { major: 1, minor: 8, patch: 7 }));
-        assert_eq!(parse_version("1.18.2+ent:abc"), Some(Version { major: 1, minor: 18, patch: 2 }));
-        assert_eq!(parse_version("1.13.8\n"), Some(Version { major: 1, minor: 13, patch: 8 }));
-        assert_eq!(parse_version("v1.21.0-rc1"), Some(Version { major: 1, minor: 21, patch: 0 }));
+        assert_eq!(
+            parse_version("1.8.7:"),
+            Some(Version {
+                major: 1,
+                minor: 8,
+                patch: 7
+            })
+        );
+        assert_eq!(
+            parse_version("1.18.2+ent:abc"),
+            Some(Version {
+                major: 1,
+                minor: 18,
+                patch: 2
+            })
+        );
+        assert_eq!(
+            parse_version("1.13.8\n"),
+            Some(Version {
+                major: 1,
+                minor: 13,
+                patch: 8
+            })
+        );
+        assert_eq!(
+            parse_version("v1.21.0-rc1"),
+            Some(Version {
+                major: 1,
+                minor: 21,
+                patch: 0
+            })
+        );
         assert_eq!(parse_version("garbage"), None);
     }
 
     #[test]
     fn flags_skew() {
-        let members = [m("s1", true, "1.8.7:", 2), m("s2", true, "1.9.0:", 2), m("c1", false, "1.10.1:", 2)];
+        let members = [
+            m("s1", true, "1.8.7:", 2),
+            m("s2", true, "1.9.0:", 2),
+            m("c1", false, "1.10.1:", 2),
+        ];
         let r = judge(Some(("c1", "1.10.1", false)), &members);
         let codes: Vec<_> = r.iter().filter_map(|x| x.code).collect();
         assert_eq!(codes, vec!["VER-001", "VER-002"]);

@@ -1,0 +1,713 @@
+//! Fault servers on loopback for what a real 1.8.7 agent cannot show: silent ports, other
+//! protocols, non-Consul HTTP servers, garbage, 5xx, and newer or skewed Consul versions.
+
+mod common;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use common::fakedns::FakeDns;
+use common::fault::{Behavior, FaultServer, Route};
+use common::*;
+
+fn addr(s: &FaultServer) -> String {
+    s.addr.to_string()
+}
+
+/// A Consul agent/self body for a given version and mode.
+fn agent_self(version: &str, server: bool, node: &str) -> String {
+    serde_json::json!({
+        "Config": {"Datacenter": "dc1", "NodeName": node, "NodeID": "6f4f1b43-0000-0000-0000-000000000001",
+                   "Server": server, "Version": version, "Revision": ""},
+        "DebugConfig": {"ACLsEnabled": false},
+        "Member": {"Name": node, "Addr": "127.0.0.1", "Port": 8301, "Tags": {"build": format!("{version}:"), "role": if server {"consul"} else {"node"}}},
+        "Stats": {"consul": {"acl": "disabled", "server": server.to_string()}}
+    })
+    .to_string()
+}
+
+fn member(
+    name: &str,
+    server: bool,
+    build: &str,
+    vsn: u32,
+    vsn_min: u32,
+    vsn_max: u32,
+    raft: Option<u32>,
+) -> serde_json::Value {
+    let mut tags = serde_json::json!({"build": build, "role": if server {"consul"} else {"node"}, "dc": "dc1",
+        "vsn": vsn.to_string(), "vsn_min": vsn_min.to_string(), "vsn_max": vsn_max.to_string()});
+    if let Some(r) = raft {
+        tags["raft_vsn"] = serde_json::Value::String(r.to_string());
+    }
+    serde_json::json!({"Name": name, "Addr": "127.0.0.1", "Port": 8301, "Status": 1, "Tags": tags})
+}
+
+/// A fake agent that answers like Consul on every endpoint the doctor reads.
+fn fake_consul(self_body: String, members: serde_json::Value) -> FaultServer {
+    FaultServer::http(vec![
+        Route::json("/v1/agent/self", 200, &self_body),
+        Route::json("/v1/status/leader", 200, "\"127.0.0.1:8300\""),
+        Route::json("/v1/status/peers", 200, "[\"127.0.0.1:8300\"]"),
+        Route::text("/v1/acl/token/self", 401, "ACL support disabled"),
+        Route::json("/v1/agent/members", 200, &members.to_string()),
+    ])
+}
+
+#[test]
+fn silent_port_costs_one_timeout() {
+    let s = FaultServer::silent();
+    let (run, json) = check_json(&["--http-addr", &addr(&s), "--timeout", "2s"], &[]);
+    assert_root(
+        &run,
+        &json,
+        "TCP-005",
+        &["tls", "api", "leader", "acl", "version"],
+    );
+    assert!(
+        run.elapsed < Duration::from_millis(3500),
+        "a silent port must cost one timeout, took {:?}",
+        run.elapsed
+    );
+}
+
+#[test]
+fn silent_https_port_costs_one_timeout() {
+    let s = FaultServer::silent();
+    let (run, json) = check_json(
+        &[
+            "--http-addr",
+            &format!("https://{}", addr(&s)),
+            "--timeout",
+            "1s",
+        ],
+        &[],
+    );
+    assert_root(&run, &json, "TCP-005", &["tls", "api"]);
+    assert!(
+        run.elapsed < Duration::from_millis(2500),
+        "took {:?}",
+        run.elapsed
+    );
+}
+
+#[test]
+fn port_that_closes_at_once_is_not_http() {
+    let s = FaultServer::close_on_accept();
+    let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
+    assert_root(&run, &json, "TCP-004", &["tls", "api"]);
+}
+
+#[test]
+fn port_that_resets_is_not_http() {
+    let s = FaultServer::reset_on_data();
+    let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
+    assert_root(&run, &json, "TCP-004", &["tls", "api"]);
+    assert!(result(&json, "tcp.answer")["message"]
+        .as_str()
+        .unwrap()
+        .contains("reset"));
+}
+
+#[test]
+fn grpc_port_is_recognised() {
+    let s = FaultServer::grpc_like();
+    let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
+    assert_root(&run, &json, "TCP-006", &["tls", "api"]);
+}
+
+#[test]
+fn other_protocol_on_the_port() {
+    let s = FaultServer::banner(b"SSH-2.0-OpenSSH_9.2p1\r\n");
+    let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
+    assert_root(&run, &json, "TCP-009", &["tls", "api"]);
+    assert!(result(&json, "tcp.answer")["message"]
+        .as_str()
+        .unwrap()
+        .contains("SSH-2.0"));
+}
+
+#[test]
+fn web_server_that_is_not_consul() {
+    let s = FaultServer::http(vec![Route::html(
+        "/",
+        200,
+        "<html><body>It works!</body></html>",
+    )
+    .with_header("Server", "nginx")]);
+    let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
+    assert_root(&run, &json, "API-001", &["leader", "acl", "version"]);
+    let msg = result(&json, "api.agent")["message"].as_str().unwrap();
+    assert!(msg.contains("nginx"), "{msg}");
+}
+
+#[test]
+fn not_found_everywhere_is_not_consul() {
+    let s = FaultServer::http(vec![]);
+    let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
+    assert_root(&run, &json, "API-001", &["leader"]);
+}
+
+#[test]
+fn redirect_is_not_followed() {
+    let s = FaultServer::http(vec![
+        Route::text("/", 302, "").with_header("Location", "/login")
+    ]);
+    let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
+    assert_root(&run, &json, "API-001", &["leader"]);
+    assert!(result(&json, "api.agent")["message"]
+        .as_str()
+        .unwrap()
+        .contains("/login"));
+}
+
+#[test]
+fn garbage_json_from_agent_self() {
+    let s = FaultServer::http(vec![
+        Route::json("/v1/agent/self", 200, "{\"Config\": {\"Version\": "),
+        Route::json("/v1/status/leader", 200, "\"\""),
+    ]);
+    let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
+    assert_root(&run, &json, "API-003", &["leader"]);
+}
+
+#[test]
+fn json_of_the_wrong_shape() {
+    let s = FaultServer::http(vec![Route::json("/", 200, "[1, 2, 3]")]);
+    let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
+    assert_root(&run, &json, "API-003", &["leader"]);
+}
+
+#[test]
+fn server_error_from_agent_self() {
+    let s = FaultServer::http(vec![Route::text(
+        "/",
+        500,
+        "rpc error: failed to get conn: dial tcp: i/o timeout",
+    )]);
+    let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
+    assert_root(&run, &json, "API-002", &["leader"]);
+    assert!(result(&json, "api.agent")["message"]
+        .as_str()
+        .unwrap()
+        .contains("failed to get conn"));
+}
+
+#[test]
+fn agent_self_that_hangs_after_the_sniff() {
+    let s = FaultServer::http(vec![
+        Route::json("/v1/status/leader", 200, "\"127.0.0.1:8300\""),
+        Route::json("/v1/agent/self", 200, "{}").with_behavior(Behavior::Hang),
+    ]);
+    let (run, json) = check_json(&["--http-addr", &addr(&s), "--timeout", "1s"], &[]);
+    assert_root(&run, &json, "API-005", &["leader"]);
+    assert!(
+        run.elapsed < Duration::from_millis(2500),
+        "took {:?}",
+        run.elapsed
+    );
+}
+
+#[test]
+fn trickled_body_is_bounded_by_the_timeout() {
+    let body = agent_self("1.8.7", true, "n1");
+    let s = FaultServer::http(vec![
+        Route::json("/v1/status/leader", 200, "\"127.0.0.1:8300\""),
+        Route::json("/v1/agent/self", 200, &body)
+            .with_behavior(Behavior::Trickle(Duration::from_millis(200))),
+    ]);
+    let (run, json) = check_json(&["--http-addr", &addr(&s), "--timeout", "1s"], &[]);
+    assert_root(&run, &json, "API-005", &["leader"]);
+    assert!(
+        run.elapsed < Duration::from_millis(2500),
+        "took {:?}",
+        run.elapsed
+    );
+}
+
+#[test]
+fn endless_body_is_capped_or_timed_out() {
+    let s = FaultServer::http(vec![
+        Route::json("/v1/status/leader", 200, "\"127.0.0.1:8300\""),
+        Route::json("/v1/agent/self", 200, "").with_behavior(Behavior::Endless),
+    ]);
+    let (run, json) = check_json(&["--http-addr", &addr(&s), "--timeout", "2s"], &[]);
+    assert_root(&run, &json, "API-005", &["leader"]);
+}
+
+#[test]
+fn connection_reset_mid_body() {
+    let body = agent_self("1.8.7", true, "n1");
+    let s = FaultServer::http(vec![
+        Route::json("/v1/status/leader", 200, "\"127.0.0.1:8300\""),
+        Route::json("/v1/agent/self", 200, &body).with_behavior(Behavior::ResetMidBody),
+    ]);
+    let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
+    assert_root(&run, &json, "API-005", &["leader"]);
+}
+
+#[test]
+fn newer_consul_agent_self_is_understood() {
+    let s = fake_consul(
+        agent_self("1.21.4", true, "srv-1"),
+        serde_json::json!([member("srv-1", true, "1.21.4:abc123", 2, 2, 3, Some(3))]),
+    );
+    let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
+    assert_eq!(run.code, 0, "{json:#}");
+    assert_eq!(json["agent"]["version"], "1.21.4");
+}
+
+#[test]
+fn mixed_server_versions_mid_upgrade() {
+    let members = serde_json::json!([
+        member("srv-1", true, "1.20.1:aaa", 2, 2, 3, Some(3)),
+        member("srv-2", true, "1.21.0:bbb", 2, 2, 3, Some(3)),
+        member("srv-3", true, "1.21.0:bbb", 2, 2, 3, Some(3)),
+    ]);
+    let s = fake_consul(agent_self("1.21.0", true, "srv-2"), members);
+    let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
+    assert_eq!(codes(&json), vec!["VER-001"], "{json:#}");
+    assert_eq!(run.code, 0);
+    assert!(result(&json, "version.members")["message"]
+        .as_str()
+        .unwrap()
+        .contains("srv-1 1.20.1"));
+}
+
+#[test]
+fn client_newer_than_servers() {
+    let members = serde_json::json!([
+        member("srv-1", true, "1.15.2:", 2, 2, 3, Some(3)),
+        member("web-1", false, "1.17.0:", 2, 2, 3, None),
+    ]);
+    let s = fake_consul(agent_self("1.17.0", false, "web-1"), members);
+    let (_, json) = check_json(&["--http-addr", &addr(&s)], &[]);
+    assert_eq!(codes(&json), vec!["VER-002"], "{json:#}");
+}
+
+#[test]
+fn protocol_outside_a_members_range_fails() {
+    let members = serde_json::json!([
+        member("srv-1", true, "1.8.7:", 2, 2, 3, Some(3)),
+        member("odd-1", false, "0.6.4:", 1, 1, 1, None),
+    ]);
+    let s = fake_consul(agent_self("1.8.7", true, "srv-1"), members);
+    let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
+    assert_root(&run, &json, "VER-003", &[]);
+}
+
+#[test]
+fn raft_protocol_two_warns() {
+    let members = serde_json::json!([member("srv-1", true, "1.8.7:", 2, 2, 3, Some(2))]);
+    let s = fake_consul(agent_self("1.8.7", true, "srv-1"), members);
+    let (_, json) = check_json(&["--http-addr", &addr(&s)], &[]);
+    assert_eq!(codes(&json), vec!["VER-004"], "{json:#}");
+}
+
+#[test]
+fn even_number_of_servers_warns() {
+    let s = FaultServer::http(vec![
+        Route::json("/v1/agent/self", 200, &agent_self("1.8.7", true, "srv-1")),
+        Route::json("/v1/status/leader", 200, "\"127.0.0.1:8300\""),
+        Route::json(
+            "/v1/status/peers",
+            200,
+            "[\"127.0.0.1:8300\",\"127.0.0.2:8300\",\"127.0.0.3:8300\",\"127.0.0.4:8300\"]",
+        ),
+        Route::text("/v1/acl/token/self", 401, "ACL support disabled"),
+        Route::json(
+            "/v1/agent/members",
+            200,
+            &serde_json::json!([member("srv-1", true, "1.8.7:", 2, 2, 3, Some(3))]).to_string(),
+        ),
+    ]);
+    let (_, json) = check_json(&["--http-addr", &addr(&s)], &[]);
+    assert_eq!(codes(&json), vec!["LDR-006"], "{json:#}");
+}
+
+#[test]
+fn newer_consul_reports_missing_token_with_404() {
+    // 1.15+ answers 404 "Supplied token does not exist" on /v1/acl/token/self.
+    let s = FaultServer::http(vec![
+        Route::json("/v1/agent/self", 200, &agent_self("1.16.1", true, "srv-1")),
+        Route::json("/v1/status/leader", 200, "\"127.0.0.1:8300\""),
+        Route::json("/v1/status/peers", 200, "[\"127.0.0.1:8300\"]"),
+        Route::text("/v1/acl/token/self", 404, "Supplied token does not exist"),
+        Route::json(
+            "/v1/agent/members",
+            200,
+            &serde_json::json!([member("srv-1", true, "1.16.1:", 2, 2, 3, Some(3))]).to_string(),
+        ),
+    ]);
+    let (run, json) = check_json(
+        &[
+            "--http-addr",
+            &addr(&s),
+            "--token",
+            "4b0c5a51-0000-0000-0000-00000000dead",
+        ],
+        &[],
+    );
+    assert_root(&run, &json, "ACL-002", &[]);
+    // The token travels in the header, never in a URL, and is never printed.
+    let req = s
+        .requests()
+        .into_iter()
+        .find(|r| r.path.starts_with("/v1/acl/token/self"))
+        .unwrap();
+    assert!(req
+        .headers
+        .iter()
+        .any(|(k, v)| k == "x-consul-token" && v == "4b0c5a51-0000-0000-0000-00000000dead"));
+    assert!(!run.stdout.contains("00000000dead"));
+}
+
+#[test]
+fn acl_not_bootstrapped() {
+    let s = FaultServer::http(vec![
+        Route::json("/v1/agent/self", 200, &agent_self("1.16.1", true, "srv-1")),
+        Route::json("/v1/status/leader", 200, "\"127.0.0.1:8300\""),
+        Route::json("/v1/status/peers", 200, "[\"127.0.0.1:8300\"]"),
+        Route::text("/v1/acl/token/self", 403, "ACL system must be bootstrapped before making any requests that require authorization: ACL not found"),
+        Route::json("/v1/agent/members", 200, "[]"),
+    ]);
+    let (run, json) = check_json(&["--http-addr", &addr(&s), "--token", "x-token-1234"], &[]);
+    assert_root(&run, &json, "ACL-003", &[]);
+}
+
+#[test]
+fn acl_lookup_server_error() {
+    let s = FaultServer::http(vec![
+        Route::json("/v1/agent/self", 200, &agent_self("1.8.7", true, "srv-1")),
+        Route::json("/v1/status/leader", 200, "\"127.0.0.1:8300\""),
+        Route::json("/v1/status/peers", 200, "[\"127.0.0.1:8300\"]"),
+        Route::text(
+            "/v1/acl/token/self",
+            500,
+            "rpc error making call: rpc: can't find method ACL.TokenRead",
+        ),
+        Route::json("/v1/agent/members", 200, "[]"),
+    ]);
+    let (run, json) = check_json(&["--http-addr", &addr(&s), "--token", "x-token-1234"], &[]);
+    assert_root(&run, &json, "ACL-005", &[]);
+}
+
+#[test]
+fn endpoint_blocked_by_http_config_warns_and_continues() {
+    let s = FaultServer::http(vec![
+        Route::text(
+            "/v1/agent/self",
+            403,
+            "Endpoint is blocked by agent configuration",
+        ),
+        Route::json("/v1/status/leader", 200, "\"127.0.0.1:8300\""),
+        Route::json("/v1/status/peers", 200, "[\"127.0.0.1:8300\"]"),
+        Route::text("/v1/acl/token/self", 401, "ACL support disabled"),
+        Route::json(
+            "/v1/agent/members",
+            200,
+            &serde_json::json!([member("srv-1", true, "1.8.7:", 2, 2, 3, Some(3))]).to_string(),
+        ),
+    ]);
+    let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
+    assert_eq!(codes(&json), vec!["API-004"], "{json:#}");
+    assert_eq!(run.code, 0);
+}
+
+#[test]
+fn remote_datacenter_without_reachable_servers() {
+    let s = FaultServer::http(vec![
+        Route::json("/v1/agent/self", 200, &agent_self("1.8.7", true, "srv-1")),
+        Route::json("/v1/catalog/datacenters", 200, "[\"dc1\",\"dc2\"]"),
+        Route::text(
+            "/v1/status/leader",
+            500,
+            "Remote DC has no server currently reachable",
+        ),
+    ]);
+    let (run, json) = check_json(&["--http-addr", &addr(&s), "--datacenter", "dc2"], &[]);
+    assert_root(&run, &json, "LDR-004", &["acl"]);
+}
+
+#[test]
+fn no_path_to_datacenter() {
+    let s = FaultServer::http(vec![
+        Route::json("/v1/agent/self", 200, &agent_self("1.8.7", true, "srv-1")),
+        Route::text("/v1/catalog/datacenters", 500, "No cluster leader"),
+        Route::text("/v1/status/leader", 500, "No path to datacenter"),
+    ]);
+    let (run, json) = check_json(&["--http-addr", &addr(&s), "--datacenter", "dc9"], &[]);
+    assert_root(&run, &json, "LDR-003", &["acl"]);
+}
+
+#[test]
+fn other_leader_lookup_error() {
+    let s = FaultServer::http(vec![
+        Route::json("/v1/agent/self", 200, &agent_self("1.8.7", false, "web-1")),
+        Route::text("/v1/status/leader", 500, "rpc error making call: EOF"),
+    ]);
+    let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
+    assert_root(&run, &json, "LDR-005", &["acl"]);
+}
+
+#[test]
+fn dns_server_that_never_answers() {
+    let d = FakeDns::silent();
+    let (run, json) = check_json(
+        &[
+            "--http-addr",
+            "consul.lab.test:8500",
+            "--dns-server",
+            &d.addr.to_string(),
+            "--timeout",
+            "1s",
+        ],
+        &[],
+    );
+    assert_root(&run, &json, "DNS-003", &["tcp", "api"]);
+    assert!(
+        run.elapsed < Duration::from_secs(3),
+        "took {:?}",
+        run.elapsed
+    );
+}
+
+#[test]
+fn dns_server_failure() {
+    let d = FakeDns::servfail();
+    let (run, json) = check_json(
+        &[
+            "--http-addr",
+            "consul.lab.test:8500",
+            "--dns-server",
+            &d.addr.to_string(),
+        ],
+        &[],
+    );
+    assert_root(&run, &json, "DNS-004", &["tcp"]);
+}
+
+#[test]
+fn dns_name_without_address_records() {
+    let d = FakeDns::records(vec![
+        ("consul.lab.test", vec![]),
+        (
+            "other.lab.test",
+            vec!["127.0.0.1".parse::<IpAddr>().unwrap()],
+        ),
+    ]);
+    let (run, json) = check_json(
+        &[
+            "--http-addr",
+            "consul.lab.test:8500",
+            "--dns-server",
+            &d.addr.to_string(),
+        ],
+        &[],
+    );
+    assert_root(&run, &json, "DNS-002", &["tcp"]);
+}
+
+#[test]
+fn dns_name_with_a_dead_second_address_warns() {
+    let s = fake_consul(
+        agent_self("1.8.7", true, "srv-1"),
+        serde_json::json!([member("srv-1", true, "1.8.7:", 2, 2, 3, Some(3))]),
+    );
+    let port = s.addr.port();
+    // 127.0.0.1 answers; 127.0.0.2 (also loopback) has nothing on the port.
+    let d = FakeDns::records(vec![(
+        "consul.lab.test",
+        vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
+    )]);
+    let (run, json) = check_json(
+        &[
+            "--http-addr",
+            &format!("consul.lab.test:{port}"),
+            "--dns-server",
+            &d.addr.to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(codes(&json), vec!["TCP-007"], "{json:#}");
+    assert_eq!(run.code, 0);
+}
+
+#[test]
+fn whole_run_deadline_stops_a_slow_stage() {
+    // Each step may take 3 s, but the whole run only 1 s: the tcp stage hits the deadline.
+    let s = FaultServer::silent();
+    let (run, json) = check_json(
+        &[
+            "--http-addr",
+            &addr(&s),
+            "--timeout",
+            "3s",
+            "--deadline",
+            "1s",
+        ],
+        &[],
+    );
+    assert_root(&run, &json, "RUN-001", &["tls", "api"]);
+    assert!(
+        run.elapsed < Duration::from_millis(2000),
+        "took {:?}",
+        run.elapsed
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS servers with certificates a real agent cannot be made to serve (expired), and raw TCP
+// states (a full accept backlog drops SYNs).
+
+mod tls_fakes {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::Arc;
+
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    pub struct Pki {
+        pub ca_pem: String,
+        pub chain: Vec<CertificateDer<'static>>,
+        pub key: PrivateKeyDer<'static>,
+    }
+
+    /// A CA and a leaf for `localhost`/127.0.0.1 valid between the given offsets from now (days).
+    pub fn pki(not_before_days: i64, not_after_days: i64) -> Pki {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let mut leaf =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let now = time_now();
+        leaf.not_before = now + time::Duration::days(not_before_days);
+        leaf.not_after = now + time::Duration::days(not_after_days);
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+        Pki {
+            ca_pem: ca_cert.pem(),
+            chain: vec![leaf_cert.der().clone()],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        }
+    }
+
+    fn time_now() -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc()
+    }
+
+    /// Serves TLS with the given certificate; answers any request with a Consul-like 200.
+    pub fn serve(pki: &Pki) -> std::net::SocketAddr {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(pki.chain.clone(), pki.key.clone_key())
+            .unwrap();
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let config = config.clone();
+                std::thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                    let conn = rustls::ServerConnection::new(config).unwrap();
+                    let mut tls = rustls::StreamOwned::new(conn, stream);
+                    let mut buf = [0u8; 4096];
+                    if let Ok(n) = tls.read(&mut buf) {
+                        if n > 0 {
+                            let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n\"\"");
+                            let _ = tls.flush();
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+}
+
+#[test]
+fn expired_agent_certificate() {
+    let pki = tls_fakes::pki(-30, -1);
+    let addr = tls_fakes::serve(&pki);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let (run, json) = check_json(
+        &[
+            "--http-addr",
+            &format!("https://{addr}"),
+            "--ca-file",
+            ca.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_root(&run, &json, "TLS-003", &["api"]);
+    assert!(result(&json, "tls.handshake")["message"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
+}
+
+#[test]
+fn certificate_not_yet_valid() {
+    let pki = tls_fakes::pki(2, 30);
+    let addr = tls_fakes::serve(&pki);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let (run, json) = check_json(
+        &[
+            "--http-addr",
+            &format!("https://{addr}"),
+            "--ca-file",
+            ca.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_root(&run, &json, "TLS-003", &["api"]);
+    assert!(result(&json, "tls.handshake")["message"]
+        .as_str()
+        .unwrap()
+        .contains("not valid yet"));
+}
+
+#[test]
+fn tls_alert_other_than_certificates() {
+    // A server that answers every ClientHello with a fatal protocol_version alert.
+    let s = FaultServer::banner(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]);
+    let (run, json) = check_json(&["--http-addr", &format!("https://{}", addr(&s))], &[]);
+    assert_root(&run, &json, "TLS-007", &["api"]);
+}
+
+#[test]
+fn full_accept_backlog_drops_syns_like_a_firewall() {
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // Shrink the backlog to its minimum and fill it: further SYNs are dropped, as by a firewall.
+    unsafe { libc::listen(listener.as_raw_fd(), 0) };
+    let target = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        if let Ok(s) = std::net::TcpStream::connect_timeout(&target, Duration::from_millis(300)) {
+            held.push(s);
+        }
+    }
+    let (run, json) = check_json(
+        &["--http-addr", &target.to_string(), "--timeout", "1s"],
+        &[],
+    );
+    assert_root(&run, &json, "TCP-002", &["tls", "api"]);
+    assert!(
+        run.elapsed < Duration::from_millis(2500),
+        "took {:?}",
+        run.elapsed
+    );
+    drop(held);
+}

@@ -1,0 +1,211 @@
+use serde_json::Value;
+
+use crate::common::*;
+
+/// Creates a token with the given rules through the master token; returns (accessor, secret).
+fn token_with_rules(a: &Agent, name: &str, rules: &str, extra: &str) -> (String, String) {
+    let master = a.master_token.as_deref().unwrap();
+    let policy = serde_json::json!({ "Name": format!("{name}-policy"), "Rules": rules });
+    let (st, body) = a.put("/v1/acl/policy", Some(master), &policy.to_string());
+    assert_eq!(st, 200, "policy create: {body}");
+    let (st, body) = a.put(
+        "/v1/acl/token",
+        Some(master),
+        &format!(r#"{{"Description":"{name}","Policies":[{{"Name":"{name}-policy"}}]{extra}}}"#),
+    );
+    assert_eq!(st, 200, "token create: {body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    (
+        v["AccessorID"].as_str().unwrap().into(),
+        v["SecretID"].as_str().unwrap().into(),
+    )
+}
+
+fn assert_secret_absent(secret: &str, args: &[&str], env: &[(&str, &str)]) {
+    for format in ["human", "json", "junit"] {
+        let mut all = vec!["check", "--format", format];
+        all.extend_from_slice(args);
+        let run = run_doctor(&all, env);
+        assert!(
+            !run.stdout.contains(secret),
+            "{format} stdout leaks the token secret:\n{}",
+            run.stdout
+        );
+        assert!(
+            !run.stderr.contains(secret),
+            "{format} stderr leaks the token secret:\n{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn no_token_under_default_deny() {
+    let a = acl();
+    let (run, json) = check_json(&["--http-addr", &a.http_addr()], &[]);
+    assert_root(&run, &json, "ACL-001", &[]);
+    // agent/self is denied to the anonymous token: the api stage still passes and says why.
+    let api = result(&json, "api.agent");
+    assert_eq!(api["status"], "pass");
+    assert!(api["message"].as_str().unwrap().contains("403"), "{api:#}");
+    assert!(result(&json, "acl.token")["fix"]
+        .as_str()
+        .unwrap()
+        .contains("consul acl token create"));
+    // Members are filtered by ACLs: the version check says what it could not verify.
+    let v = result(&json, "version.members");
+    assert_eq!(v["status"], "skip");
+    assert!(
+        v["message"].as_str().unwrap().contains("node:read"),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn unknown_token_is_not_found() {
+    let a = acl();
+    let bogus = "0c7d6e2f-1111-2222-3333-444455556666";
+    let (run, json) = check_json(
+        &["--http-addr", &a.http_addr()],
+        &[("CONSUL_HTTP_TOKEN", bogus)],
+    );
+    assert_root(&run, &json, "ACL-002", &[]);
+    let msg = result(&json, "acl.token")["message"].as_str().unwrap();
+    assert!(
+        msg.contains("env CONSUL_HTTP_TOKEN"),
+        "names the token's source: {msg}"
+    );
+    assert_secret_absent(
+        bogus,
+        &["--http-addr", &a.http_addr()],
+        &[("CONSUL_HTTP_TOKEN", bogus)],
+    );
+}
+
+#[test]
+fn deleted_token_is_not_found() {
+    let a = acl();
+    let (accessor, secret) =
+        token_with_rules(a, "deleted", r#"service "web" { policy = "write" }"#, "");
+    let master = a.master_token.as_deref().unwrap();
+    let (st, body) = http_request(
+        "DELETE",
+        a.http,
+        &format!("/v1/acl/token/{accessor}"),
+        Some(master),
+        None,
+    );
+    assert_eq!(st, 200, "{body}");
+    let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--token", &secret], &[]);
+    assert_root(&run, &json, "ACL-002", &[]);
+    assert!(!run.stdout.contains(&secret));
+}
+
+#[test]
+fn management_token_passes_and_shows_only_the_accessor() {
+    let a = acl();
+    let (run, json) = check_json(
+        &["--http-addr", &a.http_addr(), "--token", MASTER_TOKEN],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{json:#}");
+    let t = result(&json, "acl.token");
+    assert!(
+        t["message"].as_str().unwrap().contains("AccessorID"),
+        "{t:#}"
+    );
+    assert!(
+        t["message"].as_str().unwrap().contains("global-management"),
+        "{t:#}"
+    );
+    assert_secret_absent(
+        MASTER_TOKEN,
+        &["--http-addr", &a.http_addr(), "--token", MASTER_TOKEN],
+        &[],
+    );
+}
+
+#[test]
+fn token_read_from_token_file_env() {
+    let a = acl();
+    let (accessor, secret) = token_with_rules(
+        a,
+        "from-file",
+        r#"service "web" { policy = "write" } node_prefix "" { policy = "read" }"#,
+        "",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    std::fs::write(&path, format!("{secret}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let env = [("CONSUL_HTTP_TOKEN_FILE", path.to_str().unwrap())];
+    let (run, json) = check_json(&["--http-addr", &a.http_addr()], &env);
+    assert_eq!(run.code, 0, "{json:#}");
+    let t = result(&json, "acl.token");
+    assert!(t["message"].as_str().unwrap().contains(&accessor), "{t:#}");
+    assert!(
+        t["message"].as_str().unwrap().contains("token file"),
+        "{t:#}"
+    );
+    assert_eq!(result(&json, "config.token")["status"], "pass");
+    assert_secret_absent(&secret, &["--http-addr", &a.http_addr()], &env);
+}
+
+#[test]
+fn token_file_overrides_flag_token_like_consul() {
+    let a = acl();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    std::fs::write(&path, "0c7d6e2f-aaaa-bbbb-cccc-444455556666").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The flag token is valid, but the (bogus) file token wins, exactly as in the Consul CLI.
+    let (run, json) = check_json(
+        &["--http-addr", &a.http_addr(), "--token", MASTER_TOKEN],
+        &[("CONSUL_HTTP_TOKEN_FILE", path.to_str().unwrap())],
+    );
+    assert_eq!(codes(&json), vec!["CFG-005", "ACL-002"], "{json:#}");
+    assert_eq!(run.code, 1);
+    assert!(!run.stdout.contains(MASTER_TOKEN));
+}
+
+#[test]
+fn token_expiring_within_a_day_warns() {
+    let a = acl();
+    let (_, secret) = token_with_rules(
+        a,
+        "short-lived",
+        r#"service "web" { policy = "write" }"#,
+        r#","ExpirationTTL":"2h""#,
+    );
+    let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--token", &secret], &[]);
+    assert_eq!(codes(&json), vec!["ACL-004"], "{json:#}");
+    assert_eq!(run.code, 0, "warnings alone exit 0");
+    let strict = run_doctor(
+        &[
+            "check",
+            "--http-addr",
+            &a.http_addr(),
+            "--token",
+            &secret,
+            "--fail-on",
+            "warn",
+        ],
+        &[],
+    );
+    assert_eq!(strict.code, 1, "--fail-on warn makes warnings fail");
+}
+
+#[test]
+fn token_without_agent_read_still_reaches_the_acl_verdict() {
+    let a = acl();
+    let (_, secret) = token_with_rules(a, "svc-only", r#"service "web" { policy = "write" }"#, "");
+    let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--token", &secret], &[]);
+    assert_eq!(run.code, 0, "{json:#}");
+    assert!(result(&json, "api.agent")["message"]
+        .as_str()
+        .unwrap()
+        .contains("403"));
+    assert_eq!(result(&json, "acl.token")["status"], "pass");
+}
