@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
-use crate::inputs::{RawInputs, Source, Sourced};
+use crate::inputs::{FlagServiceArgs, RawInputs, Source, Sourced};
 use crate::secret::Secret;
 
 #[derive(Parser)]
@@ -75,12 +75,7 @@ pub enum ColorMode {
 #[derive(Args)]
 pub struct CheckArgs {
     /// Agent address: host:port, http://, https:// or unix:///path [default: 127.0.0.1:8500]
-    #[arg(
-        long,
-        env = "CONSUL_HTTP_ADDR",
-        value_name = "ADDR",
-        help_heading = "Consul connection"
-    )]
+    #[arg(long, env = "CONSUL_HTTP_ADDR", value_name = "ADDR", help_heading = "Consul connection")]
     pub http_addr: Option<String>,
     /// ACL token (a non-empty token file takes precedence, as in Consul)
     #[arg(
@@ -92,75 +87,66 @@ pub struct CheckArgs {
     )]
     pub token: Option<String>,
     /// File holding the ACL token
-    #[arg(
-        long,
-        env = "CONSUL_HTTP_TOKEN_FILE",
-        value_name = "PATH",
-        help_heading = "Consul connection"
-    )]
+    #[arg(long, env = "CONSUL_HTTP_TOKEN_FILE", value_name = "PATH", help_heading = "Consul connection")]
     pub token_file: Option<PathBuf>,
     /// PEM CA bundle used to verify the agent's certificate
-    #[arg(
-        long,
-        env = "CONSUL_CACERT",
-        value_name = "PATH",
-        help_heading = "Consul connection"
-    )]
+    #[arg(long, env = "CONSUL_CACERT", value_name = "PATH", help_heading = "Consul connection")]
     pub ca_file: Option<PathBuf>,
     /// Directory of PEM CA certificates
-    #[arg(
-        long,
-        env = "CONSUL_CAPATH",
-        value_name = "DIR",
-        help_heading = "Consul connection"
-    )]
+    #[arg(long, env = "CONSUL_CAPATH", value_name = "DIR", help_heading = "Consul connection")]
     pub ca_path: Option<PathBuf>,
     /// PEM client certificate (for verify_incoming)
-    #[arg(
-        long,
-        env = "CONSUL_CLIENT_CERT",
-        value_name = "PATH",
-        help_heading = "Consul connection"
-    )]
+    #[arg(long, env = "CONSUL_CLIENT_CERT", value_name = "PATH", help_heading = "Consul connection")]
     pub client_cert: Option<PathBuf>,
     /// PEM client key
-    #[arg(
-        long,
-        env = "CONSUL_CLIENT_KEY",
-        value_name = "PATH",
-        help_heading = "Consul connection"
-    )]
+    #[arg(long, env = "CONSUL_CLIENT_KEY", value_name = "PATH", help_heading = "Consul connection")]
     pub client_key: Option<PathBuf>,
     /// Server name for SNI and certificate verification
-    #[arg(
-        long,
-        env = "CONSUL_TLS_SERVER_NAME",
-        value_name = "NAME",
-        help_heading = "Consul connection"
-    )]
+    #[arg(long, env = "CONSUL_TLS_SERVER_NAME", value_name = "NAME", help_heading = "Consul connection")]
     pub tls_server_name: Option<String>,
     /// Datacenter to query (default: the agent's own)
     #[arg(long, value_name = "DC", help_heading = "Consul connection")]
     pub datacenter: Option<String>,
 
+    /// Service definition to check: JSON or HCL, {"service": ...}, {"services": [...]} or an API body (repeatable)
+    #[arg(long, value_name = "PATH", help_heading = "Service to register")]
+    pub service_file: Vec<PathBuf>,
+    /// Name of a service to check (instead of, or besides, a file)
+    #[arg(long, value_name = "NAME", help_heading = "Service to register")]
+    pub service: Option<String>,
+    /// ID of the --service
+    #[arg(long, value_name = "ID", help_heading = "Service to register")]
+    pub service_id: Option<String>,
+    /// Address of the --service
+    #[arg(long, value_name = "ADDR", help_heading = "Service to register")]
+    pub service_address: Option<String>,
+    /// Port of the --service
+    #[arg(long, value_name = "PORT", allow_negative_numbers = true, help_heading = "Service to register")]
+    pub service_port: Option<i64>,
+    /// HTTP health check URL of the --service
+    #[arg(long, value_name = "URL", help_heading = "Service to register")]
+    pub check_http: Option<String>,
+    /// TCP health check target (HOST:PORT) of the --service
+    #[arg(long, value_name = "HOST:PORT", help_heading = "Service to register")]
+    pub check_tcp: Option<String>,
+    /// Interval of the --check-http/--check-tcp check [default: 10s]
+    #[arg(long, value_name = "DURATION", help_heading = "Service to register")]
+    pub check_interval: Option<String>,
+    /// Timeout of the --check-http/--check-tcp check
+    #[arg(long, value_name = "DURATION", help_heading = "Service to register")]
+    pub check_timeout: Option<String>,
+    /// go.mod of the application, to report its github.com/hashicorp/consul/api version
+    #[arg(long, value_name = "PATH", help_heading = "Service to register")]
+    pub go_mod: Option<PathBuf>,
+
     /// Resolve the agent host through this DNS server (IP or IP:PORT) instead of the system's
     #[arg(long, value_name = "IP:PORT", help_heading = "Diagnosis")]
     pub dns_server: Option<String>,
     /// Timeout of each network step (Go duration syntax)
-    #[arg(
-        long,
-        default_value = "5s",
-        value_name = "DURATION",
-        help_heading = "Diagnosis"
-    )]
+    #[arg(long, default_value = "5s", value_name = "DURATION", help_heading = "Diagnosis")]
     pub timeout: String,
     /// Deadline of the whole run (Go duration syntax)
-    #[arg(
-        long,
-        default_value = "30s",
-        value_name = "DURATION",
-        help_heading = "Diagnosis"
-    )]
+    #[arg(long, default_value = "30s", value_name = "DURATION", help_heading = "Diagnosis")]
     pub deadline: String,
 
     /// Report format
@@ -196,9 +182,7 @@ where
         Command::Explain { code } => Parsed::Explain { code },
         Command::Codes { format } => Parsed::Codes { format },
         Command::Check(args) => {
-            let sub = matches
-                .subcommand_matches("check")
-                .expect("check subcommand matched");
+            let sub = matches.subcommand_matches("check").expect("check subcommand matched");
             Parsed::Check(Box::new(raw_inputs(args, sub)))
         }
     })
@@ -212,58 +196,40 @@ fn source_of(m: &ArgMatches, id: &str, env: Option<&'static str>) -> Source {
     }
 }
 
-fn sourced<T>(
-    m: &ArgMatches,
-    id: &str,
-    env: Option<&'static str>,
-    v: Option<T>,
-) -> Option<Sourced<T>> {
-    v.map(|value| Sourced {
-        value,
-        source: source_of(m, id, env),
-    })
+fn sourced<T>(m: &ArgMatches, id: &str, env: Option<&'static str>, v: Option<T>) -> Option<Sourced<T>> {
+    v.map(|value| Sourced { value, source: source_of(m, id, env) })
 }
 
 fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
     let env_var = |name: &str| std::env::var(name).ok();
     RawInputs {
         http_addr: sourced(m, "http_addr", Some("CONSUL_HTTP_ADDR"), a.http_addr),
-        token: sourced(
-            m,
-            "token",
-            Some("CONSUL_HTTP_TOKEN"),
-            a.token.map(Secret::new),
-        ),
-        token_file: sourced(
-            m,
-            "token_file",
-            Some("CONSUL_HTTP_TOKEN_FILE"),
-            a.token_file,
-        ),
+        token: sourced(m, "token", Some("CONSUL_HTTP_TOKEN"), a.token.map(Secret::new)),
+        token_file: sourced(m, "token_file", Some("CONSUL_HTTP_TOKEN_FILE"), a.token_file),
         ca_file: sourced(m, "ca_file", Some("CONSUL_CACERT"), a.ca_file),
         ca_path: sourced(m, "ca_path", Some("CONSUL_CAPATH"), a.ca_path),
         client_cert: sourced(m, "client_cert", Some("CONSUL_CLIENT_CERT"), a.client_cert),
         client_key: sourced(m, "client_key", Some("CONSUL_CLIENT_KEY"), a.client_key),
-        tls_server_name: sourced(
-            m,
-            "tls_server_name",
-            Some("CONSUL_TLS_SERVER_NAME"),
-            a.tls_server_name,
-        ),
+        tls_server_name: sourced(m, "tls_server_name", Some("CONSUL_TLS_SERVER_NAME"), a.tls_server_name),
         datacenter: sourced(m, "datacenter", None, a.datacenter),
         http_ssl: env_var("CONSUL_HTTP_SSL"),
         http_ssl_verify: env_var("CONSUL_HTTP_SSL_VERIFY"),
-        proxy_env: [
-            "HTTP_PROXY",
-            "http_proxy",
-            "HTTPS_PROXY",
-            "https_proxy",
-            "NO_PROXY",
-            "no_proxy",
-        ]
-        .iter()
-        .filter_map(|k| env_var(k).map(|v| (k.to_string(), v)))
-        .collect(),
+        proxy_env: ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"]
+            .iter()
+            .filter_map(|k| env_var(k).map(|v| (k.to_string(), v)))
+            .collect(),
+        service_files: a.service_file,
+        flag_service: FlagServiceArgs {
+            name: a.service,
+            id: a.service_id,
+            address: a.service_address,
+            port: a.service_port,
+            check_http: a.check_http,
+            check_tcp: a.check_tcp,
+            check_interval: a.check_interval,
+            check_timeout: a.check_timeout,
+        },
+        go_mod: a.go_mod,
         dns_server: a.dns_server,
         timeout: a.timeout,
         deadline: a.deadline,

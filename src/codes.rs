@@ -58,6 +58,25 @@ codes! {
     CFG_BAD_BOOL = "CFG-011", "config", Warn, "Boolean environment variable cannot be parsed and is ignored";
     CFG_NO_PORT = "CFG-012", "config", Warn, "Address has no port: Consul clients use 80/443, not 8500";
     CFG_PROXY = "CFG-013", "config", Warn, "An HTTP proxy from the environment applies to the Consul address";
+    CFG_PARSE = "CFG-014", "config", Fail, "Service definition cannot be parsed";
+    CFG_NO_NAME = "CFG-015", "config", Fail, "Service definition has no name";
+    CFG_DURATION = "CFG-016", "config", Fail, "Duration is not valid Go syntax";
+    CFG_CHECK_INVALID = "CFG-017", "config", Fail, "Check definition is rejected by Consul";
+    CFG_TIMEOUT_OVER_INTERVAL = "CFG-018", "config", Warn, "Check timeout is longer than its interval";
+    CFG_PORT_RANGE = "CFG-019", "config", Fail, "Service port is out of range";
+    CFG_WILDCARD_ADDRESS = "CFG-020", "config", Fail, "Service address is a wildcard address";
+    CFG_DNS_NAME = "CFG-021", "config", Warn, "Service name is not discoverable through DNS";
+    CFG_NO_ID = "CFG-022", "config", Warn, "Service ID omitted: it defaults to the name";
+    CFG_NO_DEREGISTER = "CFG-023", "config", Warn, "Critical instances are never deregistered";
+    CFG_META = "CFG-024", "config", Fail, "Service meta breaks Consul's limits";
+    CFG_UNKNOWN_FIELD = "CFG-025", "config", Fail, "Field unknown to Consul";
+    CFG_SHORT_INTERVAL = "CFG-026", "config", Warn, "Check interval below Consul's 1 s minimum";
+    CFG_WRONG_TYPE = "CFG-027", "config", Fail, "Field has the wrong type";
+    CFG_SCRIPT_CHECK = "CFG-028", "config", Warn, "Script check needs enable_script_checks";
+    CFG_WEIGHTS = "CFG-029", "config", Fail, "Service weights are invalid";
+    CFG_CHECK_TARGET = "CFG-030", "config", Fail, "Check target cannot be used";
+    CFG_GO_MOD = "CFG-031", "config", Fail, "Go module file cannot be read";
+    CFG_DUPLICATE_ID = "CFG-032", "config", Fail, "Two services in the definition share an ID";
     DNS_NXDOMAIN = "DNS-001", "dns", Fail, "Agent host name does not exist (NXDOMAIN)";
     DNS_NO_ADDRESS = "DNS-002", "dns", Fail, "Agent host name has no address records";
     DNS_TIMEOUT = "DNS-003", "dns", Fail, "DNS lookup timed out";
@@ -97,10 +116,29 @@ codes! {
     ACL_NOT_BOOTSTRAPPED = "ACL-003", "acl", Fail, "ACL system is not bootstrapped";
     ACL_EXPIRES_SOON = "ACL-004", "acl", Warn, "ACL token expires soon";
     ACL_LOOKUP_FAILED = "ACL-005", "acl", Fail, "ACL token lookup failed";
+    ACL_NO_SERVICE_WRITE = "ACL-006", "acl", Fail, "Token lacks service:write for the service";
+    ACL_NO_SERVICE_READ = "ACL-007", "acl", Warn, "Service not discoverable with the agent's default token";
+    DUP_LOCAL_ID = "DUP-001", "duplicates", Warn, "Service ID already registered on this agent with a different definition";
+    DUP_REMOTE_ID = "DUP-002", "duplicates", Warn, "Service ID also registered on another node";
+    DUP_ADDRESS = "DUP-003", "duplicates", Warn, "Same address and port registered under other IDs";
+    DUP_CRITICAL = "DUP-004", "duplicates", Warn, "Many instances of the service are critical";
+    SYN_MISSING = "SYN-001", "sync", Fail, "Service registered on the agent is missing from the catalog";
+    SYN_CHECK_STATUS = "SYN-002", "sync", Warn, "Catalog shows a different check status than the agent";
+    SYN_DEFINITION = "SYN-003", "sync", Warn, "Catalog holds a different definition than the agent";
+    SYN_CHECK_FAILING = "SYN-004", "sync", Warn, "Consul reports the service's check failing";
+    HLT_REFUSED = "HLT-001", "health", Fail, "Health endpoint refused the connection";
+    HLT_TIMEOUT = "HLT-002", "health", Fail, "Health endpoint timed out";
+    HLT_TLS = "HLT-003", "health", Fail, "Health endpoint TLS error";
+    HLT_STATUS = "HLT-004", "health", Fail, "Health endpoint answers with a failing status";
+    HLT_TOO_MANY = "HLT-005", "health", Warn, "Health endpoint answers 429 Too Many Requests";
+    HLT_LOOPBACK = "HLT-006", "health", Warn, "Check targets loopback while the agent runs elsewhere";
+    HLT_DNS = "HLT-007", "health", Fail, "Health endpoint host does not resolve";
+    HLT_CLOSED = "HLT-008", "health", Fail, "Health endpoint closed the connection without an answer";
     VER_MIXED_SERVERS = "VER-001", "version", Warn, "Servers run different Consul versions";
     VER_AGENT_NEWER = "VER-002", "version", Warn, "Agent is newer than the servers";
     VER_PROTOCOL = "VER-003", "version", Fail, "Protocol version outside a member's supported range";
     VER_RAFT = "VER-004", "version", Warn, "Server uses Raft protocol older than 3";
+    VER_FIELDS = "VER-005", "version", Fail, "Definition uses fields this agent version rejects";
     RUN_DEADLINE = "RUN-001", "run", Fail, "Check did not finish before the run deadline";
 }
 
@@ -112,12 +150,8 @@ pub fn find(input: &str) -> Option<&'static Code> {
 
 /// `acl002`, `Acl-002`, `ACL_002` -> `ACL-002`; `None` when it cannot be a code.
 pub fn normalise(input: &str) -> Option<String> {
-    let cleaned: String = input
-        .trim()
-        .chars()
-        .filter(|c| !matches!(c, '-' | '_' | ' '))
-        .collect::<String>()
-        .to_ascii_uppercase();
+    let cleaned: String =
+        input.trim().chars().filter(|c| !matches!(c, '-' | '_' | ' ')).collect::<String>().to_ascii_uppercase();
     let split = cleaned.find(|c: char| c.is_ascii_digit())?;
     let (tag, num) = cleaned.split_at(split);
     if tag.is_empty() || !tag.chars().all(|c| c.is_ascii_alphabetic()) {
@@ -180,12 +214,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for c in ALL {
             assert!(seen.insert(c.code), "duplicate code {}", c.code);
-            assert_eq!(
-                normalise(c.code).as_deref(),
-                Some(c.code),
-                "malformed {}",
-                c.code
-            );
+            assert_eq!(normalise(c.code).as_deref(), Some(c.code), "malformed {}", c.code);
             let tag = c.code.split('-').next().unwrap();
             let expected = match c.stage {
                 "config" => "CFG",
@@ -198,6 +227,7 @@ mod tests {
                 "version" => "VER",
                 "duplicates" => "DUP",
                 "health" => "HLT",
+                "sync" => "SYN",
                 "run" => "RUN",
                 other => panic!("unknown stage {other}"),
             };

@@ -45,15 +45,11 @@ impl Reply {
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
     }
 
     pub fn is_json(&self) -> bool {
-        self.header("content-type")
-            .is_some_and(|c| c.contains("json"))
+        self.header("content-type").is_some_and(|c| c.contains("json"))
     }
 }
 
@@ -76,10 +72,9 @@ impl HttpFailure {
     pub fn describe(&self, timeout: Duration) -> String {
         match self {
             HttpFailure::Connect(e) => format!("connection failed: {e}"),
-            HttpFailure::Timeout => format!(
-                "no complete response within {}",
-                crate::duration::format_go(timeout.as_nanos() as i64)
-            ),
+            HttpFailure::Timeout => {
+                format!("no complete response within {}", crate::duration::format_go(timeout.as_nanos() as i64))
+            }
             HttpFailure::Broken(e) => format!("response cut off: {e}"),
             HttpFailure::TooLarge => {
                 format!("response larger than {} MiB", MAX_BODY / (1024 * 1024))
@@ -97,11 +92,7 @@ fn classify(e: &reqwest::Error) -> HttpFailure {
     if e.is_connect() {
         return HttpFailure::Connect(chain);
     }
-    if e.is_body()
-        || e.is_decode()
-        || chain.contains("connection reset")
-        || chain.contains("connection closed")
-    {
+    if e.is_body() || e.is_decode() || chain.contains("connection reset") || chain.contains("connection closed") {
         return HttpFailure::Broken(chain);
     }
     HttpFailure::Other(chain)
@@ -129,20 +120,12 @@ pub struct ConsulClient {
 
 impl ConsulClient {
     /// Builds the client for a connection, pinned to the addresses the tcp stage reached.
-    pub fn new(
-        conn: &Connection,
-        addrs: &[SocketAddr],
-        timeout: Duration,
-    ) -> Result<ConsulClient, String> {
+    pub fn new(conn: &Connection, addrs: &[SocketAddr], timeout: Duration) -> Result<ConsulClient, String> {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("consul-doctor/", env!("CARGO_PKG_VERSION"))),
-        );
+        headers.insert(USER_AGENT, HeaderValue::from_static(concat!("consul-doctor/", env!("CARGO_PKG_VERSION"))));
         if let Some(token) = &conn.token {
-            let mut v = HeaderValue::from_str(token.expose()).map_err(|_| {
-                "the ACL token contains characters not allowed in an HTTP header".to_string()
-            })?;
+            let mut v = HeaderValue::from_str(token.expose())
+                .map_err(|_| "the ACL token contains characters not allowed in an HTTP header".to_string())?;
             v.set_sensitive(true);
             headers.insert("X-Consul-Token", v);
         }
@@ -160,12 +143,7 @@ impl ConsulClient {
                 b = b.unix_socket(path.clone());
                 "http://localhost".to_string()
             }
-            Target::Tcp {
-                scheme,
-                host,
-                port,
-                path_prefix,
-            } => {
+            Target::Tcp { scheme, host, port, path_prefix } => {
                 if let Some(tls) = &conn.tls {
                     b = b.tls_backend_preconfigured((*tls.config).clone());
                 }
@@ -173,10 +151,7 @@ impl ConsulClient {
                     Some(tls) => tls.server_name_host.clone(),
                     None => host.clone(),
                 };
-                let is_ip = url_host
-                    .trim_matches(|c| c == '[' || c == ']')
-                    .parse::<std::net::IpAddr>()
-                    .is_ok();
+                let is_ip = url_host.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>().is_ok();
                 if !is_ip && !addrs.is_empty() {
                     b = b.resolve_to_addrs(&url_host, addrs);
                 }
@@ -191,11 +166,7 @@ impl ConsulClient {
             }
         };
         let client = b.build().map_err(|e| error_chain(&e))?;
-        Ok(ConsulClient {
-            client,
-            base,
-            timeout,
-        })
+        Ok(ConsulClient { client, base, timeout })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -206,16 +177,25 @@ impl ConsulClient {
         self.send(self.client.get(self.url(path))).await
     }
 
-    pub async fn post_json(
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Result<Reply, HttpFailure> {
+        self.post_json_as(path, body, None).await
+    }
+
+    /// POSTs JSON, optionally with another token than the client's (a service's own token).
+    pub async fn post_json_as(
         &self,
         path: &str,
         body: &serde_json::Value,
+        token: Option<&crate::secret::Secret>,
     ) -> Result<Reply, HttpFailure> {
-        let req = self
-            .client
-            .post(self.url(path))
-            .header("Content-Type", "application/json")
-            .body(body.to_string());
+        let mut req =
+            self.client.post(self.url(path)).header("Content-Type", "application/json").body(body.to_string());
+        if let Some(t) = token {
+            let mut v = HeaderValue::from_str(t.expose())
+                .map_err(|_| HttpFailure::Other("the service's token is not a valid header value".into()))?;
+            v.set_sensitive(true);
+            req = req.header("X-Consul-Token", v);
+        }
         self.send(req).await
     }
 
@@ -246,12 +226,7 @@ impl ConsulClient {
                 }
             }
         }
-        Ok(Reply {
-            status,
-            headers,
-            body,
-            elapsed: start.elapsed(),
-        })
+        Ok(Reply { status, headers, body, elapsed: start.elapsed() })
     }
 }
 

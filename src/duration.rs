@@ -57,10 +57,7 @@ pub fn parse_go_duration(input: &str) -> Result<i64, String> {
         if !pre && !post {
             return Err(invalid());
         }
-        let unit_len = s
-            .iter()
-            .position(|&c| c == b'.' || c.is_ascii_digit())
-            .unwrap_or(s.len());
+        let unit_len = s.iter().position(|&c| c == b'.' || c.is_ascii_digit()).unwrap_or(s.len());
         if unit_len == 0 {
             return Err(format!("time: missing unit in duration {}", quote(input)));
         }
@@ -239,18 +236,9 @@ mod tests {
             ("+.s", "time: invalid duration \"+.s\""),
             ("1d", "time: unknown unit \"d\" in duration \"1d\""),
             ("3000000h", "time: invalid duration \"3000000h\""),
-            (
-                "9223372036854775808ns",
-                "time: invalid duration \"9223372036854775808ns\"",
-            ),
-            (
-                "9223372036854775.808us",
-                "time: invalid duration \"9223372036854775.808us\"",
-            ),
-            (
-                "9223372036854ms775us808ns",
-                "time: invalid duration \"9223372036854ms775us808ns\"",
-            ),
+            ("9223372036854775808ns", "time: invalid duration \"9223372036854775808ns\""),
+            ("9223372036854775.808us", "time: invalid duration \"9223372036854775.808us\""),
+            ("9223372036854ms775us808ns", "time: invalid duration \"9223372036854ms775us808ns\""),
             (" 10s", "time: invalid duration \" 10s\""),
             ("10 s", "time: unknown unit \" s\" in duration \"10 s\""),
             ("1h 30m", "time: unknown unit \"h \" in duration \"1h 30m\""),

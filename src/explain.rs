@@ -40,10 +40,7 @@ pub fn codes(format: CodesFormat) -> ExitStatus {
                     Severity::Warn => "warn",
                     Severity::Fail => "fail",
                 };
-                s.push_str(&format!(
-                    "{:<8} {:<8} {:<5} {}\n",
-                    c.code, c.stage, sev, c.title
-                ));
+                s.push_str(&format!("{:<8} {:<8} {:<5} {}\n", c.code, c.stage, sev, c.title));
             }
             s
         }

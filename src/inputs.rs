@@ -40,6 +40,32 @@ pub struct Sourced<T> {
     pub source: Source,
 }
 
+/// The `--service*` / `--check-*` flags.
+#[derive(Debug, Clone, Default)]
+pub struct FlagServiceArgs {
+    pub name: Option<String>,
+    pub id: Option<String>,
+    pub address: Option<String>,
+    pub port: Option<i64>,
+    pub check_http: Option<String>,
+    pub check_tcp: Option<String>,
+    pub check_interval: Option<String>,
+    pub check_timeout: Option<String>,
+}
+
+impl FlagServiceArgs {
+    pub fn given(&self) -> bool {
+        self.name.is_some()
+            || self.id.is_some()
+            || self.address.is_some()
+            || self.port.is_some()
+            || self.check_http.is_some()
+            || self.check_tcp.is_some()
+            || self.check_interval.is_some()
+            || self.check_timeout.is_some()
+    }
+}
+
 /// What the command line and environment gave, unvalidated.
 pub struct RawInputs {
     pub http_addr: Option<Sourced<String>>,
@@ -54,6 +80,9 @@ pub struct RawInputs {
     pub http_ssl: Option<String>,
     pub http_ssl_verify: Option<String>,
     pub proxy_env: Vec<(String, String)>,
+    pub service_files: Vec<PathBuf>,
+    pub flag_service: FlagServiceArgs,
+    pub go_mod: Option<PathBuf>,
     pub dns_server: Option<String>,
     pub timeout: String,
     pub deadline: String,
@@ -77,6 +106,9 @@ pub struct Inputs {
     pub http_ssl: Option<String>,
     pub http_ssl_verify: Option<String>,
     pub proxy_env: Vec<(String, String)>,
+    pub service_files: Vec<PathBuf>,
+    pub flag_service: FlagServiceArgs,
+    pub go_mod: Option<PathBuf>,
     pub dns_server: Option<SocketAddr>,
     pub timeout: Duration,
     pub deadline: Duration,
@@ -102,21 +134,16 @@ impl Inputs {
     pub fn resolve(raw: RawInputs) -> Result<Inputs, String> {
         let timeout = positive_duration("--timeout", &raw.timeout)?;
         let deadline = positive_duration("--deadline", &raw.deadline)?;
-        let dns_server = raw
-            .dns_server
-            .as_deref()
-            .map(parse_dns_server)
-            .transpose()?;
+        let dns_server = raw.dns_server.as_deref().map(parse_dns_server).transpose()?;
         let color = match raw.color {
             ColorMode::Auto => anstream::ColorChoice::Auto,
             ColorMode::Always => anstream::ColorChoice::Always,
             ColorMode::Never => anstream::ColorChoice::Never,
         };
         Ok(Inputs {
-            http_addr: raw.http_addr.unwrap_or(Sourced {
-                value: DEFAULT_HTTP_ADDR.to_string(),
-                source: Source::Default,
-            }),
+            http_addr: raw
+                .http_addr
+                .unwrap_or(Sourced { value: DEFAULT_HTTP_ADDR.to_string(), source: Source::Default }),
             token: raw.token.filter(|t| !t.value.is_empty()),
             token_file: raw.token_file.filter(|p| !p.value.as_os_str().is_empty()),
             ca_file: raw.ca_file.filter(|p| !p.value.as_os_str().is_empty()),
@@ -128,6 +155,9 @@ impl Inputs {
             http_ssl: raw.http_ssl,
             http_ssl_verify: raw.http_ssl_verify,
             proxy_env: raw.proxy_env,
+            service_files: raw.service_files,
+            flag_service: raw.flag_service,
+            go_mod: raw.go_mod,
             dns_server,
             timeout,
             deadline,
@@ -147,11 +177,7 @@ impl Inputs {
             source: self.http_addr.source.describe(),
         }];
         if let Some(t) = &self.token {
-            out.push(InputEntry {
-                name: "token",
-                value: "(set, hidden)".into(),
-                source: t.source.describe(),
-            });
+            out.push(InputEntry { name: "token", value: "(set, hidden)".into(), source: t.source.describe() });
         }
         let paths = [
             ("token_file", &self.token_file),
@@ -162,47 +188,33 @@ impl Inputs {
         ];
         for (name, p) in paths {
             if let Some(p) = p {
-                out.push(InputEntry {
-                    name,
-                    value: p.value.display().to_string(),
-                    source: p.source.describe(),
-                });
+                out.push(InputEntry { name, value: p.value.display().to_string(), source: p.source.describe() });
             }
         }
-        for (name, v) in [
-            ("tls_server_name", &self.tls_server_name),
-            ("datacenter", &self.datacenter),
-        ] {
+        for (name, v) in [("tls_server_name", &self.tls_server_name), ("datacenter", &self.datacenter)] {
             if let Some(v) = v {
-                out.push(InputEntry {
-                    name,
-                    value: v.value.clone(),
-                    source: v.source.describe(),
-                });
+                out.push(InputEntry { name, value: v.value.clone(), source: v.source.describe() });
             }
         }
         for (name, env, v) in [
             ("http_ssl", "CONSUL_HTTP_SSL", &self.http_ssl),
-            (
-                "http_ssl_verify",
-                "CONSUL_HTTP_SSL_VERIFY",
-                &self.http_ssl_verify,
-            ),
+            ("http_ssl_verify", "CONSUL_HTTP_SSL_VERIFY", &self.http_ssl_verify),
         ] {
             if let Some(v) = v {
-                out.push(InputEntry {
-                    name,
-                    value: v.clone(),
-                    source: format!("env {env}"),
-                });
+                out.push(InputEntry { name, value: v.clone(), source: format!("env {env}") });
             }
         }
+        for f in &self.service_files {
+            out.push(InputEntry { name: "service_file", value: f.display().to_string(), source: "flag".into() });
+        }
+        if let Some(n) = &self.flag_service.name {
+            out.push(InputEntry { name: "service", value: n.clone(), source: "flag".into() });
+        }
+        if let Some(g) = &self.go_mod {
+            out.push(InputEntry { name: "go_mod", value: g.display().to_string(), source: "flag".into() });
+        }
         if let Some(d) = self.dns_server {
-            out.push(InputEntry {
-                name: "dns_server",
-                value: d.to_string(),
-                source: "flag".into(),
-            });
+            out.push(InputEntry { name: "dns_server", value: d.to_string(), source: "flag".into() });
         }
         out.push(InputEntry {
             name: "timeout",
@@ -216,12 +228,7 @@ impl Inputs {
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
         let file_secret = self.file_secret.lock().ok().and_then(|g| g.clone());
-        for secret in self
-            .token
-            .iter()
-            .map(|t| t.value.clone())
-            .chain(file_secret)
-        {
+        for secret in self.token.iter().map(|t| t.value.clone()).chain(file_secret) {
             let s = secret.expose();
             if s.len() >= 4 {
                 out = out.replace(s, "<redacted>");
@@ -240,9 +247,7 @@ impl Inputs {
 fn positive_duration(flag: &str, value: &str) -> Result<Duration, String> {
     let nanos = parse_go_duration(value).map_err(|e| format!("invalid {flag} {value:?}: {e}"))?;
     if nanos <= 0 {
-        return Err(format!(
-            "invalid {flag} {value:?}: must be greater than zero"
-        ));
+        return Err(format!("invalid {flag} {value:?}: must be greater than zero"));
     }
     Ok(Duration::from_nanos(nanos as u64))
 }
@@ -253,15 +258,10 @@ pub fn parse_dns_server(value: &str) -> Result<SocketAddr, String> {
     if let Ok(sa) = value.parse::<SocketAddr>() {
         return Ok(sa);
     }
-    if let Ok(ip) = value
-        .trim_matches(|c| c == '[' || c == ']')
-        .parse::<IpAddr>()
-    {
+    if let Ok(ip) = value.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, 53));
     }
-    Err(format!(
-        "invalid --dns-server {value:?}: expected IP or IP:PORT (for example 127.0.0.1:8600)"
-    ))
+    Err(format!("invalid --dns-server {value:?}: expected IP or IP:PORT (for example 127.0.0.1:8600)"))
 }
 
 #[cfg(test)]
@@ -279,10 +279,7 @@ mod tests {
 
     #[test]
     fn durations_must_be_positive_go_durations() {
-        assert_eq!(
-            positive_duration("--timeout", "2s").unwrap(),
-            Duration::from_secs(2)
-        );
+        assert_eq!(positive_duration("--timeout", "2s").unwrap(), Duration::from_secs(2));
         assert!(positive_duration("--timeout", "2").is_err());
         assert!(positive_duration("--timeout", "0s").is_err());
     }

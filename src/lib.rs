@@ -8,11 +8,13 @@ pub mod codes;
 pub mod consul;
 pub mod duration;
 pub mod explain;
+pub mod hcl;
 pub mod inputs;
 pub mod pipeline;
 pub mod render;
 pub mod report;
 pub mod secret;
+pub mod service;
 pub mod stages;
 pub mod transport;
 
@@ -54,11 +56,7 @@ where
         Err(err) => {
             let usage = err.use_stderr();
             let _ = err.print();
-            return if usage {
-                ExitStatus::Usage
-            } else {
-                ExitStatus::Clean
-            };
+            return if usage { ExitStatus::Usage } else { ExitStatus::Clean };
         }
     };
     match parsed {
@@ -79,16 +77,10 @@ fn run_check(raw: inputs::RawInputs) -> ExitStatus {
     inputs.color.write_global();
     // One crypto provider for every TLS user (reqwest, the tls stage); already set is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "consul-doctor: cannot start runtime: {err}"
-            );
+            let _ = writeln!(std::io::stderr(), "consul-doctor: cannot start runtime: {err}");
             return ExitStatus::Usage;
         }
     };
@@ -109,10 +101,7 @@ fn run_check(raw: inputs::RawInputs) -> ExitStatus {
         if err.kind() == std::io::ErrorKind::BrokenPipe {
             return report.exit_status(inputs.fail_on);
         }
-        let _ = writeln!(
-            std::io::stderr(),
-            "consul-doctor: cannot write the report: {err}"
-        );
+        let _ = writeln!(std::io::stderr(), "consul-doctor: cannot write the report: {err}");
         return ExitStatus::Usage;
     }
     report.exit_status(inputs.fail_on)

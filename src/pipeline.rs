@@ -30,6 +30,9 @@ pub enum StageId {
     Leader,
     Acl,
     Version,
+    Health,
+    Duplicates,
+    Sync,
 }
 
 pub type StageFuture<'a> = Pin<Box<dyn Future<Output = Vec<CheckResult>> + 'a>>;
@@ -42,6 +45,8 @@ pub struct Stage {
     pub requires: &'static [StageId],
     /// Check ids this stage reports, used to list them when the stage is skipped.
     pub checks: &'static [&'static str],
+    /// Checks whose failure does not block dependent stages (they gate per service instead).
+    pub soft: &'static [&'static str],
     pub run: for<'a> fn(&'a Ctx<'a>) -> StageFuture<'a>,
 }
 
@@ -52,6 +57,7 @@ pub const STAGES: &[Stage] = &[
         name: "config",
         requires: &[],
         checks: stages::config::CHECKS,
+        soft: stages::config::SOFT,
         run: stages::config::run,
     },
     Stage {
@@ -59,13 +65,23 @@ pub const STAGES: &[Stage] = &[
         name: "dns",
         requires: &[StageId::Config],
         checks: stages::dns::CHECKS,
+        soft: &[],
         run: stages::dns::run,
+    },
+    Stage {
+        id: StageId::Health,
+        name: "health",
+        requires: &[StageId::Config],
+        checks: stages::health::CHECKS,
+        soft: &[],
+        run: stages::health::run,
     },
     Stage {
         id: StageId::Tcp,
         name: "tcp",
         requires: &[StageId::Dns],
         checks: stages::tcp::CHECKS,
+        soft: &[],
         run: stages::tcp::run,
     },
     Stage {
@@ -73,6 +89,7 @@ pub const STAGES: &[Stage] = &[
         name: "tls",
         requires: &[StageId::Tcp],
         checks: stages::tls::CHECKS,
+        soft: &[],
         run: stages::tls::run,
     },
     Stage {
@@ -80,6 +97,7 @@ pub const STAGES: &[Stage] = &[
         name: "api",
         requires: &[StageId::Tls],
         checks: stages::api::CHECKS,
+        soft: &[],
         run: stages::api::run,
     },
     Stage {
@@ -87,6 +105,7 @@ pub const STAGES: &[Stage] = &[
         name: "leader",
         requires: &[StageId::Api],
         checks: stages::leader::CHECKS,
+        soft: &[],
         run: stages::leader::run,
     },
     Stage {
@@ -94,13 +113,31 @@ pub const STAGES: &[Stage] = &[
         name: "acl",
         requires: &[StageId::Leader],
         checks: stages::acl::CHECKS,
+        soft: &[],
         run: stages::acl::run,
+    },
+    Stage {
+        id: StageId::Duplicates,
+        name: "duplicates",
+        requires: &[StageId::Acl],
+        checks: stages::duplicates::CHECKS,
+        soft: &[],
+        run: stages::duplicates::run,
+    },
+    Stage {
+        id: StageId::Sync,
+        name: "sync",
+        requires: &[StageId::Duplicates],
+        checks: stages::sync::CHECKS,
+        soft: &[],
+        run: stages::sync::run,
     },
     Stage {
         id: StageId::Version,
         name: "version",
         requires: &[StageId::Api],
         checks: stages::version::CHECKS,
+        soft: &[],
         run: stages::version::run,
     },
 ];
@@ -116,6 +153,14 @@ pub struct Facts {
     pub agent: Option<stages::api::AgentSelf>,
     pub summary: AgentSummary,
     pub default_acl_policy: Option<String>,
+    /// Services to register, with the code that blocks each one's service checks (if any).
+    pub services: Vec<stages::Svc>,
+    /// `github.com/hashicorp/consul/api` version from --go-mod.
+    pub go_api: Option<String>,
+    /// `/v1/agent/services` as read by the duplicates stage.
+    pub agent_services: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The doctor's own probes of the services' checks: (service id, check label, failing code).
+    pub probes: Vec<(String, String, Option<&'static str>)>,
 }
 
 /// Shared state of one run.
@@ -146,10 +191,7 @@ impl Ctx<'_> {
 pub async fn run(inputs: &Inputs) -> Report {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + inputs.deadline;
-    let ctx = Ctx {
-        inputs,
-        facts: Mutex::new(Facts::default()),
-    };
+    let ctx = Ctx { inputs, facts: Mutex::new(Facts::default()) };
     let mut outcome: HashMap<StageId, Option<&'static str>> = HashMap::new();
     let mut results: Vec<Option<Vec<CheckResult>>> = STAGES.iter().map(|_| None).collect();
 
@@ -157,9 +199,7 @@ pub async fn run(inputs: &Inputs) -> Report {
         let ready: Vec<usize> = STAGES
             .iter()
             .enumerate()
-            .filter(|(_, s)| {
-                !outcome.contains_key(&s.id) && s.requires.iter().all(|r| outcome.contains_key(r))
-            })
+            .filter(|(_, s)| !outcome.contains_key(&s.id) && s.requires.iter().all(|r| outcome.contains_key(r)))
             .map(|(i, _)| i)
             .collect();
         if ready.is_empty() {
@@ -168,17 +208,11 @@ pub async fn run(inputs: &Inputs) -> Report {
         let mut runnable = Vec::new();
         for i in ready {
             let stage = &STAGES[i];
-            let blocker = stage
-                .requires
-                .iter()
-                .find_map(|r| outcome.get(r).copied().flatten());
+            let blocker = stage.requires.iter().find_map(|r| outcome.get(r).copied().flatten());
             match blocker {
                 Some(code) => {
-                    let mut skipped: Vec<CheckResult> = stage
-                        .checks
-                        .iter()
-                        .map(|id| CheckResult::blocked(id, code))
-                        .collect();
+                    let mut skipped: Vec<CheckResult> =
+                        stage.checks.iter().map(|id| CheckResult::blocked(id, code)).collect();
                     skipped.iter_mut().for_each(|c| c.stage = stage.name);
                     results[i] = Some(skipped);
                     outcome.insert(stage.id, Some(code));
@@ -211,7 +245,11 @@ pub async fn run(inputs: &Inputs) -> Report {
                         0 => CheckResult::finding(
                             codes::RUN_DEADLINE,
                             id,
-                            format!("the {} stage did not finish before the {} run deadline", stage.name, fmt_dur(inputs.deadline)),
+                            format!(
+                                "the {} stage did not finish before the {} run deadline",
+                                stage.name,
+                                fmt_dur(inputs.deadline)
+                            ),
                             "re-run with a larger --deadline, or a smaller --timeout to find the slow step",
                         ),
                         _ => CheckResult::blocked(id, codes::RUN_DEADLINE.code),
@@ -224,10 +262,8 @@ pub async fn run(inputs: &Inputs) -> Report {
                     c.elapsed_ms = took.as_millis() as u64;
                 }
             }
-            let failed = checks
-                .iter()
-                .find(|c| c.status == Status::Fail)
-                .and_then(|c| c.code);
+            let failed =
+                checks.iter().find(|c| c.status == Status::Fail && !stage.soft.contains(&c.id)).and_then(|c| c.code);
             outcome.insert(stage.id, failed);
             results[i] = Some(checks);
         }
@@ -235,17 +271,8 @@ pub async fn run(inputs: &Inputs) -> Report {
 
     let checks: Vec<CheckResult> = results.into_iter().flatten().flatten().collect();
     let summary = ctx.facts().summary.clone();
-    let target = ctx
-        .conn()
-        .map(|c| c.display.clone())
-        .unwrap_or_else(|| inputs.http_addr.value.clone());
-    Report::new(
-        target,
-        inputs.entries(),
-        summary,
-        checks,
-        started.elapsed().as_millis() as u64,
-    )
+    let target = ctx.conn().map(|c| c.display.clone()).unwrap_or_else(|| inputs.http_addr.value.clone());
+    Report::new(target, inputs.entries(), summary, checks, started.elapsed().as_millis() as u64)
 }
 
 fn fmt_dur(d: std::time::Duration) -> String {
@@ -272,10 +299,7 @@ pub async fn join_all<F: Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> 
         }
     })
     .await;
-    outputs
-        .into_iter()
-        .map(|o| o.expect("every future completed"))
-        .collect()
+    outputs.into_iter().map(|o| o.expect("every future completed")).collect()
 }
 
 #[cfg(test)]
@@ -286,10 +310,7 @@ mod tests {
     fn stage_table_is_ordered_and_acyclic() {
         for (i, s) in STAGES.iter().enumerate() {
             for r in s.requires {
-                let pos = STAGES
-                    .iter()
-                    .position(|x| x.id == *r)
-                    .expect("required stage exists");
+                let pos = STAGES.iter().position(|x| x.id == *r).expect("required stage exists");
                 assert!(pos < i, "{} requires a later stage", s.name);
             }
             assert!(!s.checks.is_empty(), "{} declares no checks", s.name);
@@ -299,11 +320,7 @@ mod tests {
     #[test]
     fn every_code_belongs_to_a_stage_in_the_table() {
         for c in codes::ALL {
-            assert!(
-                c.stage == "run" || STAGES.iter().any(|s| s.name == c.stage),
-                "{}",
-                c.code
-            );
+            assert!(c.stage == "run" || STAGES.iter().any(|s| s.name == c.stage), "{}", c.code);
         }
     }
 }

@@ -67,12 +67,7 @@ impl CheckResult {
     }
 
     /// A warn or fail finding; the status follows the code's severity.
-    pub fn finding(
-        code: &'static Code,
-        id: &'static str,
-        message: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> Self {
+    pub fn finding(code: &'static Code, id: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Self {
         let status = match code.severity {
             Severity::Warn => Status::Warn,
             Severity::Fail => Status::Fail,
@@ -172,20 +167,14 @@ impl Report {
         } else {
             Status::Pass
         };
-        let root_cause = checks
-            .iter()
-            .find(|c| c.status == Status::Fail)
-            .map(|c| RootCause {
-                code: c.code.unwrap_or(""),
-                check: c.id,
-                message: c.message.clone(),
-            });
+        let root_cause = checks.iter().find(|c| c.status == Status::Fail).map(|c| RootCause {
+            code: c.code.unwrap_or(""),
+            check: c.id,
+            message: c.message.clone(),
+        });
         Report {
             schema_version: SCHEMA_VERSION,
-            tool: Tool {
-                name: "consul-doctor",
-                version: env!("CARGO_PKG_VERSION"),
-            },
+            tool: Tool { name: "consul-doctor", version: env!("CARGO_PKG_VERSION") },
             target,
             inputs,
             status,

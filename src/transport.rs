@@ -55,9 +55,7 @@ impl ConnectFailure {
             ConnectionReset | ConnectionAborted => ConnectFailure::Reset,
             NotFound => ConnectFailure::NotFound,
             PermissionDenied => ConnectFailure::PermissionDenied,
-            HostUnreachable | NetworkUnreachable | AddrNotAvailable => {
-                ConnectFailure::Unreachable(e.to_string())
-            }
+            HostUnreachable | NetworkUnreachable | AddrNotAvailable => ConnectFailure::Unreachable(e.to_string()),
             _ => match e.raw_os_error() {
                 Some(101) | Some(113) => ConnectFailure::Unreachable(e.to_string()),
                 _ => ConnectFailure::Other(e.to_string()),
@@ -109,9 +107,7 @@ pub fn classify_bytes(bytes: &[u8], end: &ReadEnd) -> Sniff {
     if bytes.is_empty() {
         return match end {
             ReadEnd::Timeout => Sniff::Silent,
-            ReadEnd::Eof => Sniff::Closed {
-                how: "closed the connection without answering (EOF)".into(),
-            },
+            ReadEnd::Eof => Sniff::Closed { how: "closed the connection without answering (EOF)".into() },
             ReadEnd::Error(e) => Sniff::Closed { how: e.clone() },
             ReadEnd::Enough => Sniff::Silent,
         };
@@ -119,39 +115,27 @@ pub fn classify_bytes(bytes: &[u8], end: &ReadEnd) -> Sniff {
     if bytes.starts_with(b"HTTP/") {
         let text = String::from_utf8_lossy(bytes);
         if text.contains(HTTPS_ON_HTTP_BODY) {
-            return Sniff::Tls {
-                evidence: format!("the server answered: {HTTPS_ON_HTTP_BODY}."),
-            };
+            return Sniff::Tls { evidence: format!("the server answered: {HTTPS_ON_HTTP_BODY}.") };
         }
         let status_line = text.lines().next().unwrap_or("").trim().to_string();
         return Sniff::Http { status_line };
     }
     if bytes.len() >= 2 && (bytes[0] == 0x15 || bytes[0] == 0x16) && bytes[1] == 0x03 {
-        return Sniff::Tls {
-            evidence: "the server sent a TLS record".into(),
-        };
+        return Sniff::Tls { evidence: "the server sent a TLS record".into() };
     }
     if bytes.len() >= 9 && bytes[3] == 0x04 && bytes[5..9] == [0, 0, 0, 0] {
         return Sniff::Grpc;
     }
-    Sniff::Unknown {
-        preview: preview(bytes),
-    }
+    Sniff::Unknown { preview: preview(bytes) }
 }
 
 fn preview(bytes: &[u8]) -> String {
     let head = &bytes[..bytes.len().min(32)];
-    let text_len = head
-        .iter()
-        .take_while(|b| b.is_ascii_graphic() || **b == b' ')
-        .count();
+    let text_len = head.iter().take_while(|b| b.is_ascii_graphic() || **b == b' ').count();
     if text_len >= 4 {
         format!("{:?}", String::from_utf8_lossy(&head[..text_len]))
     } else {
-        head.iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        head.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -165,11 +149,7 @@ pub enum ReadEnd {
 }
 
 /// Reads until EOF, `limit` bytes, the end of an HTTP head plus a little body, or the timeout.
-pub async fn read_some<S: AsyncRead + Unpin>(
-    s: &mut S,
-    limit: usize,
-    timeout: Duration,
-) -> (Vec<u8>, ReadEnd) {
+pub async fn read_some<S: AsyncRead + Unpin>(s: &mut S, limit: usize, timeout: Duration) -> (Vec<u8>, ReadEnd) {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 512];
@@ -198,10 +178,8 @@ fn http_complete(buf: &[u8]) -> bool {
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
     let body = buf.len() - head_end - 4;
-    let length = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok());
+    let length =
+        head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok());
     match length {
         Some(n) => body >= n.min(256),
         None => body > 0,
@@ -236,45 +214,29 @@ pub async fn sniff_plain<S: Io>(mut s: S, host: &str, timeout: Duration) -> Snif
 }
 
 /// Performs a TLS handshake that trusts anything, only to learn whether the port speaks TLS.
-pub async fn sniff_tls(
-    tcp: TcpStream,
-    server_name: ServerName<'static>,
-    timeout: Duration,
-) -> Sniff {
+pub async fn sniff_tls(tcp: TcpStream, server_name: ServerName<'static>, timeout: Duration) -> Sniff {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let rec = Recorder {
-        inner: tcp,
-        seen: seen.clone(),
-    };
+    let rec = Recorder { inner: tcp, seen: seen.clone() };
     let config = Arc::new(insecure_config(None));
     let connector = tokio_rustls::TlsConnector::from(config);
     let result = tokio::time::timeout(timeout, connector.connect(server_name, rec)).await;
     let bytes = seen.lock().map(|g| g.clone()).unwrap_or_default();
     match result {
-        Ok(Ok(_)) => Sniff::Tls {
-            evidence: "TLS handshake completed".into(),
-        },
+        Ok(Ok(_)) => Sniff::Tls { evidence: "TLS handshake completed".into() },
         Ok(Err(e)) => {
             if bytes.starts_with(b"HTTP/") {
                 return classify_bytes(&bytes, &ReadEnd::Enough);
             }
             if let Some(rustls::Error::AlertReceived(alert)) = rustls_error(&e) {
-                return Sniff::Tls {
-                    evidence: format!("the server sent TLS alert {alert:?}"),
-                };
+                return Sniff::Tls { evidence: format!("the server sent TLS alert {alert:?}") };
             }
             if bytes.is_empty() {
-                let end = if e.kind() == io::ErrorKind::UnexpectedEof {
-                    ReadEnd::Eof
-                } else {
-                    ReadEnd::Error(io_text(&e))
-                };
+                let end =
+                    if e.kind() == io::ErrorKind::UnexpectedEof { ReadEnd::Eof } else { ReadEnd::Error(io_text(&e)) };
                 return classify_bytes(&bytes, &end);
             }
             match classify_bytes(&bytes, &ReadEnd::Enough) {
-                Sniff::Unknown { .. } | Sniff::Tls { .. } => Sniff::Tls {
-                    evidence: format!("handshake error: {e}"),
-                },
+                Sniff::Unknown { .. } | Sniff::Tls { .. } => Sniff::Tls { evidence: format!("handshake error: {e}") },
                 other => other,
             }
         }
@@ -290,8 +252,7 @@ pub async fn sniff_tls(
 
 /// The rustls error inside an I/O error from tokio-rustls, if any.
 pub fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
-    e.get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }
 
 /// Keeps a copy of the first bytes read, so a failed handshake can still be classified.
@@ -301,11 +262,7 @@ struct Recorder<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Recorder<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &poll {
@@ -320,11 +277,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Recorder<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Recorder<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -362,18 +315,13 @@ pub fn client_config(
         Some(roots) => {
             let mut store = rustls::RootCertStore::empty();
             for cert in roots {
-                store
-                    .add(cert.clone())
-                    .map_err(|e| format!("CA certificate rejected: {e}"))?;
+                store.add(cert.clone()).map_err(|e| format!("CA certificate rejected: {e}"))?;
             }
             builder.with_root_certificates(store)
         }
         None => {
-            let verifier =
-                rustls_platform_verifier::Verifier::new(provider).map_err(|e| e.to_string())?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(verifier))
+            let verifier = rustls_platform_verifier::Verifier::new(provider).map_err(|e| e.to_string())?;
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier))
         }
     };
     match identity {
@@ -422,12 +370,7 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -436,12 +379,7 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -456,29 +394,14 @@ mod tests {
     #[test]
     fn classifies_first_bytes() {
         let http = classify_bytes(b"HTTP/1.1 200 OK\r\n\r\n\"\"", &ReadEnd::Eof);
-        assert!(
-            matches!(http, Sniff::Http { ref status_line } if status_line == "HTTP/1.1 200 OK")
-        );
-        let go_tls =
-            b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
-        assert!(matches!(
-            classify_bytes(go_tls, &ReadEnd::Eof),
-            Sniff::Tls { .. }
-        ));
-        assert!(matches!(
-            classify_bytes(&[0x15, 0x03, 0x01, 0x00, 0x02], &ReadEnd::Eof),
-            Sniff::Tls { .. }
-        ));
+        assert!(matches!(http, Sniff::Http { ref status_line } if status_line == "HTTP/1.1 200 OK"));
+        let go_tls = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+        assert!(matches!(classify_bytes(go_tls, &ReadEnd::Eof), Sniff::Tls { .. }));
+        assert!(matches!(classify_bytes(&[0x15, 0x03, 0x01, 0x00, 0x02], &ReadEnd::Eof), Sniff::Tls { .. }));
         let settings = [0x00, 0x00, 0x0c, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00];
         assert_eq!(classify_bytes(&settings, &ReadEnd::Enough), Sniff::Grpc);
         assert_eq!(classify_bytes(b"", &ReadEnd::Timeout), Sniff::Silent);
-        assert!(matches!(
-            classify_bytes(b"", &ReadEnd::Eof),
-            Sniff::Closed { .. }
-        ));
-        assert!(matches!(
-            classify_bytes(b"SSH-2.0-OpenSSH", &ReadEnd::Enough),
-            Sniff::Unknown { .. }
-        ));
+        assert!(matches!(classify_bytes(b"", &ReadEnd::Eof), Sniff::Closed { .. }));
+        assert!(matches!(classify_bytes(b"SSH-2.0-OpenSSH", &ReadEnd::Enough), Sniff::Unknown { .. }));
     }
 }

@@ -16,12 +16,7 @@ fn dead_addr() -> String {
 #[test]
 fn unknown_scheme_is_a_config_failure_that_blocks_every_network_stage() {
     let (run, json) = check_json(&[], &[("CONSUL_HTTP_ADDR", "tcp://127.0.0.1:8500")]);
-    assert_root(
-        &run,
-        &json,
-        "CFG-001",
-        &["dns", "tcp", "tls", "api", "leader", "acl", "version"],
-    );
+    assert_root(&run, &json, "CFG-001", &["dns", "tcp", "tls", "api", "leader", "acl", "version"]);
     let msg = result(&json, "config.address")["message"].as_str().unwrap();
     assert!(msg.contains("Unknown protocol scheme: tcp"), "{msg}");
     assert!(msg.contains("env CONSUL_HTTP_ADDR"), "{msg}");
@@ -37,18 +32,12 @@ fn bad_port_is_a_config_failure() {
 fn address_without_port_warns_about_port_80() {
     let (_, json) = check_json(&["--http-addr", "127.0.0.1", "--timeout", "1s"], &[]);
     assert_eq!(codes(&json)[0], "CFG-012", "{json:#}");
-    assert!(result(&json, "tcp.connect")["message"]
-        .as_str()
-        .unwrap()
-        .contains(":80"));
+    assert!(result(&json, "tcp.connect")["message"].as_str().unwrap().contains(":80"));
 }
 
 #[test]
 fn missing_token_file_fails_like_consul() {
-    let (run, json) = check_json(
-        &["--http-addr", &dead_addr()],
-        &[("CONSUL_HTTP_TOKEN_FILE", "/nonexistent/token")],
-    );
+    let (run, json) = check_json(&["--http-addr", &dead_addr()], &[("CONSUL_HTTP_TOKEN_FILE", "/nonexistent/token")]);
     assert_eq!(root_cause(&json).as_deref(), Some("CFG-002"));
     assert_eq!(run.code, 1);
 }
@@ -59,72 +48,32 @@ fn token_file_permissions_and_empty_file() {
     let loose = dir.path().join("loose");
     std::fs::write(&loose, "6a1b2c3d-0000-0000-0000-000000000001").unwrap();
     std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let (_, json) = check_json(
-        &[
-            "--http-addr",
-            &dead_addr(),
-            "--token-file",
-            loose.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (_, json) = check_json(&["--http-addr", &dead_addr(), "--token-file", loose.to_str().unwrap()], &[]);
     assert_eq!(codes(&json)[0], "CFG-003", "{json:#}");
-    assert!(result(&json, "config.token")["message"]
-        .as_str()
-        .unwrap()
-        .contains("0644"));
+    assert!(result(&json, "config.token")["message"].as_str().unwrap().contains("0644"));
 
     let empty = dir.path().join("empty");
     std::fs::write(&empty, "\n").unwrap();
     std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let (_, json) = check_json(
-        &[
-            "--http-addr",
-            &dead_addr(),
-            "--token-file",
-            empty.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (_, json) = check_json(&["--http-addr", &dead_addr(), "--token-file", empty.to_str().unwrap()], &[]);
     assert_eq!(codes(&json)[0], "CFG-004", "{json:#}");
 }
 
 #[test]
 fn tls_file_problems() {
     let dir = tempfile::tempdir().unwrap();
-    let (run, json) = check_json(
-        &[
-            "--http-addr",
-            &format!("https://{}", dead_addr()),
-            "--ca-file",
-            "/nonexistent/ca.pem",
-        ],
-        &[],
-    );
+    let (run, json) =
+        check_json(&["--http-addr", &format!("https://{}", dead_addr()), "--ca-file", "/nonexistent/ca.pem"], &[]);
     assert_root(&run, &json, "CFG-006", &["dns", "tcp"]);
 
     let junk = dir.path().join("junk.pem");
     std::fs::write(&junk, "not a certificate").unwrap();
-    let (run, json) = check_json(
-        &[
-            "--http-addr",
-            &format!("https://{}", dead_addr()),
-            "--ca-file",
-            junk.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (run, json) =
+        check_json(&["--http-addr", &format!("https://{}", dead_addr()), "--ca-file", junk.to_str().unwrap()], &[]);
     assert_root(&run, &json, "CFG-007", &["dns"]);
 
-    let (run, json) = check_json(
-        &[
-            "--http-addr",
-            &format!("https://{}", dead_addr()),
-            "--client-cert",
-            junk.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (run, json) =
+        check_json(&["--http-addr", &format!("https://{}", dead_addr()), "--client-cert", junk.to_str().unwrap()], &[]);
     assert_root(&run, &json, "CFG-008", &["dns"]);
 }
 
@@ -140,59 +89,32 @@ fn tls_settings_with_a_plain_http_address_warn() {
         .unwrap();
     assert!(out.status.success());
     std::fs::rename(dir.path().join("consul-agent-ca.pem"), &ca).unwrap();
-    let (_, json) = check_json(
-        &[
-            "--http-addr",
-            &dead_addr(),
-            "--ca-file",
-            ca.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (_, json) = check_json(&["--http-addr", &dead_addr(), "--ca-file", ca.to_str().unwrap()], &[]);
     assert_eq!(codes(&json)[0], "CFG-009", "{json:#}");
 }
 
 #[test]
 fn environment_booleans_and_proxies() {
-    let (_, json) = check_json(
-        &["--http-addr", &dead_addr()],
-        &[("CONSUL_HTTP_SSL", "yes")],
-    );
+    let (_, json) = check_json(&["--http-addr", &dead_addr()], &[("CONSUL_HTTP_SSL", "yes")]);
     assert_eq!(codes(&json)[0], "CFG-011", "{json:#}");
     // A proxy applies to a remote name (resolved through a silent test DNS server, so no traffic).
-    let d = common::fakedns::FakeDns::records(vec![(
-        "consul.lab.test",
-        vec!["127.0.0.1".parse().unwrap()],
-    )]);
+    let d = common::fakedns::FakeDns::records(vec![("consul.lab.test", vec!["127.0.0.1".parse().unwrap()])]);
     let (_, json) = check_json(
-        &[
-            "--http-addr",
-            &format!("consul.lab.test:{}", free_port()),
-            "--dns-server",
-            &d.addr.to_string(),
-        ],
+        &["--http-addr", &format!("consul.lab.test:{}", free_port()), "--dns-server", &d.addr.to_string()],
         &[("HTTP_PROXY", "http://user:pw@proxy.lab.test:3128")],
     );
     assert_eq!(codes(&json)[0], "CFG-013", "{json:#}");
-    let msg = result(&json, "config.environment")["message"]
-        .as_str()
-        .unwrap();
+    let msg = result(&json, "config.environment")["message"].as_str().unwrap();
     assert!(!msg.contains("pw@"), "proxy credentials are hidden: {msg}");
     // Loopback is never proxied, as in Go.
-    let (_, json) = check_json(
-        &["--http-addr", &dead_addr()],
-        &[("HTTP_PROXY", "http://proxy.lab.test:3128")],
-    );
+    let (_, json) = check_json(&["--http-addr", &dead_addr()], &[("HTTP_PROXY", "http://proxy.lab.test:3128")]);
     assert!(!codes(&json).contains(&"CFG-013".to_string()));
 }
 
 #[test]
 fn cleartext_token_to_a_remote_host_warns() {
     let s = common::fault::FaultServer::http(vec![]);
-    let d = common::fakedns::FakeDns::records(vec![(
-        "consul.lab.test",
-        vec!["127.0.0.1".parse().unwrap()],
-    )]);
+    let d = common::fakedns::FakeDns::records(vec![("consul.lab.test", vec!["127.0.0.1".parse().unwrap()])]);
     let (_, json) = check_json(
         &[
             "--http-addr",
@@ -216,27 +138,12 @@ fn unix_socket_that_does_not_exist() {
 
 #[test]
 fn usage_errors_exit_2() {
-    assert_eq!(
-        run_doctor(&["check", "--timeout", "5"], &[]).code,
-        2,
-        "Go durations need a unit"
-    );
+    assert_eq!(run_doctor(&["check", "--timeout", "5"], &[]).code, 2, "Go durations need a unit");
     assert_eq!(run_doctor(&["check", "--format", "yaml"], &[]).code, 2);
-    assert_eq!(
-        run_doctor(&["check", "--dns-server", "dns.example"], &[]).code,
-        2
-    );
+    assert_eq!(run_doctor(&["check", "--dns-server", "dns.example"], &[]).code, 2);
     assert_eq!(run_doctor(&["frobnicate"], &[]).code, 2);
-    let unwritable = run_doctor(
-        &[
-            "check",
-            "--http-addr",
-            &dead_addr(),
-            "--output",
-            "/nonexistent/dir/report.json",
-        ],
-        &[],
-    );
+    let unwritable =
+        run_doctor(&["check", "--http-addr", &dead_addr(), "--output", "/nonexistent/dir/report.json"], &[]);
     assert_eq!(unwritable.code, 2, "{}", unwritable.stderr);
 }
 
@@ -244,23 +151,11 @@ fn usage_errors_exit_2() {
 fn output_file_gets_the_report() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report.xml");
-    let run = run_doctor(
-        &[
-            "check",
-            "--http-addr",
-            &dead_addr(),
-            "--format",
-            "junit",
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let run =
+        run_doctor(&["check", "--http-addr", &dead_addr(), "--format", "junit", "-o", out.to_str().unwrap()], &[]);
     assert_eq!(run.code, 1);
     assert!(run.stdout.is_empty());
-    assert!(std::fs::read_to_string(&out)
-        .unwrap()
-        .contains("<failure type=\"TCP-001\""));
+    assert!(std::fs::read_to_string(&out).unwrap().contains("<failure type=\"TCP-001\""));
 }
 
 #[test]
@@ -268,11 +163,7 @@ fn explain_accepts_loose_spellings() {
     for spelling in ["ACL-002", "acl-002", "ACL002", "acl_2"] {
         let run = run_doctor(&["explain", spelling], &[]);
         assert_eq!(run.code, 0, "{spelling}");
-        assert!(
-            run.stdout.starts_with("# ACL-002: "),
-            "{spelling}: {}",
-            run.stdout
-        );
+        assert!(run.stdout.starts_with("# ACL-002: "), "{spelling}: {}", run.stdout);
     }
 }
 
@@ -291,30 +182,19 @@ fn codes_lists_the_catalogue() {
     let v = run.json();
     assert_eq!(v["schema_version"], 1);
     let list = v["codes"].as_array().unwrap();
-    assert!(list
-        .iter()
-        .any(|c| c["code"] == "TCP-001" && c["stage"] == "tcp" && c["severity"] == "fail"));
+    assert!(list.iter().any(|c| c["code"] == "TCP-001" && c["stage"] == "tcp" && c["severity"] == "fail"));
     let human = run_doctor(&["codes"], &[]);
-    assert!(human
-        .stdout
-        .lines()
-        .any(|l| l.starts_with("LDR-001") && l.contains("no leader")));
+    assert!(human.stdout.lines().any(|l| l.starts_with("LDR-001") && l.contains("no leader")));
 }
 
 fn catalogue() -> Vec<serde_json::Value> {
-    run_doctor(&["codes", "--format", "json"], &[]).json()["codes"]
-        .as_array()
-        .unwrap()
-        .clone()
+    run_doctor(&["codes", "--format", "json"], &[]).json()["codes"].as_array().unwrap().clone()
 }
 
 #[test]
 fn every_code_has_a_document_with_the_skeleton_and_no_document_is_orphaned() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let codes: Vec<String> = catalogue()
-        .iter()
-        .map(|c| c["code"].as_str().unwrap().to_string())
-        .collect();
+    let codes: Vec<String> = catalogue().iter().map(|c| c["code"].as_str().unwrap().to_string()).collect();
     for c in catalogue() {
         let code = c["code"].as_str().unwrap();
         let doc = std::fs::read_to_string(root.join("checks").join(format!("{code}.md"))).unwrap();
@@ -325,42 +205,22 @@ fn every_code_has_a_document_with_the_skeleton_and_no_document_is_orphaned() {
         );
         let sev = c["severity"].as_str().unwrap();
         assert!(
-            doc.contains(&format!(
-                "Stage: `{}` · Severity: {sev}",
-                c["stage"].as_str().unwrap()
-            )),
+            doc.contains(&format!("Stage: `{}` · Severity: {sev}", c["stage"].as_str().unwrap())),
             "{code} stage/severity line"
         );
         let mut at = 0;
-        for h in [
-            "## What it checks",
-            "## Why it matters",
-            "## How to fix",
-            "## Example",
-            "## See also",
-        ] {
-            let pos = doc[at..]
-                .find(h)
-                .unwrap_or_else(|| panic!("{code}: missing or misplaced {h}"));
+        for h in ["## What it checks", "## Why it matters", "## How to fix", "## Example", "## See also"] {
+            let pos = doc[at..].find(h).unwrap_or_else(|| panic!("{code}: missing or misplaced {h}"));
             at += pos + h.len();
         }
         let mark = if sev == "fail" { "✘" } else { "!" };
-        assert!(
-            doc.contains(&format!("{mark} ")) && doc.contains(&format!("  {code}  ")),
-            "{code}: example line"
-        );
-        assert!(
-            doc.contains(&format!("explain: consul-doctor explain {code}")),
-            "{code}: example explain line"
-        );
+        assert!(doc.contains(&format!("{mark} ")) && doc.contains(&format!("  {code}  ")), "{code}: example line");
+        assert!(doc.contains(&format!("explain: consul-doctor explain {code}")), "{code}: example explain line");
     }
     for entry in std::fs::read_dir(root.join("checks")).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         let code = name.trim_end_matches(".md");
-        assert!(
-            codes.iter().any(|c| c == code),
-            "orphan document checks/{name}"
-        );
+        assert!(codes.iter().any(|c| c == code), "orphan document checks/{name}");
     }
 }
 

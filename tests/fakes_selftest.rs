@@ -37,10 +37,7 @@ struct Resp {
 
 impl Resp {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -56,14 +53,7 @@ fn read_head(s: &mut TcpStream) -> std::io::Result<(u16, Vec<(String, String)>)>
     }
     let text = String::from_utf8(head).unwrap();
     let mut lines = text.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
     let headers = lines
         .filter(|l| !l.is_empty())
         .map(|l| {
@@ -77,26 +67,15 @@ fn read_head(s: &mut TcpStream) -> std::io::Result<(u16, Vec<(String, String)>)>
 /// Reads a Content-Length framed response.
 fn read_response(s: &mut TcpStream) -> std::io::Result<Resp> {
     let (status, headers) = read_head(s)?;
-    let len: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .map_or(0, |(_, v)| v.parse().unwrap());
+    let len: usize = headers.iter().find(|(n, _)| n == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
     let mut body = vec![0u8; len];
     s.read_exact(&mut body)?;
-    Ok(Resp {
-        status,
-        headers,
-        body,
-    })
+    Ok(Resp { status, headers, body })
 }
 
 fn get(addr: SocketAddr, method: &str, path: &str) -> Resp {
     let mut s = connect(addr);
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
     read_response(&mut s).expect("response")
 }
 
@@ -127,8 +106,7 @@ fn close_on_accept_gives_eof() {
 fn reset_on_data_resets() {
     let srv = FaultServer::reset_on_data();
     let mut s = connect(srv.addr);
-    s.write_all(b"GET /v1/agent/self HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
+    s.write_all(b"GET /v1/agent/self HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let err = s.read(&mut [0u8; 16]).expect_err("expected a reset");
     assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err:?}");
 }
@@ -141,10 +119,7 @@ fn grpc_like_sends_settings_then_closes() {
     let mut frame = [0u8; 21];
     s.read_exact(&mut frame).unwrap();
     assert_eq!(&frame[..], fault::HTTP2_SETTINGS);
-    assert_eq!(
-        frame,
-        [0, 0, 0x0c, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0x64, 0, 4, 0, 0x10, 0, 0]
-    );
+    assert_eq!(frame, [0, 0, 0x0c, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0x64, 0, 4, 0, 0x10, 0, 0]);
     assert_eq!(s.read(&mut [0u8; 16]).unwrap(), 0);
 }
 
@@ -157,36 +132,25 @@ fn banner_is_sent_on_connect() {
     assert_eq!(&got, b"SSH-2.0-OpenSSH_9.2p1\r\n");
     // Then nothing more, and the connection stays open.
     s.write_all(b"hello\r\n").unwrap();
-    let err = s
-        .read(&mut [0u8; 16])
-        .expect_err("banner server wrote again");
+    let err = s.read(&mut [0u8; 16]).expect_err("banner server wrote again");
     assert!(is_timeout(err.kind()), "{err:?}");
 }
 
 #[test]
 fn drop_stops_everything() {
-    let srv = FaultServer::http(vec![
-        Route::text("/", 200, "").with_behavior(Behavior::Endless)
-    ]);
+    let srv = FaultServer::http(vec![Route::text("/", 200, "").with_behavior(Behavior::Endless)]);
     let addr = srv.addr;
     // An endless response the client never reads fills the socket buffers: the writer is blocked.
     let mut endless = connect(addr);
-    endless
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
+    endless.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let silent = FaultServer::silent();
     let _idle = connect(silent.addr);
     std::thread::sleep(Duration::from_millis(50));
     let t = Instant::now();
     drop(srv);
     drop(silent);
-    assert!(
-        t.elapsed() < Duration::from_millis(600),
-        "drop took {:?}",
-        t.elapsed()
-    );
-    let refused =
-        TcpStream::connect_timeout(&addr, Duration::from_millis(300)).expect_err("still listening");
+    assert!(t.elapsed() < Duration::from_millis(600), "drop took {:?}", t.elapsed());
+    let refused = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).expect_err("still listening");
     assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
 }
 
@@ -207,10 +171,7 @@ fn http_serves_status_headers_body() {
     assert_eq!(r.header("x-consul-index"), Some("7"));
 
     let r = get(srv.addr, "GET", "/v1/status/leader");
-    assert_eq!(
-        (r.status, r.body.as_slice()),
-        (503, &b"No cluster leader"[..])
-    );
+    assert_eq!((r.status, r.body.as_slice()), (503, &b"No cluster leader"[..]));
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
 
     let r = get(srv.addr, "GET", "/ui/");
@@ -224,15 +185,11 @@ fn http_serves_status_headers_body() {
 fn http_status_line_reason() {
     let srv = FaultServer::http(vec![Route::text("/", 429, "slow down")]);
     let mut s = connect(srv.addr);
-    s.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
     let mut all = Vec::new();
     s.read_to_end(&mut all).unwrap();
     let text = String::from_utf8(all).unwrap();
-    assert!(
-        text.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
-        "{text}"
-    );
+    assert!(text.starts_with("HTTP/1.1 429 Too Many Requests\r\n"), "{text}");
     assert!(text.contains("Content-Length: 9\r\n"), "{text}");
     assert!(text.ends_with("\r\n\r\nslow down"), "{text}");
 }
@@ -247,32 +204,22 @@ fn http_method_matching() {
     assert_eq!(r.status, 405);
     let mut s = connect(srv.addr);
     let body = r#"{"Name":"web"}"#;
-    write!(
-        s,
-        "PUT /v1/agent/service/register HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    write!(s, "PUT /v1/agent/service/register HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
     assert_eq!(read_response(&mut s).unwrap().status, 200);
 }
 
 #[test]
 fn http_keep_alive_two_requests_one_connection() {
-    let srv = FaultServer::http(vec![
-        Route::json("/a", 200, "\"first\""),
-        Route::json("/b", 200, "\"second\""),
-    ]);
+    let srv = FaultServer::http(vec![Route::json("/a", 200, "\"first\""), Route::json("/b", 200, "\"second\"")]);
     let mut s = connect(srv.addr);
     s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let r = read_response(&mut s).unwrap();
     assert_eq!(r.body, b"\"first\"");
     assert_eq!(r.header("connection"), None);
     // A body on the second request must not confuse the framing; a 404 also keeps the connection.
-    s.write_all(b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
-        .unwrap();
+    s.write_all(b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc").unwrap();
     assert_eq!(read_response(&mut s).unwrap().body, b"\"second\"");
-    s.write_all(b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
+    s.write_all(b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut s).unwrap().status, 404);
     // Pipelined, with a chunked body in between.
     s.write_all(
@@ -291,11 +238,9 @@ fn http_keep_alive_two_requests_one_connection() {
 fn http_records_requests() {
     let srv = FaultServer::http(vec![Route::json("/v1/", 200, "{}")]);
     let mut s = connect(srv.addr);
-    s.write_all(b"GET /v1/agent/self?dc=dc1 HTTP/1.1\r\nHost: x\r\nX-Consul-Token: secret\r\n\r\n")
-        .unwrap();
+    s.write_all(b"GET /v1/agent/self?dc=dc1 HTTP/1.1\r\nHost: x\r\nX-Consul-Token: secret\r\n\r\n").unwrap();
     read_response(&mut s).unwrap();
-    s.write_all(b"PUT /v1/kv/a HTTP/1.1\r\nhost: x\r\nContent-Length: 2\r\n\r\nhi")
-        .unwrap();
+    s.write_all(b"PUT /v1/kv/a HTTP/1.1\r\nhost: x\r\nContent-Length: 2\r\n\r\nhi").unwrap();
     read_response(&mut s).unwrap();
     let reqs = srv.requests();
     assert_eq!(reqs.len(), 2);
@@ -303,34 +248,24 @@ fn http_records_requests() {
     assert_eq!(reqs[0].path, "/v1/agent/self?dc=dc1");
     assert_eq!(
         reqs[0].headers,
-        vec![
-            ("host".to_string(), "x".to_string()),
-            ("x-consul-token".to_string(), "secret".to_string())
-        ]
+        vec![("host".to_string(), "x".to_string()), ("x-consul-token".to_string(), "secret".to_string())]
     );
     assert_eq!(reqs[0].header("X-Consul-Token"), Some("secret"));
-    assert_eq!(
-        (reqs[1].method.as_str(), reqs[1].path.as_str()),
-        ("PUT", "/v1/kv/a")
-    );
+    assert_eq!((reqs[1].method.as_str(), reqs[1].path.as_str()), ("PUT", "/v1/kv/a"));
 }
 
 #[test]
 fn http_trickle_is_slow() {
-    let srv =
-        FaultServer::http(vec![Route::text("/", 200, "abcde")
-            .with_behavior(Behavior::Trickle(Duration::from_millis(60)))]);
+    let srv = FaultServer::http(vec![
+        Route::text("/", 200, "abcde").with_behavior(Behavior::Trickle(Duration::from_millis(60)))
+    ]);
     let mut s = connect(srv.addr);
     let t = Instant::now();
     s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
     let (status, headers) = read_head(&mut s).unwrap();
     assert_eq!(status, 200);
     assert!(headers.contains(&("content-length".into(), "5".into())));
-    assert!(
-        t.elapsed() < Duration::from_millis(60),
-        "head came late: {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_millis(60), "head came late: {:?}", t.elapsed());
     let mut body = Vec::new();
     let mut b = [0u8; 16];
     let mut reads = 0;
@@ -342,18 +277,12 @@ fn http_trickle_is_slow() {
     }
     assert_eq!(body, b"abcde");
     assert!(reads >= 4, "body arrived in {reads} reads");
-    assert!(
-        t.elapsed() >= Duration::from_millis(280),
-        "too fast: {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() >= Duration::from_millis(280), "too fast: {:?}", t.elapsed());
 }
 
 #[test]
 fn http_endless_keeps_delivering() {
-    let srv = FaultServer::http(vec![
-        Route::text("/", 200, "").with_behavior(Behavior::Endless)
-    ]);
+    let srv = FaultServer::http(vec![Route::text("/", 200, "").with_behavior(Behavior::Endless)]);
     let mut s = connect(srv.addr);
     s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
     let (status, headers) = read_head(&mut s).unwrap();
@@ -374,9 +303,7 @@ fn http_endless_keeps_delivering() {
 
 #[test]
 fn http_hang_never_answers() {
-    let srv = FaultServer::http(vec![
-        Route::json("/", 200, "{}").with_behavior(Behavior::Hang)
-    ]);
+    let srv = FaultServer::http(vec![Route::json("/", 200, "{}").with_behavior(Behavior::Hang)]);
     let mut s = connect(srv.addr);
     s.write_all(b"GET /v1/agent/self HTTP/1.1\r\n\r\n").unwrap();
     let err = s.read(&mut [0u8; 16]).expect_err("hang answered");
@@ -387,9 +314,7 @@ fn http_hang_never_answers() {
 #[test]
 fn http_reset_mid_body() {
     let body = "y".repeat(1000);
-    let srv = FaultServer::http(vec![
-        Route::json("/", 200, &body).with_behavior(Behavior::ResetMidBody)
-    ]);
+    let srv = FaultServer::http(vec![Route::json("/", 200, &body).with_behavior(Behavior::ResetMidBody)]);
     let mut s = connect(srv.addr);
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let (status, headers) = read_head(&mut s).unwrap();
@@ -404,22 +329,15 @@ fn http_reset_mid_body() {
             Err(e) => break e,
         }
     };
-    assert_eq!(
-        err.kind(),
-        ErrorKind::ConnectionReset,
-        "{err:?} after {got} bytes"
-    );
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err:?} after {got} bytes");
     assert_eq!(got, 500, "the half body arrives before the reset");
 }
 
 #[test]
 fn http_reset_mid_body_after_post() {
-    let srv = FaultServer::http(vec![
-        Route::json("/", 200, "0123456789").with_behavior(Behavior::ResetMidBody)
-    ]);
+    let srv = FaultServer::http(vec![Route::json("/", 200, "0123456789").with_behavior(Behavior::ResetMidBody)]);
     let mut s = connect(srv.addr);
-    s.write_all(b"PUT / HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody")
-        .unwrap();
+    s.write_all(b"PUT / HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody").unwrap();
     let mut all = Vec::new();
     let err = s.read_to_end(&mut all).expect_err("expected a reset");
     assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err:?}");
@@ -429,8 +347,7 @@ fn http_reset_mid_body_after_post() {
 fn http_head_request_has_no_body() {
     let srv = FaultServer::http(vec![Route::json("/", 200, "{\"a\":1}")]);
     let mut s = connect(srv.addr);
-    s.write_all(b"HEAD / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")
-        .unwrap();
+    s.write_all(b"HEAD / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n").unwrap();
     let (status, headers) = read_head(&mut s).unwrap();
     assert_eq!(status, 200);
     assert!(headers.contains(&("content-length".into(), "7".into())));
@@ -457,8 +374,7 @@ fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
 
 fn udp_ask(addr: SocketAddr, q: &[u8]) -> std::io::Result<Vec<u8>> {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     sock.send_to(q, addr).unwrap();
     let mut buf = [0u8; 1500];
     let (n, from) = sock.recv_from(&mut buf)?;
@@ -510,11 +426,7 @@ fn parse(msg: &[u8]) -> Parsed {
     let question = msg[12..pos].to_vec();
     let mut answers = Vec::new();
     for _ in 0..an {
-        assert_eq!(
-            &msg[pos..pos + 2],
-            &[0xC0, 0x0C],
-            "answer name is not a pointer to the question"
-        );
+        assert_eq!(&msg[pos..pos + 2], &[0xC0, 0x0C], "answer name is not a pointer to the question");
         pos += 2;
         let (t, class) = (be16(msg, pos), be16(msg, pos + 2));
         assert_eq!(class, 1);
@@ -538,18 +450,7 @@ fn parse(msg: &[u8]) -> Parsed {
     }
     assert_eq!(pos, msg.len(), "trailing bytes");
     let flags = be16(msg, 2);
-    Parsed {
-        id: be16(msg, 0),
-        flags,
-        rcode: (flags & 0x0F) as u8,
-        qd,
-        an,
-        ns,
-        ar,
-        question,
-        answers,
-        authority,
-    }
+    Parsed { id: be16(msg, 0), flags, rcode: (flags & 0x0F) as u8, qd, an, ns, ar, question, answers, authority }
 }
 
 fn check_header(p: &Parsed, id: u16, rcode: u8) {
@@ -566,24 +467,14 @@ fn check_header(p: &Parsed, id: u16, rcode: u8) {
 
 fn table() -> FakeDns {
     FakeDns::records(vec![
-        (
-            "consul.test.",
-            vec![
-                IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
-                IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
-            ],
-        ),
+        ("consul.test.", vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))]),
         ("v6only.test", vec![IpAddr::V6(Ipv6Addr::LOCALHOST)]),
         ("empty.test", vec![]),
     ])
 }
 
 fn is_test_soa(auth: &(Vec<u8>, u16, Vec<u8>)) -> bool {
-    auth.0 == b"\x04test\x00"
-        && auth.1 == 6
-        && auth
-            .2
-            .starts_with(b"\x02ns\x04test\x00\x0ahostmaster\x04test\x00")
+    auth.0 == b"\x04test\x00" && auth.1 == 6 && auth.2.starts_with(b"\x02ns\x04test\x00\x0ahostmaster\x04test\x00")
 }
 
 #[test]
@@ -593,25 +484,13 @@ fn dns_noerror_with_answers() {
     let p = parse(&udp_ask(dns.addr, &q).unwrap());
     check_header(&p, 0x1234, 0);
     assert_eq!(p.question, q[12..]);
-    assert_eq!(
-        p.answers,
-        vec![(1, 0, vec![127, 0, 0, 1]), (1, 0, vec![127, 0, 0, 2])]
-    );
+    assert_eq!(p.answers, vec![(1, 0, vec![127, 0, 0, 1]), (1, 0, vec![127, 0, 0, 2])]);
     assert_eq!(p.ns, 0);
 
     let p = parse(&udp_ask(dns.addr, &query(7, "v6only.test.", 28)).unwrap());
     check_header(&p, 7, 0);
-    assert_eq!(
-        p.answers,
-        vec![(28, 0, Ipv6Addr::LOCALHOST.octets().to_vec())]
-    );
-    assert_eq!(
-        dns.queries(),
-        vec![
-            ("consul.test".to_string(), 1),
-            ("v6only.test".to_string(), 28)
-        ]
-    );
+    assert_eq!(p.answers, vec![(28, 0, Ipv6Addr::LOCALHOST.octets().to_vec())]);
+    assert_eq!(dns.queries(), vec![("consul.test".to_string(), 1), ("v6only.test".to_string(), 28)]);
 }
 
 #[test]
@@ -685,11 +564,7 @@ fn dns_over_tcp() {
     }
 
     let dns = FakeDns::refused();
-    check_header(
-        &parse(&tcp_ask(dns.addr, &query(5, "x.test", 1)).unwrap()),
-        5,
-        5,
-    );
+    check_header(&parse(&tcp_ask(dns.addr, &query(5, "x.test", 1)).unwrap()), 5, 5);
 }
 
 #[test]

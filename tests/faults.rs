@@ -58,37 +58,16 @@ fn fake_consul(self_body: String, members: serde_json::Value) -> FaultServer {
 fn silent_port_costs_one_timeout() {
     let s = FaultServer::silent();
     let (run, json) = check_json(&["--http-addr", &addr(&s), "--timeout", "2s"], &[]);
-    assert_root(
-        &run,
-        &json,
-        "TCP-005",
-        &["tls", "api", "leader", "acl", "version"],
-    );
-    assert!(
-        run.elapsed < Duration::from_millis(3500),
-        "a silent port must cost one timeout, took {:?}",
-        run.elapsed
-    );
+    assert_root(&run, &json, "TCP-005", &["tls", "api", "leader", "acl", "version"]);
+    assert!(run.elapsed < Duration::from_millis(3500), "a silent port must cost one timeout, took {:?}", run.elapsed);
 }
 
 #[test]
 fn silent_https_port_costs_one_timeout() {
     let s = FaultServer::silent();
-    let (run, json) = check_json(
-        &[
-            "--http-addr",
-            &format!("https://{}", addr(&s)),
-            "--timeout",
-            "1s",
-        ],
-        &[],
-    );
+    let (run, json) = check_json(&["--http-addr", &format!("https://{}", addr(&s)), "--timeout", "1s"], &[]);
     assert_root(&run, &json, "TCP-005", &["tls", "api"]);
-    assert!(
-        run.elapsed < Duration::from_millis(2500),
-        "took {:?}",
-        run.elapsed
-    );
+    assert!(run.elapsed < Duration::from_millis(2500), "took {:?}", run.elapsed);
 }
 
 #[test]
@@ -103,10 +82,7 @@ fn port_that_resets_is_not_http() {
     let s = FaultServer::reset_on_data();
     let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
     assert_root(&run, &json, "TCP-004", &["tls", "api"]);
-    assert!(result(&json, "tcp.answer")["message"]
-        .as_str()
-        .unwrap()
-        .contains("reset"));
+    assert!(result(&json, "tcp.answer")["message"].as_str().unwrap().contains("reset"));
 }
 
 #[test]
@@ -121,20 +97,14 @@ fn other_protocol_on_the_port() {
     let s = FaultServer::banner(b"SSH-2.0-OpenSSH_9.2p1\r\n");
     let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
     assert_root(&run, &json, "TCP-009", &["tls", "api"]);
-    assert!(result(&json, "tcp.answer")["message"]
-        .as_str()
-        .unwrap()
-        .contains("SSH-2.0"));
+    assert!(result(&json, "tcp.answer")["message"].as_str().unwrap().contains("SSH-2.0"));
 }
 
 #[test]
 fn web_server_that_is_not_consul() {
-    let s = FaultServer::http(vec![Route::html(
-        "/",
-        200,
-        "<html><body>It works!</body></html>",
-    )
-    .with_header("Server", "nginx")]);
+    let s = FaultServer::http(vec![
+        Route::html("/", 200, "<html><body>It works!</body></html>").with_header("Server", "nginx")
+    ]);
     let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
     assert_root(&run, &json, "API-001", &["leader", "acl", "version"]);
     let msg = result(&json, "api.agent")["message"].as_str().unwrap();
@@ -150,15 +120,10 @@ fn not_found_everywhere_is_not_consul() {
 
 #[test]
 fn redirect_is_not_followed() {
-    let s = FaultServer::http(vec![
-        Route::text("/", 302, "").with_header("Location", "/login")
-    ]);
+    let s = FaultServer::http(vec![Route::text("/", 302, "").with_header("Location", "/login")]);
     let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
     assert_root(&run, &json, "API-001", &["leader"]);
-    assert!(result(&json, "api.agent")["message"]
-        .as_str()
-        .unwrap()
-        .contains("/login"));
+    assert!(result(&json, "api.agent")["message"].as_str().unwrap().contains("/login"));
 }
 
 #[test]
@@ -180,17 +145,10 @@ fn json_of_the_wrong_shape() {
 
 #[test]
 fn server_error_from_agent_self() {
-    let s = FaultServer::http(vec![Route::text(
-        "/",
-        500,
-        "rpc error: failed to get conn: dial tcp: i/o timeout",
-    )]);
+    let s = FaultServer::http(vec![Route::text("/", 500, "rpc error: failed to get conn: dial tcp: i/o timeout")]);
     let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
     assert_root(&run, &json, "API-002", &["leader"]);
-    assert!(result(&json, "api.agent")["message"]
-        .as_str()
-        .unwrap()
-        .contains("failed to get conn"));
+    assert!(result(&json, "api.agent")["message"].as_str().unwrap().contains("failed to get conn"));
 }
 
 #[test]
@@ -201,11 +159,7 @@ fn agent_self_that_hangs_after_the_sniff() {
     ]);
     let (run, json) = check_json(&["--http-addr", &addr(&s), "--timeout", "1s"], &[]);
     assert_root(&run, &json, "API-005", &["leader"]);
-    assert!(
-        run.elapsed < Duration::from_millis(2500),
-        "took {:?}",
-        run.elapsed
-    );
+    assert!(run.elapsed < Duration::from_millis(2500), "took {:?}", run.elapsed);
 }
 
 #[test]
@@ -213,16 +167,11 @@ fn trickled_body_is_bounded_by_the_timeout() {
     let body = agent_self("1.8.7", true, "n1");
     let s = FaultServer::http(vec![
         Route::json("/v1/status/leader", 200, "\"127.0.0.1:8300\""),
-        Route::json("/v1/agent/self", 200, &body)
-            .with_behavior(Behavior::Trickle(Duration::from_millis(200))),
+        Route::json("/v1/agent/self", 200, &body).with_behavior(Behavior::Trickle(Duration::from_millis(200))),
     ]);
     let (run, json) = check_json(&["--http-addr", &addr(&s), "--timeout", "1s"], &[]);
     assert_root(&run, &json, "API-005", &["leader"]);
-    assert!(
-        run.elapsed < Duration::from_millis(2500),
-        "took {:?}",
-        run.elapsed
-    );
+    assert!(run.elapsed < Duration::from_millis(2500), "took {:?}", run.elapsed);
 }
 
 #[test]
@@ -268,10 +217,7 @@ fn mixed_server_versions_mid_upgrade() {
     let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
     assert_eq!(codes(&json), vec!["VER-001"], "{json:#}");
     assert_eq!(run.code, 0);
-    assert!(result(&json, "version.members")["message"]
-        .as_str()
-        .unwrap()
-        .contains("srv-1 1.20.1"));
+    assert!(result(&json, "version.members")["message"].as_str().unwrap().contains("srv-1 1.20.1"));
 }
 
 #[test]
@@ -339,26 +285,11 @@ fn newer_consul_reports_missing_token_with_404() {
             &serde_json::json!([member("srv-1", true, "1.16.1:", 2, 2, 3, Some(3))]).to_string(),
         ),
     ]);
-    let (run, json) = check_json(
-        &[
-            "--http-addr",
-            &addr(&s),
-            "--token",
-            "4b0c5a51-0000-0000-0000-00000000dead",
-        ],
-        &[],
-    );
+    let (run, json) = check_json(&["--http-addr", &addr(&s), "--token", "4b0c5a51-0000-0000-0000-00000000dead"], &[]);
     assert_root(&run, &json, "ACL-002", &[]);
     // The token travels in the header, never in a URL, and is never printed.
-    let req = s
-        .requests()
-        .into_iter()
-        .find(|r| r.path.starts_with("/v1/acl/token/self"))
-        .unwrap();
-    assert!(req
-        .headers
-        .iter()
-        .any(|(k, v)| k == "x-consul-token" && v == "4b0c5a51-0000-0000-0000-00000000dead"));
+    let req = s.requests().into_iter().find(|r| r.path.starts_with("/v1/acl/token/self")).unwrap();
+    assert!(req.headers.iter().any(|(k, v)| k == "x-consul-token" && v == "4b0c5a51-0000-0000-0000-00000000dead"));
     assert!(!run.stdout.contains("00000000dead"));
 }
 
@@ -368,7 +299,11 @@ fn acl_not_bootstrapped() {
         Route::json("/v1/agent/self", 200, &agent_self("1.16.1", true, "srv-1")),
         Route::json("/v1/status/leader", 200, "\"127.0.0.1:8300\""),
         Route::json("/v1/status/peers", 200, "[\"127.0.0.1:8300\"]"),
-        Route::text("/v1/acl/token/self", 403, "ACL system must be bootstrapped before making any requests that require authorization: ACL not found"),
+        Route::text(
+            "/v1/acl/token/self",
+            403,
+            "ACL system must be bootstrapped before making any requests that require authorization: ACL not found",
+        ),
         Route::json("/v1/agent/members", 200, "[]"),
     ]);
     let (run, json) = check_json(&["--http-addr", &addr(&s), "--token", "x-token-1234"], &[]);
@@ -381,11 +316,7 @@ fn acl_lookup_server_error() {
         Route::json("/v1/agent/self", 200, &agent_self("1.8.7", true, "srv-1")),
         Route::json("/v1/status/leader", 200, "\"127.0.0.1:8300\""),
         Route::json("/v1/status/peers", 200, "[\"127.0.0.1:8300\"]"),
-        Route::text(
-            "/v1/acl/token/self",
-            500,
-            "rpc error making call: rpc: can't find method ACL.TokenRead",
-        ),
+        Route::text("/v1/acl/token/self", 500, "rpc error making call: rpc: can't find method ACL.TokenRead"),
         Route::json("/v1/agent/members", 200, "[]"),
     ]);
     let (run, json) = check_json(&["--http-addr", &addr(&s), "--token", "x-token-1234"], &[]);
@@ -395,11 +326,7 @@ fn acl_lookup_server_error() {
 #[test]
 fn endpoint_blocked_by_http_config_warns_and_continues() {
     let s = FaultServer::http(vec![
-        Route::text(
-            "/v1/agent/self",
-            403,
-            "Endpoint is blocked by agent configuration",
-        ),
+        Route::text("/v1/agent/self", 403, "Endpoint is blocked by agent configuration"),
         Route::json("/v1/status/leader", 200, "\"127.0.0.1:8300\""),
         Route::json("/v1/status/peers", 200, "[\"127.0.0.1:8300\"]"),
         Route::text("/v1/acl/token/self", 401, "ACL support disabled"),
@@ -419,11 +346,7 @@ fn remote_datacenter_without_reachable_servers() {
     let s = FaultServer::http(vec![
         Route::json("/v1/agent/self", 200, &agent_self("1.8.7", true, "srv-1")),
         Route::json("/v1/catalog/datacenters", 200, "[\"dc1\",\"dc2\"]"),
-        Route::text(
-            "/v1/status/leader",
-            500,
-            "Remote DC has no server currently reachable",
-        ),
+        Route::text("/v1/status/leader", 500, "Remote DC has no server currently reachable"),
     ]);
     let (run, json) = check_json(&["--http-addr", &addr(&s), "--datacenter", "dc2"], &[]);
     assert_root(&run, &json, "LDR-004", &["acl"]);
@@ -454,36 +377,17 @@ fn other_leader_lookup_error() {
 fn dns_server_that_never_answers() {
     let d = FakeDns::silent();
     let (run, json) = check_json(
-        &[
-            "--http-addr",
-            "consul.lab.test:8500",
-            "--dns-server",
-            &d.addr.to_string(),
-            "--timeout",
-            "1s",
-        ],
+        &["--http-addr", "consul.lab.test:8500", "--dns-server", &d.addr.to_string(), "--timeout", "1s"],
         &[],
     );
     assert_root(&run, &json, "DNS-003", &["tcp", "api"]);
-    assert!(
-        run.elapsed < Duration::from_secs(3),
-        "took {:?}",
-        run.elapsed
-    );
+    assert!(run.elapsed < Duration::from_secs(3), "took {:?}", run.elapsed);
 }
 
 #[test]
 fn dns_server_failure() {
     let d = FakeDns::servfail();
-    let (run, json) = check_json(
-        &[
-            "--http-addr",
-            "consul.lab.test:8500",
-            "--dns-server",
-            &d.addr.to_string(),
-        ],
-        &[],
-    );
+    let (run, json) = check_json(&["--http-addr", "consul.lab.test:8500", "--dns-server", &d.addr.to_string()], &[]);
     assert_root(&run, &json, "DNS-004", &["tcp"]);
 }
 
@@ -491,20 +395,9 @@ fn dns_server_failure() {
 fn dns_name_without_address_records() {
     let d = FakeDns::records(vec![
         ("consul.lab.test", vec![]),
-        (
-            "other.lab.test",
-            vec!["127.0.0.1".parse::<IpAddr>().unwrap()],
-        ),
+        ("other.lab.test", vec!["127.0.0.1".parse::<IpAddr>().unwrap()]),
     ]);
-    let (run, json) = check_json(
-        &[
-            "--http-addr",
-            "consul.lab.test:8500",
-            "--dns-server",
-            &d.addr.to_string(),
-        ],
-        &[],
-    );
+    let (run, json) = check_json(&["--http-addr", "consul.lab.test:8500", "--dns-server", &d.addr.to_string()], &[]);
     assert_root(&run, &json, "DNS-002", &["tcp"]);
 }
 
@@ -516,19 +409,10 @@ fn dns_name_with_a_dead_second_address_warns() {
     );
     let port = s.addr.port();
     // 127.0.0.1 answers; 127.0.0.2 (also loopback) has nothing on the port.
-    let d = FakeDns::records(vec![(
-        "consul.lab.test",
-        vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
-    )]);
-    let (run, json) = check_json(
-        &[
-            "--http-addr",
-            &format!("consul.lab.test:{port}"),
-            "--dns-server",
-            &d.addr.to_string(),
-        ],
-        &[],
-    );
+    let d =
+        FakeDns::records(vec![("consul.lab.test", vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()])]);
+    let (run, json) =
+        check_json(&["--http-addr", &format!("consul.lab.test:{port}"), "--dns-server", &d.addr.to_string()], &[]);
     assert_eq!(codes(&json), vec!["TCP-007"], "{json:#}");
     assert_eq!(run.code, 0);
 }
@@ -537,23 +421,9 @@ fn dns_name_with_a_dead_second_address_warns() {
 fn whole_run_deadline_stops_a_slow_stage() {
     // Each step may take 3 s, but the whole run only 1 s: the tcp stage hits the deadline.
     let s = FaultServer::silent();
-    let (run, json) = check_json(
-        &[
-            "--http-addr",
-            &addr(&s),
-            "--timeout",
-            "3s",
-            "--deadline",
-            "1s",
-        ],
-        &[],
-    );
+    let (run, json) = check_json(&["--http-addr", &addr(&s), "--timeout", "3s", "--deadline", "1s"], &[]);
     assert_root(&run, &json, "RUN-001", &["tls", "api"]);
-    assert!(
-        run.elapsed < Duration::from_millis(2000),
-        "took {:?}",
-        run.elapsed
-    );
+    assert!(run.elapsed < Duration::from_millis(2000), "took {:?}", run.elapsed);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -582,8 +452,7 @@ mod tls_fakes {
         let ca_cert = ca.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca, ca_key);
         let leaf_key = KeyPair::generate().unwrap();
-        let mut leaf =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         let now = time_now();
         leaf.not_before = now + time::Duration::days(not_before_days);
         leaf.not_after = now + time::Duration::days(not_after_days);
@@ -639,20 +508,9 @@ fn expired_agent_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &pki.ca_pem).unwrap();
-    let (run, json) = check_json(
-        &[
-            "--http-addr",
-            &format!("https://{addr}"),
-            "--ca-file",
-            ca.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (run, json) = check_json(&["--http-addr", &format!("https://{addr}"), "--ca-file", ca.to_str().unwrap()], &[]);
     assert_root(&run, &json, "TLS-003", &["api"]);
-    assert!(result(&json, "tls.handshake")["message"]
-        .as_str()
-        .unwrap()
-        .contains("expired"));
+    assert!(result(&json, "tls.handshake")["message"].as_str().unwrap().contains("expired"));
 }
 
 #[test]
@@ -662,20 +520,9 @@ fn certificate_not_yet_valid() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &pki.ca_pem).unwrap();
-    let (run, json) = check_json(
-        &[
-            "--http-addr",
-            &format!("https://{addr}"),
-            "--ca-file",
-            ca.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (run, json) = check_json(&["--http-addr", &format!("https://{addr}"), "--ca-file", ca.to_str().unwrap()], &[]);
     assert_root(&run, &json, "TLS-003", &["api"]);
-    assert!(result(&json, "tls.handshake")["message"]
-        .as_str()
-        .unwrap()
-        .contains("not valid yet"));
+    assert!(result(&json, "tls.handshake")["message"].as_str().unwrap().contains("not valid yet"));
 }
 
 #[test]
@@ -699,15 +546,8 @@ fn full_accept_backlog_drops_syns_like_a_firewall() {
             held.push(s);
         }
     }
-    let (run, json) = check_json(
-        &["--http-addr", &target.to_string(), "--timeout", "1s"],
-        &[],
-    );
+    let (run, json) = check_json(&["--http-addr", &target.to_string(), "--timeout", "1s"], &[]);
     assert_root(&run, &json, "TCP-002", &["tls", "api"]);
-    assert!(
-        run.elapsed < Duration::from_millis(2500),
-        "took {:?}",
-        run.elapsed
-    );
+    assert!(run.elapsed < Duration::from_millis(2500), "took {:?}", run.elapsed);
     drop(held);
 }

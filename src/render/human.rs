@@ -29,12 +29,7 @@ fn mark(s: Status) -> (&'static str, Style) {
 
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
-    let source = report
-        .inputs
-        .iter()
-        .find(|i| i.name == "http_addr")
-        .map(|i| i.source.clone())
-        .unwrap_or_default();
+    let source = report.inputs.iter().find(|i| i.name == "http_addr").map(|i| i.source.clone()).unwrap_or_default();
     let _ = writeln!(
         out,
         "{} {} · checking {} ({source})",
@@ -50,41 +45,47 @@ pub fn render(report: &Report) -> String {
             a.mode.as_deref().unwrap_or(""),
             a.node.as_deref().unwrap_or("?"),
             a.datacenter.as_deref().unwrap_or("?"),
-            a.leader
-                .as_deref()
-                .map(|l| format!(" · leader {l}"))
-                .unwrap_or_default()
+            a.leader.as_deref().map(|l| format!(" · leader {l}")).unwrap_or_default()
         );
     }
     let width = report.checks.iter().map(|c| c.id.len()).max().unwrap_or(10);
-    let mut stage = "";
+    let mut stages: Vec<&str> = Vec::new();
     for c in &report.checks {
-        if c.stage != stage {
-            stage = c.stage;
-            let _ = writeln!(out, "\n{}", paint(HEAD, stage));
+        if !stages.contains(&c.stage) {
+            stages.push(c.stage);
         }
-        line(&mut out, c, width);
+    }
+    for stage in stages {
+        let checks: Vec<&CheckResult> = report.checks.iter().filter(|c| c.stage == stage).collect();
+        let _ = writeln!(out, "\n{}", paint(HEAD, stage));
+        // A stage skipped whole because of one blocker takes one line, not one per check.
+        let blocker = checks.first().and_then(|c| c.blocked_by);
+        if checks.len() > 1
+            && blocker.is_some()
+            && checks.iter().all(|c| c.status == Status::Skip && c.blocked_by == blocker)
+        {
+            let ids = checks.iter().map(|c| c.id).collect::<Vec<_>>().join(", ");
+            let _ = writeln!(
+                out,
+                "  {} {}",
+                paint(SKIP, "-"),
+                paint(SKIP, &format!("{ids}: skipped, blocked by {}", blocker.unwrap_or("")))
+            );
+            continue;
+        }
+        for c in checks {
+            line(&mut out, c, width);
+        }
     }
     out.push('\n');
     out.push_str(&summary_table(report));
     out.push('\n');
     match &report.root_cause {
         Some(rc) => {
-            let _ = writeln!(
-                out,
-                "{} {} ({}): {}",
-                paint(FAIL, "Root cause:"),
-                rc.code,
-                rc.check,
-                rc.message
-            );
+            let _ = writeln!(out, "{} {} ({}): {}", paint(FAIL, "Root cause:"), rc.code, rc.check, rc.message);
         }
         None if report.summary.warn > 0 => {
-            let _ = writeln!(
-                out,
-                "{}",
-                paint(WARN, "No failures; see the warnings above.")
-            );
+            let _ = writeln!(out, "{}", paint(WARN, "No failures; see the warnings above."));
         }
         None => {
             let _ = writeln!(out, "{}", paint(PASS, "No problems found."));
@@ -117,22 +118,11 @@ fn line(out: &mut String, c: &CheckResult, width: usize) {
             let _ = writeln!(out, "  {} {id}  {}", paint(style, sym), c.message);
         }
         Status::Skip => {
-            let _ = writeln!(
-                out,
-                "  {} {}",
-                paint(style, sym),
-                paint(SKIP, &format!("{id}  {}", c.message))
-            );
+            let _ = writeln!(out, "  {} {}", paint(style, sym), paint(SKIP, &format!("{id}  {}", c.message)));
         }
         Status::Warn | Status::Fail => {
             let code = c.code.unwrap_or("");
-            let _ = writeln!(
-                out,
-                "  {} {id}  {}  {}",
-                paint(style, sym),
-                paint(style, code),
-                c.message
-            );
+            let _ = writeln!(out, "  {} {id}  {}  {}", paint(style, sym), paint(style, code), c.message);
             if let Some(fix) = &c.fix {
                 let _ = writeln!(out, "      fix: {fix}");
             }
@@ -154,13 +144,7 @@ fn summary_table(report: &Report) -> String {
         }
     }
     for stage in stages {
-        let count = |s: Status| {
-            report
-                .checks
-                .iter()
-                .filter(|c| c.stage == stage && c.status == s)
-                .count()
-        };
+        let count = |s: Status| report.checks.iter().filter(|c| c.stage == stage && c.status == s).count();
         table.add_row(vec![
             Cell::new(stage),
             Cell::new(count(Status::Pass)).set_alignment(CellAlignment::Right),

@@ -47,11 +47,7 @@ pub fn render(report: &Report) -> String {
             );
             match c.status {
                 Status::Pass => {
-                    let _ = writeln!(
-                        out,
-                        ">\n      <system-out>{}</system-out>\n    </testcase>",
-                        esc(&c.message)
-                    );
+                    let _ = writeln!(out, ">\n      <system-out>{}</system-out>\n    </testcase>", esc(&c.message));
                 }
                 Status::Warn => {
                     let _ = writeln!(
@@ -73,15 +69,16 @@ pub fn render(report: &Report) -> String {
                         ">\n      <failure type=\"{}\" message=\"{}\">{}</failure>\n    </testcase>",
                         esc(code),
                         esc(&c.message),
-                        esc(&format!("{code} {}\n{}\nfix: {}\nexplain: consul-doctor explain {code}", c.title.unwrap_or(""), c.message, c.fix.as_deref().unwrap_or("")))
+                        esc(&format!(
+                            "{code} {}\n{}\nfix: {}\nexplain: consul-doctor explain {code}",
+                            c.title.unwrap_or(""),
+                            c.message,
+                            c.fix.as_deref().unwrap_or("")
+                        ))
                     );
                 }
                 Status::Skip => {
-                    let _ = writeln!(
-                        out,
-                        ">\n      <skipped message=\"{}\"/>\n    </testcase>",
-                        esc(&c.message)
-                    );
+                    let _ = writeln!(out, ">\n      <skipped message=\"{}\"/>\n    </testcase>", esc(&c.message));
                 }
             }
         }
@@ -115,9 +112,6 @@ mod tests {
 
     #[test]
     fn escapes_markup_and_control_characters() {
-        assert_eq!(
-            esc("a<b>&\"c'\u{1}"),
-            "a&lt;b&gt;&amp;&quot;c&apos;\u{fffd}"
-        );
+        assert_eq!(esc("a<b>&\"c'\u{1}"), "a&lt;b&gt;&amp;&quot;c&apos;\u{fffd}");
     }
 }

@@ -13,7 +13,7 @@ use crate::consul::{HttpFailure, Reply};
 use crate::pipeline::{Ctx, StageFuture};
 use crate::report::CheckResult;
 
-pub const CHECKS: &[&str] = &["acl.token"];
+pub const CHECKS: &[&str] = &["acl.token", "acl.service"];
 
 pub const ANONYMOUS_ACCESSOR: &str = "00000000-0000-0000-0000-000000000002";
 
@@ -27,18 +27,13 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         };
         let reply = client.get("/v1/acl/token/self").await;
         let origin = conn.token_origin.clone();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         let mut result = match judge_token_self(&reply, origin.as_deref(), now, client.timeout) {
             Judged::Done(r) => r,
             Judged::NeedDefaultPolicy => {
                 let known = {
                     let f = ctx.facts();
-                    f.default_acl_policy
-                        .clone()
-                        .or_else(|| f.agent.as_ref().and_then(|a| a.acl_default_policy.clone()))
+                    f.default_acl_policy.clone().or_else(|| f.agent.as_ref().and_then(|a| a.acl_default_policy.clone()))
                 };
                 let policy = match known {
                     Some(p) => DefaultPolicy::Known(p),
@@ -47,15 +42,247 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 judge_no_token(&policy)
             }
         };
-        result = result.with(
-            "request",
-            format!("GET {}", client.url("/v1/acl/token/self")),
-        );
+        result = result.with("request", format!("GET {}", client.url("/v1/acl/token/self")));
         if let Ok(r) = &reply {
             result.elapsed_ms = super::ms(r.elapsed);
         }
-        vec![result]
+        let acls_off = result.status == crate::report::Status::Pass && result.message.starts_with("ACLs are disabled");
+        let blocked = (result.status == crate::report::Status::Fail).then_some(result.code).flatten();
+        let token_desc = match (&origin, result.evidence.get("accessor_id")) {
+            (Some(o), Some(a)) => format!("the token from {o} (AccessorID {a})"),
+            (Some(o), None) => format!("the token from {o}"),
+            (None, _) => "the anonymous token (no token given)".to_string(),
+        };
+        let services = ctx.facts().services.clone();
+        let mut out = vec![result];
+        if services.is_empty() {
+            out.push(super::no_service("acl.service"));
+        } else if let Some(code) = blocked {
+            out.push(CheckResult::blocked("acl.service", code));
+        } else if acls_off {
+            for svc in &services {
+                out.push(super::service_gate(svc, "acl.service").unwrap_or_else(|| {
+                    CheckResult::pass(
+                        "acl.service",
+                        format!("{}: ACLs are disabled, any token may register it", svc.def.label),
+                    )
+                }));
+            }
+        } else {
+            out.extend(check_services(&client, &services, &token_desc).await);
+        }
+        out
     })
+}
+
+/// The permissions one service needs, for `/v1/internal/acl/authorize`.
+pub fn needed(def: &crate::service::ServiceDef) -> Vec<(String, &'static str)> {
+    let name = def.display_name().to_string();
+    let mut v = vec![(name.clone(), "write")];
+    if def.sidecar {
+        v.push((format!("{name}-sidecar-proxy"), "write"));
+    }
+    v
+}
+
+async fn check_services(
+    client: &crate::consul::ConsulClient,
+    services: &[super::Svc],
+    token_desc: &str,
+) -> Vec<CheckResult> {
+    let mut out = Vec::new();
+    for svc in services {
+        if let Some(skip) = super::service_gate(svc, "acl.service") {
+            out.push(skip);
+            continue;
+        }
+        let def = &svc.def;
+        let wanted = needed(def);
+        let body = Value::Array(
+            wanted
+                .iter()
+                .map(|(seg, access)| json!({"Resource": "service", "Segment": seg, "Access": access}))
+                .collect(),
+        );
+        let whose = match &def.token {
+            Some(_) => "the token in the service definition".to_string(),
+            None => token_desc.to_string(),
+        };
+        let reply = client.post_json_as("/v1/internal/acl/authorize", &body, def.token.as_ref()).await;
+        let verdict = judge_authorize(def, &wanted, &whose, &reply, client.timeout);
+        let writable = verdict.status == crate::report::Status::Pass;
+        out.push(verdict);
+        if writable {
+            // DNS and token-less clients use the agent's default token: can they find it?
+            let read = json!([{"Resource": "service", "Segment": def.display_name(), "Access": "read"}]);
+            let empty = crate::secret::Secret::new("");
+            let reply = client.post_json_as("/v1/internal/acl/authorize", &read, Some(&empty)).await;
+            if let Some(r) = judge_discoverable(def, &reply) {
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+/// Judges the authorize answer for one service.
+pub fn judge_authorize(
+    def: &crate::service::ServiceDef,
+    wanted: &[(String, &'static str)],
+    whose: &str,
+    reply: &Result<Reply, HttpFailure>,
+    timeout: std::time::Duration,
+) -> CheckResult {
+    let l = &def.label;
+    let name = def.display_name();
+    let r = match reply {
+        Ok(r) => r,
+        Err(f) => {
+            return CheckResult::skipped(
+                "acl.service",
+                format!("{l}: could not verify permissions: {}", f.describe(timeout)),
+            )
+        }
+    };
+    if r.status == 404 || r.status == 405 {
+        return CheckResult::skipped(
+            "acl.service",
+            format!("{l}: could not verify service:write: this agent has no /v1/internal/acl/authorize (Consul before 1.7); check the token's policies with consul acl token read -self"),
+        );
+    }
+    let body_text = r.text();
+    if r.status == 403 {
+        if body_text.contains("ACL not found") {
+            return CheckResult::finding(
+                codes::ACL_TOKEN_NOT_FOUND,
+                "acl.service",
+                format!("{l}: {whose} is not known to the cluster (403 \"ACL not found\")"),
+                "replace the token in the definition with a valid one, or drop it to use the caller's token",
+            );
+        }
+        if let Some(d) = parse_permission_denied(&body_text) {
+            let on = d.segment.unwrap_or_default();
+            return missing_write(
+                l,
+                name,
+                whose,
+                &format!("the agent answered: {body_text} ({}:{} on {on})", d.resource, d.access),
+            );
+        }
+    }
+    if r.status != 200 {
+        return CheckResult::skipped(
+            "acl.service",
+            format!(
+                "{l}: could not verify permissions: /v1/internal/acl/authorize answered {} {}",
+                r.status,
+                r.snippet()
+            ),
+        );
+    }
+    let items: Vec<Value> = match r.json() {
+        Ok(v) => v,
+        Err(e) => return CheckResult::skipped("acl.service", format!("{l}: could not read the authorize answer: {e}")),
+    };
+    let allowed = |i: usize| items.get(i).and_then(|v| v.get("Allow")).and_then(Value::as_bool).unwrap_or(false);
+    let denied: Vec<String> = wanted
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, access))| *access == "write" && !allowed(*i))
+        .map(|(_, (seg, _))| seg.clone())
+        .collect();
+    if !denied.is_empty() {
+        let detail = format!(
+            "service:write denied on {}",
+            denied.iter().map(|d| format!("{d:?}")).collect::<Vec<_>>().join(", ")
+        );
+        return missing_write(l, name, whose, &detail);
+    }
+    CheckResult::pass("acl.service", format!("{l}: {whose} may register {name:?}"))
+}
+
+/// Whether the agent's default token (DNS, token-less clients) may read the service.
+pub fn judge_discoverable(def: &crate::service::ServiceDef, reply: &Result<Reply, HttpFailure>) -> Option<CheckResult> {
+    let r = reply.as_ref().ok().filter(|r| r.status == 200)?;
+    let items: Vec<Value> = r.json().ok()?;
+    let allowed = items.first()?.get("Allow")?.as_bool()?;
+    let name = def.display_name();
+    if allowed {
+        return Some(CheckResult::pass(
+            "acl.service",
+            format!(
+                "{}: the agent's default token may read {name:?}, so DNS and token-less clients can find it",
+                def.label
+            ),
+        ));
+    }
+    Some(CheckResult::finding(
+        codes::ACL_NO_SERVICE_READ,
+        "acl.service",
+        format!(
+            "{}: it can be registered, but the agent's default token (used by DNS and by requests without a token) may not read {name:?}: Consul DNS answers NXDOMAIN for it and token-less health queries return []",
+            def.label
+        ),
+        "give the agents a default token that can read services: consul acl set-agent-token default <token with service_prefix \"\" { policy = \"read\" }>, or make every consumer send its own token",
+    ))
+}
+
+fn missing_write(l: &str, name: &str, whose: &str, detail: &str) -> CheckResult {
+    CheckResult::finding(
+        codes::ACL_NO_SERVICE_WRITE,
+        "acl.service",
+        format!("{l}: {whose} may not register {name:?} ({detail}); Consul answers 403 \"Permission denied: Missing service:write on {name}\" (1.12+: \"... lacks permission 'service:write' on \\\"{name}\\\"\")"),
+        format!(
+            "grant it: consul acl policy create -name {name}-register -rules 'service \"{name}\" {{ policy = \"write\" }}', then consul acl token update -id <AccessorID> -policy-name {name}-register -merge-policies (or create a token with -service-identity {name})"
+        ),
+    )
+}
+
+/// A "Permission denied" text from any Consul version, taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    pub accessor: Option<String>,
+    pub anonymous: bool,
+    pub resource: String,
+    pub access: String,
+    pub segment: Option<String>,
+}
+
+/// Understands the 1.12+ form (`token with AccessorID '...' lacks permission 'service:write' on
+/// "web"`, or the anonymous variant) and the 1.8-1.11 form (`Missing service:write on web`).
+pub fn parse_permission_denied(text: &str) -> Option<Denied> {
+    if !text.contains("Permission denied") {
+        return None;
+    }
+    if let Some(pos) = text.find("lacks permission '") {
+        let rest = &text[pos + "lacks permission '".len()..];
+        let (perm, after) = rest.split_once('\'')?;
+        let (resource, access) = perm.split_once(':')?;
+        let segment = after.split_once(" on \"").and_then(|(_, s)| s.split_once('"')).map(|(s, _)| s.to_string());
+        let accessor =
+            text.split_once("AccessorID '").and_then(|(_, s)| s.split_once('\'')).map(|(a, _)| a.to_string());
+        return Some(Denied {
+            accessor,
+            anonymous: text.contains("anonymous token"),
+            resource: resource.into(),
+            access: access.into(),
+            segment,
+        });
+    }
+    if let Some(pos) = text.find("Missing ") {
+        let rest = &text[pos + "Missing ".len()..];
+        let (perm, after) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (resource, access) = perm.split_once(':')?;
+        let segment = after.strip_prefix("on ").map(|s| s.split_whitespace().next().unwrap_or("").to_string());
+        return Some(Denied {
+            accessor: None,
+            anonymous: false,
+            resource: resource.into(),
+            access: access.into(),
+            segment,
+        });
+    }
+    Some(Denied { accessor: None, anonymous: false, resource: String::new(), access: String::new(), segment: None })
 }
 
 pub enum Judged {
@@ -83,10 +310,7 @@ pub fn judge_token_self(
     };
     let body = r.text();
     if r.status == 401 || body.contains("ACL support disabled") {
-        return Judged::Done(CheckResult::pass(
-            "acl.token",
-            "ACLs are disabled on this agent: no token needed",
-        ));
+        return Judged::Done(CheckResult::pass("acl.token", "ACLs are disabled on this agent: no token needed"));
     }
     if body.contains("must be bootstrapped") {
         return Judged::Done(CheckResult::finding(
@@ -96,8 +320,8 @@ pub fn judge_token_self(
             "bootstrap it once on a server: consul acl bootstrap (store the management token safely), then create policies and tokens for services",
         ));
     }
-    let not_found = (r.status == 403 && body.contains("ACL not found"))
-        || (r.status == 404 && body.contains("does not exist"));
+    let not_found =
+        (r.status == 403 && body.contains("ACL not found")) || (r.status == 404 && body.contains("does not exist"));
     if not_found {
         return match origin {
             None => Judged::NeedDefaultPolicy,
@@ -110,16 +334,17 @@ pub fn judge_token_self(
         };
     }
     if r.status == 200 {
-        let v: Value =
-            match serde_json::from_slice(&r.body) {
-                Ok(v) => v,
-                Err(e) => return Judged::Done(CheckResult::finding(
+        let v: Value = match serde_json::from_slice(&r.body) {
+            Ok(v) => v,
+            Err(e) => {
+                return Judged::Done(CheckResult::finding(
                     codes::ACL_LOOKUP_FAILED,
                     "acl.token",
                     format!("/v1/acl/token/self returned invalid JSON: {e}"),
                     "query the agent directly with curl and check for a proxy rewriting answers",
-                )),
-            };
+                ))
+            }
+        };
         return Judged::Done(judge_token(&v, origin, now));
     }
     Judged::Done(CheckResult::finding(
@@ -131,56 +356,24 @@ pub fn judge_token_self(
 }
 
 fn judge_token(v: &Value, origin: Option<&str>, now: i64) -> CheckResult {
-    let accessor = v
-        .get("AccessorID")
-        .and_then(Value::as_str)
-        .unwrap_or("?")
-        .to_string();
-    let description = v
-        .get("Description")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let accessor = v.get("AccessorID").and_then(Value::as_str).unwrap_or("?").to_string();
+    let description = v.get("Description").and_then(Value::as_str).unwrap_or("").to_string();
     let names = |key: &str, field: &str| -> Vec<String> {
         v.get(key)
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| p.get(field).and_then(Value::as_str).map(str::to_string))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|p| p.get(field).and_then(Value::as_str).map(str::to_string)).collect())
             .unwrap_or_default()
     };
     let mut grants = names("Policies", "Name");
-    grants.extend(
-        names("Roles", "Name")
-            .into_iter()
-            .map(|r| format!("role {r}")),
-    );
-    grants.extend(
-        names("ServiceIdentities", "ServiceName")
-            .into_iter()
-            .map(|s| format!("service identity {s}")),
-    );
-    grants.extend(
-        names("NodeIdentities", "NodeName")
-            .into_iter()
-            .map(|s| format!("node identity {s}")),
-    );
+    grants.extend(names("Roles", "Name").into_iter().map(|r| format!("role {r}")));
+    grants.extend(names("ServiceIdentities", "ServiceName").into_iter().map(|s| format!("service identity {s}")));
+    grants.extend(names("NodeIdentities", "NodeName").into_iter().map(|s| format!("node identity {s}")));
     let whose = match origin {
         Some(o) => format!("token from {o}"),
         None => "no token given; the agent's default token".into(),
     };
-    let granted = if grants.is_empty() {
-        "no policies".to_string()
-    } else {
-        grants.join(", ")
-    };
-    let desc = if description.is_empty() {
-        String::new()
-    } else {
-        format!(" \"{description}\"")
-    };
+    let granted = if grants.is_empty() { "no policies".to_string() } else { grants.join(", ") };
+    let desc = if description.is_empty() { String::new() } else { format!(" \"{description}\"") };
     let base = format!("{whose}: AccessorID {accessor}{desc}, {granted}");
     if let Some(exp) = v.get("ExpirationTime").and_then(Value::as_str) {
         if let Some(at) = parse_rfc3339(exp) {
@@ -228,17 +421,11 @@ async fn probe_anonymous(client: &crate::consul::ConsulClient) -> DefaultPolicy 
     match client.post_json("/v1/internal/acl/authorize", &body).await {
         Ok(r) if r.status == 200 => match r.json::<Vec<Value>>() {
             Ok(items) => DefaultPolicy::AnonymousCanRead(
-                items
-                    .iter()
-                    .any(|i| i.get("Allow").and_then(Value::as_bool) == Some(true)),
+                items.iter().any(|i| i.get("Allow").and_then(Value::as_bool) == Some(true)),
             ),
             Err(e) => DefaultPolicy::Unknown(format!("unexpected authorize answer: {e}")),
         },
-        Ok(r) => DefaultPolicy::Unknown(format!(
-            "/v1/internal/acl/authorize answered {} {}",
-            r.status,
-            r.snippet()
-        )),
+        Ok(r) => DefaultPolicy::Unknown(format!("/v1/internal/acl/authorize answered {} {}", r.status, r.snippet())),
         Err(e) => DefaultPolicy::Unknown(e.describe(client.timeout)),
     }
 }
@@ -256,9 +443,16 @@ pub fn judge_no_token(policy: &DefaultPolicy) -> CheckResult {
     };
     match policy {
         DefaultPolicy::Known(p) if p == "deny" => deny().with("default_policy", "deny"),
-        DefaultPolicy::AnonymousCanRead(false) => deny().with("default_policy", "deny (anonymous token may not even read)"),
-        DefaultPolicy::Known(p) => CheckResult::pass("acl.token", format!("ACLs are enabled with default policy {p}: no token given, anonymous requests are allowed")),
-        DefaultPolicy::AnonymousCanRead(true) => CheckResult::pass("acl.token", "ACLs are enabled; no token given and the anonymous token may read services"),
+        DefaultPolicy::AnonymousCanRead(false) => {
+            deny().with("default_policy", "deny (anonymous token may not even read)")
+        }
+        DefaultPolicy::Known(p) => CheckResult::pass(
+            "acl.token",
+            format!("ACLs are enabled with default policy {p}: no token given, anonymous requests are allowed"),
+        ),
+        DefaultPolicy::AnonymousCanRead(true) => {
+            CheckResult::pass("acl.token", "ACLs are enabled; no token given and the anonymous token may read services")
+        }
         DefaultPolicy::Unknown(why) => CheckResult::skipped(
             "acl.token",
             format!("ACLs are enabled and no token was given; the default policy could not be determined ({why})"),
@@ -271,11 +465,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let s = s.trim();
     let (date, rest) = s.split_once(['T', 't', ' '])?;
     let mut d = date.split('-');
-    let (y, mo, da): (i64, i64, i64) = (
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-    );
+    let (y, mo, da): (i64, i64, i64) = (d.next()?.parse().ok()?, d.next()?.parse().ok()?, d.next()?.parse().ok()?);
     let (time, offset) = match rest.find(['Z', 'z', '+', '-']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => return None,
@@ -314,15 +504,33 @@ mod tests {
     fn parses_consul_expiration_times() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339("2026-11-27T10:00:00Z"), Some(1_795_773_600));
-        assert_eq!(
-            parse_rfc3339("2026-11-27T10:00:00.123456789Z"),
-            Some(1_795_773_600)
-        );
-        assert_eq!(
-            parse_rfc3339("2026-11-27T11:00:00+01:00"),
-            Some(1_795_773_600)
-        );
+        assert_eq!(parse_rfc3339("2026-11-27T10:00:00.123456789Z"), Some(1_795_773_600));
+        assert_eq!(parse_rfc3339("2026-11-27T11:00:00+01:00"), Some(1_795_773_600));
         assert_eq!(parse_rfc3339("garbage"), None);
+    }
+
+    #[test]
+    fn understands_permission_denied_texts_of_every_version() {
+        let old = parse_permission_denied("Permission denied: Missing service:write on web").unwrap();
+        assert_eq!(
+            (old.resource.as_str(), old.access.as_str(), old.segment.as_deref()),
+            ("service", "write", Some("web"))
+        );
+        let new = parse_permission_denied(
+            "Permission denied: token with AccessorID 'a1b2' lacks permission 'service:write' on \"web\"",
+        )
+        .unwrap();
+        assert_eq!(new.accessor.as_deref(), Some("a1b2"));
+        assert_eq!(
+            (new.resource.as_str(), new.access.as_str(), new.segment.as_deref()),
+            ("service", "write", Some("web"))
+        );
+        let anon = parse_permission_denied("Permission denied: anonymous token lacks permission 'node:write' on \"n1\". The anonymous token is used implicitly when a request does not specify a token.").unwrap();
+        assert!(anon.anonymous);
+        assert_eq!(anon.segment.as_deref(), Some("n1"));
+        let bare = parse_permission_denied("rpc error making call: Permission denied").unwrap();
+        assert_eq!(bare.resource, "");
+        assert_eq!(parse_permission_denied("ACL not found"), None);
     }
 
     #[test]
@@ -330,11 +538,7 @@ mod tests {
         let v = json!({"AccessorID": "a-1", "Description": "web", "Policies": [{"Name": "web"}], "ExpirationTime": "2026-11-27T11:00:00Z"});
         let r = judge_token(&v, Some("env CONSUL_HTTP_TOKEN"), 1_795_773_600);
         assert_eq!(r.code, Some("ACL-004"));
-        let r = judge_token(
-            &v,
-            Some("env CONSUL_HTTP_TOKEN"),
-            1_795_773_600 - 3 * 86_400,
-        );
+        let r = judge_token(&v, Some("env CONSUL_HTTP_TOKEN"), 1_795_773_600 - 3 * 86_400);
         assert_eq!(r.code, None);
     }
 }

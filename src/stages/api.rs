@@ -26,6 +26,8 @@ pub struct AgentSelf {
     pub acl_default_policy: Option<String>,
     pub known_servers: Option<u32>,
     pub bootstrap_expect: Option<u32>,
+    /// The node's gossip address (`Member.Addr`), the default service address.
+    pub addr: Option<String>,
 }
 
 impl AgentSelf {
@@ -34,37 +36,27 @@ impl AgentSelf {
         let config = v.get("Config")?.as_object()?;
         let version = config.get("Version")?.as_str()?.trim().to_string();
         let s = |o: &serde_json::Map<String, Value>, k: &str| {
-            o.get(k)
-                .and_then(Value::as_str)
-                .map(|x| x.trim().to_string())
+            o.get(k).and_then(Value::as_str).map(|x| x.trim().to_string())
         };
         let tags: BTreeMap<String, String> = v
             .pointer("/Member/Tags")
             .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                    .collect()
-            })
+            .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
             .unwrap_or_default();
         let debug = v.get("DebugConfig").and_then(Value::as_object);
         Some(AgentSelf {
             version,
             datacenter: s(config, "Datacenter").unwrap_or_default(),
             node: s(config, "NodeName").unwrap_or_default(),
-            server: config
-                .get("Server")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            acls_enabled: debug
-                .and_then(|d| d.get("ACLsEnabled"))
-                .and_then(Value::as_bool),
+            server: config.get("Server").and_then(Value::as_bool).unwrap_or(false),
+            acls_enabled: debug.and_then(|d| d.get("ACLsEnabled")).and_then(Value::as_bool),
             acl_default_policy: debug.and_then(|d| s(d, "ACLDefaultPolicy")),
             known_servers: v
                 .pointer("/Stats/consul/known_servers")
                 .and_then(Value::as_str)
                 .and_then(|x| x.parse().ok()),
             bootstrap_expect: tags.get("expect").and_then(|x| x.parse().ok()),
+            addr: v.pointer("/Member/Addr").and_then(Value::as_str).map(str::to_string),
             tags,
         })
     }
@@ -125,10 +117,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             f.agent = Some(a.clone());
         }
         if failed {
-            results.push(CheckResult::blocked(
-                "api.datacenter",
-                code.unwrap_or("API-001"),
-            ));
+            results.push(CheckResult::blocked("api.datacenter", code.unwrap_or("API-001")));
             return results;
         }
         results.push(check_datacenter(ctx, &client, agent.as_ref()).await);
@@ -218,14 +207,8 @@ pub fn judge_agent_self(
 }
 
 fn not_consul(url: &str, r: &Reply, body: &str) -> CheckResult {
-    let server = r
-        .header("server")
-        .map(|s| format!(", Server: {s}"))
-        .unwrap_or_default();
-    let location = r
-        .header("location")
-        .map(|s| format!(", redirect to {s}"))
-        .unwrap_or_default();
+    let server = r.header("server").map(|s| format!(", Server: {s}")).unwrap_or_default();
+    let location = r.header("location").map(|s| format!(", redirect to {s}")).unwrap_or_default();
     CheckResult::finding(
         codes::API_NOT_CONSUL,
         "api.agent",
@@ -234,11 +217,7 @@ fn not_consul(url: &str, r: &Reply, body: &str) -> CheckResult {
     )
 }
 
-async fn check_datacenter(
-    ctx: &Ctx<'_>,
-    client: &ConsulClient,
-    agent: Option<&AgentSelf>,
-) -> CheckResult {
+async fn check_datacenter(ctx: &Ctx<'_>, client: &ConsulClient, agent: Option<&AgentSelf>) -> CheckResult {
     let Some(dc) = ctx.datacenter() else {
         return CheckResult::pass(
             "api.datacenter",
@@ -253,12 +232,20 @@ async fn check_datacenter(
     }
     match client.get("/v1/catalog/datacenters").await {
         Ok(r) if r.status == 200 => match r.json::<Vec<String>>() {
-            Ok(list) if list.iter().any(|d| d == dc) => CheckResult::pass("api.datacenter", format!("{dc} is a known datacenter ({})", list.join(", "))),
+            Ok(list) if list.iter().any(|d| d == dc) => {
+                CheckResult::pass("api.datacenter", format!("{dc} is a known datacenter ({})", list.join(", ")))
+            }
             Ok(list) => CheckResult::finding(
                 codes::API_UNKNOWN_DC,
                 "api.datacenter",
-                format!("datacenter {dc:?} is unknown; the cluster knows {}", if list.is_empty() { "none".into() } else { list.join(", ") }),
-                format!("correct --datacenter (one of: {}), or WAN-join {dc}'s servers: consul join -wan <server-of-{dc}>", list.join(", ")),
+                format!(
+                    "datacenter {dc:?} is unknown; the cluster knows {}",
+                    if list.is_empty() { "none".into() } else { list.join(", ") }
+                ),
+                format!(
+                    "correct --datacenter (one of: {}), or WAN-join {dc}'s servers: consul join -wan <server-of-{dc}>",
+                    list.join(", ")
+                ),
             )
             .with("known", list.join(",")),
             Err(e) => CheckResult::skipped("api.datacenter", format!("cannot read /v1/catalog/datacenters: {e}")),
@@ -267,6 +254,8 @@ async fn check_datacenter(
             "api.datacenter",
             format!("cannot list datacenters ({} {}); the leader stage checks the path to {dc}", r.status, r.snippet()),
         ),
-        Err(e) => CheckResult::skipped("api.datacenter", format!("cannot list datacenters: {}", e.describe(client.timeout))),
+        Err(e) => {
+            CheckResult::skipped("api.datacenter", format!("cannot list datacenters: {}", e.describe(client.timeout)))
+        }
     }
 }

@@ -17,12 +17,11 @@ use crate::report::CheckResult;
 use crate::secret::Secret;
 use crate::transport::{client_config, ClientIdentity};
 
-pub const CHECKS: &[&str] = &[
-    "config.address",
-    "config.token",
-    "config.tls",
-    "config.environment",
-];
+pub const CHECKS: &[&str] =
+    &["config.address", "config.token", "config.tls", "config.environment", "config.service", "config.go_mod"];
+
+/// The service definition and go.mod gate only their own service checks, not the connection.
+pub const SOFT: &[&str] = &["config.service", "config.go_mod"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
@@ -41,15 +40,8 @@ impl Scheme {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    Tcp {
-        scheme: Scheme,
-        host: String,
-        port: u16,
-        path_prefix: String,
-    },
-    Unix {
-        path: PathBuf,
-    },
+    Tcp { scheme: Scheme, host: String, port: u16, path_prefix: String },
+    Unix { path: PathBuf },
 }
 
 /// TLS settings for an https target.
@@ -92,7 +84,16 @@ impl Connection {
 
 pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     Box::pin(async move {
-        let (conn, results) = evaluate(ctx.inputs);
+        let (conn, mut results) = evaluate(ctx.inputs);
+        let (services, service_results) = evaluate_services(ctx.inputs);
+        results.extend(service_results);
+        let (go_api, go_results) = evaluate_go_mod(ctx.inputs);
+        results.extend(go_results);
+        {
+            let mut f = ctx.facts();
+            f.services = services;
+            f.go_api = go_api;
+        }
         if let Some(conn) = conn {
             if let (Some(t), Some(origin)) = (&conn.token, &conn.token_origin) {
                 if origin.starts_with("token file") {
@@ -105,54 +106,183 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     })
 }
 
+/// Loads and judges every service given; each keeps the code that blocks its later checks.
+pub fn evaluate_services(inputs: &Inputs) -> (Vec<super::Svc>, Vec<CheckResult>) {
+    let mut results = Vec::new();
+    let mut defs = Vec::new();
+    for path in &inputs.service_files {
+        match crate::service::load_file(path) {
+            Ok(list) => defs.extend(list),
+            Err(r) => results.push(r),
+        }
+    }
+    let fs = &inputs.flag_service;
+    if fs.given() {
+        defs.push(crate::service::from_flags(&crate::service::FlagService {
+            name: fs.name.as_deref(),
+            id: fs.id.as_deref(),
+            address: fs.address.as_deref(),
+            port: fs.port,
+            check_http: fs.check_http.as_deref(),
+            check_tcp: fs.check_tcp.as_deref(),
+            check_interval: fs.check_interval.as_deref(),
+            check_timeout: fs.check_timeout.as_deref(),
+        }));
+    }
+    if defs.is_empty() && results.is_empty() {
+        return (Vec::new(), vec![super::no_service("config.service")]);
+    }
+    let dup = crate::service::judge_duplicate_ids(&defs);
+    let mut services = Vec::new();
+    for def in defs {
+        let found = crate::service::judge(&def);
+        let blocker = found.iter().find(|r| r.status == crate::report::Status::Fail).and_then(|r| r.code);
+        if found.is_empty() {
+            let checks = match def.checks.len() {
+                0 => "no checks".to_string(),
+                1 => "1 check".to_string(),
+                n => format!("{n} checks"),
+            };
+            results.push(CheckResult::pass("config.service", format!("{}: definition is valid ({checks})", def.label)));
+        }
+        results.extend(found);
+        services.push(super::Svc { def, blocker });
+    }
+    results.extend(dup);
+    (services, results)
+}
+
+/// Reads the application's go.mod for its `github.com/hashicorp/consul/api` version.
+pub fn evaluate_go_mod(inputs: &Inputs) -> (Option<String>, Vec<CheckResult>) {
+    let Some(path) = &inputs.go_mod else {
+        return (None, vec![CheckResult::skipped("config.go_mod", "no --go-mod given")]);
+    };
+    let shown = path.display();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return (
+                None,
+                vec![CheckResult::finding(
+                    codes::CFG_GO_MOD,
+                    "config.go_mod",
+                    format!("{shown} cannot be read: {e}"),
+                    "pass the application's go.mod with --go-mod",
+                )],
+            )
+        }
+    };
+    if !text.lines().any(|l| l.trim_start().starts_with("module ")) {
+        return (
+            None,
+            vec![CheckResult::finding(
+                codes::CFG_GO_MOD,
+                "config.go_mod",
+                format!("{shown} is not a go.mod file (no module line)"),
+                "pass the application's go.mod with --go-mod",
+            )],
+        );
+    }
+    match go_mod_consul_api(&text) {
+        Some(v) => (
+            Some(v.clone()),
+            vec![CheckResult::pass("config.go_mod", format!("{shown}: github.com/hashicorp/consul/api {v}"))],
+        ),
+        None => (
+            None,
+            vec![CheckResult::skipped(
+                "config.go_mod",
+                format!("{shown} does not require github.com/hashicorp/consul/api"),
+            )],
+        ),
+    }
+}
+
+/// The required (or replaced) version of github.com/hashicorp/consul/api in a go.mod.
+pub fn go_mod_consul_api(text: &str) -> Option<String> {
+    const MODULE: &str = "github.com/hashicorp/consul/api";
+    let mut required = None;
+    let mut replaced = None;
+    let mut block: Option<&str> = None;
+    for raw in text.lines() {
+        let line = raw.split("//").next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        if line == ")" {
+            block = None;
+            continue;
+        }
+        let (kind, rest) = match block {
+            Some(k) => (k, line),
+            None => match line.split_once(char::is_whitespace) {
+                Some((k @ ("require" | "replace"), r)) => {
+                    let r = r.trim();
+                    if r == "(" {
+                        block = Some(k);
+                        continue;
+                    }
+                    (k, r)
+                }
+                _ => continue,
+            },
+        };
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        match kind {
+            "require" if words.first() == Some(&MODULE) => required = words.get(1).map(|v| v.to_string()),
+            "replace" if words.first() == Some(&MODULE) => {
+                if let Some(pos) = words.iter().position(|w| *w == "=>") {
+                    let target = words.get(pos + 1).copied().unwrap_or("");
+                    let version = words.get(pos + 2).copied();
+                    replaced = Some(match version {
+                        Some(v) => format!("{v} (replaced by {target})"),
+                        None => format!("replaced by local path {target}"),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    replaced.or(required)
+}
+
 /// Judges the inputs; returns the connection when the address is usable.
 pub fn evaluate(inputs: &Inputs) -> (Option<Connection>, Vec<CheckResult>) {
     let mut results = Vec::new();
     let ssl_env = parse_go_bool("CONSUL_HTTP_SSL", inputs.http_ssl.as_deref(), &mut results);
-    let verify_env = parse_go_bool(
-        "CONSUL_HTTP_SSL_VERIFY",
-        inputs.http_ssl_verify.as_deref(),
-        &mut results,
-    );
+    let verify_env = parse_go_bool("CONSUL_HTTP_SSL_VERIFY", inputs.http_ssl_verify.as_deref(), &mut results);
 
     // config.address
     let addr = &inputs.http_addr;
     let target = match parse_address(&addr.value, ssl_env == Some(true)) {
         Ok(parsed) => {
             let shown = display_target(&parsed.target);
-            let mut r = CheckResult::pass(
-                "config.address",
-                format!("{shown} ({})", addr.source.describe()),
-            )
-            .with("raw", addr.value.clone())
-            .with("source", addr.source.describe());
-            if ssl_env == Some(false)
-                && matches!(
-                    parsed.target,
-                    Target::Tcp {
-                        scheme: Scheme::Https,
-                        ..
-                    }
-                )
-            {
-                r.message
-                    .push_str("; CONSUL_HTTP_SSL=false has no effect (it never downgrades https)");
+            let mut r = CheckResult::pass("config.address", format!("{shown} ({})", addr.source.describe()))
+                .with("raw", addr.value.clone())
+                .with("source", addr.source.describe());
+            if ssl_env == Some(false) && matches!(parsed.target, Target::Tcp { scheme: Scheme::Https, .. }) {
+                r.message.push_str("; CONSUL_HTTP_SSL=false has no effect (it never downgrades https)");
             }
             if ssl_env == Some(true) && addr.value.starts_with("http://") {
-                r.message
-                    .push_str("; CONSUL_HTTP_SSL=true turns http:// into https");
+                r.message.push_str("; CONSUL_HTTP_SSL=true turns http:// into https");
             }
             results.push(r);
             if parsed.default_port {
-                if let Target::Tcp {
-                    scheme, port, host, ..
-                } = &parsed.target
-                {
+                if let Target::Tcp { scheme, port, host, .. } = &parsed.target {
                     results.push(CheckResult::finding(
                         codes::CFG_NO_PORT,
                         "config.address",
-                        format!("{:?} has no port: the Consul CLI and Go client dial {host}:{port} ({} default), not 8500", addr.value, scheme.as_str()),
-                        format!("give the port explicitly, for example {}://{}:{}", scheme.as_str(), bracket(host), if *scheme == Scheme::Https { 8501 } else { 8500 }),
+                        format!(
+                            "{:?} has no port: the Consul CLI and Go client dial {host}:{port} ({} default), not 8500",
+                            addr.value,
+                            scheme.as_str()
+                        ),
+                        format!(
+                            "give the port explicitly, for example {}://{}:{}",
+                            scheme.as_str(),
+                            bracket(host),
+                            if *scheme == Scheme::Https { 8501 } else { 8500 }
+                        ),
                     ));
                 }
             }
@@ -189,13 +319,7 @@ pub fn evaluate(inputs: &Inputs) -> (Option<Connection>, Vec<CheckResult>) {
         ));
     }
 
-    let conn = target.map(|target| Connection {
-        display: display_target(&target),
-        target,
-        token,
-        token_origin,
-        tls,
-    });
+    let conn = target.map(|target| Connection { display: display_target(&target), target, token, token_origin, tls });
     // Keep the stage's results in CHECKS order.
     results.sort_by_key(|r| CHECKS.iter().position(|c| *c == r.id).unwrap_or(usize::MAX));
     (conn, results)
@@ -211,28 +335,15 @@ fn bracket(host: &str) -> String {
 
 pub fn display_target(t: &Target) -> String {
     match t {
-        Target::Tcp {
-            scheme,
-            host,
-            port,
-            path_prefix,
-        } => format!(
-            "{}://{}:{}{}",
-            scheme.as_str(),
-            bracket(host),
-            port,
-            path_prefix
-        ),
+        Target::Tcp { scheme, host, port, path_prefix } => {
+            format!("{}://{}:{}{}", scheme.as_str(), bracket(host), port, path_prefix)
+        }
         Target::Unix { path } => format!("unix://{}", path.display()),
     }
 }
 
 /// Go's `strconv.ParseBool`; an unparsable value is ignored with CFG-011, as the Go client does.
-fn parse_go_bool(
-    name: &'static str,
-    value: Option<&str>,
-    results: &mut Vec<CheckResult>,
-) -> Option<bool> {
+fn parse_go_bool(name: &'static str, value: Option<&str>, results: &mut Vec<CheckResult>) -> Option<bool> {
     let v = value?;
     match v {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
@@ -264,11 +375,7 @@ pub fn parse_address(raw: &str, ssl_true: bool) -> Result<ParsedAddress, String>
     if raw.is_empty() {
         return Err("the address is empty".into());
     }
-    let mut scheme = if ssl_true {
-        Scheme::Https
-    } else {
-        Scheme::Http
-    };
+    let mut scheme = if ssl_true { Scheme::Https } else { Scheme::Http };
     let mut rest = raw;
     if let Some((s, r)) = raw.split_once("://") {
         match s {
@@ -276,17 +383,9 @@ pub fn parse_address(raw: &str, ssl_true: bool) -> Result<ParsedAddress, String>
             "https" => scheme = Scheme::Https,
             "unix" => {
                 if r.is_empty() {
-                    return Err(
-                        "unix:// needs a socket path, for example unix:///var/run/consul/http.sock"
-                            .into(),
-                    );
+                    return Err("unix:// needs a socket path, for example unix:///var/run/consul/http.sock".into());
                 }
-                return Ok(ParsedAddress {
-                    target: Target::Unix {
-                        path: PathBuf::from(r),
-                    },
-                    default_port: false,
-                });
+                return Ok(ParsedAddress { target: Target::Unix { path: PathBuf::from(r) }, default_port: false });
             }
             other => return Err(format!("Unknown protocol scheme: {other}")),
         }
@@ -305,9 +404,7 @@ pub fn parse_address(raw: &str, ssl_true: bool) -> Result<ParsedAddress, String>
     }
     let default = if scheme == Scheme::Https { 443 } else { 80 };
     let (host, port, default_port) = if let Some(after) = hostport.strip_prefix('[') {
-        let (h, tail) = after
-            .split_once(']')
-            .ok_or("unclosed '[' in an IPv6 address")?;
+        let (h, tail) = after.split_once(']').ok_or("unclosed '[' in an IPv6 address")?;
         if h.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(format!("{h:?} is not an IPv6 address"));
         }
@@ -334,15 +431,7 @@ pub fn parse_address(raw: &str, ssl_true: bool) -> Result<ParsedAddress, String>
     if host.parse::<std::net::IpAddr>().is_err() && !valid_hostname(&host) {
         return Err(format!("{host:?} is not a valid host name"));
     }
-    Ok(ParsedAddress {
-        target: Target::Tcp {
-            scheme,
-            host,
-            port,
-            path_prefix: prefix,
-        },
-        default_port,
-    })
+    Ok(ParsedAddress { target: Target::Tcp { scheme, host, port, path_prefix: prefix }, default_port })
 }
 
 fn parse_port(p: &str) -> Result<u16, String> {
@@ -360,24 +449,15 @@ fn valid_hostname(h: &str) -> bool {
         && h.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
 }
 
 fn resolve_token(inputs: &Inputs) -> (Option<Secret>, Option<String>, Vec<CheckResult>) {
     let mut results = Vec::new();
-    let flag_token = inputs
-        .token
-        .as_ref()
-        .map(|t| (t.value.clone(), t.source.describe()));
+    let flag_token = inputs.token.as_ref().map(|t| (t.value.clone(), t.source.describe()));
     let mut token = flag_token.clone();
-    if let Some(Sourced {
-        value: path,
-        source,
-    }) = &inputs.token_file
-    {
+    if let Some(Sourced { value: path, source }) = &inputs.token_file {
         let shown = path.display();
         match std::fs::read(path) {
             Err(e) => {
@@ -400,7 +480,10 @@ fn resolve_token(inputs: &Inputs) -> (Option<Secret>, Option<String>, Vec<CheckR
                             CheckResult::finding(
                                 codes::CFG_TOKEN_FILE_PERMISSIONS,
                                 "config.token",
-                                format!("token file {shown} has mode {:04o}: other users on this host can read the token", mode & 0o7777),
+                                format!(
+                                    "token file {shown} has mode {:04o}: other users on this host can read the token",
+                                    mode & 0o7777
+                                ),
                                 format!("chmod 600 {shown}, owned by the user that runs the service"),
                             )
                             .with("mode", format!("{:04o}", mode & 0o7777)),
@@ -413,9 +496,14 @@ fn resolve_token(inputs: &Inputs) -> (Option<Secret>, Option<String>, Vec<CheckR
                         "config.token",
                         format!(
                             "token file {shown} is empty; Consul ignores it and uses {}",
-                            flag_token.as_ref().map(|(_, s)| format!("the token from {s}")).unwrap_or_else(|| "no token (the agent's default token or anonymous)".into())
+                            flag_token
+                                .as_ref()
+                                .map(|(_, s)| format!("the token from {s}"))
+                                .unwrap_or_else(|| "no token (the agent's default token or anonymous)".into())
                         ),
-                        format!("write the token's SecretID into {shown}, or drop --token-file / CONSUL_HTTP_TOKEN_FILE"),
+                        format!(
+                            "write the token's SecretID into {shown}, or drop --token-file / CONSUL_HTTP_TOKEN_FILE"
+                        ),
                     ));
                 } else {
                     if let Some((_, flag_src)) = &flag_token {
@@ -434,9 +522,7 @@ fn resolve_token(inputs: &Inputs) -> (Option<Secret>, Option<String>, Vec<CheckR
     if results.is_empty() {
         let msg = match &token {
             Some((_, origin)) => format!("ACL token from {origin}"),
-            None => {
-                "no ACL token given: requests use the agent's default token, or anonymous".into()
-            }
+            None => "no ACL token given: requests use the agent's default token, or anonymous".into(),
         };
         results.insert(0, CheckResult::pass("config.token", msg));
     }
@@ -458,11 +544,7 @@ fn file_mode(_path: &Path) -> Option<u32> {
     None
 }
 
-fn read_tls_file(
-    label: &str,
-    p: &Sourced<PathBuf>,
-    results: &mut Vec<CheckResult>,
-) -> Option<Vec<u8>> {
+fn read_tls_file(label: &str, p: &Sourced<PathBuf>, results: &mut Vec<CheckResult>) -> Option<Vec<u8>> {
     match std::fs::read(&p.value) {
         Ok(b) => Some(b),
         Err(e) => {
@@ -481,9 +563,7 @@ fn read_tls_file(
 }
 
 fn pem_certs(bytes: &[u8]) -> Vec<CertificateDer<'static>> {
-    CertificateDer::pem_slice_iter(bytes)
-        .filter_map(Result::ok)
-        .collect()
+    CertificateDer::pem_slice_iter(bytes).filter_map(Result::ok).collect()
 }
 
 fn invalid_pem(label: &str, path: &Path, what: &str) -> CheckResult {
@@ -518,20 +598,13 @@ fn resolve_tls(
             Err(e) => results.push(CheckResult::finding(
                 codes::CFG_TLS_FILE_UNREADABLE,
                 "config.tls",
-                format!(
-                    "CA path {} ({}) cannot be read: {e}",
-                    dir.value.display(),
-                    dir.source.describe()
-                ),
+                format!("CA path {} ({}) cannot be read: {e}", dir.value.display(), dir.source.describe()),
                 "fix the directory path or its permissions",
             )),
             Ok(entries) => {
                 let mut all = Vec::new();
-                let mut files: Vec<PathBuf> = entries
-                    .filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| p.is_file())
-                    .collect();
+                let mut files: Vec<PathBuf> =
+                    entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect();
                 files.sort();
                 for f in files {
                     match std::fs::read(&f) {
@@ -555,11 +628,7 @@ fn resolve_tls(
                     }
                 }
                 if all.is_empty() && results.is_empty() {
-                    results.push(invalid_pem(
-                        "CA path",
-                        &dir.value,
-                        "PEM certificate in any file",
-                    ));
+                    results.push(invalid_pem("CA path", &dir.value, "PEM certificate in any file"));
                 } else if !all.is_empty() {
                     roots = Some(all);
                 }
@@ -575,18 +644,12 @@ fn resolve_tls(
                 let chain = pem_certs(&c);
                 let pk = PrivateKeyDer::from_pem_slice(&k).ok();
                 if chain.is_empty() {
-                    results.push(invalid_pem(
-                        "client certificate",
-                        &cert.value,
-                        "PEM certificate",
-                    ));
+                    results.push(invalid_pem("client certificate", &cert.value, "PEM certificate"));
                 }
                 match pk {
-                    None => results.push(invalid_pem(
-                        "client key",
-                        &key.value,
-                        "PEM private key (PKCS#8, PKCS#1 or SEC1)",
-                    )),
+                    None => {
+                        results.push(invalid_pem("client key", &key.value, "PEM private key (PKCS#8, PKCS#1 or SEC1)"))
+                    }
                     Some(pk) if !chain.is_empty() => identity = Some((chain, pk)),
                     Some(_) => {}
                 }
@@ -606,11 +669,7 @@ fn resolve_tls(
     }
 
     let https_target = match target {
-        Some(Target::Tcp {
-            scheme: Scheme::Https,
-            host,
-            ..
-        }) => Some(host.clone()),
+        Some(Target::Tcp { scheme: Scheme::Https, host, .. }) => Some(host.clone()),
         _ => None,
     };
     let tls_inputs_given = inputs.ca_file.is_some()
@@ -639,9 +698,7 @@ fn resolve_tls(
             "give the agent's CA with --ca-file / CONSUL_CACERT and unset CONSUL_HTTP_SSL_VERIFY",
         ));
     }
-    let failed = results
-        .iter()
-        .any(|r| r.status == crate::report::Status::Fail);
+    let failed = results.iter().any(|r| r.status == crate::report::Status::Fail);
     let mut settings = None;
     if let (Some(host), false) = (https_target, failed) {
         let (sni_host, custom) = match &inputs.tls_server_name {
@@ -686,21 +743,9 @@ fn resolve_tls(
         let msg = match (&settings, target) {
             (Some(s), _) => format!(
                 "TLS: {}, {}{}{}",
-                if s.custom_ca {
-                    "CA from the given file"
-                } else {
-                    "system trust store"
-                },
-                if s.has_client_cert {
-                    "client certificate given"
-                } else {
-                    "no client certificate"
-                },
-                if s.custom_server_name {
-                    format!(", server name {}", s.server_name_host)
-                } else {
-                    String::new()
-                },
+                if s.custom_ca { "CA from the given file" } else { "system trust store" },
+                if s.has_client_cert { "client certificate given" } else { "no client certificate" },
+                if s.custom_server_name { format!(", server name {}", s.server_name_host) } else { String::new() },
                 if s.verify { "" } else { ", verification OFF" }
             ),
             (None, Some(Target::Unix { .. })) => "unix socket: no TLS".into(),
@@ -715,9 +760,7 @@ fn strip_port(name: &str) -> String {
     let last_colon = name.rfind(':');
     let last_bracket = name.rfind(']');
     match (last_colon, last_bracket) {
-        (Some(c), Some(b)) if c > b => name[..c]
-            .trim_matches(|ch| ch == '[' || ch == ']')
-            .to_string(),
+        (Some(c), Some(b)) if c > b => name[..c].trim_matches(|ch| ch == '[' || ch == ']').to_string(),
         (Some(c), None) if name.matches(':').count() == 1 => name[..c].to_string(),
         _ => name.trim_matches(|ch| ch == '[' || ch == ']').to_string(),
     }
@@ -738,28 +781,17 @@ fn check_proxy(inputs: &Inputs, target: Option<&Target>) -> Vec<CheckResult> {
             .map(|(_, v)| v.clone())
             .filter(|v| !v.is_empty())
     };
-    let var = if *scheme == Scheme::Https {
-        "HTTPS_PROXY"
-    } else {
-        "HTTP_PROXY"
-    };
+    let var = if *scheme == Scheme::Https { "HTTPS_PROXY" } else { "HTTP_PROXY" };
     let Some(proxy) = get(var) else {
         return Vec::new();
     };
     let no_proxy = get("NO_PROXY").unwrap_or_default();
-    let excluded = no_proxy
-        .split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .any(|e| {
-            e == "*" || {
-                let e = e.trim_start_matches('.').split(':').next().unwrap_or("");
-                host.eq_ignore_ascii_case(e)
-                    || host
-                        .to_ascii_lowercase()
-                        .ends_with(&format!(".{}", e.to_ascii_lowercase()))
-            }
-        });
+    let excluded = no_proxy.split(',').map(str::trim).filter(|e| !e.is_empty()).any(|e| {
+        e == "*" || {
+            let e = e.trim_start_matches('.').split(':').next().unwrap_or("");
+            host.eq_ignore_ascii_case(e) || host.to_ascii_lowercase().ends_with(&format!(".{}", e.to_ascii_lowercase()))
+        }
+    });
     if excluded {
         return Vec::new();
     }
@@ -788,83 +820,30 @@ mod tests {
     fn tcp(raw: &str) -> (Scheme, String, u16, String, bool) {
         let p = parse_address(raw, false).unwrap();
         match p.target {
-            Target::Tcp {
-                scheme,
-                host,
-                port,
-                path_prefix,
-            } => (scheme, host, port, path_prefix, p.default_port),
+            Target::Tcp { scheme, host, port, path_prefix } => (scheme, host, port, path_prefix, p.default_port),
             _ => panic!("not tcp"),
         }
     }
 
     #[test]
     fn parses_addresses_like_the_go_client() {
-        assert_eq!(
-            tcp("127.0.0.1:8500"),
-            (Scheme::Http, "127.0.0.1".into(), 8500, String::new(), false)
-        );
+        assert_eq!(tcp("127.0.0.1:8500"), (Scheme::Http, "127.0.0.1".into(), 8500, String::new(), false));
         assert_eq!(
             tcp("https://consul.example:8501"),
-            (
-                Scheme::Https,
-                "consul.example".into(),
-                8501,
-                String::new(),
-                false
-            )
+            (Scheme::Https, "consul.example".into(), 8501, String::new(), false)
         );
-        assert_eq!(
-            tcp("http://[::1]:8500"),
-            (Scheme::Http, "::1".into(), 8500, String::new(), false)
-        );
-        assert_eq!(
-            tcp("http://proxy:80/consul/"),
-            (Scheme::Http, "proxy".into(), 80, "/consul".into(), false)
-        );
-        assert_eq!(
-            tcp("consul.example"),
-            (
-                Scheme::Http,
-                "consul.example".into(),
-                80,
-                String::new(),
-                true
-            )
-        );
-        assert_eq!(
-            tcp("https://consul.example"),
-            (
-                Scheme::Https,
-                "consul.example".into(),
-                443,
-                String::new(),
-                true
-            )
-        );
-        assert!(matches!(
-            parse_address("unix:///tmp/c.sock", false).unwrap().target,
-            Target::Unix { .. }
-        ));
+        assert_eq!(tcp("http://[::1]:8500"), (Scheme::Http, "::1".into(), 8500, String::new(), false));
+        assert_eq!(tcp("http://proxy:80/consul/"), (Scheme::Http, "proxy".into(), 80, "/consul".into(), false));
+        assert_eq!(tcp("consul.example"), (Scheme::Http, "consul.example".into(), 80, String::new(), true));
+        assert_eq!(tcp("https://consul.example"), (Scheme::Https, "consul.example".into(), 443, String::new(), true));
+        assert!(matches!(parse_address("unix:///tmp/c.sock", false).unwrap().target, Target::Unix { .. }));
         let ssl = parse_address("http://h:8501", true).unwrap();
-        assert!(
-            matches!(
-                ssl.target,
-                Target::Tcp {
-                    scheme: Scheme::Https,
-                    ..
-                }
-            ),
-            "SSL=true upgrades http://"
-        );
+        assert!(matches!(ssl.target, Target::Tcp { scheme: Scheme::Https, .. }), "SSL=true upgrades http://");
     }
 
     #[test]
     fn rejects_what_the_go_client_rejects() {
-        assert_eq!(
-            parse_address("tcp://h:1", false).err().unwrap(),
-            "Unknown protocol scheme: tcp"
-        );
+        assert_eq!(parse_address("tcp://h:1", false).err().unwrap(), "Unknown protocol scheme: tcp");
         assert!(parse_address("h:99999", false).is_err());
         assert!(parse_address("h:abc", false).is_err());
         assert!(parse_address("::1:8500", false).is_err());
@@ -872,6 +851,17 @@ mod tests {
         assert!(parse_address("unix://", false).is_err());
         assert!(parse_address("http://:8500", false).is_err());
         assert!(parse_address("bad host:8500", false).is_err());
+    }
+
+    #[test]
+    fn reads_the_consul_api_version_from_go_mod() {
+        let gomod = "module example.com/app\n\ngo 1.22\n\nrequire (\n\tgithub.com/hashicorp/consul/api v1.29.1 // indirect\n\tgithub.com/x/y v0.1.0\n)\n";
+        assert_eq!(go_mod_consul_api(gomod).as_deref(), Some("v1.29.1"));
+        let single = "module m\nrequire github.com/hashicorp/consul/api v1.7.0\n";
+        assert_eq!(go_mod_consul_api(single).as_deref(), Some("v1.7.0"));
+        let replaced = format!("{single}replace github.com/hashicorp/consul/api => ../consul/api\n");
+        assert_eq!(go_mod_consul_api(&replaced).as_deref(), Some("replaced by local path ../consul/api"));
+        assert_eq!(go_mod_consul_api("module m\n"), None);
     }
 
     #[test]

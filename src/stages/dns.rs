@@ -35,19 +35,13 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         };
         let (host, port) = match &conn.target {
             Target::Unix { path } => {
-                return vec![CheckResult::pass(
-                    "dns.resolve",
-                    format!("not needed: unix socket {}", path.display()),
-                )];
+                return vec![CheckResult::pass("dns.resolve", format!("not needed: unix socket {}", path.display()))];
             }
             Target::Tcp { host, port, .. } => (host.clone(), *port),
         };
         if let Ok(ip) = host.parse::<IpAddr>() {
             ctx.facts().addrs = vec![SocketAddr::new(ip, port)];
-            return vec![CheckResult::pass(
-                "dns.resolve",
-                format!("not needed: {host} is an IP address"),
-            )];
+            return vec![CheckResult::pass("dns.resolve", format!("not needed: {host} is an IP address"))];
         }
         let server = ctx.inputs.dns_server;
         let via = match server {
@@ -76,18 +70,11 @@ pub async fn resolve(host: &str, server: Option<SocketAddr>, timeout: Duration) 
             let mut tcp = ConnectionConfig::tcp();
             tcp.port = sa.port();
             let ns = NameServerConfig::new(sa.ip(), true, vec![udp, tcp]);
-            Resolver::builder_with_config(
-                ResolverConfig::from_name_servers(vec![ns]),
-                TokioRuntimeProvider::default(),
-            )
+            Resolver::builder_with_config(ResolverConfig::from_name_servers(vec![ns]), TokioRuntimeProvider::default())
         }
         None => match Resolver::builder_tokio() {
             Ok(b) => b,
-            Err(e) => {
-                return Lookup::ServerError(format!(
-                    "cannot read the system resolver configuration: {e}"
-                ))
-            }
+            Err(e) => return Lookup::ServerError(format!("cannot read the system resolver configuration: {e}")),
         },
     };
     let mut builder = builder;
@@ -96,21 +83,13 @@ pub async fn resolve(host: &str, server: Option<SocketAddr>, timeout: Duration) 
         opts.timeout = timeout;
         opts.attempts = 1;
         opts.cache_size = 0;
-        opts.use_hosts_file = if server.is_some() {
-            ResolveHosts::Never
-        } else {
-            ResolveHosts::Always
-        };
+        opts.use_hosts_file = if server.is_some() { ResolveHosts::Never } else { ResolveHosts::Always };
     }
     let resolver = match builder.build() {
         Ok(r) => r,
         Err(e) => return Lookup::ServerError(e.to_string()),
     };
-    let name = if host.ends_with('.') || !host.contains('.') {
-        host.to_string()
-    } else {
-        format!("{host}.")
-    };
+    let name = if host.ends_with('.') || !host.contains('.') { host.to_string() } else { format!("{host}.") };
     // A+AAAA may take two round trips; bound the whole lookup.
     match tokio::time::timeout(timeout + timeout / 2, resolver.lookup_ip(name.as_str())).await {
         Err(_) => Lookup::Timeout,

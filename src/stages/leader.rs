@@ -25,10 +25,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         if let Ok(r) = &reply {
             status.elapsed_ms = super::ms(r.elapsed);
         }
-        if let Some(code) = status
-            .code
-            .filter(|_| status.status == crate::report::Status::Fail)
-        {
+        if let Some(code) = status.code.filter(|_| status.status == crate::report::Status::Fail) {
             return vec![status, CheckResult::blocked("leader.peers", code)];
         }
         if let Ok(r) = &reply {
@@ -71,17 +68,13 @@ pub fn judge_leader(
     if r.status == 200 {
         return match r.json::<String>() {
             Ok(leader) if !leader.is_empty() => {
-                CheckResult::pass("leader.status", format!("leader of {dc_name} is {leader}"))
-                    .with("leader", leader)
+                CheckResult::pass("leader.status", format!("leader of {dc_name} is {leader}")).with("leader", leader)
             }
             Ok(_) => no_leader(agent, &dc_name, "/v1/status/leader returned \"\""),
             Err(_) => CheckResult::finding(
                 codes::LDR_RPC_ERROR,
                 "leader.status",
-                format!(
-                    "/v1/status/leader returned 200 with an unexpected body: {}",
-                    r.snippet()
-                ),
+                format!("/v1/status/leader returned 200 with an unexpected body: {}", r.snippet()),
                 "query the agent directly with curl and check for a proxy rewriting answers",
             ),
         };
@@ -142,10 +135,7 @@ fn no_leader(agent: Option<&AgentSelf>, dc: &str, seen: &str) -> CheckResult {
     r
 }
 
-pub fn judge_peers(
-    reply: &Result<Reply, HttpFailure>,
-    timeout: std::time::Duration,
-) -> CheckResult {
+pub fn judge_peers(reply: &Result<Reply, HttpFailure>, timeout: std::time::Duration) -> CheckResult {
     match reply {
         Ok(r) if r.status == 200 => match r.json::<Vec<String>>() {
             Ok(peers) => {
@@ -160,25 +150,15 @@ pub fn judge_peers(
                     )
                     .with("peers", peers.join(","))
                 } else {
-                    CheckResult::pass(
-                        "leader.peers",
-                        format!("{n} Raft voter(s), tolerating {tolerates} failure(s)"),
-                    )
-                    .with("peers", peers.join(","))
+                    CheckResult::pass("leader.peers", format!("{n} Raft voter(s), tolerating {tolerates} failure(s)"))
+                        .with("peers", peers.join(","))
                 }
             }
-            Err(e) => CheckResult::skipped(
-                "leader.peers",
-                format!("unexpected /v1/status/peers body: {e}"),
-            ),
+            Err(e) => CheckResult::skipped("leader.peers", format!("unexpected /v1/status/peers body: {e}")),
         },
-        Ok(r) => CheckResult::skipped(
-            "leader.peers",
-            format!("/v1/status/peers answered {} {}", r.status, r.snippet()),
-        ),
-        Err(f) => CheckResult::skipped(
-            "leader.peers",
-            format!("/v1/status/peers: {}", f.describe(timeout)),
-        ),
+        Ok(r) => {
+            CheckResult::skipped("leader.peers", format!("/v1/status/peers answered {} {}", r.status, r.snippet()))
+        }
+        Err(f) => CheckResult::skipped("leader.peers", format!("/v1/status/peers: {}", f.describe(timeout))),
     }
 }

@@ -28,15 +28,12 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 ],
                 Ok(stream) => {
                     let took = start.elapsed();
-                    let mut first = CheckResult::pass(
-                        "tcp.connect",
-                        format!("connected to unix socket {}", path.display()),
-                    );
+                    let mut first =
+                        CheckResult::pass("tcp.connect", format!("connected to unix socket {}", path.display()));
                     first.elapsed_ms = super::ms(took);
                     let t1 = Instant::now();
                     let sniff = transport::sniff_plain(stream, "localhost", timeout).await;
-                    let mut answer =
-                        judge_answer(&sniff, &conn, &path.display().to_string(), timeout);
+                    let mut answer = judge_answer(&sniff, &conn, &path.display().to_string(), timeout);
                     answer.elapsed_ms = super::ms(t1.elapsed());
                     ctx.facts().sniff = Some(sniff);
                     vec![first, answer]
@@ -57,26 +54,15 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 .collect(),
         )
         .await;
-        let outcomes: Vec<(SocketAddr, Result<(), ConnectFailure>, Duration)> = attempts
-            .iter()
-            .map(|(a, r, d)| (*a, r.as_ref().map(|_| ()).map_err(Clone::clone), *d))
-            .collect();
+        let outcomes: Vec<(SocketAddr, Result<(), ConnectFailure>, Duration)> =
+            attempts.iter().map(|(a, r, d)| (*a, r.as_ref().map(|_| ()).map_err(Clone::clone), *d)).collect();
         let host = conn.host().unwrap_or("").to_string();
         let mut results = judge_connect(&host, &outcomes, timeout);
-        let reachable: Vec<SocketAddr> = outcomes
-            .iter()
-            .filter(|(_, r, _)| r.is_ok())
-            .map(|(a, _, _)| *a)
-            .collect();
+        let reachable: Vec<SocketAddr> = outcomes.iter().filter(|(_, r, _)| r.is_ok()).map(|(a, _, _)| *a).collect();
         ctx.facts().reachable = reachable.clone();
-        let first_stream = attempts
-            .into_iter()
-            .find_map(|(a, r, _)| r.ok().map(|s| (a, s)));
+        let first_stream = attempts.into_iter().find_map(|(a, r, _)| r.ok().map(|s| (a, s)));
         let Some((addr, stream)) = first_stream else {
-            let code = results
-                .iter()
-                .find_map(|r| r.code)
-                .unwrap_or(codes::TCP_REFUSED.code);
+            let code = results.iter().find_map(|r| r.code).unwrap_or(codes::TCP_REFUSED.code);
             results.push(CheckResult::blocked("tcp.answer", code));
             return results;
         };
@@ -110,15 +96,9 @@ fn host_header(conn: &Connection) -> String {
 
 fn unix_failure(path: &str, f: &ConnectFailure) -> CheckResult {
     let detail = match f {
-        ConnectFailure::NotFound => {
-            "does not exist: the agent is not running or addresses.http is not this socket"
-        }
-        ConnectFailure::PermissionDenied => {
-            "is not accessible to this user (unix_sockets user/group/mode)"
-        }
-        ConnectFailure::Refused => {
-            "exists but nothing accepts on it (stale socket left by a stopped agent)"
-        }
+        ConnectFailure::NotFound => "does not exist: the agent is not running or addresses.http is not this socket",
+        ConnectFailure::PermissionDenied => "is not accessible to this user (unix_sockets user/group/mode)",
+        ConnectFailure::Refused => "exists but nothing accepts on it (stale socket left by a stopped agent)",
         _ => "cannot be connected to",
     };
     CheckResult::finding(
@@ -135,56 +115,30 @@ pub fn judge_connect(
     outcomes: &[(SocketAddr, Result<(), ConnectFailure>, Duration)],
     timeout: Duration,
 ) -> Vec<CheckResult> {
-    let ok: Vec<&SocketAddr> = outcomes
-        .iter()
-        .filter(|(_, r, _)| r.is_ok())
-        .map(|(a, _, _)| a)
-        .collect();
-    let failed: Vec<(&SocketAddr, &ConnectFailure)> = outcomes
-        .iter()
-        .filter_map(|(a, r, _)| r.as_ref().err().map(|e| (a, e)))
-        .collect();
+    let ok: Vec<&SocketAddr> = outcomes.iter().filter(|(_, r, _)| r.is_ok()).map(|(a, _, _)| a).collect();
+    let failed: Vec<(&SocketAddr, &ConnectFailure)> =
+        outcomes.iter().filter_map(|(a, r, _)| r.as_ref().err().map(|e| (a, e))).collect();
     if outcomes.is_empty() {
-        return vec![CheckResult::skipped(
-            "tcp.connect",
-            "no address to connect to",
-        )];
+        return vec![CheckResult::skipped("tcp.connect", "no address to connect to")];
     }
     if failed.is_empty() {
         let mut r = CheckResult::pass(
             "tcp.connect",
-            format!(
-                "connected to {}",
-                ok.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            format!("connected to {}", ok.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
         );
-        r.elapsed_ms = outcomes
-            .iter()
-            .map(|(_, _, d)| super::ms(*d))
-            .max()
-            .unwrap_or(0);
+        r.elapsed_ms = outcomes.iter().map(|(_, _, d)| super::ms(*d)).max().unwrap_or(0);
         return vec![r];
     }
     if !ok.is_empty() {
         let loopback = super::is_loopback_host(host);
         let any_timeout = failed.iter().any(|(_, f)| **f == ConnectFailure::Timeout);
-        let list = failed
-            .iter()
-            .map(|(a, f)| format!("{a} ({})", f.describe()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = failed.iter().map(|(a, f)| format!("{a} ({})", f.describe())).collect::<Vec<_>>().join(", ");
         if loopback && !any_timeout {
             return vec![CheckResult::pass(
                 "tcp.connect",
                 format!(
                     "connected to {}; {list} not listening (harmless on loopback)",
-                    ok.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    ok.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
                 ),
             )];
         }
@@ -196,11 +150,7 @@ pub fn judge_connect(
         )];
     }
     let (addr, failure) = failed[0];
-    let all = failed
-        .iter()
-        .map(|(a, _)| a.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let all = failed.iter().map(|(a, _)| a.to_string()).collect::<Vec<_>>().join(", ");
     let loopback_ip = addr.ip().is_loopback();
     let r = match failure {
         ConnectFailure::Refused => CheckResult::finding(
@@ -238,18 +188,11 @@ pub fn judge_connect(
             "check the address and the network path to the agent",
         ),
     };
-    vec![r
-        .with("address", addr.to_string())
-        .with("error", failure.describe())]
+    vec![r.with("address", addr.to_string()).with("error", failure.describe())]
 }
 
 /// Judges what the port answered. Scheme mismatches pass here; the tls stage reports them.
-pub fn judge_answer(
-    sniff: &Sniff,
-    conn: &Connection,
-    addr: &str,
-    timeout: Duration,
-) -> CheckResult {
+pub fn judge_answer(sniff: &Sniff, conn: &Connection, addr: &str, timeout: Duration) -> CheckResult {
     match sniff {
         Sniff::Http { status_line } => CheckResult::pass("tcp.answer", format!("{addr} answers HTTP ({status_line})")),
         Sniff::Tls { evidence } => CheckResult::pass("tcp.answer", format!("{addr} answers TLS ({evidence})")),
@@ -291,46 +234,26 @@ mod tests {
     #[test]
     fn each_connect_failure_has_its_code() {
         let t = Duration::from_secs(1);
-        let case = |f: ConnectFailure| {
-            judge_connect("10.1.2.3", &[(addr("10.1.2.3:8500"), Err(f), t)], t)[0].code
-        };
+        let case = |f: ConnectFailure| judge_connect("10.1.2.3", &[(addr("10.1.2.3:8500"), Err(f), t)], t)[0].code;
         assert_eq!(case(ConnectFailure::Refused), Some("TCP-001"));
         assert_eq!(case(ConnectFailure::Timeout), Some("TCP-002"));
-        assert_eq!(
-            case(ConnectFailure::Unreachable(
-                "No route to host (os error 113)".into()
-            )),
-            Some("TCP-003")
-        );
+        assert_eq!(case(ConnectFailure::Unreachable("No route to host (os error 113)".into())), Some("TCP-003"));
         assert_eq!(case(ConnectFailure::Reset), Some("TCP-004"));
     }
 
     #[test]
     fn remote_refusal_points_at_client_addr() {
         let t = Duration::from_secs(1);
-        let r = &judge_connect(
-            "consul.internal",
-            &[(addr("10.1.2.3:8500"), Err(ConnectFailure::Refused), t)],
-            t,
-        )[0];
+        let r = &judge_connect("consul.internal", &[(addr("10.1.2.3:8500"), Err(ConnectFailure::Refused), t)], t)[0];
         assert!(r.fix.as_deref().unwrap().contains("client_addr"));
     }
 
     #[test]
     fn partly_dead_loopback_name_is_harmless_but_remote_is_not() {
         let t = Duration::from_secs(1);
-        let outcomes = [
-            (addr("127.0.0.1:8500"), Ok(()), t),
-            (addr("[::1]:8500"), Err(ConnectFailure::Refused), t),
-        ];
+        let outcomes = [(addr("127.0.0.1:8500"), Ok(()), t), (addr("[::1]:8500"), Err(ConnectFailure::Refused), t)];
         assert_eq!(judge_connect("localhost", &outcomes, t)[0].code, None);
-        let remote = [
-            (addr("10.0.0.1:8500"), Ok(()), t),
-            (addr("10.0.0.2:8500"), Err(ConnectFailure::Timeout), t),
-        ];
-        assert_eq!(
-            judge_connect("consul.internal", &remote, t)[0].code,
-            Some("TCP-007")
-        );
+        let remote = [(addr("10.0.0.1:8500"), Ok(()), t), (addr("10.0.0.2:8500"), Err(ConnectFailure::Timeout), t)];
+        assert_eq!(judge_connect("consul.internal", &remote, t)[0].code, Some("TCP-007"));
     }
 }

@@ -44,14 +44,9 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         let reachable = ctx.facts().reachable.clone();
         let timeout = ctx.inputs.timeout;
         let mut results = Vec::new();
-        let where_ = reachable
-            .first()
-            .map(ToString::to_string)
-            .unwrap_or_else(|| conn.display.clone());
+        let where_ = reachable.first().map(ToString::to_string).unwrap_or_else(|| conn.display.clone());
         match (conn.scheme(), &sniff) {
-            (Scheme::Http, Some(Sniff::Tls { evidence })) => {
-                results.push(http_to_https(&conn, &where_, evidence))
-            }
+            (Scheme::Http, Some(Sniff::Tls { evidence })) => results.push(http_to_https(&conn, &where_, evidence)),
             (Scheme::Http, _) => results.push(CheckResult::pass(
                 "tls.handshake",
                 format!("{where_} speaks plain HTTP, as the http address says"),
@@ -61,10 +56,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             }
             (Scheme::Https, _) => {
                 let (Some(tls), Some(addr)) = (&conn.tls, reachable.first()) else {
-                    return vec![CheckResult::skipped(
-                        "tls.handshake",
-                        "no TLS settings or address",
-                    )];
+                    return vec![CheckResult::skipped("tls.handshake", "no TLS settings or address")];
                 };
                 let start = Instant::now();
                 let outcome = handshake(*addr, tls, timeout).await;
@@ -80,18 +72,9 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
 
 fn http_to_https(conn: &Connection, at: &str, evidence: &str) -> CheckResult {
     let suggestion = match &conn.target {
-        Target::Tcp {
-            host,
-            port,
-            path_prefix,
-            ..
-        } => format!(
+        Target::Tcp { host, port, path_prefix, .. } => format!(
             "https://{}:{port}{path_prefix}",
-            if host.contains(':') {
-                format!("[{host}]")
-            } else {
-                host.clone()
-            }
+            if host.contains(':') { format!("[{host}]") } else { host.clone() }
         ),
         Target::Unix { .. } => "https://HOST:8501".into(),
     };
@@ -105,18 +88,9 @@ fn http_to_https(conn: &Connection, at: &str, evidence: &str) -> CheckResult {
 
 fn https_to_http(conn: &Connection, at: &str, status_line: &str) -> CheckResult {
     let suggestion = match &conn.target {
-        Target::Tcp {
-            host,
-            port,
-            path_prefix,
-            ..
-        } => format!(
+        Target::Tcp { host, port, path_prefix, .. } => format!(
             "http://{}:{port}{path_prefix}",
-            if host.contains(':') {
-                format!("[{host}]")
-            } else {
-                host.clone()
-            }
+            if host.contains(':') { format!("[{host}]") } else { host.clone() }
         ),
         Target::Unix { .. } => "http://HOST:8500".into(),
     };
@@ -151,50 +125,27 @@ pub async fn handshake(addr: SocketAddr, tls: &TlsSettings, timeout: Duration) -
         Err(e) => return Handshake::Other(format!("reconnect failed: {}", e.describe())),
     };
     let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-    let mut stream = match tokio::time::timeout(
-        timeout,
-        connector.connect(tls.server_name.clone(), tcp),
-    )
-    .await
-    {
+    let mut stream = match tokio::time::timeout(timeout, connector.connect(tls.server_name.clone(), tcp)).await {
         Err(_) => return Handshake::Timeout,
         Ok(Err(e)) => return handshake_error(&e),
         Ok(Ok(s)) => s,
     };
     let (_, session) = stream.get_ref();
-    let version = session
-        .protocol_version()
-        .map(|v| format!("{v:?}"))
-        .unwrap_or_default();
-    let cipher = session
-        .negotiated_cipher_suite()
-        .map(|c| format!("{:?}", c.suite()))
-        .unwrap_or_default();
+    let version = session.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
+    let cipher = session.negotiated_cipher_suite().map(|c| format!("{:?}", c.suite())).unwrap_or_default();
     let host = tls.server_name_host.clone();
     let left = deadline.saturating_duration_since(Instant::now());
-    if let Err(e) = tokio::time::timeout(
-        left,
-        stream.write_all(transport::http_probe_request(&host).as_bytes()),
-    )
-    .await
-    .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+    if let Err(e) = tokio::time::timeout(left, stream.write_all(transport::http_probe_request(&host).as_bytes()))
+        .await
+        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
     {
         return after_handshake_error(&e);
     }
     let left = deadline.saturating_duration_since(Instant::now());
     let (bytes, end) = read_some(&mut stream, 1024, left).await;
     if bytes.starts_with(b"HTTP/") {
-        let status_line = String::from_utf8_lossy(&bytes)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        return Handshake::Ok {
-            version,
-            cipher,
-            status_line,
-        };
+        let status_line = String::from_utf8_lossy(&bytes).lines().next().unwrap_or("").trim().to_string();
+        return Handshake::Ok { version, cipher, status_line };
     }
     match end {
         ReadEnd::Timeout if bytes.is_empty() => Handshake::Timeout,
@@ -205,9 +156,9 @@ pub async fn handshake(addr: SocketAddr, tls: &TlsSettings, timeout: Duration) -
             }
             after_handshake_error(&err)
         }
-        ReadEnd::Eof if bytes.is_empty() => Handshake::ClosedAfterHandshake(
-            "the server closed the connection after the handshake".into(),
-        ),
+        ReadEnd::Eof if bytes.is_empty() => {
+            Handshake::ClosedAfterHandshake("the server closed the connection after the handshake".into())
+        }
         _ => Handshake::Other(format!(
             "unexpected answer after the handshake: {:?}",
             String::from_utf8_lossy(&bytes[..bytes.len().min(40)])
@@ -221,9 +172,7 @@ fn handshake_error(e: &io::Error) -> Handshake {
         Some(rustls::Error::AlertReceived(a)) => Handshake::Alert(*a),
         Some(other) => Handshake::Other(other.to_string()),
         None => match e.kind() {
-            io::ErrorKind::ConnectionReset
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof => {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof => {
                 Handshake::ClosedAfterHandshake(transport::io_text(e))
             }
             _ => Handshake::Other(e.to_string()),
@@ -240,12 +189,7 @@ fn after_handshake_error(e: &io::Error) -> Handshake {
 }
 
 /// Turns the handshake outcome into the check result.
-pub fn judge_handshake(
-    h: &Handshake,
-    tls: &TlsSettings,
-    at: &str,
-    timeout: Duration,
-) -> CheckResult {
+pub fn judge_handshake(h: &Handshake, tls: &TlsSettings, at: &str, timeout: Duration) -> CheckResult {
     let name = &tls.server_name_host;
     let ca_hint = if tls.custom_ca {
         "the CA given with --ca-file / CONSUL_CACERT did not sign the agent's certificate: give the CA that did (consul-agent-ca.pem from `consul tls ca create`)"

@@ -9,7 +9,7 @@ use crate::codes;
 use crate::pipeline::{Ctx, StageFuture};
 use crate::report::CheckResult;
 
-pub const CHECKS: &[&str] = &["version.members"];
+pub const CHECKS: &[&str] = &["version.members", "version.definition", "version.go_mod"];
 
 /// A gossip member as far as versions go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,11 +47,7 @@ pub fn parse_version(s: &str) -> Option<Version> {
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
     let patch = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    Some(Version {
-        major,
-        minor,
-        patch,
-    })
+    Some(Version { major, minor, patch })
 }
 
 pub fn parse_members(v: &Value) -> Option<Vec<Member>> {
@@ -59,19 +55,11 @@ pub fn parse_members(v: &Value) -> Option<Vec<Member>> {
     Some(
         arr.iter()
             .map(|m| {
-                let tag = |k: &str| {
-                    m.pointer(&format!("/Tags/{k}"))
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                };
+                let tag = |k: &str| m.pointer(&format!("/Tags/{k}")).and_then(Value::as_str).map(str::to_string);
                 let num = |k: &str| tag(k).and_then(|x| x.parse().ok());
                 let build = tag("build").unwrap_or_default();
                 Member {
-                    name: m
-                        .get("Name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("?")
-                        .to_string(),
+                    name: m.get("Name").and_then(Value::as_str).unwrap_or("?").to_string(),
                     server: tag("role").as_deref() == Some("consul"),
                     alive: m.get("Status").and_then(Value::as_i64) == Some(1),
                     version: parse_version(&build),
@@ -96,33 +84,20 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         let mut results = match &reply {
             Err(f) => vec![CheckResult::skipped(
                 "version.members",
-                format!(
-                    "cannot read /v1/agent/members: {}",
-                    f.describe(client.timeout)
-                ),
+                format!("cannot read /v1/agent/members: {}", f.describe(client.timeout)),
             )],
             Ok(r) if r.status != 200 => vec![CheckResult::skipped(
                 "version.members",
                 format!("/v1/agent/members answered {} {}", r.status, r.snippet()),
             )],
-            Ok(r) => match serde_json::from_slice::<Value>(&r.body)
-                .ok()
-                .as_ref()
-                .and_then(parse_members)
-            {
+            Ok(r) => match serde_json::from_slice::<Value>(&r.body).ok().as_ref().and_then(parse_members) {
                 None => vec![CheckResult::skipped(
                     "version.members",
-                    format!(
-                        "/v1/agent/members returned an unexpected body: {}",
-                        r.snippet()
-                    ),
+                    format!("/v1/agent/members returned an unexpected body: {}", r.snippet()),
                 )],
-                Some(members) => judge(
-                    agent
-                        .as_ref()
-                        .map(|a| (a.node.as_str(), a.version.as_str(), a.server)),
-                    &members,
-                ),
+                Some(members) => {
+                    judge(agent.as_ref().map(|a| (a.node.as_str(), a.version.as_str(), a.server)), &members)
+                }
             },
         };
         if let Ok(r) = &reply {
@@ -130,8 +105,121 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 res.elapsed_ms = super::ms(r.elapsed);
             }
         }
+        let (services, go_api) = {
+            let f = ctx.facts();
+            (f.services.clone(), f.go_api.clone())
+        };
+        let agent_version = agent.as_ref().map(|a| a.version.clone());
+        results.extend(judge_definitions(&services, agent_version.as_deref()));
+        let servers: Vec<String> = match &reply {
+            Ok(r) => serde_json::from_slice::<Value>(&r.body)
+                .ok()
+                .as_ref()
+                .and_then(parse_members)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| m.server && m.alive)
+                .filter_map(|m| m.version.map(|v| v.to_string()))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        results.push(judge_go_api(go_api.as_deref(), agent_version.as_deref(), &servers, ctx.inputs.go_mod.is_some()));
         results
     })
+}
+
+/// Fields of the definitions that this agent's version does not know.
+pub fn judge_definitions(services: &[super::Svc], agent_version: Option<&str>) -> Vec<CheckResult> {
+    if services.is_empty() {
+        return vec![super::no_service("version.definition")];
+    }
+    let mut out = Vec::new();
+    for svc in services {
+        if let Some(skip) = super::service_gate(svc, "version.definition") {
+            out.push(skip);
+            continue;
+        }
+        let def = &svc.def;
+        let Some(raw) = agent_version else {
+            out.push(CheckResult::skipped(
+                "version.definition",
+                format!(
+                    "{}: the agent's version is unknown (agent:read denied), so newer fields cannot be checked",
+                    def.label
+                ),
+            ));
+            continue;
+        };
+        let Some(v) = parse_version(raw) else {
+            out.push(CheckResult::skipped(
+                "version.definition",
+                format!("{}: cannot parse the agent version {raw:?}", def.label),
+            ));
+            continue;
+        };
+        let enterprise = raw.contains("+ent");
+        let mut rejected = Vec::new();
+        for f in &def.versioned {
+            match f.since {
+                None if !enterprise => rejected.push(format!("{} (Consul Enterprise only)", f.path)),
+                Some(since) if !crate::service::version_accepts((v.major, v.minor, v.patch), since) => {
+                    let first = since.iter().map(|(a, b, c)| format!("{a}.{b}.{c}")).collect::<Vec<_>>().join(" / ");
+                    rejected.push(format!("{} (added in {first})", f.path))
+                }
+                _ => {}
+            }
+        }
+        if rejected.is_empty() {
+            out.push(CheckResult::pass(
+                "version.definition",
+                format!("{}: every field is known to Consul {v}", def.label),
+            ));
+        } else {
+            let first_field = def
+                .versioned
+                .iter()
+                .find(|f| rejected.iter().any(|r| r.starts_with(&f.path)))
+                .map(|f| f.field)
+                .unwrap_or("");
+            out.push(CheckResult::finding(
+                codes::VER_FIELDS,
+                "version.definition",
+                format!(
+                    "{}: this Consul {v} agent does not know {}; registration fails with 400 \"Request decode failed: json: unknown field \\\"{first_field}\\\"\"",
+                    def.label,
+                    rejected.join(", ")
+                ),
+                "remove these fields from the definition for this agent, or upgrade the cluster (servers first, then this agent) to a version that has them",
+            ));
+        }
+    }
+    out
+}
+
+/// Reports the application's consul/api module beside the cluster's versions.
+pub fn judge_go_api(go_api: Option<&str>, agent: Option<&str>, servers: &[String], asked: bool) -> CheckResult {
+    let Some(api) = go_api else {
+        return CheckResult::skipped(
+            "version.go_mod",
+            if asked {
+                "no github.com/hashicorp/consul/api version found (see config.go_mod)"
+            } else {
+                "no --go-mod given"
+            },
+        );
+    };
+    let mut sv = servers.to_vec();
+    sv.sort();
+    sv.dedup();
+    CheckResult::pass(
+        "version.go_mod",
+        format!(
+            "application uses github.com/hashicorp/consul/api {api}; agent {}, servers {}. The api module has its own version numbers (Consul 1.8 shipped api v1.7.0) and no published compatibility matrix: a newer client works against an older agent only while it leaves fields that agent does not know empty",
+            agent.unwrap_or("unknown"),
+            if sv.is_empty() { "unknown".to_string() } else { sv.join(", ") }
+        ),
+    )
+    .with("consul_api", api.to_string())
 }
 
 /// Judges versions. `agent` is (node, version, is_server) when `/v1/agent/self` was readable.
@@ -152,10 +240,7 @@ pub fn judge(agent: Option<(&str, &str, bool)>, members: &[Member]) -> Vec<Check
         for b in &alive {
             if let (Some(v), Some(lo), Some(hi)) = (a.vsn, b.vsn_min, b.vsn_max) {
                 if v < lo || v > hi {
-                    bad.push(format!(
-                        "{} speaks protocol {v}, {} understands {lo}-{hi}",
-                        a.name, b.name
-                    ));
+                    bad.push(format!("{} speaks protocol {v}, {} understands {lo}-{hi}", a.name, b.name));
                 }
             }
         }
@@ -176,22 +261,10 @@ pub fn judge(agent: Option<(&str, &str, bool)>, members: &[Member]) -> Vec<Check
     if versions.len() > 1 {
         let list = servers
             .iter()
-            .map(|m| {
-                format!(
-                    "{} {}",
-                    m.name,
-                    m.version
-                        .map(|v| v.to_string())
-                        .unwrap_or_else(|| m.build.clone())
-                )
-            })
+            .map(|m| format!("{} {}", m.name, m.version.map(|v| v.to_string()).unwrap_or_else(|| m.build.clone())))
             .collect::<Vec<_>>()
             .join(", ");
-        let spread = versions
-            .last()
-            .map(|v| v.minor)
-            .unwrap_or(0)
-            .abs_diff(versions[0].minor);
+        let spread = versions.last().map(|v| v.minor).unwrap_or(0).abs_diff(versions[0].minor);
         out.push(CheckResult::finding(
             codes::VER_MIXED_SERVERS,
             "version.members",
@@ -230,30 +303,18 @@ pub fn judge(agent: Option<(&str, &str, bool)>, members: &[Member]) -> Vec<Check
     }
 
     if out.is_empty() {
-        let sv = versions
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
+        let sv = versions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
         let msg = match agent {
             Some((_, ver, _)) => format!(
                 "agent {}; {} server(s) alive on {}; protocols compatible",
                 ver.trim(),
                 servers.len(),
-                if sv.is_empty() {
-                    "unknown versions".into()
-                } else {
-                    sv
-                }
+                if sv.is_empty() { "unknown versions".into() } else { sv }
             ),
             None => format!(
                 "{} server(s) alive on {}; protocols compatible",
                 servers.len(),
-                if sv.is_empty() {
-                    "unknown versions".into()
-                } else {
-                    sv
-                }
+                if sv.is_empty() { "unknown versions".into() } else { sv }
             ),
         };
         out.push(CheckResult::pass("version.members", msg));
@@ -281,48 +342,16 @@ mod tests {
 
     #[test]
     fn parses_consul_build_tags() {
-        assert_eq!(
-            parse_version("1.8.7:"),
-            Some(Version {
-                major: 1,
-                minor: 8,
-                patch: 7
-            })
-        );
-        assert_eq!(
-            parse_version("1.18.2+ent:abc"),
-            Some(Version {
-                major: 1,
-                minor: 18,
-                patch: 2
-            })
-        );
-        assert_eq!(
-            parse_version("1.13.8\n"),
-            Some(Version {
-                major: 1,
-                minor: 13,
-                patch: 8
-            })
-        );
-        assert_eq!(
-            parse_version("v1.21.0-rc1"),
-            Some(Version {
-                major: 1,
-                minor: 21,
-                patch: 0
-            })
-        );
+        assert_eq!(parse_version("1.8.7:"), Some(Version { major: 1, minor: 8, patch: 7 }));
+        assert_eq!(parse_version("1.18.2+ent:abc"), Some(Version { major: 1, minor: 18, patch: 2 }));
+        assert_eq!(parse_version("1.13.8\n"), Some(Version { major: 1, minor: 13, patch: 8 }));
+        assert_eq!(parse_version("v1.21.0-rc1"), Some(Version { major: 1, minor: 21, patch: 0 }));
         assert_eq!(parse_version("garbage"), None);
     }
 
     #[test]
     fn flags_skew() {
-        let members = [
-            m("s1", true, "1.8.7:", 2),
-            m("s2", true, "1.9.0:", 2),
-            m("c1", false, "1.10.1:", 2),
-        ];
+        let members = [m("s1", true, "1.8.7:", 2), m("s2", true, "1.9.0:", 2), m("c1", false, "1.10.1:", 2)];
         let r = judge(Some(("c1", "1.10.1", false)), &members);
         let codes: Vec<_> = r.iter().filter_map(|x| x.code).collect();
         assert_eq!(codes, vec!["VER-001", "VER-002"]);

@@ -85,12 +85,7 @@ impl FakeDns {
     /// records of a known name; NODATA (NOERROR, no answers, SOA in authority) for a known name
     /// without records of the asked type; NXDOMAIN with an SOA for any other name. TTL 0.
     pub fn records(records: Vec<(&str, Vec<IpAddr>)>) -> FakeDns {
-        FakeDns::start(Mode::Records(
-            records
-                .into_iter()
-                .map(|(n, ips)| (normalize(n), ips))
-                .collect(),
-        ))
+        FakeDns::start(Mode::Records(records.into_iter().map(|(n, ips)| (normalize(n), ips)).collect()))
     }
 
     /// Every question received (UDP and TCP), as (lowercased name without trailing dot, QTYPE).
@@ -104,17 +99,10 @@ impl FakeDns {
         let stop = Arc::new(AtomicBool::new(false));
         let queries = Arc::new(Mutex::new(Vec::new()));
         let handlers = Arc::new(Mutex::new(Vec::new()));
-        let ctx = Ctx {
-            stop: stop.clone(),
-            mode: Arc::new(mode),
-            queries: queries.clone(),
-        };
+        let ctx = Ctx { stop: stop.clone(), mode: Arc::new(mode), queries: queries.clone() };
         let udp_thread = {
             let ctx = ctx.clone();
-            thread::Builder::new()
-                .name("fakedns-udp".into())
-                .spawn(move || udp_loop(udp, &ctx))
-                .expect("spawn")
+            thread::Builder::new().name("fakedns-udp".into()).spawn(move || udp_loop(udp, &ctx)).expect("spawn")
         };
         let tcp_thread = {
             let handlers = handlers.clone();
@@ -123,13 +111,7 @@ impl FakeDns {
                 .spawn(move || accept_loop(tcp, ctx, handlers))
                 .expect("spawn")
         };
-        FakeDns {
-            addr,
-            stop,
-            threads: vec![udp_thread, tcp_thread],
-            handlers,
-            queries,
-        }
+        FakeDns { addr, stop, threads: vec![udp_thread, tcp_thread], handlers, queries }
     }
 }
 
@@ -168,10 +150,7 @@ fn bind_pair() -> (UdpSocket, TcpListener) {
 }
 
 fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-    )
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted)
 }
 
 fn udp_loop(udp: UdpSocket, ctx: &Ctx) {
@@ -200,9 +179,8 @@ fn accept_loop(listener: TcpListener, ctx: Ctx, handlers: Arc<Mutex<Vec<JoinHand
                     return;
                 }
                 let conn_ctx = ctx.clone();
-                let spawned = thread::Builder::new()
-                    .name("fakedns-conn".into())
-                    .spawn(move || tcp_conn(stream, &conn_ctx));
+                let spawned =
+                    thread::Builder::new().name("fakedns-conn".into()).spawn(move || tcp_conn(stream, &conn_ctx));
                 let mut hs = lock(&handlers);
                 hs.retain(|h| !h.is_finished());
                 if let Ok(h) = spawned {
@@ -313,11 +291,7 @@ fn parse_question(msg: &[u8]) -> Option<Question> {
         pos += 1 + len;
     }
     let qtype = be16(msg.get(pos..pos + 4)?, 0);
-    Some(Question {
-        name: labels.join("."),
-        qtype,
-        end: pos + 4,
-    })
+    Some(Question { name: labels.join("."), qtype, end: pos + 4 })
 }
 
 /// Encodes a dotted name as labels (no compression).
@@ -361,11 +335,7 @@ fn respond(msg: &[u8], ctx: &Ctx) -> Option<Vec<u8>> {
         return None; // a response, not a query
     }
     let opcode = (flags >> 11) & 0x0F;
-    let question = if be16(msg, 4) == 1 {
-        parse_question(msg)
-    } else {
-        None
-    };
+    let question = if be16(msg, 4) == 1 { parse_question(msg) } else { None };
     if let Some(q) = &question {
         lock(&ctx.queries).push((q.name.clone(), q.qtype));
     }
@@ -426,11 +396,7 @@ fn respond(msg: &[u8], ctx: &Ctx) -> Option<Vec<u8>> {
 
 /// A UDP response over 512 bytes: header and question only, with TC=1.
 fn truncate(resp: &[u8]) -> Vec<u8> {
-    let qend = if be16(resp, 4) == 1 {
-        parse_question(resp).map_or(12, |q| q.end)
-    } else {
-        12
-    };
+    let qend = if be16(resp, 4) == 1 { parse_question(resp).map_or(12, |q| q.end) } else { 12 };
     let mut out = resp[..qend].to_vec();
     out[2] |= 0x02; // TC
     out[6..12].fill(0); // ANCOUNT, NSCOUNT, ARCOUNT

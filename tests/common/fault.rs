@@ -30,8 +30,8 @@ const RST_WAIT: Duration = Duration::from_secs(1);
 /// The HTTP/2 SETTINGS frame a gRPC server sends first (MAX_CONCURRENT_STREAMS=100,
 /// INITIAL_WINDOW_SIZE=1 MiB).
 pub const HTTP2_SETTINGS: &[u8] = &[
-    0x00, 0x00, 0x0c, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x64, 0x00,
-    0x04, 0x00, 0x10, 0x00, 0x00,
+    0x00, 0x00, 0x0c, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x64, 0x00, 0x04, 0x00, 0x10,
+    0x00, 0x00,
 ];
 
 /// A loopback TCP server with one fault behaviour; stops when dropped.
@@ -56,10 +56,7 @@ pub struct Recorded {
 impl Recorded {
     /// The first value of a header, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -100,41 +97,29 @@ pub enum Behavior {
 impl Response {
     /// A normal response with no headers besides the framing ones.
     pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Response {
-        Response {
-            status,
-            headers: Vec::new(),
-            body: body.into(),
-            behavior: Behavior::Normal,
-        }
+        Response { status, headers: Vec::new(), body: body.into(), behavior: Behavior::Normal }
     }
 }
 
 impl Route {
     /// A route for any method serving `response`.
     pub fn new(path_prefix: &str, response: Response) -> Route {
-        Route {
-            method: None,
-            path_prefix: path_prefix.to_string(),
-            response,
-        }
+        Route { method: None, path_prefix: path_prefix.to_string(), response }
     }
 
     /// `Content-Type: application/json`.
     pub fn json(path_prefix: &str, status: u16, body: &str) -> Route {
-        Route::new(path_prefix, Response::new(status, body))
-            .with_header("Content-Type", "application/json")
+        Route::new(path_prefix, Response::new(status, body)).with_header("Content-Type", "application/json")
     }
 
     /// `Content-Type: text/plain; charset=utf-8`.
     pub fn text(path_prefix: &str, status: u16, body: &str) -> Route {
-        Route::new(path_prefix, Response::new(status, body))
-            .with_header("Content-Type", "text/plain; charset=utf-8")
+        Route::new(path_prefix, Response::new(status, body)).with_header("Content-Type", "text/plain; charset=utf-8")
     }
 
     /// `Content-Type: text/html`.
     pub fn html(path_prefix: &str, status: u16, body: &str) -> Route {
-        Route::new(path_prefix, Response::new(status, body))
-            .with_header("Content-Type", "text/html")
+        Route::new(path_prefix, Response::new(status, body)).with_header("Content-Type", "text/html")
     }
 
     /// Match only this method (case-insensitive).
@@ -147,10 +132,7 @@ impl Route {
     /// or `Transfer-Encoding` set here replaces the server's own framing header (Normal only).
     pub fn with_header(mut self, name: &str, value: &str) -> Route {
         let headers = &mut self.response.headers;
-        match headers
-            .iter_mut()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
+        match headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
             Some(h) => h.1 = value.to_string(),
             None => headers.push((name.to_string(), value.to_string())),
         }
@@ -163,8 +145,7 @@ impl Route {
     }
 
     fn matches(&self, method: &str, path: &str) -> bool {
-        self.method.is_none_or(|m| m.eq_ignore_ascii_case(method))
-            && path.starts_with(self.path_prefix.as_str())
+        self.method.is_none_or(|m| m.eq_ignore_ascii_case(method)) && path.starts_with(self.path_prefix.as_str())
     }
 }
 
@@ -230,11 +211,7 @@ impl FaultServer {
         let stop = Arc::new(AtomicBool::new(false));
         let handlers = Arc::new(Mutex::new(Vec::new()));
         let recorded = Arc::new(Mutex::new(Vec::new()));
-        let ctx = Ctx {
-            stop: stop.clone(),
-            recorded: recorded.clone(),
-            mode: Arc::new(mode),
-        };
+        let ctx = Ctx { stop: stop.clone(), recorded: recorded.clone(), mode: Arc::new(mode) };
         let acceptor = {
             let handlers = handlers.clone();
             thread::Builder::new()
@@ -242,13 +219,7 @@ impl FaultServer {
                 .spawn(move || accept_loop(listener, ctx, handlers))
                 .expect("spawn acceptor")
         };
-        FaultServer {
-            addr,
-            stop,
-            acceptor: Some(acceptor),
-            handlers,
-            recorded,
-        }
+        FaultServer { addr, stop, acceptor: Some(acceptor), handlers, recorded }
     }
 }
 
@@ -294,9 +265,7 @@ fn accept_loop(listener: TcpListener, ctx: Ctx, handlers: Arc<Mutex<Vec<JoinHand
                     return;
                 }
                 let conn_ctx = ctx.clone();
-                let spawned = thread::Builder::new()
-                    .name("fault-conn".into())
-                    .spawn(move || handle(stream, &conn_ctx));
+                let spawned = thread::Builder::new().name("fault-conn".into()).spawn(move || handle(stream, &conn_ctx));
                 let mut hs = lock(&handlers);
                 hs.retain(|h| !h.is_finished());
                 if let Ok(h) = spawned {
@@ -344,10 +313,7 @@ fn handle(stream: TcpStream, ctx: &Ctx) {
 // Socket helpers that poll the stop flag
 
 fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-    )
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted)
 }
 
 fn stopped_err() -> io::Error {
@@ -508,11 +474,7 @@ fn peek_head(s: &TcpStream, ctx: &Ctx) -> io::Result<Option<(Vec<u8>, usize)>> {
     loop {
         let n = peek_poll(s, &mut peeked, ctx)?;
         if n == 0 {
-            return if consumed.is_empty() {
-                Ok(None)
-            } else {
-                Err(ErrorKind::UnexpectedEof.into())
-            };
+            return if consumed.is_empty() { Ok(None) } else { Err(ErrorKind::UnexpectedEof.into()) };
         }
         let mut combined = consumed.clone();
         combined.extend_from_slice(&peeked[..n]);
@@ -522,10 +484,7 @@ fn peek_head(s: &TcpStream, ctx: &Ctx) -> io::Result<Option<(Vec<u8>, usize)>> {
             return Ok(Some((combined, consumed.len())));
         }
         if combined.len() > MAX_HEAD {
-            return Err(io::Error::new(
-                ErrorKind::InvalidData,
-                "request head over 64 KiB",
-            ));
+            return Err(io::Error::new(ErrorKind::InvalidData, "request head over 64 KiB"));
         }
         // No end of head yet: everything peeked is head, consume it so the next peek waits for more.
         read_exact_poll(s, &mut peeked[..n], ctx)?;
@@ -550,11 +509,7 @@ fn parse_head(head: &[u8]) -> Option<Request> {
         headers
             .iter()
             .filter(|(n, _)| n == name)
-            .flat_map(|(_, v)| {
-                v.split(',')
-                    .map(|t| t.trim().to_ascii_lowercase())
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|(_, v)| v.split(',').map(|t| t.trim().to_ascii_lowercase()).collect::<Vec<_>>())
             .collect()
     };
     let connection = tokens("connection");
@@ -566,23 +521,14 @@ fn parse_head(head: &[u8]) -> Option<Request> {
     let body = if tokens("transfer-encoding").iter().any(|t| t == "chunked") {
         BodyFraming::Chunked
     } else {
-        let len = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .map(|(_, v)| v.parse::<usize>());
+        let len = headers.iter().find(|(n, _)| n == "content-length").map(|(_, v)| v.parse::<usize>());
         match len {
             Some(Ok(n)) => BodyFraming::Length(n),
             Some(Err(_)) => return None,
             None => BodyFraming::Length(0),
         }
     };
-    Some(Request {
-        method: method.to_string(),
-        target: target.to_string(),
-        keep_alive,
-        headers,
-        body,
-    })
+    Some(Request { method: method.to_string(), target: target.to_string(), keep_alive, headers, body })
 }
 
 /// Reads one CRLF-terminated line byte by byte (chunked framing only), without the CRLF.
@@ -598,10 +544,7 @@ fn read_line_poll(s: &TcpStream, ctx: &Ctx) -> io::Result<Vec<u8>> {
             return Ok(line);
         }
         if line.len() > 8192 {
-            return Err(io::Error::new(
-                ErrorKind::InvalidData,
-                "chunk line too long",
-            ));
+            return Err(io::Error::new(ErrorKind::InvalidData, "chunk line too long"));
         }
         line.push(b[0]);
     }
@@ -626,11 +569,7 @@ fn consume_chunked(s: &TcpStream, hold_back: bool, ctx: &Ctx) -> io::Result<()> 
         read_exact_poll(s, &mut b, ctx)?;
         if b[0] == b'\r' {
             // The final empty line: its '\n' is the last byte of the request.
-            return if hold_back {
-                Ok(())
-            } else {
-                read_exact_poll(s, &mut b, ctx)
-            };
+            return if hold_back { Ok(()) } else { read_exact_poll(s, &mut b, ctx) };
         }
         if b[0] != b'\n' {
             read_line_poll(s, ctx)?;
@@ -639,18 +578,12 @@ fn consume_chunked(s: &TcpStream, hold_back: bool, ctx: &Ctx) -> io::Result<()> 
 }
 
 fn response_head(resp: &Response, framing: Option<&str>, close: bool) -> Vec<u8> {
-    let is_framing = |n: &str| {
-        n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding")
-    };
+    let is_framing = |n: &str| n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding");
     // A framing header set on the route replaces ours for Normal; other behaviours own the framing.
     let normal = matches!(resp.behavior, Behavior::Normal);
     let user_framing = normal && resp.headers.iter().any(|(n, _)| is_framing(n));
     let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
-    for (n, v) in resp
-        .headers
-        .iter()
-        .filter(|(n, _)| normal || !is_framing(n))
-    {
+    for (n, v) in resp.headers.iter().filter(|(n, _)| normal || !is_framing(n)) {
         head.push_str(&format!("{n}: {v}\r\n"));
     }
     if let Some(f) = framing.filter(|_| !user_framing) {
@@ -673,11 +606,7 @@ fn serve_http(s: &TcpStream, routes: &[Route], ctx: &Ctx) {
             Err(e) => {
                 if e.kind() == ErrorKind::InvalidData {
                     let bad = Response::new(431, Vec::new());
-                    let _ = write_all_poll(
-                        s,
-                        &response_head(&bad, Some("Content-Length: 0"), true),
-                        ctx,
-                    );
+                    let _ = write_all_poll(s, &response_head(&bad, Some("Content-Length: 0"), true), ctx);
                     close_gracefully(s, ctx);
                 }
                 return;
@@ -686,11 +615,7 @@ fn serve_http(s: &TcpStream, routes: &[Route], ctx: &Ctx) {
         let Some(req) = parse_head(&head) else {
             let bad = Response::new(400, Vec::new());
             let _ = discard_poll(s, head.len() - consumed, ctx);
-            let _ = write_all_poll(
-                s,
-                &response_head(&bad, Some("Content-Length: 0"), true),
-                ctx,
-            );
+            let _ = write_all_poll(s, &response_head(&bad, Some("Content-Length: 0"), true), ctx);
             close_gracefully(s, ctx);
             return;
         };
@@ -698,27 +623,19 @@ fn serve_http(s: &TcpStream, routes: &[Route], ctx: &Ctx) {
         let path = {
             // Absolute-form targets (through a proxy) are matched on their path.
             let t = req.target.as_str();
-            let t = match t
-                .strip_prefix("http://")
-                .or_else(|| t.strip_prefix("https://"))
-            {
+            let t = match t.strip_prefix("http://").or_else(|| t.strip_prefix("https://")) {
                 Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
                 None => t,
             };
             t.split(['?', '#']).next().unwrap_or("").to_string()
         };
-        let resp = routes
-            .iter()
-            .find(|r| r.matches(&req.method, &path))
-            .map_or(&not_found, |r| &r.response);
+        let resp = routes.iter().find(|r| r.matches(&req.method, &path)).map_or(&not_found, |r| &r.response);
         let hold_back = matches!(resp.behavior, Behavior::ResetMidBody);
 
         // Consume the rest of the request (leaving its last byte unread when an RST is planned).
         let rest_of_head = head.len() - consumed;
         let consumed_ok = match req.body {
-            BodyFraming::Length(n) => {
-                discard_poll(s, rest_of_head + n - usize::from(hold_back), ctx)
-            }
+            BodyFraming::Length(n) => discard_poll(s, rest_of_head + n - usize::from(hold_back), ctx),
             BodyFraming::Chunked => {
                 discard_poll(s, rest_of_head, ctx).and_then(|()| consume_chunked(s, hold_back, ctx))
             }
@@ -738,11 +655,7 @@ fn serve_http(s: &TcpStream, routes: &[Route], ctx: &Ctx) {
         match &resp.behavior {
             Behavior::Normal => {
                 let close = !req.keep_alive;
-                let framing = if no_body_status {
-                    None
-                } else {
-                    Some(length.as_str())
-                };
+                let framing = if no_body_status { None } else { Some(length.as_str()) };
                 let mut out = response_head(resp, framing, close);
                 if !is_head && !no_body_status {
                     out.extend_from_slice(&resp.body);
@@ -761,9 +674,7 @@ fn serve_http(s: &TcpStream, routes: &[Route], ctx: &Ctx) {
                 }
                 if !is_head {
                     for b in &resp.body {
-                        if !sleep_poll(*interval, ctx)
-                            || write_all_poll(s, std::slice::from_ref(b), ctx).is_err()
-                        {
+                        if !sleep_poll(*interval, ctx) || write_all_poll(s, std::slice::from_ref(b), ctx).is_err() {
                             return;
                         }
                     }
@@ -784,13 +695,7 @@ fn serve_http(s: &TcpStream, routes: &[Route], ctx: &Ctx) {
                 return;
             }
             Behavior::Endless => {
-                if write_all_poll(
-                    s,
-                    &response_head(resp, Some("Transfer-Encoding: chunked"), true),
-                    ctx,
-                )
-                .is_err()
-                {
+                if write_all_poll(s, &response_head(resp, Some("Transfer-Encoding: chunked"), true), ctx).is_err() {
                     return;
                 }
                 let mut chunk = format!("{:x}\r\n", 64 * 1024).into_bytes();

@@ -48,10 +48,7 @@ pub fn consul_bin() -> PathBuf {
         // Fetch it the documented way (shared package, else Debian bullseye's from this machine's
         // own mirror); a failure here fails the tests: the real-Consul tests never skip.
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-consul.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .output()
-            .expect("run scripts/install-consul.sh");
+        let out = Command::new("bash").arg(&script).output().expect("run scripts/install-consul.sh");
         let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         assert!(
             out.status.success() && path.is_file(),
@@ -111,10 +108,7 @@ fn spawn_in_lab(cmd: Command) -> Child {
         Mutex::new(tx)
     });
     let (rtx, rrx) = mpsc::channel();
-    tx.lock()
-        .unwrap()
-        .send((cmd, rtx))
-        .expect("lab thread alive");
+    tx.lock().unwrap().send((cmd, rtx)).expect("lab thread alive");
     rrx.recv().expect("lab reply").expect("spawn consul")
 }
 
@@ -201,17 +195,9 @@ pub struct Spec {
 
 /// Starts an agent and waits until its HTTP API answers (and, with `wait_leader`, has a leader).
 pub fn start(name: &str, spec: Spec, wait_leader: bool) -> Agent {
-    let dir = tempfile::Builder::new()
-        .prefix("consul-lab-")
-        .tempdir()
-        .expect("tempdir");
-    let (http, dns, serf_lan, serf_wan, server_port) = (
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-    );
+    let dir = tempfile::Builder::new().prefix("consul-lab-").tempdir().expect("tempdir");
+    let (http, dns, serf_lan, serf_wan, server_port) =
+        (free_port(), free_port(), free_port(), free_port(), free_port());
     let https = spec.tls.then(free_port);
     let node = format!("{name}-{http}");
     let mut hcl = format!(
@@ -235,11 +221,7 @@ ports {{
         https = https.map(|p| p.to_string()).unwrap_or_else(|| "-1".into())
     );
     if !spec.dev {
-        hcl.push_str(&format!(
-            "data_dir = \"{}\"\nserver = {}\n",
-            dir.path().join("data").display(),
-            spec.server
-        ));
+        hcl.push_str(&format!("data_dir = \"{}\"\nserver = {}\n", dir.path().join("data").display(), spec.server));
     }
     if let Some(n) = spec.bootstrap_expect {
         hcl.push_str(&format!("bootstrap_expect = {n}\n"));
@@ -257,9 +239,7 @@ ports {{
         ));
     }
     if let Some(j) = &spec.join {
-        hcl.push_str(&format!(
-            "retry_join = [\"{j}\"]\nretry_interval = \"1s\"\n"
-        ));
+        hcl.push_str(&format!("retry_join = [\"{j}\"]\nretry_interval = \"1s\"\n"));
     }
     hcl.push_str(&spec.extra_hcl);
     let config = dir.path().join("agent.hcl");
@@ -298,11 +278,7 @@ ports {{
             break;
         }
         if Instant::now() > deadline {
-            panic!(
-                "agent {} did not get ready (status {status}, body {body:?}); log:\n{}",
-                agent.name,
-                agent.log()
-            );
+            panic!("agent {} did not get ready (status {status}, body {body:?}); log:\n{}", agent.name, agent.log());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -322,16 +298,8 @@ fn make_certs(dir: &Path) {
         &["tls", "cert", "create", "-server", "-dc", "dc1"],
         &["tls", "cert", "create", "-cli", "-dc", "dc1"],
     ] {
-        let out = Command::new(consul_bin())
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("consul tls");
-        assert!(
-            out.status.success(),
-            "consul {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = Command::new(consul_bin()).args(args).current_dir(dir).output().expect("consul tls");
+        assert!(out.status.success(), "consul {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
 
@@ -346,24 +314,14 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool, what: &str) {
 }
 
 /// Minimal HTTP/1.1 client for lab set-up (status 0 when the agent does not answer).
-pub fn http_request(
-    method: &str,
-    port: u16,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect_timeout(
-        &SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(2),
-    ) else {
+pub fn http_request(method: &str, port: u16, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(2))
+    else {
         return (0, String::new());
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let body = body.unwrap_or("");
-    let tok = token
-        .map(|t| format!("X-Consul-Token: {t}\r\n"))
-        .unwrap_or_default();
+    let tok = token.map(|t| format!("X-Consul-Token: {t}\r\n")).unwrap_or_default();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{tok}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -374,23 +332,9 @@ pub fn http_request(
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    let body = if text
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(&body)
-    } else {
-        body
-    };
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = if text.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(&body) } else { body };
     (status, body)
 }
 
@@ -416,48 +360,19 @@ pub const MASTER_TOKEN: &str = "8f3a9d2c-5b1e-4c7a-9e6d-2a4b6c8d0e1f";
 /// A dev-mode server with ACLs off.
 pub fn dev() -> &'static Agent {
     static A: OnceLock<Agent> = OnceLock::new();
-    A.get_or_init(|| {
-        start(
-            "dev",
-            Spec {
-                dev: true,
-                ..Spec::default()
-            },
-            true,
-        )
-    })
+    A.get_or_init(|| start("dev", Spec { dev: true, ..Spec::default() }, true))
 }
 
 /// A dev-mode server with ACLs on, default deny.
 pub fn acl() -> &'static Agent {
     static A: OnceLock<Agent> = OnceLock::new();
-    A.get_or_init(|| {
-        start(
-            "acl",
-            Spec {
-                dev: true,
-                acl_master: Some(MASTER_TOKEN.into()),
-                ..Spec::default()
-            },
-            true,
-        )
-    })
+    A.get_or_init(|| start("acl", Spec { dev: true, acl_master: Some(MASTER_TOKEN.into()), ..Spec::default() }, true))
 }
 
 /// A dev-mode server with an HTTPS listener that requires client certificates.
 pub fn tls() -> &'static Agent {
     static A: OnceLock<Agent> = OnceLock::new();
-    A.get_or_init(|| {
-        start(
-            "tls",
-            Spec {
-                dev: true,
-                tls: true,
-                ..Spec::default()
-            },
-            true,
-        )
-    })
+    A.get_or_init(|| start("tls", Spec { dev: true, tls: true, ..Spec::default() }, true))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -472,9 +387,8 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!("not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr)
-        })
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
     }
 }
 
@@ -527,71 +441,32 @@ pub fn root_cause(json: &Value) -> Option<String> {
 
 /// Every result with this check id.
 pub fn results<'a>(json: &'a Value, id: &str) -> Vec<&'a Value> {
-    json["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["id"] == id)
-        .collect()
+    json["checks"].as_array().unwrap().iter().filter(|c| c["id"] == id).collect()
 }
 
 /// The single result with this check id (panics when absent).
 pub fn result<'a>(json: &'a Value, id: &str) -> &'a Value {
-    results(json, id)
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| panic!("no result {id} in {json:#}"))
+    results(json, id).into_iter().next().unwrap_or_else(|| panic!("no result {id} in {json:#}"))
 }
 
 /// Codes of all warn/fail results, in order.
 pub fn codes(json: &Value) -> Vec<String> {
-    json["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["code"].as_str().map(str::to_string))
-        .collect()
+    json["checks"].as_array().unwrap().iter().filter_map(|c| c["code"].as_str().map(str::to_string)).collect()
 }
 
 /// Asserts the run failed with `code` as its root cause, exit 1, and that every check of the
 /// given later stages is skipped with `blocked_by` = code.
 pub fn assert_root(run: &Run, json: &Value, code: &str, blocked_stages: &[&str]) {
-    assert_eq!(
-        root_cause(json).as_deref(),
-        Some(code),
-        "root cause; report:\n{json:#}"
-    );
+    assert_eq!(root_cause(json).as_deref(), Some(code), "root cause; report:\n{json:#}");
     assert_eq!(run.code, 1, "exit code; stderr: {}", run.stderr);
-    let fails: Vec<_> = json["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["status"] == "fail")
-        .collect();
-    assert_eq!(
-        fails.len(),
-        1,
-        "exactly one failure expected (no cascade), got {fails:#?}"
-    );
+    let fails: Vec<_> = json["checks"].as_array().unwrap().iter().filter(|c| c["status"] == "fail").collect();
+    assert_eq!(fails.len(), 1, "exactly one failure expected (no cascade), got {fails:#?}");
     for stage in blocked_stages {
-        let in_stage: Vec<_> = json["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| c["stage"] == *stage)
-            .collect();
+        let in_stage: Vec<_> = json["checks"].as_array().unwrap().iter().filter(|c| c["stage"] == *stage).collect();
         assert!(!in_stage.is_empty(), "stage {stage} missing");
         for c in in_stage {
-            assert_eq!(
-                c["status"], "skip",
-                "{stage} check {} should be skipped: {c:#}",
-                c["id"]
-            );
-            assert_eq!(
-                c["blocked_by"], code,
-                "{stage} check {} blocked_by",
-                c["id"]
-            );
+            assert_eq!(c["status"], "skip", "{stage} check {} should be skipped: {c:#}", c["id"]);
+            assert_eq!(c["blocked_by"], code, "{stage} check {} blocked_by", c["id"]);
         }
     }
 }

@@ -15,10 +15,7 @@ fn token_with_rules(a: &Agent, name: &str, rules: &str, extra: &str) -> (String,
     );
     assert_eq!(st, 200, "token create: {body}");
     let v: Value = serde_json::from_str(&body).unwrap();
-    (
-        v["AccessorID"].as_str().unwrap().into(),
-        v["SecretID"].as_str().unwrap().into(),
-    )
+    (v["AccessorID"].as_str().unwrap().into(), v["SecretID"].as_str().unwrap().into())
 }
 
 fn assert_secret_absent(secret: &str, args: &[&str], env: &[(&str, &str)]) {
@@ -26,16 +23,8 @@ fn assert_secret_absent(secret: &str, args: &[&str], env: &[(&str, &str)]) {
         let mut all = vec!["check", "--format", format];
         all.extend_from_slice(args);
         let run = run_doctor(&all, env);
-        assert!(
-            !run.stdout.contains(secret),
-            "{format} stdout leaks the token secret:\n{}",
-            run.stdout
-        );
-        assert!(
-            !run.stderr.contains(secret),
-            "{format} stderr leaks the token secret:\n{}",
-            run.stderr
-        );
+        assert!(!run.stdout.contains(secret), "{format} stdout leaks the token secret:\n{}", run.stdout);
+        assert!(!run.stderr.contains(secret), "{format} stderr leaks the token secret:\n{}", run.stderr);
     }
 }
 
@@ -48,53 +37,30 @@ fn no_token_under_default_deny() {
     let api = result(&json, "api.agent");
     assert_eq!(api["status"], "pass");
     assert!(api["message"].as_str().unwrap().contains("403"), "{api:#}");
-    assert!(result(&json, "acl.token")["fix"]
-        .as_str()
-        .unwrap()
-        .contains("consul acl token create"));
+    assert!(result(&json, "acl.token")["fix"].as_str().unwrap().contains("consul acl token create"));
     // Members are filtered by ACLs: the version check says what it could not verify.
     let v = result(&json, "version.members");
     assert_eq!(v["status"], "skip");
-    assert!(
-        v["message"].as_str().unwrap().contains("node:read"),
-        "{v:#}"
-    );
+    assert!(v["message"].as_str().unwrap().contains("node:read"), "{v:#}");
 }
 
 #[test]
 fn unknown_token_is_not_found() {
     let a = acl();
     let bogus = "0c7d6e2f-1111-2222-3333-444455556666";
-    let (run, json) = check_json(
-        &["--http-addr", &a.http_addr()],
-        &[("CONSUL_HTTP_TOKEN", bogus)],
-    );
+    let (run, json) = check_json(&["--http-addr", &a.http_addr()], &[("CONSUL_HTTP_TOKEN", bogus)]);
     assert_root(&run, &json, "ACL-002", &[]);
     let msg = result(&json, "acl.token")["message"].as_str().unwrap();
-    assert!(
-        msg.contains("env CONSUL_HTTP_TOKEN"),
-        "names the token's source: {msg}"
-    );
-    assert_secret_absent(
-        bogus,
-        &["--http-addr", &a.http_addr()],
-        &[("CONSUL_HTTP_TOKEN", bogus)],
-    );
+    assert!(msg.contains("env CONSUL_HTTP_TOKEN"), "names the token's source: {msg}");
+    assert_secret_absent(bogus, &["--http-addr", &a.http_addr()], &[("CONSUL_HTTP_TOKEN", bogus)]);
 }
 
 #[test]
 fn deleted_token_is_not_found() {
     let a = acl();
-    let (accessor, secret) =
-        token_with_rules(a, "deleted", r#"service "web" { policy = "write" }"#, "");
+    let (accessor, secret) = token_with_rules(a, "deleted", r#"service "web" { policy = "write" }"#, "");
     let master = a.master_token.as_deref().unwrap();
-    let (st, body) = http_request(
-        "DELETE",
-        a.http,
-        &format!("/v1/acl/token/{accessor}"),
-        Some(master),
-        None,
-    );
+    let (st, body) = http_request("DELETE", a.http, &format!("/v1/acl/token/{accessor}"), Some(master), None);
     assert_eq!(st, 200, "{body}");
     let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--token", &secret], &[]);
     assert_root(&run, &json, "ACL-002", &[]);
@@ -104,25 +70,12 @@ fn deleted_token_is_not_found() {
 #[test]
 fn management_token_passes_and_shows_only_the_accessor() {
     let a = acl();
-    let (run, json) = check_json(
-        &["--http-addr", &a.http_addr(), "--token", MASTER_TOKEN],
-        &[],
-    );
+    let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--token", MASTER_TOKEN], &[]);
     assert_eq!(run.code, 0, "{json:#}");
     let t = result(&json, "acl.token");
-    assert!(
-        t["message"].as_str().unwrap().contains("AccessorID"),
-        "{t:#}"
-    );
-    assert!(
-        t["message"].as_str().unwrap().contains("global-management"),
-        "{t:#}"
-    );
-    assert_secret_absent(
-        MASTER_TOKEN,
-        &["--http-addr", &a.http_addr(), "--token", MASTER_TOKEN],
-        &[],
-    );
+    assert!(t["message"].as_str().unwrap().contains("AccessorID"), "{t:#}");
+    assert!(t["message"].as_str().unwrap().contains("global-management"), "{t:#}");
+    assert_secret_absent(MASTER_TOKEN, &["--http-addr", &a.http_addr(), "--token", MASTER_TOKEN], &[]);
 }
 
 #[test]
@@ -144,10 +97,7 @@ fn token_read_from_token_file_env() {
     assert_eq!(run.code, 0, "{json:#}");
     let t = result(&json, "acl.token");
     assert!(t["message"].as_str().unwrap().contains(&accessor), "{t:#}");
-    assert!(
-        t["message"].as_str().unwrap().contains("token file"),
-        "{t:#}"
-    );
+    assert!(t["message"].as_str().unwrap().contains("token file"), "{t:#}");
     assert_eq!(result(&json, "config.token")["status"], "pass");
     assert_secret_absent(&secret, &["--http-addr", &a.http_addr()], &env);
 }
@@ -173,27 +123,12 @@ fn token_file_overrides_flag_token_like_consul() {
 #[test]
 fn token_expiring_within_a_day_warns() {
     let a = acl();
-    let (_, secret) = token_with_rules(
-        a,
-        "short-lived",
-        r#"service "web" { policy = "write" }"#,
-        r#","ExpirationTTL":"2h""#,
-    );
+    let (_, secret) =
+        token_with_rules(a, "short-lived", r#"service "web" { policy = "write" }"#, r#","ExpirationTTL":"2h""#);
     let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--token", &secret], &[]);
     assert_eq!(codes(&json), vec!["ACL-004"], "{json:#}");
     assert_eq!(run.code, 0, "warnings alone exit 0");
-    let strict = run_doctor(
-        &[
-            "check",
-            "--http-addr",
-            &a.http_addr(),
-            "--token",
-            &secret,
-            "--fail-on",
-            "warn",
-        ],
-        &[],
-    );
+    let strict = run_doctor(&["check", "--http-addr", &a.http_addr(), "--token", &secret, "--fail-on", "warn"], &[]);
     assert_eq!(strict.code, 1, "--fail-on warn makes warnings fail");
 }
 
@@ -203,9 +138,6 @@ fn token_without_agent_read_still_reaches_the_acl_verdict() {
     let (_, secret) = token_with_rules(a, "svc-only", r#"service "web" { policy = "write" }"#, "");
     let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--token", &secret], &[]);
     assert_eq!(run.code, 0, "{json:#}");
-    assert!(result(&json, "api.agent")["message"]
-        .as_str()
-        .unwrap()
-        .contains("403"));
+    assert!(result(&json, "api.agent")["message"].as_str().unwrap().contains("403"));
     assert_eq!(result(&json, "acl.token")["status"], "pass");
 }

@@ -5,10 +5,7 @@ fn ca(a: &Agent) -> String {
 }
 
 fn cli_cert(a: &Agent) -> (String, String) {
-    (
-        a.file("dc1-cli-consul-0.pem").display().to_string(),
-        a.file("dc1-cli-consul-0-key.pem").display().to_string(),
-    )
+    (a.file("dc1-cli-consul-0.pem").display().to_string(), a.file("dc1-cli-consul-0-key.pem").display().to_string())
 }
 
 #[test]
@@ -16,10 +13,7 @@ fn https_without_ca_is_an_unknown_authority() {
     let a = tls();
     let (run, json) = check_json(&["--http-addr", &a.https_addr()], &[]);
     assert_root(&run, &json, "TLS-001", &["api", "leader", "acl", "version"]);
-    assert!(result(&json, "tls.handshake")["fix"]
-        .as_str()
-        .unwrap()
-        .contains("CONSUL_CACERT"));
+    assert!(result(&json, "tls.handshake")["fix"].as_str().unwrap().contains("CONSUL_CACERT"));
 }
 
 #[test]
@@ -33,26 +27,16 @@ fn https_with_ca_but_no_client_certificate_under_verify_incoming() {
 fn https_with_ca_and_client_certificate_passes() {
     let a = tls();
     let (cert, key) = cli_cert(a);
-    let env = [
-        ("CONSUL_CACERT", ca(a)),
-        ("CONSUL_CLIENT_CERT", cert),
-        ("CONSUL_CLIENT_KEY", key),
-    ];
+    let env = [("CONSUL_CACERT", ca(a)), ("CONSUL_CLIENT_CERT", cert), ("CONSUL_CLIENT_KEY", key)];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (run, json) = check_json(&["--http-addr", &a.https_addr()], &env);
     assert_eq!(run.code, 0, "{json:#}");
     let h = result(&json, "tls.handshake");
     assert!(
-        h["message"].as_str().unwrap().contains("TLSv1_3")
-            || h["message"].as_str().unwrap().contains("TLSv1_2"),
+        h["message"].as_str().unwrap().contains("TLSv1_3") || h["message"].as_str().unwrap().contains("TLSv1_2"),
         "{h:#}"
     );
-    let input = json["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "ca_file")
-        .unwrap();
+    let input = json["inputs"].as_array().unwrap().iter().find(|i| i["name"] == "ca_file").unwrap();
     assert_eq!(input["source"], "env CONSUL_CACERT");
 }
 
@@ -77,10 +61,7 @@ fn wrong_tls_server_name_is_a_name_mismatch() {
     );
     assert_root(&run, &json, "TLS-002", &["api"]);
     let msg = result(&json, "tls.handshake")["message"].as_str().unwrap();
-    assert!(
-        msg.contains("server.dc1.consul"),
-        "lists the names the certificate holds: {msg}"
-    );
+    assert!(msg.contains("server.dc1.consul"), "lists the names the certificate holds: {msg}");
 }
 
 #[test]
@@ -108,45 +89,26 @@ fn right_tls_server_name_passes() {
 #[test]
 fn plain_http_to_the_https_port() {
     let a = tls();
-    let (run, json) = check_json(
-        &["--http-addr", &format!("127.0.0.1:{}", a.https.unwrap())],
-        &[],
-    );
+    let (run, json) = check_json(&["--http-addr", &format!("127.0.0.1:{}", a.https.unwrap())], &[]);
     assert_root(&run, &json, "TLS-006", &["api", "leader"]);
-    assert!(result(&json, "tls.handshake")["fix"]
-        .as_str()
-        .unwrap()
-        .contains("https://127.0.0.1:"));
+    assert!(result(&json, "tls.handshake")["fix"].as_str().unwrap().contains("https://127.0.0.1:"));
 }
 
 #[test]
 fn https_to_the_plain_http_port() {
     let a = tls();
-    let (run, json) = check_json(
-        &[
-            "--http-addr",
-            &format!("https://127.0.0.1:{}", a.http),
-            "--ca-file",
-            &ca(a),
-        ],
-        &[],
-    );
+    let (run, json) = check_json(&["--http-addr", &format!("https://127.0.0.1:{}", a.http), "--ca-file", &ca(a)], &[]);
     assert_root(&run, &json, "TLS-005", &["api"]);
     // CONSUL_HTTP_SSL=true turns an http:// address into HTTPS, with the same result.
-    let (run, json) = check_json(
-        &["--http-addr", &format!("http://127.0.0.1:{}", a.http)],
-        &[("CONSUL_HTTP_SSL", "true")],
-    );
+    let (run, json) =
+        check_json(&["--http-addr", &format!("http://127.0.0.1:{}", a.http)], &[("CONSUL_HTTP_SSL", "true")]);
     assert_root(&run, &json, "TLS-005", &["api"]);
 }
 
 #[test]
 fn verification_disabled_still_needs_the_client_certificate() {
     let a = tls();
-    let (run, json) = check_json(
-        &["--http-addr", &a.https_addr()],
-        &[("CONSUL_HTTP_SSL_VERIFY", "false")],
-    );
+    let (run, json) = check_json(&["--http-addr", &a.https_addr()], &[("CONSUL_HTTP_SSL_VERIFY", "false")]);
     assert_eq!(codes(&json), vec!["CFG-010", "TLS-004"], "{json:#}");
     assert_eq!(run.code, 1);
 }
@@ -156,15 +118,8 @@ fn client_certificate_from_another_ca_is_rejected() {
     let a = tls();
     // A second CA and CLI certificate that the agent does not trust.
     let other = tempfile::tempdir().unwrap();
-    for args in [
-        &["tls", "ca", "create"][..],
-        &["tls", "cert", "create", "-cli"],
-    ] {
-        let out = std::process::Command::new(consul_bin())
-            .args(args)
-            .current_dir(other.path())
-            .output()
-            .unwrap();
+    for args in [&["tls", "ca", "create"][..], &["tls", "cert", "create", "-cli"]] {
+        let out = std::process::Command::new(consul_bin()).args(args).current_dir(other.path()).output().unwrap();
         assert!(out.status.success());
     }
     let cert = other.path().join("dc1-cli-consul-0.pem");

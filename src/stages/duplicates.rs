@@ -1,0 +1,252 @@
+//! duplicates stage: is the service's ID or address already taken? Consul never answers 409:
+//! re-registering an ID on the same agent silently replaces it, the same ID on another node is
+//! legal, and restarts that register new random IDs leave stale instances on one address:port.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+use crate::codes;
+use crate::consul::urlencode;
+use crate::pipeline::{Ctx, StageFuture};
+use crate::report::CheckResult;
+use crate::service::ServiceDef;
+
+pub const CHECKS: &[&str] =
+    &["duplicates.local_id", "duplicates.remote_id", "duplicates.address", "duplicates.critical"];
+
+/// One instance from `/v1/health/service/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub node: String,
+    pub id: String,
+    pub address: String,
+    pub port: i64,
+    pub critical: bool,
+}
+
+pub fn parse_instances(v: &Value) -> Vec<Instance> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    let s = |p: &str| e.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+                    let svc_addr = s("/Service/Address");
+                    Instance {
+                        node: s("/Node/Node"),
+                        id: s("/Service/ID"),
+                        address: if svc_addr.is_empty() { s("/Node/Address") } else { svc_addr },
+                        port: e.pointer("/Service/Port").and_then(Value::as_i64).unwrap_or(0),
+                        critical: e.get("Checks").and_then(Value::as_array).is_some_and(|cs| {
+                            cs.iter().any(|c| c.get("Status").and_then(Value::as_str) == Some("critical"))
+                        }),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
+    Box::pin(async move {
+        let services = ctx.facts().services.clone();
+        if services.is_empty() {
+            return CHECKS.iter().map(|id| super::no_service(id)).collect();
+        }
+        let Some(client) = ctx.client() else {
+            return vec![CheckResult::skipped("duplicates.local_id", "no API client")];
+        };
+        let (node, agent_addr) = {
+            let f = ctx.facts();
+            (f.agent.as_ref().map(|a| a.node.clone()), f.agent.as_ref().and_then(|a| a.addr.clone()))
+        };
+        let local = match client.get("/v1/agent/services").await {
+            Ok(r) if r.status == 200 => r.json::<Map<String, Value>>().ok(),
+            _ => None,
+        };
+        ctx.facts().agent_services = local.clone();
+        let mut by_name: HashMap<String, Result<Vec<Instance>, String>> = HashMap::new();
+        let mut results = Vec::new();
+        for svc in &services {
+            if let Some(skip) = super::service_gate(svc, "duplicates.local_id") {
+                results.push(skip);
+                continue;
+            }
+            let def = &svc.def;
+            let name = def.display_name().to_string();
+            if !by_name.contains_key(&name) {
+                let got = match client.get(&format!("/v1/health/service/{}", urlencode(&name))).await {
+                    Ok(r) if r.status == 200 => r.json::<Value>().map(|v| parse_instances(&v)),
+                    Ok(r) => Err(format!("{} {}", r.status, r.snippet())),
+                    Err(e) => Err(e.describe(client.timeout)),
+                };
+                by_name.insert(name.clone(), got);
+            }
+            results.push(judge_local(def, local.as_ref()));
+            match &by_name[&name] {
+                Ok(instances) => results.extend(judge_catalog(def, instances, node.as_deref(), agent_addr.as_deref())),
+                Err(e) => {
+                    for id in &CHECKS[1..] {
+                        results.push(CheckResult::skipped(
+                            id,
+                            format!("{}: cannot read /v1/health/service/{name}: {e}", def.label),
+                        ));
+                    }
+                }
+            }
+        }
+        results
+    })
+}
+
+/// Is the ID already on this agent, and with what?
+pub fn judge_local(def: &ServiceDef, local: Option<&Map<String, Value>>) -> CheckResult {
+    let l = &def.label;
+    let id = def.effective_id().unwrap_or("");
+    let Some(local) = local else {
+        return CheckResult::skipped("duplicates.local_id", format!("{l}: cannot read /v1/agent/services"));
+    };
+    let Some(existing) = local.get(id) else {
+        return CheckResult::pass("duplicates.local_id", format!("{l}: ID {id:?} is not registered on this agent"));
+    };
+    let s = |k: &str| existing.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let mut diffs = Vec::new();
+    let (old_name, new_name) = (s("Service"), def.display_name().to_string());
+    if old_name != new_name {
+        diffs.push(format!("name {old_name:?} -> {new_name:?} (the old service disappears from the catalog)"));
+    }
+    let (old_addr, new_addr) = (s("Address"), def.address.clone().unwrap_or_default());
+    if old_addr != new_addr {
+        diffs.push(format!("address {old_addr:?} -> {new_addr:?}"));
+    }
+    let old_port = existing.get("Port").and_then(Value::as_i64).unwrap_or(0);
+    let new_port = def.port.unwrap_or(0);
+    if old_port != new_port {
+        diffs.push(format!("port {old_port} -> {new_port}"));
+    }
+    if diffs.is_empty() {
+        return CheckResult::pass("duplicates.local_id", format!("{l}: ID {id:?} is already registered here with the same name, address and port; registering again updates it in place"));
+    }
+    CheckResult::finding(
+        codes::DUP_LOCAL_ID,
+        "duplicates.local_id",
+        format!("{l}: ID {id:?} is already registered on this agent; registering replaces it without any error: {}", diffs.join(", ")),
+        format!("if this is another instance, give it its own ID (for example {new_name}-<host>-{new_port}); if it replaces the old one on purpose, deregister {id:?} first so nothing depends on the old definition"),
+    )
+}
+
+/// Same ID elsewhere, same address:port under other IDs, and critical instances.
+pub fn judge_catalog(
+    def: &ServiceDef,
+    instances: &[Instance],
+    node: Option<&str>,
+    agent_addr: Option<&str>,
+) -> Vec<CheckResult> {
+    let l = &def.label;
+    let name = def.display_name();
+    let id = def.effective_id().unwrap_or("");
+    let mut out = Vec::new();
+
+    let elsewhere: Vec<&Instance> =
+        instances.iter().filter(|i| i.id == id && node.is_some_and(|n| n != i.node)).collect();
+    if elsewhere.is_empty() {
+        out.push(CheckResult::pass("duplicates.remote_id", format!("{l}: no other node registers ID {id:?}")));
+    } else {
+        let nodes: Vec<String> = elsewhere.iter().map(|i| format!("{} ({}:{})", i.node, i.address, i.port)).collect();
+        out.push(CheckResult::finding(
+            codes::DUP_REMOTE_ID,
+            "duplicates.remote_id",
+            format!("{l}: ID {id:?} is also registered on {} other node(s): {}; legal (IDs are unique per node) but tools that treat IDs as global will mix them up", elsewhere.len(), nodes.join(", ")),
+            format!("use host-specific IDs such as {name}-<node>-<port>"),
+        ));
+    }
+
+    let target_addr = def.address.clone().filter(|a| !a.is_empty()).or_else(|| agent_addr.map(str::to_string));
+    match (target_addr, def.port.filter(|p| *p > 0)) {
+        (Some(addr), Some(port)) => {
+            let same: Vec<&Instance> = instances
+                .iter()
+                .filter(|i| i.address == addr && i.port == port && !(i.id == id && node.is_none_or(|n| n == i.node)))
+                .collect();
+            if same.is_empty() {
+                out.push(CheckResult::pass("duplicates.address", format!("{l}: no other instance uses {addr}:{port}")));
+            } else {
+                let critical = same.iter().filter(|i| i.critical).count();
+                let list: Vec<String> = same
+                    .iter()
+                    .map(|i| format!("{} on {}{}", i.id, i.node, if i.critical { " (critical)" } else { "" }))
+                    .collect();
+                out.push(
+                    CheckResult::finding(
+                        codes::DUP_ADDRESS,
+                        "duplicates.address",
+                        format!("{l}: {addr}:{port} is already registered under {} other ID(s), {critical} of them critical: {}; stale instances from restarts with new IDs", same.len(), list.join(", ")),
+                        format!(
+                            "deregister the stale IDs on their agents (consul services deregister -id=<id>, or curl -X PUT http://<agent>:8500/v1/agent/service/deregister/<id>), use a stable ID per instance, and add deregister_critical_service_after to the check"
+                        ),
+                    )
+                    .with("stale_ids", same.iter().map(|i| i.id.clone()).collect::<Vec<_>>().join(",")),
+                );
+            }
+        }
+        _ => out.push(CheckResult::skipped("duplicates.address", format!("{l}: no address and port to compare"))),
+    }
+
+    let total = instances.len();
+    let critical: Vec<&Instance> = instances.iter().filter(|i| i.critical).collect();
+    if critical.len() >= 2 && critical.len() * 2 >= total {
+        out.push(CheckResult::finding(
+            codes::DUP_CRITICAL,
+            "duplicates.critical",
+            format!(
+                "{l}: {} of {total} registered instances of {name:?} are critical ({}); DNS and ?passing queries hide them",
+                critical.len(),
+                critical.iter().take(5).map(|i| format!("{} on {}", i.id, i.node)).collect::<Vec<_>>().join(", ")
+            ),
+            "deregister instances that are gone for good, and find out why the rest fail (consul-doctor's health stage probes this definition's checks)",
+        ));
+    } else {
+        out.push(CheckResult::pass(
+            "duplicates.critical",
+            format!("{l}: {total} instance(s) of {name:?} registered, {} critical", critical.len()),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::{read_service, Form, Origin};
+
+    fn def(json: &str) -> ServiceDef {
+        read_service(serde_json::from_str::<Value>(json).unwrap().as_object().unwrap(), Form::Api, Origin::Flags)
+    }
+
+    fn inst(node: &str, id: &str, port: i64, critical: bool) -> Instance {
+        Instance { node: node.into(), id: id.into(), address: "10.0.0.5".into(), port, critical }
+    }
+
+    #[test]
+    fn stale_instances_on_one_address() {
+        let d = def(r#"{"Name":"web","ID":"web-4","Address":"10.0.0.5","Port":8080}"#);
+        let inst = [
+            inst("n1", "web-1", 8080, true),
+            inst("n1", "web-2", 8080, true),
+            inst("n1", "web-3", 8080, true),
+            inst("n2", "web-4", 9090, false),
+        ];
+        let codes: Vec<_> = judge_catalog(&d, &inst, Some("n1"), None).iter().filter_map(|r| r.code).collect();
+        assert_eq!(codes, vec!["DUP-002", "DUP-003", "DUP-004"]);
+    }
+
+    #[test]
+    fn local_replacement_lists_what_changes() {
+        let d = def(r#"{"Name":"api","ID":"web-1","Port":9090}"#);
+        let local: Map<String, Value> =
+            serde_json::from_str(r#"{"web-1": {"ID":"web-1","Service":"web","Address":"","Port":8080}}"#).unwrap();
+        let r = judge_local(&d, Some(&local));
+        assert_eq!(r.code, Some("DUP-001"));
+        assert!(r.message.contains("name \"web\" -> \"api\""), "{}", r.message);
+    }
+}
