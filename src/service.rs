@@ -269,23 +269,23 @@ fn lookup<'a>(fields: &'a [Field], key: &str, form: Form, in_check: bool) -> Res
 // Loading
 
 /// Reads a definition file; parse errors come back as CFG-014 results.
-pub fn load_file(path: &Path) -> Result<Vec<ServiceDef>, CheckResult> {
+pub fn load_file(path: &Path) -> Result<Vec<ServiceDef>, Box<CheckResult>> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
-        finding(
+        Box::new(finding(
             codes::CFG_PARSE,
             format!("service file {shown} cannot be read: {e}"),
             "check the path given with --service-file and its permissions",
-        )
+        ))
     })?;
     load_text(&text, &shown)
 }
 
 /// Parses definition text; JSON unless the name ends in .hcl or the text is not JSON.
-pub fn load_text(text: &str, shown: &str) -> Result<Vec<ServiceDef>, CheckResult> {
+pub fn load_text(text: &str, shown: &str) -> Result<Vec<ServiceDef>, Box<CheckResult>> {
     let hcl_name = shown.ends_with(".hcl");
     let (value, hcl) = if hcl_name {
-        (crate::hcl::parse(text).map_err(|e| hcl_error(shown, &e))?, true)
+        (crate::hcl::parse(text).map_err(|e| Box::new(hcl_error(shown, &e)))?, true)
     } else {
         match serde_json::from_str::<Value>(text) {
             Ok(v) => (v, false),
@@ -296,11 +296,11 @@ pub fn load_text(text: &str, shown: &str) -> Result<Vec<ServiceDef>, CheckResult
                 match crate::hcl::parse(text) {
                     Ok(v) if !looks_json => (v, true),
                     _ => {
-                        return Err(finding(
+                        return Err(Box::new(finding(
                             codes::CFG_PARSE,
                             format!("{shown}: invalid JSON at line {}, column {}: {json_err}", json_err.line(), json_err.column()),
                             "fix the syntax at that position (a trailing comma, a missing quote or brace); check with: consul validate, or jq . FILE",
-                        ))
+                        )))
                     }
                 }
             }
@@ -309,11 +309,11 @@ pub fn load_text(text: &str, shown: &str) -> Result<Vec<ServiceDef>, CheckResult
     let top = match value {
         Value::Object(m) => m,
         other => {
-            return Err(finding(
+            return Err(Box::new(finding(
                 codes::CFG_PARSE,
                 format!("{shown}: the top level is {}, not an object", json_type(&other)),
                 "wrap the definition as {\"service\": {...}}, {\"services\": [...]}, or give a bare /v1/agent/service/register body",
-            ))
+            )))
         }
     };
     let mut raw: Vec<(Map<String, Value>, Form)> = Vec::new();
@@ -331,17 +331,21 @@ pub fn load_text(text: &str, shown: &str) -> Result<Vec<ServiceDef>, CheckResult
             match item {
                 Value::Object(m) => raw.push((m.clone(), Form::Config)),
                 other => {
-                    return Err(finding(
+                    return Err(Box::new(finding(
                         codes::CFG_PARSE,
                         format!("{shown}: a service entry is {}, not an object", json_type(other)),
                         "write each service as an object with at least a name (service { name = \"web\" } in HCL)",
-                    ))
+                    )))
                 }
             }
         }
     }
     if raw.is_empty() {
-        return Err(finding(codes::CFG_PARSE, format!("{shown}: no service in the file"), "add a service block"));
+        return Err(Box::new(finding(
+            codes::CFG_PARSE,
+            format!("{shown}: no service in the file"),
+            "add a service block",
+        )));
     }
     Ok(raw
         .into_iter()
@@ -395,7 +399,7 @@ impl Reader {
     fn unknown(&mut self, path: &str, key: &str, why: &str) {
         self.problems.push(finding(
             codes::CFG_UNKNOWN_FIELD,
-            format!("{}: unknown field {path}{key} ({why}); Consul answers 400 \"Request decode failed: json: unknown field \\\"{key}\\\"\"", self.label),
+            format!("{}: unknown field {path}{key} ({why}); Consul answers 400: Request decode failed: json: unknown field \"{key}\"", self.label),
             "remove the field or correct its name (see the service and check definition reference of your Consul version)",
         ));
     }
@@ -642,11 +646,7 @@ fn read_check(r: &mut Reader, m: &Map<String, Value>, n: usize) -> CheckDef {
             "TLSSkipVerify" => skip_verify = v.as_bool().unwrap_or(false),
             "TCP" => kinds.push(CheckKind::Tcp { address: v.as_str().unwrap_or("").to_string() }),
             "GRPC" => kinds.push(CheckKind::Grpc { target: v.as_str().unwrap_or("").to_string() }),
-            "ScriptArgs" => {
-                if v.as_array().is_some_and(|a| !a.is_empty()) {
-                    kinds.push(CheckKind::Script)
-                }
-            }
+            "ScriptArgs" if v.as_array().is_some_and(|a| !a.is_empty()) => kinds.push(CheckKind::Script),
             "AliasService" | "AliasNode" => kinds.push(CheckKind::Alias),
             "H2PING" => kinds.push(CheckKind::Other("H2PING")),
             "UDP" => kinds.push(CheckKind::Other("UDP")),
@@ -832,15 +832,21 @@ fn judge_meta(def: &ServiceDef, out: &mut Vec<CheckResult>) {
         bad(format!("{} meta pairs; Consul answers 400 \"Invalid Service Meta: Node metadata cannot contain more than 64 key/value pairs\"", def.meta.len()));
     }
     for (k, v) in &def.meta {
-        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            bad(format!("meta key {k:?}: Consul answers 400 \"Invalid Service Meta: Couldn't load metadata pair ('{k}', '{v}'): Key contains invalid characters\""));
+        let problem = if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            Some("Key contains invalid characters".to_string())
         } else if k.starts_with("consul-") {
-            bad(format!("meta key {k:?}: the prefix 'consul-' is reserved for internal use (400)"));
+            Some("Key prefix 'consul-' is reserved for internal use".to_string())
         } else if k.len() > 128 {
-            bad(format!("meta key {k:?} is {} characters long (limit 128)", k.len()));
-        }
-        if v.len() > 512 {
-            bad(format!("meta value of {k:?} is {} characters long (limit 512)", v.len()));
+            Some("Key is too long (limit: 128 characters)".to_string())
+        } else if v.len() > 512 {
+            Some("Value is too long (limit: 512 characters)".to_string())
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            bad(format!(
+                "Consul answers 400 \"Invalid Service Meta: Couldn't load metadata pair ('{k}', '{v}'): {p}\""
+            ));
         }
     }
 }
@@ -916,10 +922,8 @@ fn judge_check(def: &ServiceDef, c: &CheckDef, out: &mut Vec<CheckResult>) {
                 );
             }
         }
-        CheckKind::Tcp { address } => {
-            if split_host_port(address).is_none() {
+        CheckKind::Tcp { address } if split_host_port(address).is_none() => {
                 push(codes::CFG_CHECK_TARGET, format!("{l}: tcp = {address:?} is not host:port; the check can never connect"), "write it as host:port, e.g. 127.0.0.1:5432");
-            }
         }
         CheckKind::Script => push(
             codes::CFG_SCRIPT_CHECK,
@@ -1068,10 +1072,10 @@ mod tests {
 
     #[test]
     fn parse_errors_have_positions() {
-        let e = load_text("{\"service\": {\"name\": \"web\",}}", "x.json").unwrap_err();
+        let e = *load_text("{\"service\": {\"name\": \"web\",}}", "x.json").unwrap_err();
         assert_eq!(e.code, Some("CFG-014"));
         assert!(e.message.contains("line 1, column"), "{}", e.message);
-        let e = load_text("service {\n name = web\n}", "x.hcl").unwrap_err();
+        let e = *load_text("service {\n name = web\n}", "x.hcl").unwrap_err();
         assert!(e.message.contains("line 2, column"), "{}", e.message);
     }
 

@@ -113,7 +113,7 @@ pub fn evaluate_services(inputs: &Inputs) -> (Vec<super::Svc>, Vec<CheckResult>)
     for path in &inputs.service_files {
         match crate::service::load_file(path) {
             Ok(list) => defs.extend(list),
-            Err(r) => results.push(r),
+            Err(r) => results.push(*r),
         }
     }
     let fs = &inputs.flag_service;

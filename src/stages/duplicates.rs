@@ -164,10 +164,8 @@ pub fn judge_catalog(
     let target_addr = def.address.clone().filter(|a| !a.is_empty()).or_else(|| agent_addr.map(str::to_string));
     match (target_addr, def.port.filter(|p| *p > 0)) {
         (Some(addr), Some(port)) => {
-            let same: Vec<&Instance> = instances
-                .iter()
-                .filter(|i| i.address == addr && i.port == port && !(i.id == id && node.is_none_or(|n| n == i.node)))
-                .collect();
+            let same: Vec<&Instance> =
+                instances.iter().filter(|i| i.address == addr && i.port == port && i.id != id).collect();
             if same.is_empty() {
                 out.push(CheckResult::pass("duplicates.address", format!("{l}: no other instance uses {addr}:{port}")));
             } else {
@@ -181,9 +179,7 @@ pub fn judge_catalog(
                         codes::DUP_ADDRESS,
                         "duplicates.address",
                         format!("{l}: {addr}:{port} is already registered under {} other ID(s), {critical} of them critical: {}; stale instances from restarts with new IDs", same.len(), list.join(", ")),
-                        format!(
-                            "deregister the stale IDs on their agents (consul services deregister -id=<id>, or curl -X PUT http://<agent>:8500/v1/agent/service/deregister/<id>), use a stable ID per instance, and add deregister_critical_service_after to the check"
-                        ),
+                        "deregister the stale IDs on their agents (consul services deregister -id=<id>, or curl -X PUT http://<agent>:8500/v1/agent/service/deregister/<id>), use a stable ID per instance, and add deregister_critical_service_after to the check",
                     )
                     .with("stale_ids", same.iter().map(|i| i.id.clone()).collect::<Vec<_>>().join(",")),
                 );

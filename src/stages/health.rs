@@ -242,9 +242,7 @@ fn classify(e: &reqwest::Error) -> Probe {
         || lower.contains("invalidcontenttype")
     {
         Probe::Tls(chain)
-    } else if lower.contains("refused") {
-        Probe::Refused(chain)
-    } else if e.is_connect() && !lower.contains("reset") {
+    } else if lower.contains("refused") || (e.is_connect() && !lower.contains("reset")) {
         Probe::Refused(chain)
     } else {
         Probe::Closed(chain)

@@ -26,6 +26,20 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             status.elapsed_ms = super::ms(r.elapsed);
         }
         if let Some(code) = status.code.filter(|_| status.status == crate::report::Status::Fail) {
+            // Registrations still "succeed" locally: name what is stuck on this agent.
+            if let Ok(r) = client.get("/v1/agent/services").await {
+                if let Ok(local) = r.json::<serde_json::Map<String, serde_json::Value>>() {
+                    let stuck: Vec<&String> = local.keys().filter(|k| k.as_str() != "consul").take(8).collect();
+                    if !stuck.is_empty() {
+                        let list = stuck.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+                        status
+                            .message
+                            .push_str(&format!("; services registered on this agent cannot reach the catalog: {list}"));
+                        status = status
+                            .with("stuck_services", stuck.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","));
+                    }
+                }
+            }
             return vec![status, CheckResult::blocked("leader.peers", code)];
         }
         if let Ok(r) = &reply {

@@ -185,7 +185,7 @@ pub fn judge_definitions(services: &[super::Svc], agent_version: Option<&str>) -
                 codes::VER_FIELDS,
                 "version.definition",
                 format!(
-                    "{}: this Consul {v} agent does not know {}; registration fails with 400 \"Request decode failed: json: unknown field \\\"{first_field}\\\"\"",
+                    "{}: this Consul {v} agent does not know {}; registration fails with 400: Request decode failed: json: unknown field \"{first_field}\"",
                     def.label,
                     rejected.join(", ")
                 ),

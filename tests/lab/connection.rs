@@ -58,7 +58,7 @@ fn healthy_agent_human_report() {
         assert!(out.contains(stage), "missing {stage:?} in {out}");
     }
     assert!(out.contains("✔ leader.status"), "{out}");
-    assert!(out.contains("│ leader  ┆    2 ┆    0 ┆    0 ┆    0 │"), "summary table: {out}");
+    assert!(out.contains("│ leader     ┆    2 ┆    0 ┆    0 ┆    0 │"), "summary table: {out}");
     assert!(out.contains("No problems found."), "{out}");
     assert!(out.contains("Result: PASS (15 passed, 0 warnings, 0 failed, 12 skipped)"), "{out}");
     assert!(!out.contains('\u{1b}'), "no colour when --color never");

@@ -6,4 +6,6 @@ mod common;
 
 mod acl;
 mod connection;
+mod definitions;
+mod service;
 mod tls;

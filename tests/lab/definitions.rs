@@ -1,0 +1,233 @@
+//! Service definitions with each kind of error, judged by the doctor and, where the definition is
+//! an API body, confirmed against the real 1.8.7 agent's own answer.
+
+use serde_json::Value;
+
+use crate::common::*;
+
+fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+/// Runs the doctor with a definition against the shared dev agent.
+fn check_definition(name: &str, text: &str) -> (Run, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(&dir, name, text);
+    check_json(&["--http-addr", &dev().http_addr(), "--service-file", &path], &[])
+}
+
+/// What the real agent answers when the same body is sent to /v1/agent/service/register.
+fn agent_verdict(body: &str) -> (u16, String) {
+    let a = dev();
+    let (status, text) = a.put("/v1/agent/service/register", None, body);
+    if status == 200 {
+        // Accepted: remove it again so other tests see a clean agent.
+        let v: Value = serde_json::from_str(body).unwrap();
+        let id = v.get("ID").or(v.get("Name")).and_then(Value::as_str).unwrap_or("");
+        a.put(&format!("/v1/agent/service/deregister/{id}"), None, "");
+    }
+    (status, text)
+}
+
+/// The definition fails with `code`, the connection stages are untouched, and the service's own
+/// checks are skipped with `blocked_by` = code.
+fn assert_definition_fails(run: &Run, json: &Value, code: &str) {
+    assert_eq!(root_cause(json).as_deref(), Some(code), "{json:#}");
+    assert_eq!(run.code, 1);
+    assert_eq!(result(json, "api.agent")["status"], "pass", "a broken definition must not block the connection checks");
+    assert_eq!(result(json, "leader.status")["status"], "pass");
+    for id in ["health.probe", "acl.service", "duplicates.local_id", "sync.catalog", "version.definition"] {
+        let r = result(json, id);
+        if r["status"] == "skip" && r["blocked_by"].is_string() {
+            assert_eq!(r["blocked_by"], code, "{id}: {r:#}");
+        }
+    }
+    assert_eq!(result(json, "health.probe")["blocked_by"], code);
+}
+
+#[test]
+fn json_syntax_error_with_position() {
+    let (run, json) = check_definition("web.json", "{\"service\": {\"name\": \"web\",\n  \"port\": 80,\n}}");
+    assert_eq!(root_cause(&json).as_deref(), Some("CFG-014"));
+    assert_eq!(run.code, 1);
+    let msg = result(&json, "config.service")["message"].as_str().unwrap();
+    assert!(msg.contains("line 3, column 1"), "{msg}");
+    assert_eq!(result(&json, "leader.status")["status"], "pass");
+}
+
+#[test]
+fn hcl_syntax_error_with_position() {
+    let (_, json) = check_definition(
+        "web.hcl",
+        "service {\n  name = \"web\"\n  port = 80\n  check {\n    interval = 10s\n  }\n}\n",
+    );
+    assert_eq!(root_cause(&json).as_deref(), Some("CFG-014"));
+    assert!(result(&json, "config.service")["message"].as_str().unwrap().contains("line 5"));
+}
+
+#[test]
+fn valid_hcl_with_repeated_checks_blocks() {
+    let hcl = "service {\n  name = \"hcl-ok\"\n  id = \"hcl-ok-1\"\n  port = 18081\n  checks {\n    ttl = \"30s\"\n    deregister_critical_service_after = \"10m\"\n  }\n  checks {\n    ttl = \"60s\"\n  }\n}\n";
+    let (run, json) = check_definition("svc.hcl", hcl);
+    assert_eq!(run.code, 0, "{json:#}");
+    assert!(result(&json, "config.service")["message"].as_str().unwrap().contains("2 checks"));
+}
+
+#[test]
+fn missing_name_is_rejected_like_consul() {
+    let body = r#"{"ID": "noname-1", "Port": 80}"#;
+    assert_eq!(agent_verdict(body), (400, "Missing service name".into()));
+    let (run, json) = check_definition("noname.json", body);
+    assert_definition_fails(&run, &json, "CFG-015");
+}
+
+#[test]
+fn duration_without_unit_is_rejected_like_consul() {
+    let body = r#"{"Name": "dur", "ID": "dur-1", "Check": {"HTTP": "http://127.0.0.1:1/", "Interval": "10", "DeregisterCriticalServiceAfter": "5m"}}"#;
+    let (st, text) = agent_verdict(body);
+    assert_eq!(st, 400);
+    assert!(text.contains("time: missing unit in duration \"10\""), "{text}");
+    let (run, json) = check_definition("dur.json", body);
+    assert_definition_fails(&run, &json, "CFG-016");
+    assert!(result(&json, "config.service")["message"]
+        .as_str()
+        .unwrap()
+        .contains("time: missing unit in duration \"10\""));
+}
+
+#[test]
+fn check_combinations_consul_rejects() {
+    for (body, consul_says) in [
+        (r#"{"Name": "cmb", "ID": "cmb-1", "Check": {"HTTP": "http://127.0.0.1:1/"}}"#, "Interval must be > 0"),
+        (
+            r#"{"Name": "cmb", "ID": "cmb-1", "Check": {"TTL": "5s", "Interval": "5s"}}"#,
+            "Interval and TTL cannot both be specified",
+        ),
+        (r#"{"Name": "cmb", "ID": "cmb-1", "Check": {"Notes": "no type"}}"#, "TTL must be > 0 for TTL checks"),
+        (r#"{"Name": "cmb", "ID": "cmb-1", "Check": {"TTL": "5s", "Status": "ok"}}"#, "Status for checks must"),
+    ] {
+        let (st, text) = agent_verdict(body);
+        assert_eq!(st, 400, "{body}");
+        assert!(text.contains(consul_says), "{text}");
+        let (run, json) = check_definition("cmb.json", body);
+        assert_definition_fails(&run, &json, "CFG-017");
+        assert!(result(&json, "config.service")["message"].as_str().unwrap().contains(consul_says), "{json:#}");
+    }
+}
+
+#[test]
+fn wildcard_address_meta_weights_unknown_field_and_types() {
+    for (body, code, consul_says) in [
+        (r#"{"Name": "x", "ID": "x-1", "Address": "0.0.0.0"}"#, "CFG-020", "Invalid service address"),
+        (r#"{"Name": "x", "ID": "x-1", "Meta": {"consul-owner": "me"}}"#, "CFG-024", "Invalid Service Meta"),
+        (r#"{"Name": "x", "ID": "x-1", "Meta": {"bad key!": "v"}}"#, "CFG-024", "Key contains invalid characters"),
+        (r#"{"Name": "x", "ID": "x-1", "Weights": {"Warning": 1}}"#, "CFG-029", "Passing must be greater than 0"),
+        (r#"{"Name": "x", "ID": "x-1", "Foo": true}"#, "CFG-025", "unknown field \"Foo\""),
+        (
+            r#"{"Name": "x", "ID": "x-1", "Check": {"check_id": "c", "TTL": "5s"}}"#,
+            "CFG-025",
+            "unknown field \"check_id\"",
+        ),
+        (
+            r#"{"Name": "x", "ID": "x-1", "Port": "80"}"#,
+            "CFG-027",
+            "cannot unmarshal string into Go struct field .Port of type int",
+        ),
+        (r#"{"Name": "x", "ID": "x-1", "Tags": "a"}"#, "CFG-027", "cannot unmarshal string"),
+    ] {
+        let (st, text) = agent_verdict(body);
+        assert_eq!(st, 400, "{body}: {text}");
+        assert!(text.contains(consul_says), "agent: {text}");
+        let (run, json) = check_definition("x.json", body);
+        assert_definition_fails(&run, &json, code);
+        assert!(result(&json, "config.service")["message"].as_str().unwrap().contains(consul_says), "{json:#}");
+    }
+}
+
+#[test]
+fn pitfalls_consul_accepts_silently() {
+    for (body, code) in [
+        (r#"{"Name": "silent", "ID": "silent-1", "Port": 70000}"#, "CFG-019"),
+        (r#"{"Name": "silent", "ID": "silent-1", "Port": -1}"#, "CFG-019"),
+        (r#"{"Name": "my_silent.svc", "ID": "silent-1"}"#, "CFG-021"),
+        (r#"{"Name": "silent", "Check": {"TTL": "30s", "DeregisterCriticalServiceAfter": "5m"}}"#, "CFG-022"),
+        (r#"{"Name": "silent", "ID": "silent-1", "Check": {"TTL": "30s"}}"#, "CFG-023"),
+        (
+            r#"{"Name": "silent", "ID": "silent-1", "Check": {"TTL": "30s", "DeregisterCriticalServiceAfter": "10s"}}"#,
+            "CFG-023",
+        ),
+        (
+            r#"{"Name": "silent", "ID": "silent-1", "Check": {"HTTP": "http://127.0.0.1:1/", "Interval": 10, "DeregisterCriticalServiceAfter": "5m"}}"#,
+            "CFG-026",
+        ),
+        (
+            r#"{"Name": "silent", "ID": "silent-1", "Check": {"HTTP": "http://127.0.0.1:1/", "Interval": "5s", "Timeout": "10s", "DeregisterCriticalServiceAfter": "5m"}}"#,
+            "CFG-018",
+        ),
+        (
+            r#"{"Name": "silent", "ID": "silent-1", "Check": {"HTTP": "127.0.0.1:1/health", "Interval": "5s", "DeregisterCriticalServiceAfter": "5m"}}"#,
+            "CFG-030",
+        ),
+    ] {
+        let (st, text) = agent_verdict(body);
+        assert_eq!(st, 200, "Consul 1.8.7 accepts {body} ({text})");
+        let (_, json) = check_definition("silent.json", body);
+        assert!(codes(&json).contains(&code.to_string()), "{body}: {:?}", codes(&json));
+    }
+}
+
+#[test]
+fn script_check_is_refused_over_http_unless_enabled() {
+    let body = r#"{"Name": "scr", "ID": "scr-1", "Check": {"Args": ["/bin/true"], "Interval": "10s", "DeregisterCriticalServiceAfter": "5m"}}"#;
+    let (st, text) = agent_verdict(body);
+    assert_eq!(st, 500);
+    assert!(text.contains("Scripts are disabled"), "{text}");
+    let (_, json) = check_definition("scr.json", body);
+    assert!(codes(&json).contains(&"CFG-028".to_string()), "{json:#}");
+}
+
+#[test]
+fn two_services_with_one_id() {
+    let (run, json) =
+        check_definition("two.json", r#"{"services": [{"name": "twin", "port": 1}, {"name": "twin", "port": 2}]}"#);
+    assert!(codes(&json).contains(&"CFG-032".to_string()), "{json:#}");
+    assert_eq!(run.code, 1);
+}
+
+#[test]
+fn field_newer_than_the_agent() {
+    let body = r#"{"Name": "newer", "ID": "newer-1", "Check": {"TTL": "30s", "TLSServerName": "web.internal", "DeregisterCriticalServiceAfter": "5m"}}"#;
+    let (st, text) = agent_verdict(body);
+    assert_eq!(st, 400);
+    assert!(text.contains("unknown field \"TLSServerName\""), "{text}");
+    let (run, json) = check_definition("newer.json", body);
+    assert_eq!(root_cause(&json).as_deref(), Some("VER-005"), "{json:#}");
+    assert_eq!(run.code, 1);
+    let msg = result(&json, "version.definition")["message"].as_str().unwrap();
+    assert!(msg.contains("added in 1.10.0"), "{msg}");
+    // The Enterprise-only Namespace field is rejected by every OSS agent.
+    let (st, _) = agent_verdict(r#"{"Name": "ns", "ID": "ns-1", "Namespace": "team-a"}"#);
+    assert_eq!(st, 400);
+    let (_, json) = check_definition("ns.json", r#"{"Name": "ns", "ID": "ns-1", "Namespace": "team-a"}"#);
+    assert!(result(&json, "version.definition")["message"].as_str().unwrap().contains("Enterprise"));
+}
+
+#[test]
+fn go_mod_version_is_reported_beside_the_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let gomod = file(
+        &dir,
+        "go.mod",
+        "module example.com/web\n\ngo 1.22\n\nrequire (\n\tgithub.com/hashicorp/consul/api v1.29.1\n)\n",
+    );
+    let (run, json) = check_json(&["--http-addr", &dev().http_addr(), "--go-mod", &gomod], &[]);
+    assert_eq!(run.code, 0, "{json:#}");
+    let msg = result(&json, "version.go_mod")["message"].as_str().unwrap();
+    assert!(msg.contains("v1.29.1") && msg.contains("servers 1.8.7"), "{msg}");
+    let (run, json) = check_json(&["--http-addr", &dev().http_addr(), "--go-mod", "/nonexistent/go.mod"], &[]);
+    assert_eq!(root_cause(&json).as_deref(), Some("CFG-031"));
+    assert_eq!(run.code, 1);
+    assert_eq!(result(&json, "leader.status")["status"], "pass");
+}
