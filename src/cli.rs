@@ -15,6 +15,11 @@ use crate::secret::Secret;
 #[command(
     name = "consul-doctor",
     version,
+    long_version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        "\nsupported Consul agents: 1.8 and newer (HTTP API v1); tested against Consul 1.8.7",
+        "\nJSON report schema_version: 1"
+    ),
     about = "Diagnoses why a service cannot register with a HashiCorp Consul agent",
     long_about = "Runs a staged pipeline of checks (config, dns, tcp, tls, api, leader, acl, version) \
                   against a Consul agent, stops the cascade at the root cause and maps every failure \
@@ -40,6 +45,11 @@ pub enum Command {
         /// Output format
         #[arg(long, value_enum, default_value_t = CodesFormat::Human)]
         format: CodesFormat,
+    },
+    /// Print a shell completion script
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
     },
 }
 
@@ -161,6 +171,9 @@ pub struct CheckArgs {
     /// When to colour the human report (NO_COLOR and CLICOLOR_FORCE are honoured in auto)
     #[arg(long, value_enum, default_value_t = ColorMode::Auto, help_heading = "Output")]
     pub color: ColorMode,
+    /// Log every request and stage to standard error (also CONSUL_DOCTOR_LOG=debug); never the token
+    #[arg(long, short = 'v', help_heading = "Output")]
+    pub verbose: bool,
 }
 
 /// What the command line asks for.
@@ -168,6 +181,7 @@ pub enum Parsed {
     Check(Box<RawInputs>),
     Explain { code: String },
     Codes { format: CodesFormat },
+    Completions { shell: clap_complete::Shell },
 }
 
 /// Parses the command line; clap's error carries help/version output and usage errors alike.
@@ -181,6 +195,7 @@ where
     Ok(match cli.command {
         Command::Explain { code } => Parsed::Explain { code },
         Command::Codes { format } => Parsed::Codes { format },
+        Command::Completions { shell } => Parsed::Completions { shell },
         Command::Check(args) => {
             let sub = matches.subcommand_matches("check").expect("check subcommand matched");
             Parsed::Check(Box::new(raw_inputs(args, sub)))
@@ -237,5 +252,6 @@ fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
         output: a.output,
         fail_on: a.fail_on,
         color: a.color,
+        verbose: a.verbose || std::env::var("CONSUL_DOCTOR_LOG").is_ok_and(|v| v.eq_ignore_ascii_case("debug")),
     }
 }

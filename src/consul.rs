@@ -174,7 +174,8 @@ impl ConsulClient {
     }
 
     pub async fn get(&self, path: &str) -> Result<Reply, HttpFailure> {
-        self.send(self.client.get(self.url(path))).await
+        let url = self.url(path);
+        self.send("GET", &url, self.client.get(&url)).await
     }
 
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Result<Reply, HttpFailure> {
@@ -188,18 +189,35 @@ impl ConsulClient {
         body: &serde_json::Value,
         token: Option<&crate::secret::Secret>,
     ) -> Result<Reply, HttpFailure> {
-        let mut req =
-            self.client.post(self.url(path)).header("Content-Type", "application/json").body(body.to_string());
+        let url = self.url(path);
+        let mut req = self.client.post(&url).header("Content-Type", "application/json").body(body.to_string());
         if let Some(t) = token {
             let mut v = HeaderValue::from_str(t.expose())
                 .map_err(|_| HttpFailure::Other("the service's token is not a valid header value".into()))?;
             v.set_sensitive(true);
             req = req.header("X-Consul-Token", v);
         }
-        self.send(req).await
+        self.send("POST", &url, req).await
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Reply, HttpFailure> {
+    async fn send(&self, method: &str, url: &str, req: reqwest::RequestBuilder) -> Result<Reply, HttpFailure> {
+        let start = Instant::now();
+        let result = self.exchange(req).await;
+        match &result {
+            Ok(r) => crate::log::debug(format!(
+                "{method} {url} -> {} ({} bytes) in {} ms",
+                r.status,
+                r.body.len(),
+                r.elapsed.as_millis()
+            )),
+            Err(e) => {
+                crate::log::debug(format!("{method} {url} -> {} after {} ms", e.describe(self.timeout), start.elapsed().as_millis()))
+            }
+        }
+        result
+    }
+
+    async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<Reply, HttpFailure> {
         let start = Instant::now();
         let mut resp = req.send().await.map_err(|e| classify(&e))?;
         let status = resp.status().as_u16();

@@ -90,6 +90,7 @@ pub struct RawInputs {
     pub output: Option<PathBuf>,
     pub fail_on: FailOn,
     pub color: ColorMode,
+    pub verbose: bool,
 }
 
 /// Validated inputs for one run.
@@ -116,6 +117,7 @@ pub struct Inputs {
     pub output: Option<PathBuf>,
     pub fail_on: FailOn,
     pub color: anstream::ColorChoice,
+    pub verbose: bool,
     /// Token secret read from the token file, known only to redact it from output.
     pub(crate) file_secret: std::sync::Mutex<Option<Secret>>,
 }
@@ -140,6 +142,9 @@ impl Inputs {
             ColorMode::Always => anstream::ColorChoice::Always,
             ColorMode::Never => anstream::ColorChoice::Never,
         };
+        if let Some(t) = &raw.token {
+            crate::log::forbid(t.value.expose());
+        }
         Ok(Inputs {
             http_addr: raw
                 .http_addr
@@ -165,6 +170,7 @@ impl Inputs {
             output: raw.output,
             fail_on: raw.fail_on,
             color,
+            verbose: raw.verbose,
             file_secret: std::sync::Mutex::new(None),
         })
     }
@@ -226,7 +232,7 @@ impl Inputs {
 
     /// Removes every known token secret from a rendered report.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
+        let mut out = crate::log::redact(text);
         let file_secret = self.file_secret.lock().ok().and_then(|g| g.clone());
         for secret in self.token.iter().map(|t| t.value.clone()).chain(file_secret) {
             let s = secret.expose();
@@ -238,6 +244,7 @@ impl Inputs {
     }
 
     pub(crate) fn remember_file_secret(&self, secret: &Secret) {
+        crate::log::forbid(secret.expose());
         if let Ok(mut g) = self.file_secret.lock() {
             *g = Some(secret.clone());
         }

@@ -10,6 +10,7 @@ pub mod duration;
 pub mod explain;
 pub mod hcl;
 pub mod inputs;
+pub mod log;
 pub mod pipeline;
 pub mod render;
 pub mod report;
@@ -63,6 +64,16 @@ where
         cli::Parsed::Check(raw) => run_check(*raw),
         cli::Parsed::Explain { code } => explain::explain(&code),
         cli::Parsed::Codes { format } => explain::codes(format),
+        cli::Parsed::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = cli::Cli::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "consul-doctor", &mut script);
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => ExitStatus::Usage,
+                _ => ExitStatus::Clean,
+            }
+        }
     }
 }
 
@@ -75,6 +86,7 @@ fn run_check(raw: inputs::RawInputs) -> ExitStatus {
         }
     };
     inputs.color.write_global();
+    log::set_verbose(inputs.verbose);
     // One crypto provider for every TLS user (reqwest, the tls stage); already set is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

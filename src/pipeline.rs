@@ -226,6 +226,7 @@ pub async fn run(inputs: &Inputs) -> Report {
                 let stage = &STAGES[i];
                 let fut = (stage.run)(&ctx);
                 Box::pin(async move {
+                    crate::log::debug(format!("stage {}: started", stage.name));
                     let t0 = Instant::now();
                     let res = tokio::time::timeout_at(deadline, fut).await;
                     (res, t0.elapsed())
@@ -264,6 +265,12 @@ pub async fn run(inputs: &Inputs) -> Report {
             }
             let failed =
                 checks.iter().find(|c| c.status == Status::Fail && !stage.soft.contains(&c.id)).and_then(|c| c.code);
+            crate::log::debug(format!(
+                "stage {}: finished in {} ms: {}",
+                stage.name,
+                took.as_millis(),
+                checks.iter().map(|c| format!("{} {}", c.id, c.code.unwrap_or(c.status.as_str()))).collect::<Vec<_>>().join(", ")
+            ));
             outcome.insert(stage.id, failed);
             results[i] = Some(checks);
         }

@@ -551,3 +551,25 @@ fn full_accept_backlog_drops_syns_like_a_firewall() {
     assert!(run.elapsed < Duration::from_millis(2500), "took {:?}", run.elapsed);
     drop(held);
 }
+
+#[test]
+fn sigint_ends_a_run_promptly_with_130() {
+    let s = FaultServer::silent();
+    let mut child = doctor_cmd()
+        .args(["check", "--http-addr", &addr(&s), "--timeout", "20s", "--deadline", "60s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(start.elapsed() < Duration::from_secs(3), "the doctor ignored SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+}

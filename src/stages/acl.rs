@@ -231,7 +231,7 @@ fn missing_write(l: &str, name: &str, whose: &str, detail: &str) -> CheckResult 
     CheckResult::finding(
         codes::ACL_NO_SERVICE_WRITE,
         "acl.service",
-        format!("{l}: {whose} may not register {name:?} ({detail}); Consul answers 403 \"Permission denied: Missing service:write on {name}\" (1.12+: \"... lacks permission 'service:write' on \\\"{name}\\\"\")"),
+        format!("{l}: {whose} may not register {name:?} ({detail}); Consul answers 403 \"Permission denied: Missing service:write on {name}\" (Consul 1.12+ says the token \"lacks permission 'service:write'\")"),
         format!(
             "grant it: consul acl policy create -name {name}-register -rules 'service \"{name}\" {{ policy = \"write\" }}', then consul acl token update -id <AccessorID> -policy-name {name}-register -merge-policies (or create a token with -service-identity {name})"
         ),

@@ -19,12 +19,18 @@ fn token_with_rules(a: &Agent, name: &str, rules: &str, extra: &str) -> (String,
 }
 
 fn assert_secret_absent(secret: &str, args: &[&str], env: &[(&str, &str)]) {
-    for format in ["human", "json", "junit"] {
+    for (format, verbose) in [("human", false), ("json", false), ("junit", false), ("human", true), ("json", true)] {
         let mut all = vec!["check", "--format", format];
+        if verbose {
+            all.push("--verbose");
+        }
         all.extend_from_slice(args);
         let run = run_doctor(&all, env);
         assert!(!run.stdout.contains(secret), "{format} stdout leaks the token secret:\n{}", run.stdout);
         assert!(!run.stderr.contains(secret), "{format} stderr leaks the token secret:\n{}", run.stderr);
+        if verbose {
+            assert!(run.stderr.contains("debug: GET "), "debug logging is on: {}", run.stderr);
+        }
     }
 }
 
