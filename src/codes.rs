@@ -111,6 +111,7 @@ codes! {
     LDR_DC_UNREACHABLE = "LDR-004", "leader", Fail, "No server of the datacenter is reachable";
     LDR_RPC_ERROR = "LDR-005", "leader", Fail, "Leader lookup failed";
     LDR_EVEN_SERVERS = "LDR-006", "leader", Warn, "Even number of servers adds no fault tolerance";
+    LDR_PEERS_UNREADABLE = "LDR-007", "leader", Fail, "Raft peer list is unreadable";
     ACL_NO_TOKEN = "ACL-001", "acl", Fail, "No ACL token given while ACLs deny by default";
     ACL_TOKEN_NOT_FOUND = "ACL-002", "acl", Fail, "ACL token not found (unknown, deleted or expired)";
     ACL_NOT_BOOTSTRAPPED = "ACL-003", "acl", Fail, "ACL system is not bootstrapped";
@@ -118,14 +119,17 @@ codes! {
     ACL_LOOKUP_FAILED = "ACL-005", "acl", Fail, "ACL token lookup failed";
     ACL_NO_SERVICE_WRITE = "ACL-006", "acl", Fail, "Token lacks service:write for the service";
     ACL_NO_SERVICE_READ = "ACL-007", "acl", Warn, "Service not discoverable with the agent's default token";
+    ACL_AUTHORIZE_UNUSABLE = "ACL-008", "acl", Fail, "Permission check answer is unusable";
     DUP_LOCAL_ID = "DUP-001", "duplicates", Warn, "Service ID already registered on this agent with a different definition";
     DUP_REMOTE_ID = "DUP-002", "duplicates", Warn, "Service ID also registered on another node";
     DUP_ADDRESS = "DUP-003", "duplicates", Warn, "Same address and port registered under other IDs";
     DUP_CRITICAL = "DUP-004", "duplicates", Warn, "Many instances of the service are critical";
+    DUP_UNREADABLE = "DUP-005", "duplicates", Fail, "Service lists are unreadable";
     SYN_MISSING = "SYN-001", "sync", Fail, "Service registered on the agent is missing from the catalog";
     SYN_CHECK_STATUS = "SYN-002", "sync", Warn, "Catalog shows a different check status than the agent";
     SYN_DEFINITION = "SYN-003", "sync", Warn, "Catalog holds a different definition than the agent";
     SYN_CHECK_FAILING = "SYN-004", "sync", Warn, "Consul reports the service's check failing";
+    SYN_UNREADABLE = "SYN-005", "sync", Fail, "Catalog or check lists are unreadable";
     HLT_REFUSED = "HLT-001", "health", Fail, "Health endpoint refused the connection";
     HLT_TIMEOUT = "HLT-002", "health", Fail, "Health endpoint timed out";
     HLT_TLS = "HLT-003", "health", Fail, "Health endpoint TLS error";
@@ -139,6 +143,7 @@ codes! {
     VER_PROTOCOL = "VER-003", "version", Fail, "Protocol version outside a member's supported range";
     VER_RAFT = "VER-004", "version", Warn, "Server uses Raft protocol older than 3";
     VER_FIELDS = "VER-005", "version", Fail, "Definition uses fields this agent version rejects";
+    VER_MEMBERS_UNREADABLE = "VER-006", "version", Fail, "Member list is unreadable";
     RUN_DEADLINE = "RUN-001", "run", Fail, "Check did not finish before the run deadline";
 }
 

@@ -210,9 +210,11 @@ impl ConsulClient {
                 r.body.len(),
                 r.elapsed.as_millis()
             )),
-            Err(e) => {
-                crate::log::debug(format!("{method} {url} -> {} after {} ms", e.describe(self.timeout), start.elapsed().as_millis()))
-            }
+            Err(e) => crate::log::debug(format!(
+                "{method} {url} -> {} after {} ms",
+                e.describe(self.timeout),
+                start.elapsed().as_millis()
+            )),
         }
         result
     }

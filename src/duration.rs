@@ -80,7 +80,8 @@ pub fn parse_go_duration(input: &str) -> Result<i64, String> {
                 return Err(invalid());
             }
         }
-        total = total.saturating_add(v);
+        // Go adds into a uint64 without a wrap check; only a sum past 2^63 that does not wrap fails.
+        total = total.wrapping_add(v);
         if total > LIMIT {
             return Err(invalid());
         }
@@ -134,8 +135,26 @@ fn leading_fraction(s: &[u8]) -> (u64, f64, &[u8]) {
     (x, scale, &s[i..])
 }
 
+/// Go's `time.quote`: ASCII as is (with `"` and `\\` escaped), every byte of a control or
+/// non-ASCII character as `\xNN`.
 fn quote(s: &str) -> String {
-    format!("{s:?}")
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if (c as u32) < 0x20 || !c.is_ascii() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\x{b:02x}"));
+            }
+        } else {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Formats nanoseconds the way Go's `Duration.String` does for whole units we print (`1m0s`).

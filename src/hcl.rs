@@ -23,7 +23,7 @@ impl std::fmt::Display for HclError {
 
 /// Parses an HCL 1 document into a JSON object.
 pub fn parse(text: &str) -> Result<Value, HclError> {
-    let mut p = Parser { chars: text.chars().collect(), pos: 0 };
+    let mut p = Parser { chars: text.chars().collect(), pos: 0, depth: 0 };
     let body = p.body(None)?;
     Ok(Value::Object(body))
 }
@@ -31,7 +31,11 @@ pub fn parse(text: &str) -> Result<Value, HclError> {
 struct Parser {
     chars: Vec<char>,
     pos: usize,
+    depth: usize,
 }
+
+/// Deeper nesting is refused instead of exhausting the stack (serde_json stops at 128 too).
+const MAX_DEPTH: usize = 128;
 
 impl Parser {
     fn err(&self, message: impl Into<String>) -> HclError {
@@ -92,6 +96,16 @@ impl Parser {
 
     /// A sequence of attributes and blocks until `close` (or the end of input).
     fn body(&mut self, close: Option<char>) -> Result<Map<String, Value>, HclError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.err(format!("nesting deeper than {MAX_DEPTH} levels")));
+        }
+        let result = self.body_inner(close);
+        self.depth -= 1;
+        result
+    }
+
+    fn body_inner(&mut self, close: Option<char>) -> Result<Map<String, Value>, HclError> {
         let mut out = Map::new();
         loop {
             self.skip(true)?;
@@ -164,12 +178,17 @@ impl Parser {
             Some('<') if self.chars.get(self.pos + 1) == Some(&'<') => self.heredoc(),
             Some('[') => {
                 self.pos += 1;
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err(self.err(format!("nesting deeper than {MAX_DEPTH} levels")));
+                }
                 let mut items = Vec::new();
                 loop {
                     self.skip(true)?;
                     match self.peek() {
                         Some(']') => {
                             self.pos += 1;
+                            self.depth -= 1;
                             return Ok(Value::Array(items));
                         }
                         Some(',') => self.pos += 1,

@@ -269,7 +269,11 @@ pub async fn run(inputs: &Inputs) -> Report {
                 "stage {}: finished in {} ms: {}",
                 stage.name,
                 took.as_millis(),
-                checks.iter().map(|c| format!("{} {}", c.id, c.code.unwrap_or(c.status.as_str()))).collect::<Vec<_>>().join(", ")
+                checks
+                    .iter()
+                    .map(|c| format!("{} {}", c.id, c.code.unwrap_or(c.status.as_str())))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
             outcome.insert(stage.id, failed);
             results[i] = Some(checks);

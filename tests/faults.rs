@@ -45,13 +45,186 @@ fn member(
 
 /// A fake agent that answers like Consul on every endpoint the doctor reads.
 fn fake_consul(self_body: String, members: serde_json::Value) -> FaultServer {
-    FaultServer::http(vec![
+    consul_with(vec![
         Route::json("/v1/agent/self", 200, &self_body),
-        Route::json("/v1/status/leader", 200, "\"127.0.0.1:8300\""),
-        Route::json("/v1/status/peers", 200, "[\"127.0.0.1:8300\"]"),
-        Route::text("/v1/acl/token/self", 401, "ACL support disabled"),
         Route::json("/v1/agent/members", 200, &members.to_string()),
     ])
+}
+
+/// A complete fake Consul 1.8.7 agent with ACLs on, service "web" (ID web-1) registered and in
+/// sync, answering every endpoint the doctor reads. `overrides` come first, so a test replaces
+/// exactly the endpoint it breaks.
+fn consul_with(overrides: Vec<Route>) -> FaultServer {
+    let mut routes = overrides;
+    routes.extend(healthy_routes());
+    FaultServer::http(routes)
+}
+
+fn healthy_routes() -> Vec<Route> {
+    let members = serde_json::json!([member("srv-1", true, "1.8.7:", 2, 2, 3, Some(3))]);
+    vec![
+        Route::json("/v1/agent/self", 200, &agent_self("1.8.7", true, "srv-1")),
+        Route::json("/v1/status/leader", 200, "\"127.0.0.1:8300\""),
+        Route::json("/v1/status/peers", 200, "[\"127.0.0.1:8300\"]"),
+        Route::json(
+            "/v1/acl/token/self",
+            200,
+            r#"{"AccessorID": "5e1f0f5c-0000-4000-8000-000000000001", "Description": "deploy", "Policies": [{"Name": "web"}]}"#,
+        ),
+        Route::json(
+            "/v1/internal/acl/authorize",
+            200,
+            r#"[{"Resource": "service", "Segment": "web", "Access": "write", "Allow": true}]"#,
+        )
+        .with_method("POST"),
+        Route::json("/v1/agent/members", 200, &members.to_string()),
+        Route::json(
+            "/v1/agent/services",
+            200,
+            r#"{"web-1": {"ID": "web-1", "Service": "web", "Address": "", "Port": 8080, "Tags": []}}"#,
+        ),
+        Route::json(
+            "/v1/health/service/web",
+            200,
+            r#"[{"Node": {"Node": "srv-1", "Address": "127.0.0.1"}, "Service": {"ID": "web-1", "Service": "web", "Address": "", "Port": 8080}, "Checks": [{"CheckID": "service:web-1", "Status": "passing", "ServiceID": "web-1"}]}]"#,
+        ),
+        Route::json(
+            "/v1/catalog/service/web",
+            200,
+            r#"[{"Node": "srv-1", "ServiceID": "web-1", "ServiceName": "web", "ServiceAddress": "", "ServicePort": 8080, "ServiceTags": []}]"#,
+        ),
+        Route::json(
+            "/v1/agent/checks",
+            200,
+            r#"{"service:web-1": {"Node": "srv-1", "CheckID": "service:web-1", "Name": "ttl", "Status": "passing", "Output": "", "ServiceID": "web-1"}}"#,
+        ),
+        Route::json(
+            "/v1/health/checks/web",
+            200,
+            r#"[{"Node": "srv-1", "CheckID": "service:web-1", "Name": "ttl", "Status": "passing", "Output": "", "ServiceID": "web-1"}]"#,
+        ),
+        Route::json("/v1/catalog/datacenters", 200, "[\"dc1\", \"dc2\"]"),
+    ]
+}
+
+const WEB: &str =
+    r#"{"Name": "web", "ID": "web-1", "Port": 8080, "Check": {"TTL": "30s", "DeregisterCriticalServiceAfter": "10m"}}"#;
+
+fn check_web(s: &FaultServer, extra: &[&str]) -> (Run, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("web.json");
+    std::fs::write(&path, WEB).unwrap();
+    let mut args = vec![
+        "--http-addr".to_string(),
+        addr(s),
+        "--service-file".into(),
+        path.display().to_string(),
+        "--token".into(),
+        "fake-token-secret-1".into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    check_json(&refs, &[])
+}
+
+#[test]
+fn complete_fake_agent_is_healthy() {
+    let s = consul_with(vec![]);
+    let (run, json) = check_web(&s, &[]);
+    assert_eq!(run.code, 0, "{json:#}");
+    assert!(codes(&json).is_empty(), "{json:#}");
+    assert_eq!(json["summary"]["fail"], 0);
+}
+
+/// Every endpoint the doctor reads, broken in every way a server or proxy breaks answers: each
+/// gives a coded failure with a fix, within the deadline, exit 1, and no panic.
+#[test]
+fn every_endpoint_under_every_fault() {
+    let endpoints: &[(&str, Option<&'static str>, &str)] = &[
+        ("/v1/status/leader", None, "LDR-005"),
+        ("/v1/status/peers", None, "LDR-007"),
+        ("/v1/acl/token/self", None, "ACL-005"),
+        ("/v1/internal/acl/authorize", Some("POST"), "ACL-008"),
+        ("/v1/agent/members", None, "VER-006"),
+        ("/v1/agent/services", None, "DUP-005"),
+        ("/v1/health/service/web", None, "DUP-005"),
+        ("/v1/catalog/service/web", None, "SYN-005"),
+        ("/v1/agent/checks", None, "SYN-005"),
+        ("/v1/health/checks/web", None, "SYN-005"),
+    ];
+    type MakeFault = Box<dyn Fn(&str) -> Route>;
+    let faults: Vec<(&str, MakeFault)> = vec![
+        ("500 with a text body", Box::new(|p: &str| Route::text(p, 500, "internal error: upstream exploded"))),
+        ("invalid JSON", Box::new(|p: &str| Route::json(p, 200, "{\"broken\": "))),
+        ("JSON of the wrong shape", Box::new(|p: &str| Route::json(p, 200, r#"[{"unexpected": true}]"#))),
+        ("an endless body", Box::new(|p: &str| Route::json(p, 200, "").with_behavior(Behavior::Endless))),
+        (
+            "a trickled body",
+            Box::new(|p: &str| {
+                Route::json(p, 200, "[\"127.0.0.1:8300\", \"x\"]")
+                    .with_behavior(Behavior::Trickle(Duration::from_millis(400)))
+            }),
+        ),
+        (
+            "a reset mid-body",
+            Box::new(|p: &str| {
+                Route::json(p, 200, &format!("[{}]", "\"x\",".repeat(400) + "\"y\""))
+                    .with_behavior(Behavior::ResetMidBody)
+            }),
+        ),
+        ("a redirect loop", Box::new(|p: &str| Route::text(p, 302, "").with_header("Location", p))),
+        (
+            "a wrong content type",
+            Box::new(|p: &str| Route::html(p, 200, "<html><body>Down for maintenance</body></html>")),
+        ),
+    ];
+    for (path, method, code) in endpoints {
+        for (fault, make) in &faults {
+            let mut broken = make(path);
+            if let Some(m) = method {
+                broken = broken.with_method(m);
+            }
+            let s = consul_with(vec![broken]);
+            let (run, json) = check_web(&s, &["--timeout", "1s", "--deadline", "10s"]);
+            let ctx = format!("{path} with {fault}");
+            assert!(!run.stderr.contains("panicked"), "{ctx}: panic: {}", run.stderr);
+            assert_eq!(run.code, 1, "{ctx}: exit code; {json:#}");
+            assert_eq!(root_cause(&json).as_deref(), Some(*code), "{ctx}: {json:#}");
+            let failing = json["checks"].as_array().unwrap().iter().find(|c| c["status"] == "fail").unwrap();
+            assert!(failing["fix"].as_str().is_some_and(|f| !f.is_empty()), "{ctx}: a fix");
+            assert!(run.elapsed < Duration::from_secs(8), "{ctx}: took {:?}", run.elapsed);
+        }
+    }
+}
+
+#[test]
+fn agent_self_under_every_fault() {
+    let cases: Vec<(&str, Route, &str)> = vec![
+        ("500", Route::text("/v1/agent/self", 500, "rpc error"), "API-002"),
+        ("invalid JSON", Route::json("/v1/agent/self", 200, "{\"Config\": "), "API-003"),
+        ("wrong shape", Route::json("/v1/agent/self", 200, r#"[{"unexpected": true}]"#), "API-003"),
+        ("endless", Route::json("/v1/agent/self", 200, "").with_behavior(Behavior::Endless), "API-005"),
+        (
+            "trickle",
+            Route::json("/v1/agent/self", 200, &agent_self("1.8.7", true, "n"))
+                .with_behavior(Behavior::Trickle(Duration::from_millis(400))),
+            "API-005",
+        ),
+        (
+            "reset",
+            Route::json("/v1/agent/self", 200, &agent_self("1.8.7", true, "n")).with_behavior(Behavior::ResetMidBody),
+            "API-005",
+        ),
+        ("redirect loop", Route::text("/v1/agent/self", 302, "").with_header("Location", "/v1/agent/self"), "API-001"),
+        ("wrong content type", Route::html("/v1/agent/self", 200, "<html>maintenance</html>"), "API-001"),
+    ];
+    for (fault, route, code) in cases {
+        let s = consul_with(vec![route]);
+        let (run, json) = check_web(&s, &["--timeout", "1s"]);
+        assert_eq!(run.code, 1, "{fault}");
+        assert_eq!(root_cause(&json).as_deref(), Some(code), "{fault}: {json:#}");
+        assert!(run.elapsed < Duration::from_secs(5), "{fault}: took {:?}", run.elapsed);
+    }
 }
 
 #[test]
@@ -343,19 +516,14 @@ fn endpoint_blocked_by_http_config_warns_and_continues() {
 
 #[test]
 fn remote_datacenter_without_reachable_servers() {
-    let s = FaultServer::http(vec![
-        Route::json("/v1/agent/self", 200, &agent_self("1.8.7", true, "srv-1")),
-        Route::json("/v1/catalog/datacenters", 200, "[\"dc1\",\"dc2\"]"),
-        Route::text("/v1/status/leader", 500, "Remote DC has no server currently reachable"),
-    ]);
+    let s = consul_with(vec![Route::text("/v1/status/leader", 500, "Remote DC has no server currently reachable")]);
     let (run, json) = check_json(&["--http-addr", &addr(&s), "--datacenter", "dc2"], &[]);
     assert_root(&run, &json, "LDR-004", &["acl"]);
 }
 
 #[test]
 fn no_path_to_datacenter() {
-    let s = FaultServer::http(vec![
-        Route::json("/v1/agent/self", 200, &agent_self("1.8.7", true, "srv-1")),
+    let s = consul_with(vec![
         Route::text("/v1/catalog/datacenters", 500, "No cluster leader"),
         Route::text("/v1/status/leader", 500, "No path to datacenter"),
     ]);
@@ -365,7 +533,7 @@ fn no_path_to_datacenter() {
 
 #[test]
 fn other_leader_lookup_error() {
-    let s = FaultServer::http(vec![
+    let s = consul_with(vec![
         Route::json("/v1/agent/self", 200, &agent_self("1.8.7", false, "web-1")),
         Route::text("/v1/status/leader", 500, "rpc error making call: EOF"),
     ]);

@@ -135,24 +135,9 @@ pub fn judge_authorize(
 ) -> CheckResult {
     let l = &def.label;
     let name = def.display_name();
-    let r = match reply {
-        Ok(r) => r,
-        Err(f) => {
-            return CheckResult::skipped(
-                "acl.service",
-                format!("{l}: could not verify permissions: {}", f.describe(timeout)),
-            )
-        }
-    };
-    if r.status == 404 || r.status == 405 {
-        return CheckResult::skipped(
-            "acl.service",
-            format!("{l}: could not verify service:write: this agent has no /v1/internal/acl/authorize (Consul before 1.7); check the token's policies with consul acl token read -self"),
-        );
-    }
-    let body_text = r.text();
-    if r.status == 403 {
-        if body_text.contains("ACL not found") {
+    if let Ok(r) = reply {
+        let body_text = r.text();
+        if r.status == 403 && body_text.contains("ACL not found") {
             return CheckResult::finding(
                 codes::ACL_TOKEN_NOT_FOUND,
                 "acl.service",
@@ -160,35 +145,40 @@ pub fn judge_authorize(
                 "replace the token in the definition with a valid one, or drop it to use the caller's token",
             );
         }
-        if let Some(d) = parse_permission_denied(&body_text) {
-            let on = d.segment.unwrap_or_default();
-            return missing_write(
-                l,
-                name,
-                whose,
-                &format!("the agent answered: {body_text} ({}:{} on {on})", d.resource, d.access),
-            );
+        if r.status == 403 {
+            if let Some(d) = parse_permission_denied(&body_text) {
+                let on = d.segment.unwrap_or_default();
+                return missing_write(
+                    l,
+                    name,
+                    whose,
+                    &format!("the agent answered: {body_text} ({}:{} on {on})", d.resource, d.access),
+                );
+            }
         }
     }
-    if r.status != 200 {
-        return CheckResult::skipped(
+    let items: Vec<Value> = match super::decode("POST /v1/internal/acl/authorize", reply, timeout, true) {
+        super::Answer::Ok(items) => items,
+        super::Answer::NotJudged(why) => {
+            return CheckResult::skipped(
+                "acl.service",
+                format!("{l}: could not verify service:write ({why}; the endpoint exists since Consul 1.7); check the token's policies with consul acl token read -self"),
+            )
+        }
+        super::Answer::Unusable(what) => return super::unusable(codes::ACL_AUTHORIZE_UNUSABLE, "acl.service", format!("{l}: {what}")),
+    };
+    let allow = |i: usize| items.get(i).and_then(|v| v.get("Allow")).and_then(Value::as_bool);
+    if items.len() != wanted.len() || (0..wanted.len()).any(|i| allow(i).is_none()) {
+        return super::unusable(
+            codes::ACL_AUTHORIZE_UNUSABLE,
             "acl.service",
-            format!(
-                "{l}: could not verify permissions: /v1/internal/acl/authorize answered {} {}",
-                r.status,
-                r.snippet()
-            ),
+            format!("{l}: POST /v1/internal/acl/authorize answered {} item(s) without the expected \"Allow\" flags for {} question(s)", items.len(), wanted.len()),
         );
     }
-    let items: Vec<Value> = match r.json() {
-        Ok(v) => v,
-        Err(e) => return CheckResult::skipped("acl.service", format!("{l}: could not read the authorize answer: {e}")),
-    };
-    let allowed = |i: usize| items.get(i).and_then(|v| v.get("Allow")).and_then(Value::as_bool).unwrap_or(false);
     let denied: Vec<String> = wanted
         .iter()
         .enumerate()
-        .filter(|(i, (_, access))| *access == "write" && !allowed(*i))
+        .filter(|(i, (_, access))| *access == "write" && allow(*i) != Some(true))
         .map(|(_, (seg, _))| seg.clone())
         .collect();
     if !denied.is_empty() {
@@ -345,6 +335,14 @@ pub fn judge_token_self(
                 ))
             }
         };
+        if !v.get("AccessorID").is_some_and(Value::is_string) {
+            return Judged::Done(CheckResult::finding(
+                codes::ACL_LOOKUP_FAILED,
+                "acl.token",
+                format!("/v1/acl/token/self returned JSON that is not a token (no AccessorID): {}", r.snippet()),
+                "query the agent directly with curl and check for a proxy rewriting answers",
+            ));
+        }
         return Judged::Done(judge_token(&v, origin, now));
     }
     Judged::Done(CheckResult::finding(

@@ -435,6 +435,9 @@ pub fn parse_address(raw: &str, ssl_true: bool) -> Result<ParsedAddress, String>
 }
 
 fn parse_port(p: &str) -> Result<u16, String> {
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("port {p:?} is not a number"));
+    }
     match p.parse::<u32>() {
         Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
         Ok(n) => Err(format!("port {n} is out of range 1-65535")),
@@ -846,6 +849,7 @@ mod tests {
         assert_eq!(parse_address("tcp://h:1", false).err().unwrap(), "Unknown protocol scheme: tcp");
         assert!(parse_address("h:99999", false).is_err());
         assert!(parse_address("h:abc", false).is_err());
+        assert!(parse_address("h:+80", false).is_err());
         assert!(parse_address("::1:8500", false).is_err());
         assert!(parse_address("", false).is_err());
         assert!(parse_address("unix://", false).is_err());

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::codes;
@@ -25,26 +26,52 @@ pub struct Instance {
     pub critical: bool,
 }
 
-pub fn parse_instances(v: &Value) -> Vec<Instance> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| {
-                    let s = |p: &str| e.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
-                    let svc_addr = s("/Service/Address");
-                    Instance {
-                        node: s("/Node/Node"),
-                        id: s("/Service/ID"),
-                        address: if svc_addr.is_empty() { s("/Node/Address") } else { svc_addr },
-                        port: e.pointer("/Service/Port").and_then(Value::as_i64).unwrap_or(0),
-                        critical: e.get("Checks").and_then(Value::as_array).is_some_and(|cs| {
-                            cs.iter().any(|c| c.get("Status").and_then(Value::as_str) == Some("critical"))
-                        }),
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+/// The few fields of a `/v1/health/service/<name>` entry the stage uses; everything else in the
+/// (possibly very large) answer is skipped while decoding instead of being kept in memory.
+#[derive(Debug, Deserialize)]
+pub struct HealthEntry {
+    #[serde(rename = "Node")]
+    node: NodeRef,
+    #[serde(rename = "Service")]
+    service: ServiceRef,
+    #[serde(rename = "Checks", default)]
+    checks: Vec<CheckRef>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NodeRef {
+    #[serde(rename = "Node", default)]
+    node: String,
+    #[serde(rename = "Address", default)]
+    address: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ServiceRef {
+    #[serde(rename = "ID", default)]
+    id: String,
+    #[serde(rename = "Address", default)]
+    address: String,
+    #[serde(rename = "Port", default)]
+    port: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct CheckRef {
+    #[serde(rename = "Status", default)]
+    status: String,
+}
+
+impl From<HealthEntry> for Instance {
+    fn from(e: HealthEntry) -> Instance {
+        Instance {
+            address: if e.service.address.is_empty() { e.node.address } else { e.service.address },
+            node: e.node.node,
+            id: e.service.id,
+            port: e.service.port,
+            critical: e.checks.iter().any(|c| c.status == "critical"),
+        }
+    }
 }
 
 pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
@@ -60,12 +87,16 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             let f = ctx.facts();
             (f.agent.as_ref().map(|a| a.node.clone()), f.agent.as_ref().and_then(|a| a.addr.clone()))
         };
-        let local = match client.get("/v1/agent/services").await {
-            Ok(r) if r.status == 200 => r.json::<Map<String, Value>>().ok(),
-            _ => None,
+        let reply = client.get("/v1/agent/services").await;
+        let local = match super::decode::<Map<String, Value>>("GET /v1/agent/services", &reply, client.timeout, false) {
+            super::Answer::Ok(m) => Some(m),
+            super::Answer::NotJudged(_) => None,
+            super::Answer::Unusable(what) => {
+                return vec![super::unusable(codes::DUP_UNREADABLE, "duplicates.local_id", what)];
+            }
         };
         ctx.facts().agent_services = local.clone();
-        let mut by_name: HashMap<String, Result<Vec<Instance>, String>> = HashMap::new();
+        let mut by_name: HashMap<String, Result<Vec<Instance>, (bool, String)>> = HashMap::new();
         let mut results = Vec::new();
         for svc in &services {
             if let Some(skip) = super::service_gate(svc, "duplicates.local_id") {
@@ -75,22 +106,25 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             let def = &svc.def;
             let name = def.display_name().to_string();
             if !by_name.contains_key(&name) {
-                let got = match client.get(&format!("/v1/health/service/{}", urlencode(&name))).await {
-                    Ok(r) if r.status == 200 => r.json::<Value>().map(|v| parse_instances(&v)),
-                    Ok(r) => Err(format!("{} {}", r.status, r.snippet())),
-                    Err(e) => Err(e.describe(client.timeout)),
+                let path = format!("/v1/health/service/{}", urlencode(&name));
+                let reply = client.get(&path).await;
+                let got = match super::decode::<Vec<HealthEntry>>(&format!("GET {path}"), &reply, client.timeout, false)
+                {
+                    super::Answer::Ok(entries) => Ok(entries.into_iter().map(Instance::from).collect()),
+                    super::Answer::NotJudged(why) => Err((false, why)),
+                    super::Answer::Unusable(what) => Err((true, what)),
                 };
                 by_name.insert(name.clone(), got);
             }
             results.push(judge_local(def, local.as_ref()));
             match &by_name[&name] {
                 Ok(instances) => results.extend(judge_catalog(def, instances, node.as_deref(), agent_addr.as_deref())),
-                Err(e) => {
+                Err((true, what)) => {
+                    results.push(super::unusable(codes::DUP_UNREADABLE, "duplicates.remote_id", what.clone()))
+                }
+                Err((false, why)) => {
                     for id in &CHECKS[1..] {
-                        results.push(CheckResult::skipped(
-                            id,
-                            format!("{}: cannot read /v1/health/service/{name}: {e}", def.label),
-                        ));
+                        results.push(CheckResult::skipped(id, format!("{}: {why}", def.label)));
                     }
                 }
             }

@@ -150,29 +150,23 @@ fn no_leader(agent: Option<&AgentSelf>, dc: &str, seen: &str) -> CheckResult {
 }
 
 pub fn judge_peers(reply: &Result<Reply, HttpFailure>, timeout: std::time::Duration) -> CheckResult {
-    match reply {
-        Ok(r) if r.status == 200 => match r.json::<Vec<String>>() {
-            Ok(peers) => {
-                let n = peers.len();
-                let tolerates = if n == 0 { 0 } else { (n - 1) / 2 };
-                if n >= 2 && n % 2 == 0 {
-                    CheckResult::finding(
-                        codes::LDR_EVEN_SERVERS,
-                        "leader.peers",
-                        format!("{n} Raft voters: quorum needs {}, so this tolerates {tolerates} failed server(s), no more than {} servers would", n / 2 + 1, n - 1),
-                        format!("run an odd number of servers: add one (to {}) or remove one (to {}) with consul operator raft remove-peer / consul leave on that server", n + 1, n - 1),
-                    )
-                    .with("peers", peers.join(","))
-                } else {
-                    CheckResult::pass("leader.peers", format!("{n} Raft voter(s), tolerating {tolerates} failure(s)"))
-                        .with("peers", peers.join(","))
-                }
-            }
-            Err(e) => CheckResult::skipped("leader.peers", format!("unexpected /v1/status/peers body: {e}")),
-        },
-        Ok(r) => {
-            CheckResult::skipped("leader.peers", format!("/v1/status/peers answered {} {}", r.status, r.snippet()))
-        }
-        Err(f) => CheckResult::skipped("leader.peers", format!("/v1/status/peers: {}", f.describe(timeout))),
+    let peers: Vec<String> = match super::decode("GET /v1/status/peers", reply, timeout, false) {
+        super::Answer::Ok(p) => p,
+        super::Answer::NotJudged(why) => return CheckResult::skipped("leader.peers", why),
+        super::Answer::Unusable(what) => return super::unusable(codes::LDR_PEERS_UNREADABLE, "leader.peers", what),
+    };
+    let n = peers.len();
+    let tolerates = if n == 0 { 0 } else { (n - 1) / 2 };
+    if n >= 2 && n.is_multiple_of(2) {
+        CheckResult::finding(
+            codes::LDR_EVEN_SERVERS,
+            "leader.peers",
+            format!("{n} Raft voters: quorum needs {}, so this tolerates {tolerates} failed server(s), no more than {} servers would", n / 2 + 1, n - 1),
+            format!("run an odd number of servers: add one (to {}) or remove one (to {}) with consul operator raft remove-peer / consul leave on that server", n + 1, n - 1),
+        )
+        .with("peers", peers.join(","))
+    } else {
+        CheckResult::pass("leader.peers", format!("{n} Raft voter(s), tolerating {tolerates} failure(s)"))
+            .with("peers", peers.join(","))
     }
 }

@@ -53,3 +53,54 @@ pub(crate) fn service_gate(s: &Svc, id: &'static str) -> Option<crate::report::C
 pub(crate) fn no_service(id: &'static str) -> crate::report::CheckResult {
     crate::report::CheckResult::skipped(id, "no service given (--service-file or --service)")
 }
+
+/// What a JSON endpoint gave: the decoded value, a reason not to judge (ACL filtering, an old
+/// agent), or an unusable answer that is a finding of its own.
+pub(crate) enum Answer<T> {
+    Ok(T),
+    NotJudged(String),
+    Unusable(String),
+}
+
+/// Fetches and decodes one endpoint. 403 is an ACL matter (not judged here); `missing_ok` makes
+/// a 404/405 "not judged" too (endpoints older agents lack). Everything else that is not a
+/// decodable 200 is unusable: 5xx, redirects, bad JSON, cut-off or oversized bodies, timeouts.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    method_path: &str,
+    reply: &Result<crate::consul::Reply, crate::consul::HttpFailure>,
+    timeout: std::time::Duration,
+    missing_ok: bool,
+) -> Answer<T> {
+    match reply {
+        Err(f) => Answer::Unusable(format!("{method_path}: {}", f.describe(timeout))),
+        Ok(r) if r.status == 403 => Answer::NotJudged(format!("{method_path} answered 403 \"{}\"", r.snippet())),
+        Ok(r) if missing_ok && (r.status == 404 || r.status == 405) => {
+            Answer::NotJudged(format!("{method_path} answered {} (endpoint missing on this agent)", r.status))
+        }
+        Ok(r) if r.status != 200 => {
+            let location = r.header("location").map(|l| format!(", redirect to {l}")).unwrap_or_default();
+            Answer::Unusable(format!("{method_path} answered {}{location} \"{}\"", r.status, r.snippet()))
+        }
+        Ok(r) => match serde_json::from_slice::<T>(&r.body) {
+            Ok(v) => Answer::Ok(v),
+            Err(e) => Answer::Unusable(format!(
+                "{method_path} returned a body that is not the JSON Consul sends ({e}): \"{}\"",
+                r.snippet()
+            )),
+        },
+    }
+}
+
+/// The finding for an unusable answer.
+pub(crate) fn unusable(
+    code: &'static crate::codes::Code,
+    id: &'static str,
+    what: String,
+) -> crate::report::CheckResult {
+    crate::report::CheckResult::finding(
+        code,
+        id,
+        what,
+        "query the endpoint by hand (curl -sv) from this host and directly on the agent host to see whether the agent or a proxy in between breaks the answer; read the agent log (consul monitor -log-level=debug); raise --timeout for a slow agent",
+    )
+}

@@ -13,6 +13,32 @@ use crate::service::ServiceDef;
 
 pub const CHECKS: &[&str] = &["sync.catalog", "sync.checks"];
 
+/// A catalog entry: any object with `ServiceID` and `Node` strings.
+struct CatalogEntry(Value);
+
+impl<'de> serde::Deserialize<'de> for CatalogEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        match (v.get("ServiceID"), v.get("Node")) {
+            (Some(Value::String(_)), Some(Value::String(_))) => Ok(CatalogEntry(v)),
+            _ => Err(serde::de::Error::custom("catalog entry without ServiceID and Node")),
+        }
+    }
+}
+
+/// A health check entry: any object with `CheckID` and `Status` strings.
+struct CheckEntry(Value);
+
+impl<'de> serde::Deserialize<'de> for CheckEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        match (v.get("CheckID"), v.get("Status")) {
+            (Some(Value::String(_)), Some(Value::String(_))) => Ok(CheckEntry(v)),
+            _ => Err(serde::de::Error::custom("check entry without CheckID and Status")),
+        }
+    }
+}
+
 /// A check as the agent or the catalog reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckView {
@@ -49,10 +75,15 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         let Some(local) = local else {
             return CHECKS.iter().map(|id| CheckResult::skipped(id, "cannot read /v1/agent/services")).collect();
         };
-        let agent_checks: Option<Map<String, Value>> = match client.get("/v1/agent/checks").await {
-            Ok(r) if r.status == 200 => r.json().ok(),
-            _ => None,
-        };
+        let reply = client.get("/v1/agent/checks").await;
+        let agent_checks: Option<Map<String, Value>> =
+            match super::decode::<Map<String, Value>>("GET /v1/agent/checks", &reply, client.timeout, false) {
+                super::Answer::Ok(m) => Some(m),
+                super::Answer::NotJudged(_) => None,
+                super::Answer::Unusable(what) => {
+                    return vec![super::unusable(codes::SYN_UNREADABLE, "sync.checks", what)]
+                }
+            };
         let mut results = Vec::new();
         for svc in &services {
             if let Some(skip) = super::service_gate(svc, "sync.catalog") {
@@ -73,27 +104,28 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 continue;
             };
             let name = on_agent.get("Service").and_then(Value::as_str).unwrap_or(def.display_name()).to_string();
-            let catalog = client.get(&format!("/v1/catalog/service/{}", urlencode(&name))).await;
-            let catalog_entry = match &catalog {
-                Ok(r) if r.status == 200 => Ok(r.json::<Vec<Value>>().unwrap_or_default().into_iter().find(|e| {
-                    e.get("ServiceID").and_then(Value::as_str) == Some(id.as_str())
-                        && node.as_deref().is_none_or(|n| e.get("Node").and_then(Value::as_str) == Some(n))
-                })),
-                Ok(r) => Err(format!("{} {}", r.status, r.snippet())),
-                Err(e) => Err(e.describe(client.timeout)),
-            };
-            let entry = match catalog_entry {
-                Err(e) => {
-                    results.push(CheckResult::skipped(
-                        "sync.catalog",
-                        format!("{}: cannot read the catalog: {e}", def.label),
-                    ));
-                    results
-                        .push(CheckResult::skipped("sync.checks", format!("{}: cannot read the catalog", def.label)));
-                    continue;
-                }
-                Ok(entry) => entry,
-            };
+            let path = format!("/v1/catalog/service/{}", urlencode(&name));
+            let catalog = client.get(&path).await;
+            let entry =
+                match super::decode::<Vec<CatalogEntry>>(&format!("GET {path}"), &catalog, client.timeout, false) {
+                    super::Answer::Ok(list) => list.into_iter().map(|e| e.0).find(|e| {
+                        e.get("ServiceID").and_then(Value::as_str) == Some(id.as_str())
+                            && node.as_deref().is_none_or(|n| e.get("Node").and_then(Value::as_str) == Some(n))
+                    }),
+                    super::Answer::NotJudged(why) => {
+                        results.push(CheckResult::skipped("sync.catalog", format!("{}: {why}", def.label)));
+                        results.push(CheckResult::skipped(
+                            "sync.checks",
+                            format!("{}: cannot read the catalog", def.label),
+                        ));
+                        continue;
+                    }
+                    super::Answer::Unusable(what) => {
+                        results.push(super::unusable(codes::SYN_UNREADABLE, "sync.catalog", what));
+                        results.push(CheckResult::blocked("sync.checks", codes::SYN_UNREADABLE.code));
+                        continue;
+                    }
+                };
             let synced = entry.is_some();
             results.push(judge_catalog(def, &id, node.as_deref(), on_agent, entry.as_ref()));
             if !synced {
@@ -101,12 +133,17 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 continue;
             }
             let agent_view = agent_checks.as_ref().map(|m| check_views(m.values(), &id, None)).unwrap_or_default();
-            let catalog_view = match client.get(&format!("/v1/health/checks/{}", urlencode(&name))).await {
-                Ok(r) if r.status == 200 => {
-                    r.json::<Vec<Value>>().map(|v| check_views(v.iter(), &id, node.as_deref())).unwrap_or_default()
-                }
-                _ => Vec::new(),
-            };
+            let path = format!("/v1/health/checks/{}", urlencode(&name));
+            let reply = client.get(&path).await;
+            let catalog_view =
+                match super::decode::<Vec<CheckEntry>>(&format!("GET {path}"), &reply, client.timeout, false) {
+                    super::Answer::Ok(v) => check_views(v.iter().map(|c| &c.0), &id, node.as_deref()),
+                    super::Answer::NotJudged(_) => Vec::new(),
+                    super::Answer::Unusable(what) => {
+                        results.push(super::unusable(codes::SYN_UNREADABLE, "sync.checks", what));
+                        continue;
+                    }
+                };
             let mine: Vec<Option<&'static str>> =
                 probes.iter().filter(|(sid, _, _)| *sid == id).map(|(_, _, f)| *f).collect();
             let probe_failure_code = mine.iter().find_map(|f| *f);

@@ -52,6 +52,10 @@ pub fn parse_version(s: &str) -> Option<Version> {
 
 pub fn parse_members(v: &Value) -> Option<Vec<Member>> {
     let arr = v.as_array()?;
+    // Every gossip member has a name and a tag map; anything else is not a member list.
+    if !arr.iter().all(|m| m.get("Name").is_some_and(Value::is_string) && m.get("Tags").is_some_and(Value::is_object)) {
+        return None;
+    }
     Some(
         arr.iter()
             .map(|m| {
@@ -81,19 +85,19 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         };
         let agent = ctx.facts().agent.clone();
         let reply = client.get("/v1/agent/members").await;
-        let mut results = match &reply {
-            Err(f) => vec![CheckResult::skipped(
-                "version.members",
-                format!("cannot read /v1/agent/members: {}", f.describe(client.timeout)),
-            )],
-            Ok(r) if r.status != 200 => vec![CheckResult::skipped(
-                "version.members",
-                format!("/v1/agent/members answered {} {}", r.status, r.snippet()),
-            )],
-            Ok(r) => match serde_json::from_slice::<Value>(&r.body).ok().as_ref().and_then(parse_members) {
-                None => vec![CheckResult::skipped(
+        let mut results = match super::decode::<Value>("GET /v1/agent/members", &reply, client.timeout, false) {
+            super::Answer::NotJudged(why) => vec![CheckResult::skipped("version.members", why)],
+            super::Answer::Unusable(what) => {
+                vec![super::unusable(codes::VER_MEMBERS_UNREADABLE, "version.members", what)]
+            }
+            super::Answer::Ok(v) => match parse_members(&v) {
+                None => vec![super::unusable(
+                    codes::VER_MEMBERS_UNREADABLE,
                     "version.members",
-                    format!("/v1/agent/members returned an unexpected body: {}", r.snippet()),
+                    format!(
+                        "GET /v1/agent/members returned JSON that is not a member list: {}",
+                        reply.as_ref().map(|r| r.snippet()).unwrap_or_default()
+                    ),
                 )],
                 Some(members) => {
                     judge(agent.as_ref().map(|a| (a.node.as_str(), a.version.as_str(), a.server)), &members)
