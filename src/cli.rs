@@ -229,6 +229,8 @@ fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
         datacenter: sourced(m, "datacenter", None, a.datacenter),
         http_ssl: env_var("CONSUL_HTTP_SSL"),
         http_ssl_verify: env_var("CONSUL_HTTP_SSL_VERIFY"),
+        namespace: env_var("CONSUL_NAMESPACE").filter(|v| !v.is_empty()),
+        partition: env_var("CONSUL_PARTITION").filter(|v| !v.is_empty()),
         proxy_env: ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"]
             .iter()
             .filter_map(|k| env_var(k).map(|v| (k.to_string(), v)))

@@ -79,6 +79,9 @@ pub struct RawInputs {
     pub datacenter: Option<Sourced<String>>,
     pub http_ssl: Option<String>,
     pub http_ssl_verify: Option<String>,
+    /// CONSUL_NAMESPACE / CONSUL_PARTITION: Enterprise-only, sent on every request by Go clients.
+    pub namespace: Option<String>,
+    pub partition: Option<String>,
     pub proxy_env: Vec<(String, String)>,
     pub service_files: Vec<PathBuf>,
     pub flag_service: FlagServiceArgs,
@@ -106,6 +109,9 @@ pub struct Inputs {
     pub datacenter: Option<Sourced<String>>,
     pub http_ssl: Option<String>,
     pub http_ssl_verify: Option<String>,
+    /// CONSUL_NAMESPACE / CONSUL_PARTITION: Enterprise-only, sent on every request by Go clients.
+    pub namespace: Option<String>,
+    pub partition: Option<String>,
     pub proxy_env: Vec<(String, String)>,
     pub service_files: Vec<PathBuf>,
     pub flag_service: FlagServiceArgs,
@@ -159,6 +165,8 @@ impl Inputs {
             datacenter: raw.datacenter.filter(|s| !s.value.is_empty()),
             http_ssl: raw.http_ssl,
             http_ssl_verify: raw.http_ssl_verify,
+            namespace: raw.namespace,
+            partition: raw.partition,
             proxy_env: raw.proxy_env,
             service_files: raw.service_files,
             flag_service: raw.flag_service,
@@ -218,6 +226,13 @@ impl Inputs {
         }
         if let Some(g) = &self.go_mod {
             out.push(InputEntry { name: "go_mod", value: g.display().to_string(), source: "flag".into() });
+        }
+        for (name, env, v) in
+            [("namespace", "CONSUL_NAMESPACE", &self.namespace), ("partition", "CONSUL_PARTITION", &self.partition)]
+        {
+            if let Some(v) = v {
+                out.push(InputEntry { name, value: v.clone(), source: format!("env {env}") });
+            }
         }
         if let Some(d) = self.dns_server {
             out.push(InputEntry { name: "dns_server", value: d.to_string(), source: "flag".into() });

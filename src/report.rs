@@ -186,6 +186,17 @@ impl Report {
         }
     }
 
+    /// Stage names in the order their checks appear.
+    pub fn stages(&self) -> Vec<&'static str> {
+        let mut stages: Vec<&'static str> = Vec::new();
+        for c in &self.checks {
+            if !stages.contains(&c.stage) {
+                stages.push(c.stage);
+            }
+        }
+        stages
+    }
+
     pub fn exit_status(&self, fail_on: FailOn) -> ExitStatus {
         match (self.status, fail_on) {
             (Status::Fail, _) | (Status::Warn, FailOn::Warn) => ExitStatus::Findings,

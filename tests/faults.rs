@@ -741,3 +741,23 @@ fn sigint_ends_a_run_promptly_with_130() {
     };
     assert_eq!(status.code(), Some(130));
 }
+
+#[test]
+fn namespace_environment_against_an_oss_agent() {
+    let s = consul_with(vec![]);
+    let (run, json) = check_web(&s, &[]);
+    assert_eq!(run.code, 0, "{json:#}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("web.json");
+    std::fs::write(&path, WEB).unwrap();
+    let (run, json) = check_json(
+        &["--http-addr", &addr(&s), "--service-file", path.to_str().unwrap()],
+        &[("CONSUL_NAMESPACE", "team-a")],
+    );
+    assert_eq!(root_cause(&json).as_deref(), Some("API-007"), "{json:#}");
+    assert_eq!(run.code, 1);
+    // Enterprise agents accept it.
+    let ent = consul_with(vec![Route::json("/v1/agent/self", 200, &agent_self("1.16.1+ent", true, "srv-1"))]);
+    let (_, json) = check_json(&["--http-addr", &addr(&ent)], &[("CONSUL_NAMESPACE", "team-a")]);
+    assert!(!codes(&json).contains(&"API-007".to_string()), "{json:#}");
+}

@@ -37,6 +37,15 @@ pub fn render(report: &Report) -> String {
         report.tool.version,
         report.target
     );
+    let given: Vec<String> = report
+        .inputs
+        .iter()
+        .filter(|i| i.name != "http_addr" && i.name != "timeout" && i.source != "default")
+        .map(|i| format!("{} {} ({})", i.name, i.value, i.source))
+        .collect();
+    if !given.is_empty() {
+        let _ = writeln!(out, "inputs: {}", given.join(" · "));
+    }
     let a = &report.agent;
     if let Some(v) = &a.version {
         let _ = writeln!(
@@ -49,12 +58,7 @@ pub fn render(report: &Report) -> String {
         );
     }
     let width = report.checks.iter().map(|c| c.id.len()).max().unwrap_or(10);
-    let mut stages: Vec<&str> = Vec::new();
-    for c in &report.checks {
-        if !stages.contains(&c.stage) {
-            stages.push(c.stage);
-        }
-    }
+    let stages = report.stages();
     for stage in stages {
         let checks: Vec<&CheckResult> = report.checks.iter().filter(|c| c.stage == stage).collect();
         let _ = writeln!(out, "\n{}", paint(HEAD, stage));
@@ -137,12 +141,7 @@ fn summary_table(report: &Report) -> String {
         .load_style(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(vec!["stage", "pass", "warn", "fail", "skip"]);
-    let mut stages: Vec<&str> = Vec::new();
-    for c in &report.checks {
-        if !stages.contains(&c.stage) {
-            stages.push(c.stage);
-        }
-    }
+    let stages = report.stages();
     for stage in stages {
         let count = |s: Status| report.checks.iter().filter(|c| c.stage == stage && c.status == s).count();
         table.add_row(vec![

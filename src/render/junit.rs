@@ -16,12 +16,7 @@ pub fn render(report: &Report) -> String {
         report.summary.fail,
         report.summary.skip
     );
-    let mut stages: Vec<&str> = Vec::new();
-    for c in &report.checks {
-        if !stages.contains(&c.stage) {
-            stages.push(c.stage);
-        }
-    }
+    let stages = report.stages();
     for stage in stages {
         let checks: Vec<&CheckResult> = report.checks.iter().filter(|c| c.stage == stage).collect();
         let fails = checks.iter().filter(|c| c.status == Status::Fail).count();

@@ -120,6 +120,11 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             results.push(CheckResult::blocked("api.datacenter", code.unwrap_or("API-001")));
             return results;
         }
+        if let Some(r) =
+            judge_enterprise_inputs(ctx.inputs.namespace.as_deref(), ctx.inputs.partition.as_deref(), agent.as_ref())
+        {
+            results.push(r);
+        }
         results.push(check_datacenter(ctx, &client, agent.as_ref()).await);
         results
     })
@@ -258,4 +263,43 @@ async fn check_datacenter(ctx: &Ctx<'_>, client: &ConsulClient, agent: Option<&A
             CheckResult::skipped("api.datacenter", format!("cannot list datacenters: {}", e.describe(client.timeout)))
         }
     }
+}
+
+/// CONSUL_NAMESPACE and CONSUL_PARTITION make Go clients add `?ns=` / `?partition=` to every
+/// request; an OSS agent answers 400 to every one of them (partitions: from 1.11 on).
+pub fn judge_enterprise_inputs(
+    namespace: Option<&str>,
+    partition: Option<&str>,
+    agent: Option<&AgentSelf>,
+) -> Option<CheckResult> {
+    if namespace.is_none() && partition.is_none() {
+        return None;
+    }
+    let a = agent?;
+    if a.version.contains("+ent") {
+        return None;
+    }
+    let v = crate::stages::version::parse_version(&a.version)?;
+    let mut set = Vec::new();
+    if let Some(ns) = namespace {
+        set.push(format!("CONSUL_NAMESPACE={ns} (Consul answers 400: Bad request: Invalid query parameter: \"ns\" - Namespaces are a Consul Enterprise feature)"));
+    }
+    if let Some(p) = partition {
+        if (v.major, v.minor) >= (1, 11) {
+            set.push(format!("CONSUL_PARTITION={p} (Consul answers 400: Invalid query parameter: \"partition\" - Partitions are a Consul Enterprise feature)"));
+        }
+    }
+    if set.is_empty() {
+        return None;
+    }
+    Some(CheckResult::finding(
+        codes::API_ENTERPRISE_ONLY,
+        "api.agent",
+        format!(
+            "this agent runs Consul OSS {}, but {} is set: the Consul CLI and Go clients add it to every request and every request fails",
+            a.version,
+            set.join(" and ")
+        ),
+        "unset CONSUL_NAMESPACE / CONSUL_PARTITION in the service's environment (they only work with Consul Enterprise)",
+    ))
 }

@@ -168,6 +168,20 @@ impl Agent {
         http_request("PUT", self.http, path, token, Some(body))
     }
 
+    /// Creates a policy with `rules` and a token carrying it, through the master token; `extra`
+    /// is appended to the token JSON (e.g. `,"ExpirationTTL":"2h"`). Returns (accessor, secret).
+    pub fn acl_token(&self, name: &str, rules: &str, extra: &str) -> (String, String) {
+        let master = self.master_token.as_deref().expect("an ACL agent");
+        let policy = serde_json::json!({ "Name": format!("{name}-policy"), "Rules": rules });
+        let (st, body) = self.put("/v1/acl/policy", Some(master), &policy.to_string());
+        assert_eq!(st, 200, "policy create: {body}");
+        let token = format!(r#"{{"Description":"{name}","Policies":[{{"Name":"{name}-policy"}}]{extra}}}"#);
+        let (st, body) = self.put("/v1/acl/token", Some(master), &token);
+        assert_eq!(st, 200, "token create: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        (v["AccessorID"].as_str().unwrap().into(), v["SecretID"].as_str().unwrap().into())
+    }
+
     /// Kills the agent now (for scenarios that need it gone).
     pub fn kill(&self) {
         if let Some(mut c) = self.child.lock().unwrap().take() {

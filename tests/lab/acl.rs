@@ -1,22 +1,4 @@
-use serde_json::Value;
-
 use crate::common::*;
-
-/// Creates a token with the given rules through the master token; returns (accessor, secret).
-fn token_with_rules(a: &Agent, name: &str, rules: &str, extra: &str) -> (String, String) {
-    let master = a.master_token.as_deref().unwrap();
-    let policy = serde_json::json!({ "Name": format!("{name}-policy"), "Rules": rules });
-    let (st, body) = a.put("/v1/acl/policy", Some(master), &policy.to_string());
-    assert_eq!(st, 200, "policy create: {body}");
-    let (st, body) = a.put(
-        "/v1/acl/token",
-        Some(master),
-        &format!(r#"{{"Description":"{name}","Policies":[{{"Name":"{name}-policy"}}]{extra}}}"#),
-    );
-    assert_eq!(st, 200, "token create: {body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    (v["AccessorID"].as_str().unwrap().into(), v["SecretID"].as_str().unwrap().into())
-}
 
 fn assert_secret_absent(secret: &str, args: &[&str], env: &[(&str, &str)]) {
     for (format, verbose) in [("human", false), ("json", false), ("junit", false), ("human", true), ("json", true)] {
@@ -64,7 +46,7 @@ fn unknown_token_is_not_found() {
 #[test]
 fn deleted_token_is_not_found() {
     let a = acl();
-    let (accessor, secret) = token_with_rules(a, "deleted", r#"service "web" { policy = "write" }"#, "");
+    let (accessor, secret) = a.acl_token("deleted", r#"service "web" { policy = "write" }"#, "");
     let master = a.master_token.as_deref().unwrap();
     let (st, body) = http_request("DELETE", a.http, &format!("/v1/acl/token/{accessor}"), Some(master), None);
     assert_eq!(st, 200, "{body}");
@@ -87,12 +69,8 @@ fn management_token_passes_and_shows_only_the_accessor() {
 #[test]
 fn token_read_from_token_file_env() {
     let a = acl();
-    let (accessor, secret) = token_with_rules(
-        a,
-        "from-file",
-        r#"service "web" { policy = "write" } node_prefix "" { policy = "read" }"#,
-        "",
-    );
+    let (accessor, secret) =
+        a.acl_token("from-file", r#"service "web" { policy = "write" } node_prefix "" { policy = "read" }"#, "");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("token");
     std::fs::write(&path, format!("{secret}\n")).unwrap();
@@ -129,8 +107,7 @@ fn token_file_overrides_flag_token_like_consul() {
 #[test]
 fn token_expiring_within_a_day_warns() {
     let a = acl();
-    let (_, secret) =
-        token_with_rules(a, "short-lived", r#"service "web" { policy = "write" }"#, r#","ExpirationTTL":"2h""#);
+    let (_, secret) = a.acl_token("short-lived", r#"service "web" { policy = "write" }"#, r#","ExpirationTTL":"2h""#);
     let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--token", &secret], &[]);
     assert_eq!(codes(&json), vec!["ACL-004"], "{json:#}");
     assert_eq!(run.code, 0, "warnings alone exit 0");
@@ -141,7 +118,7 @@ fn token_expiring_within_a_day_warns() {
 #[test]
 fn token_without_agent_read_still_reaches_the_acl_verdict() {
     let a = acl();
-    let (_, secret) = token_with_rules(a, "svc-only", r#"service "web" { policy = "write" }"#, "");
+    let (_, secret) = a.acl_token("svc-only", r#"service "web" { policy = "write" }"#, "");
     let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--token", &secret], &[]);
     assert_eq!(run.code, 0, "{json:#}");
     assert!(result(&json, "api.agent")["message"].as_str().unwrap().contains("403"));

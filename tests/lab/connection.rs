@@ -175,3 +175,15 @@ fn killed_agent_is_refused_not_hung() {
     assert_root(&run, &json, "TCP-001", &["api"]);
     assert!(run.elapsed < Duration::from_secs(3), "took {:?}", run.elapsed);
 }
+
+#[test]
+fn namespace_from_the_environment_breaks_every_request_on_oss() {
+    let a = dev();
+    let (status, body) = a.get("/v1/catalog/services?ns=team-a", None);
+    assert_eq!(status, 400, "the real 1.8.7 agent refuses ?ns=: {body}");
+    assert!(body.contains("Namespaces are a Consul Enterprise feature"), "{body}");
+    let (run, json) = check_json(&["--http-addr", &a.http_addr()], &[("CONSUL_NAMESPACE", "team-a")]);
+    assert_root(&run, &json, "API-007", &["leader", "acl"]);
+    let input = json["inputs"].as_array().unwrap().iter().find(|i| i["name"] == "namespace").unwrap();
+    assert_eq!(input["source"], "env CONSUL_NAMESPACE");
+}

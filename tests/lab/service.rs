@@ -295,21 +295,6 @@ fn service_stuck_on_a_client_whose_servers_are_gone() {
 
 // --- ACL scopes (shared ACL agent, default deny) ----------------------------------------------
 
-fn token(a: &Agent, name: &str, rules: &str) -> (String, String) {
-    let master = a.master_token.as_deref().unwrap();
-    let policy = serde_json::json!({ "Name": format!("{name}-policy"), "Rules": rules });
-    let (st, body) = a.put("/v1/acl/policy", Some(master), &policy.to_string());
-    assert_eq!(st, 200, "{body}");
-    let (st, body) = a.put(
-        "/v1/acl/token",
-        Some(master),
-        &format!(r#"{{"Description":"{name}","Policies":[{{"Name":"{name}-policy"}}]}}"#),
-    );
-    assert_eq!(st, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    (v["AccessorID"].as_str().unwrap().into(), v["SecretID"].as_str().unwrap().into())
-}
-
 #[test]
 fn no_token_under_default_deny_blocks_the_service_checks() {
     let a = acl();
@@ -321,7 +306,7 @@ fn no_token_under_default_deny_blocks_the_service_checks() {
 #[test]
 fn token_lacking_service_write_for_the_name() {
     let a = acl();
-    let (accessor, secret) = token(a, "other-writer", r#"service "other" { policy = "write" }"#);
+    let (accessor, secret) = a.acl_token("other-writer", r#"service "other" { policy = "write" }"#, "");
     let def = r#"{"Name": "web-acl", "ID": "web-acl-1", "Port": 7401}"#;
     let (run, json) = check_service(a, def, &[], &[("CONSUL_HTTP_TOKEN", &secret)]);
     assert_root(&run, &json, "ACL-006", &["duplicates", "sync"]);
@@ -350,7 +335,7 @@ fn token_lacking_service_write_for_the_name() {
 #[test]
 fn token_with_service_write_from_a_token_file() {
     let a = acl();
-    let (_, secret) = token(a, "web-ok-writer", r#"service "web-ok" { policy = "write" }"#);
+    let (_, secret) = a.acl_token("web-ok-writer", r#"service "web-ok" { policy = "write" }"#, "");
     let dir = tempfile::tempdir().unwrap();
     let tf = dir.path().join("token");
     std::fs::write(&tf, &secret).unwrap();
@@ -381,7 +366,7 @@ fn token_with_service_write_from_a_token_file() {
 fn registration_token_deleted_leaves_catalog_stale() {
     let a = acl();
     let master = a.master_token.as_deref().unwrap();
-    let (accessor, secret) = token(a, "ttl-reg", r#"service "ttlsync" { policy = "write" }"#);
+    let (accessor, secret) = a.acl_token("ttl-reg", r#"service "ttlsync" { policy = "write" }"#, "");
     register(
         a,
         Some(&secret),
@@ -423,7 +408,7 @@ fn registration_token_deleted_leaves_catalog_stale() {
 fn registered_on_the_agent_but_missing_from_the_catalog() {
     let a = acl();
     let master = a.master_token.as_deref().unwrap();
-    let (accessor, secret) = token(a, "lost-reg", r#"service "lost" { policy = "write" }"#);
+    let (accessor, secret) = a.acl_token("lost-reg", r#"service "lost" { policy = "write" }"#, "");
     register(a, Some(&secret), r#"{"Name": "lost", "ID": "lost-1", "Port": 7404}"#);
     wait_until(
         Duration::from_secs(10),
