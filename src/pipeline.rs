@@ -148,6 +148,8 @@ pub struct Facts {
     pub conn: Option<Arc<Connection>>,
     pub addrs: Vec<SocketAddr>,
     pub reachable: Vec<SocketAddr>,
+    /// This host's address on the connection to the agent (what the agent sees as the client).
+    pub local_ip: Option<std::net::IpAddr>,
     pub sniff: Option<Sniff>,
     pub client: Option<SharedClient>,
     pub agent: Option<stages::api::AgentSelf>,

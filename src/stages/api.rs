@@ -28,6 +28,10 @@ pub struct AgentSelf {
     pub bootstrap_expect: Option<u32>,
     /// The node's gossip address (`Member.Addr`), the default service address.
     pub addr: Option<String>,
+    /// `http_config.allow_write_http_from` (CIDRs; empty: writes from anywhere).
+    pub allow_write_from: Vec<String>,
+    /// `http_config.block_endpoints` (path prefixes).
+    pub block_endpoints: Vec<String>,
 }
 
 impl AgentSelf {
@@ -57,6 +61,8 @@ impl AgentSelf {
                 .and_then(|x| x.parse().ok()),
             bootstrap_expect: tags.get("expect").and_then(|x| x.parse().ok()),
             addr: v.pointer("/Member/Addr").and_then(Value::as_str).map(str::to_string),
+            allow_write_from: strings(debug.and_then(|d| d.get("AllowWriteHTTPFrom"))),
+            block_endpoints: strings(debug.and_then(|d| d.get("HTTPBlockEndpoints"))),
             tags,
         })
     }
@@ -119,6 +125,12 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         if failed {
             results.push(CheckResult::blocked("api.datacenter", code.unwrap_or("API-001")));
             return results;
+        }
+        let local_ip = ctx.facts().local_ip;
+        if let (Some(a), Some(ip)) = (agent.as_ref(), local_ip) {
+            if let Some(r) = judge_write_access(a, ip) {
+                results.push(r);
+            }
         }
         if let Some(r) =
             judge_enterprise_inputs(ctx.inputs.namespace.as_deref(), ctx.inputs.partition.as_deref(), agent.as_ref())
@@ -302,4 +314,83 @@ pub fn judge_enterprise_inputs(
         ),
         "unset CONSUL_NAMESPACE / CONSUL_PARTITION in the service's environment (they only work with Consul Enterprise)",
     ))
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// Will the agent accept a registration (a PUT) from this host at all?
+pub fn judge_write_access(a: &AgentSelf, local_ip: std::net::IpAddr) -> Option<CheckResult> {
+    const REGISTER: &str = "/v1/agent/service/register";
+    if let Some(block) = a.block_endpoints.iter().find(|b| !b.is_empty() && REGISTER.starts_with(b.as_str())) {
+        return Some(CheckResult::finding(
+            codes::API_WRITES_REFUSED,
+            "api.agent",
+            format!("the agent's http_config.block_endpoints contains {block:?}: every registration through this agent's HTTP API gets 403 \"Endpoint is blocked by agent configuration\""),
+            format!("remove {block:?} from http_config.block_endpoints on this agent and reload it, or register through another agent"),
+        ));
+    }
+    if a.allow_write_from.is_empty() {
+        return None;
+    }
+    let allowed = a.allow_write_from.iter().any(|cidr| cidr_contains(cidr, local_ip));
+    if allowed {
+        return None;
+    }
+    Some(CheckResult::finding(
+        codes::API_WRITES_REFUSED,
+        "api.agent",
+        format!(
+            "the agent accepts writes only from {} (http_config.allow_write_http_from), and this host connects from {local_ip}: registrations get 403 \"Access is restricted\" while reads work",
+            a.allow_write_from.join(", ")
+        ),
+        format!("add {local_ip}/32 (or the service hosts' network) to http_config.allow_write_http_from on the agent and reload it, or register from an allowed host"),
+    ))
+}
+
+/// `10.0.0.0/8` or `fd00::/8` (a bare address counts as /32 or /128).
+pub fn cidr_contains(cidr: &str, ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    let (net, bits) = match cidr.split_once('/') {
+        Some((n, b)) => (n, b.parse::<u32>().ok()),
+        None => (cidr, None),
+    };
+    let Ok(net) = net.trim().parse::<IpAddr>() else {
+        return false;
+    };
+    match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(i)) => {
+            let bits = bits.unwrap_or(32).min(32);
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            u32::from(n) & mask == u32::from(i) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(i)) => {
+            let bits = bits.unwrap_or(128).min(128);
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            u128::from(n) & mask == u128::from(i) & mask
+        }
+        (IpAddr::V4(n), IpAddr::V6(i)) => {
+            i.to_ipv4_mapped().is_some_and(|m| cidr_contains(&format!("{n}/{}", bits.unwrap_or(32)), IpAddr::V4(m)))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs() {
+        let ip = |s: &str| s.parse().unwrap();
+        assert!(cidr_contains("10.0.0.0/8", ip("10.2.3.4")));
+        assert!(!cidr_contains("10.0.0.0/8", ip("127.0.0.1")));
+        assert!(cidr_contains("127.0.0.1", ip("127.0.0.1")));
+        assert!(cidr_contains("0.0.0.0/0", ip("192.0.2.1")));
+        assert!(cidr_contains("fd00::/8", ip("fd12::1")));
+        assert!(!cidr_contains("garbage", ip("10.0.0.1")));
+    }
 }

@@ -63,9 +63,15 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         let first_stream = attempts.into_iter().find_map(|(a, r, _)| r.ok().map(|s| (a, s)));
         let Some((addr, stream)) = first_stream else {
             let code = results.iter().find_map(|r| r.code).unwrap_or(codes::TCP_REFUSED.code);
+            if code == codes::TCP_REFUSED.code {
+                loopback_only_hint(&mut results, &outcomes, timeout).await;
+            }
             results.push(CheckResult::blocked("tcp.answer", code));
             return results;
         };
+        if let Ok(local) = stream.local_addr() {
+            ctx.facts().local_ip = Some(local.ip());
+        }
         let t1 = Instant::now();
         let sniff = match conn.scheme() {
             Scheme::Http => transport::sniff_plain(stream, &host_header(&conn), timeout).await,
@@ -91,6 +97,32 @@ fn host_header(conn: &Connection) -> String {
         Target::Tcp { host, port, .. } if host.contains(':') => format!("[{host}]:{port}"),
         Target::Tcp { host, port, .. } => format!("{host}:{port}"),
         Target::Unix { .. } => "localhost".into(),
+    }
+}
+
+/// A refused connection to a non-loopback address of this host, while 127.0.0.1 on the same
+/// port answers, means the agent listens on loopback only (`client_addr` defaults to 127.0.0.1).
+async fn loopback_only_hint(
+    results: &mut [CheckResult],
+    outcomes: &[(SocketAddr, Result<(), ConnectFailure>, Duration)],
+    timeout: Duration,
+) {
+    let Some((addr, _, _)) = outcomes.iter().find(|(a, r, _)| {
+        matches!(r, Err(ConnectFailure::Refused)) && a.ip() != std::net::IpAddr::from([127, 0, 0, 1])
+    }) else {
+        return;
+    };
+    let local = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+    if transport::connect_tcp(local, timeout.min(Duration::from_millis(500))).await.is_err() {
+        return;
+    }
+    if let Some(r) = results.iter_mut().find(|r| r.code == Some(codes::TCP_REFUSED.code)) {
+        r.message.push_str(&format!("; yet {local} answers on this host: the agent listens on loopback only"));
+        r.fix = Some(format!(
+            "the agent binds its HTTP API to 127.0.0.1 (client_addr's default): set client_addr = \"0.0.0.0\" or addresses {{ http = \"{}\" }} in the agent configuration and restart it, or use --http-addr {local} from this host",
+            addr.ip()
+        ));
+        r.evidence.insert("loopback_answers".into(), local.to_string());
     }
 }
 

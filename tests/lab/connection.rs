@@ -187,3 +187,46 @@ fn namespace_from_the_environment_breaks_every_request_on_oss() {
     let input = json["inputs"].as_array().unwrap().iter().find(|i| i["name"] == "namespace").unwrap();
     assert_eq!(input["source"], "env CONSUL_NAMESPACE");
 }
+
+#[test]
+fn agent_listening_on_loopback_only() {
+    // The agent binds 127.0.0.1 (client_addr's default); 127.0.0.2 stands in for the host's
+    // routable address.
+    let a = dev();
+    let (run, json) = check_json(&["--http-addr", &format!("127.0.0.2:{}", a.http)], &[]);
+    assert_root(&run, &json, "TCP-001", &["api"]);
+    let r = result(&json, "tcp.connect");
+    assert!(r["message"].as_str().unwrap().contains("listens on loopback only"), "{r:#}");
+    assert!(r["fix"].as_str().unwrap().contains("client_addr"), "{r:#}");
+}
+
+#[test]
+fn agent_that_refuses_writes_from_this_host() {
+    let a = start(
+        "nowrite",
+        Spec {
+            dev: true,
+            extra_hcl: "http_config { allow_write_http_from = [\"10.0.0.0/8\"] }\n".into(),
+            ..Spec::default()
+        },
+        true,
+    );
+    let (st, body) = a.put("/v1/agent/service/register", None, r#"{"Name": "web"}"#);
+    assert_eq!((st, body.trim()), (403, "Access is restricted"), "the real agent refuses the write");
+    let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--service", "web", "--service-id", "web-1"], &[]);
+    assert_eq!(root_cause(&json).as_deref(), Some("API-008"), "{json:#}");
+    assert_eq!(run.code, 1);
+    let blocked = start(
+        "blocked",
+        Spec {
+            dev: true,
+            extra_hcl: "http_config { block_endpoints = [\"/v1/agent/service/register\"] }\n".into(),
+            ..Spec::default()
+        },
+        true,
+    );
+    let (st, _) = blocked.put("/v1/agent/service/register", None, r#"{"Name": "web"}"#);
+    assert_eq!(st, 403);
+    let (_, json) = check_json(&["--http-addr", &blocked.http_addr()], &[]);
+    assert_eq!(root_cause(&json).as_deref(), Some("API-008"), "{json:#}");
+}
