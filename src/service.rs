@@ -268,6 +268,36 @@ fn lookup<'a>(fields: &'a [Field], key: &str, form: Form, in_check: bool) -> Res
 // ---------------------------------------------------------------------------------------------
 // Loading
 
+/// Reads a definition file, or every `.json`/`.hcl` file of a configuration directory (files
+/// without a service, such as the agent's own settings, are passed over as the agent would).
+pub fn load_path(path: &Path) -> Vec<Result<Vec<ServiceDef>, Box<CheckResult>>> {
+    if !path.is_dir() {
+        return vec![load_file(path)];
+    }
+    let mut files: Vec<std::path::PathBuf> = match std::fs::read_dir(path) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json" || x == "hcl"))
+            .collect(),
+        Err(e) => {
+            return vec![Err(Box::new(finding(
+                codes::CFG_PARSE,
+                format!("directory {} cannot be read: {e}", path.display()),
+                "check the path given with --service-file and its permissions",
+            )))]
+        }
+    };
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| load_file(&f))
+        .filter(|r| !matches!(r, Err(e) if e.message.ends_with(NO_SERVICE)))
+        .collect()
+}
+
+const NO_SERVICE: &str = "no service in the file";
+
 /// Reads a definition file; parse errors come back as CFG-014 results.
 pub fn load_file(path: &Path) -> Result<Vec<ServiceDef>, Box<CheckResult>> {
     let shown = path.display().to_string();
@@ -320,6 +350,27 @@ pub fn load_text(text: &str, shown: &str) -> Result<Vec<ServiceDef>, Box<CheckRe
     let wrapped: Vec<&Value> =
         top.iter().filter(|(k, _)| matches!(norm(k).as_str(), "service" | "services")).map(|(_, v)| v).collect();
     if wrapped.is_empty() {
+        // Agent settings (datacenter, data_dir, ...) without a service: nothing to check here.
+        let agent_keys = [
+            "datacenter",
+            "datadir",
+            "server",
+            "bootstrapexpect",
+            "acl",
+            "ports",
+            "retryjoin",
+            "bindaddr",
+            "clientaddr",
+            "nodename",
+            "encrypt",
+        ];
+        if top.keys().any(|k| agent_keys.contains(&norm(k).as_str())) && !top.keys().any(|k| norm(k) == "name") {
+            return Err(Box::new(finding(
+                codes::CFG_PARSE,
+                format!("{shown}: {NO_SERVICE}"),
+                "this is agent configuration, not a service definition",
+            )));
+        }
         raw.push((top.clone(), if hcl { Form::Config } else { Form::Api }));
     }
     for v in wrapped {

@@ -111,9 +111,11 @@ pub fn evaluate_services(inputs: &Inputs) -> (Vec<super::Svc>, Vec<CheckResult>)
     let mut results = Vec::new();
     let mut defs = Vec::new();
     for path in &inputs.service_files {
-        match crate::service::load_file(path) {
-            Ok(list) => defs.extend(list),
-            Err(r) => results.push(*r),
+        for loaded in crate::service::load_path(path) {
+            match loaded {
+                Ok(list) => defs.extend(list),
+                Err(r) => results.push(*r),
+            }
         }
     }
     let fs = &inputs.flag_service;
@@ -130,6 +132,16 @@ pub fn evaluate_services(inputs: &Inputs) -> (Vec<super::Svc>, Vec<CheckResult>)
         }));
     }
     if defs.is_empty() && results.is_empty() {
+        if !inputs.service_files.is_empty() {
+            let shown: Vec<String> = inputs.service_files.iter().map(|p| p.display().to_string()).collect();
+            return (
+                Vec::new(),
+                vec![CheckResult::skipped(
+                    "config.service",
+                    format!("no service definition found in {}", shown.join(", ")),
+                )],
+            );
+        }
         return (Vec::new(), vec![super::no_service("config.service")]);
     }
     let dup = crate::service::judge_duplicate_ids(&defs);

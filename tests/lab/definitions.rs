@@ -231,3 +231,28 @@ fn go_mod_version_is_reported_beside_the_servers() {
     assert_eq!(run.code, 1);
     assert_eq!(result(&json, "leader.status")["status"], "pass");
 }
+
+#[test]
+fn a_configuration_directory_is_read_like_the_agent_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    file(&dir, "agent.hcl", "datacenter = \"dc1\"\ndata_dir = \"/opt/consul\"\nserver = false\n");
+    file(&dir, "web.json", r#"{"service": {"name": "dirweb", "id": "dirweb-1", "port": 18091}}"#);
+    file(&dir, "db.hcl", "services {\n  name = \"dirdb\"\n  id = \"dirdb-1\"\n  port = 5432\n  check {\n    tcp = \"127.0.0.1:5432\"\n  }\n}\n");
+    file(&dir, "README.txt", "not a configuration file");
+    let (run, json) =
+        check_json(&["--http-addr", &dev().http_addr(), "--service-file", dir.path().to_str().unwrap()], &[]);
+    assert_eq!(root_cause(&json).as_deref(), Some("CFG-017"), "the tcp check has no interval: {json:#}");
+    assert_eq!(run.code, 1);
+    let labels: Vec<String> =
+        results(&json, "config.service").iter().map(|r| r["message"].as_str().unwrap().to_string()).collect();
+    assert!(labels.iter().any(|m| m.contains("service \"dirweb\" (web.json #1)")), "{labels:?}");
+    assert!(labels.iter().any(|m| m.contains("service \"dirdb\" (db.hcl #1)")), "{labels:?}");
+    assert!(!labels.iter().any(|m| m.contains("agent.hcl")), "agent settings are not a service: {labels:?}");
+    // The valid service still gets its own checks; the broken one is skipped with its code.
+    let dups = results(&json, "duplicates.local_id");
+    assert!(
+        dups.iter().any(|r| r["status"] == "pass" && r["message"].as_str().unwrap().contains("dirweb")),
+        "{dups:#?}"
+    );
+    assert!(dups.iter().any(|r| r["blocked_by"] == "CFG-017"), "{dups:#?}");
+}
