@@ -46,6 +46,9 @@ Measurement
   polling /proc/<pid>/status VmHWM and marks RSS as approximate.
   CPU: ru_utime + ru_stime from wait4() (the command plus the launcher).
 
+Exit status: 0 when every target passes, 1 when any target fails (the table is printed and
+written either way), 130 on Ctrl-C, other non-zero values when the harness itself fails.
+
 Options: --runs N, --scale-runs 20,10,5, --scales 500,5000,20000, --silent-runs N, --no-build,
 --doctor PATH, --consul PATH, --results PATH, --quick (runs=20, scales 500,5000, fewer repeats).
 """
@@ -580,6 +583,7 @@ def main() -> int:
             sys.exit(f"bench: {tool} not found on PATH")
 
     started = time.time()
+    load_start = os.getloadavg()
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="consul-doctor-bench-")))
         runner = Runner(tmp)
@@ -769,6 +773,8 @@ def main() -> int:
         stage_table = "\n".join(st_lines)
 
         elapsed = time.time() - started
+        load_end = os.getloadavg()
+        built = datetime.datetime.fromtimestamp(doctor.stat().st_mtime, datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
         verdicts = "\n".join(f"- {'PASS' if ok else '**FAIL**'}: {what}" for what, ok in t.verdicts)
         header = f"""# consul-doctor benchmark results
 
@@ -779,8 +785,8 @@ Reproduce from the repository root with:
 ```
 
 - Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; harness run time {elapsed:.0f} s
-- Machine: {platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}
-- consul-doctor: {' '.join(versions['doctor'])} at commit {git}{' (src/ or Cargo.toml modified)' if dirty else ''} (`target/release/consul-doctor`)
+- Machine: {platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}; load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end (other work on the machine shows here)
+- consul-doctor: {' '.join(versions['doctor'])}, `{os.path.relpath(doctor, ROOT)}` built {built}; HEAD {git}{' (the working tree had uncommitted changes under src/ or Cargo.toml)' if dirty else ''}
 - Consul: {' '.join(versions['consul'])} (`consul agent -dev`, loopback, log_level debug); {' '.join(versions['curl'])}
 - Wall time: spawn to exit; every command runs under the same launcher (`/usr/bin/time -f %M`), whose cost is the /bin/true row.
 - Peak RSS: {'GNU time %M (max RSS of the command and its waited-for children)' if runner.rss_exact else 'APPROXIMATE: /proc VmHWM polled every 1 ms (no GNU time)'}; CPU: user+sys from wait4.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
-use crate::inputs::{FlagServiceArgs, RawInputs, Source, Sourced};
+use crate::inputs::{ConsulInputs, FlagServiceArgs, RawInputs, ServiceInputs, Source, Sourced, DEFAULT_HTTP_ADDR};
 use crate::secret::Secret;
 
 #[derive(Parser)]
@@ -216,27 +216,33 @@ fn sourced<T>(m: &ArgMatches, id: &str, env: Option<&'static str>, v: Option<T>)
 }
 
 fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
-    let env_var = |name: &str| std::env::var(name).ok();
-    RawInputs {
-        http_addr: sourced(m, "http_addr", Some("CONSUL_HTTP_ADDR"), a.http_addr),
-        token: sourced(m, "token", Some("CONSUL_HTTP_TOKEN"), a.token.map(Secret::new)),
-        token_file: sourced(m, "token_file", Some("CONSUL_HTTP_TOKEN_FILE"), a.token_file),
-        ca_file: sourced(m, "ca_file", Some("CONSUL_CACERT"), a.ca_file),
-        ca_path: sourced(m, "ca_path", Some("CONSUL_CAPATH"), a.ca_path),
-        client_cert: sourced(m, "client_cert", Some("CONSUL_CLIENT_CERT"), a.client_cert),
-        client_key: sourced(m, "client_key", Some("CONSUL_CLIENT_KEY"), a.client_key),
-        tls_server_name: sourced(m, "tls_server_name", Some("CONSUL_TLS_SERVER_NAME"), a.tls_server_name),
-        datacenter: sourced(m, "datacenter", None, a.datacenter),
-        http_ssl: env_var("CONSUL_HTTP_SSL"),
-        http_ssl_verify: env_var("CONSUL_HTTP_SSL_VERIFY"),
-        namespace: env_var("CONSUL_NAMESPACE").filter(|v| !v.is_empty()),
-        partition: env_var("CONSUL_PARTITION").filter(|v| !v.is_empty()),
+    let env_var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    // An empty value is the same as no value, as in the Consul CLI.
+    let text = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let path = |v: Option<PathBuf>| v.filter(|p| !p.as_os_str().is_empty());
+    let consul = ConsulInputs {
+        http_addr: sourced(m, "http_addr", Some("CONSUL_HTTP_ADDR"), text(a.http_addr))
+            .unwrap_or(Sourced { value: DEFAULT_HTTP_ADDR.to_string(), source: Source::Default }),
+        token: sourced(m, "token", Some("CONSUL_HTTP_TOKEN"), text(a.token).map(Secret::new)),
+        token_file: sourced(m, "token_file", Some("CONSUL_HTTP_TOKEN_FILE"), path(a.token_file)),
+        ca_file: sourced(m, "ca_file", Some("CONSUL_CACERT"), path(a.ca_file)),
+        ca_path: sourced(m, "ca_path", Some("CONSUL_CAPATH"), path(a.ca_path)),
+        client_cert: sourced(m, "client_cert", Some("CONSUL_CLIENT_CERT"), path(a.client_cert)),
+        client_key: sourced(m, "client_key", Some("CONSUL_CLIENT_KEY"), path(a.client_key)),
+        tls_server_name: sourced(m, "tls_server_name", Some("CONSUL_TLS_SERVER_NAME"), text(a.tls_server_name)),
+        datacenter: sourced(m, "datacenter", None, text(a.datacenter)),
+        http_ssl: std::env::var("CONSUL_HTTP_SSL").ok(),
+        http_ssl_verify: std::env::var("CONSUL_HTTP_SSL_VERIFY").ok(),
+        namespace: env_var("CONSUL_NAMESPACE"),
+        partition: env_var("CONSUL_PARTITION"),
         proxy_env: ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"]
             .iter()
             .filter_map(|k| env_var(k).map(|v| (k.to_string(), v)))
             .collect(),
-        service_files: a.service_file,
-        flag_service: FlagServiceArgs {
+    };
+    let service = ServiceInputs {
+        files: a.service_file,
+        flags: FlagServiceArgs {
             name: a.service,
             id: a.service_id,
             address: a.service_address,
@@ -247,6 +253,10 @@ fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
             check_timeout: a.check_timeout,
         },
         go_mod: a.go_mod,
+    };
+    RawInputs {
+        consul,
+        service,
         dns_server: a.dns_server,
         timeout: a.timeout,
         deadline: a.deadline,

@@ -66,9 +66,10 @@ impl FlagServiceArgs {
     }
 }
 
-/// What the command line and environment gave, unvalidated.
-pub struct RawInputs {
-    pub http_addr: Option<Sourced<String>>,
+/// The Consul connection inputs, exactly as the Consul CLI reads them (flag > env > default).
+/// Judging them is the config stage's job.
+pub struct ConsulInputs {
+    pub http_addr: Sourced<String>,
     pub token: Option<Sourced<Secret>>,
     pub token_file: Option<Sourced<PathBuf>>,
     pub ca_file: Option<Sourced<PathBuf>>,
@@ -77,15 +78,26 @@ pub struct RawInputs {
     pub client_key: Option<Sourced<PathBuf>>,
     pub tls_server_name: Option<Sourced<String>>,
     pub datacenter: Option<Sourced<String>>,
+    /// CONSUL_HTTP_SSL / CONSUL_HTTP_SSL_VERIFY (environment only, unparsed).
     pub http_ssl: Option<String>,
     pub http_ssl_verify: Option<String>,
     /// CONSUL_NAMESPACE / CONSUL_PARTITION: Enterprise-only, sent on every request by Go clients.
     pub namespace: Option<String>,
     pub partition: Option<String>,
     pub proxy_env: Vec<(String, String)>,
-    pub service_files: Vec<PathBuf>,
-    pub flag_service: FlagServiceArgs,
+}
+
+/// What the operator is about to register.
+pub struct ServiceInputs {
+    pub files: Vec<PathBuf>,
+    pub flags: FlagServiceArgs,
     pub go_mod: Option<PathBuf>,
+}
+
+/// What the command line and environment gave, unvalidated.
+pub struct RawInputs {
+    pub consul: ConsulInputs,
+    pub service: ServiceInputs,
     pub dns_server: Option<String>,
     pub timeout: String,
     pub deadline: String,
@@ -98,24 +110,8 @@ pub struct RawInputs {
 
 /// Validated inputs for one run.
 pub struct Inputs {
-    pub http_addr: Sourced<String>,
-    pub token: Option<Sourced<Secret>>,
-    pub token_file: Option<Sourced<PathBuf>>,
-    pub ca_file: Option<Sourced<PathBuf>>,
-    pub ca_path: Option<Sourced<PathBuf>>,
-    pub client_cert: Option<Sourced<PathBuf>>,
-    pub client_key: Option<Sourced<PathBuf>>,
-    pub tls_server_name: Option<Sourced<String>>,
-    pub datacenter: Option<Sourced<String>>,
-    pub http_ssl: Option<String>,
-    pub http_ssl_verify: Option<String>,
-    /// CONSUL_NAMESPACE / CONSUL_PARTITION: Enterprise-only, sent on every request by Go clients.
-    pub namespace: Option<String>,
-    pub partition: Option<String>,
-    pub proxy_env: Vec<(String, String)>,
-    pub service_files: Vec<PathBuf>,
-    pub flag_service: FlagServiceArgs,
-    pub go_mod: Option<PathBuf>,
+    pub consul: ConsulInputs,
+    pub service: ServiceInputs,
     pub dns_server: Option<SocketAddr>,
     pub timeout: Duration,
     pub deadline: Duration,
@@ -148,29 +144,12 @@ impl Inputs {
             ColorMode::Always => anstream::ColorChoice::Always,
             ColorMode::Never => anstream::ColorChoice::Never,
         };
-        if let Some(t) = &raw.token {
+        if let Some(t) = &raw.consul.token {
             crate::log::forbid(t.value.expose());
         }
         Ok(Inputs {
-            http_addr: raw
-                .http_addr
-                .unwrap_or(Sourced { value: DEFAULT_HTTP_ADDR.to_string(), source: Source::Default }),
-            token: raw.token.filter(|t| !t.value.is_empty()),
-            token_file: raw.token_file.filter(|p| !p.value.as_os_str().is_empty()),
-            ca_file: raw.ca_file.filter(|p| !p.value.as_os_str().is_empty()),
-            ca_path: raw.ca_path.filter(|p| !p.value.as_os_str().is_empty()),
-            client_cert: raw.client_cert.filter(|p| !p.value.as_os_str().is_empty()),
-            client_key: raw.client_key.filter(|p| !p.value.as_os_str().is_empty()),
-            tls_server_name: raw.tls_server_name.filter(|s| !s.value.is_empty()),
-            datacenter: raw.datacenter.filter(|s| !s.value.is_empty()),
-            http_ssl: raw.http_ssl,
-            http_ssl_verify: raw.http_ssl_verify,
-            namespace: raw.namespace,
-            partition: raw.partition,
-            proxy_env: raw.proxy_env,
-            service_files: raw.service_files,
-            flag_service: raw.flag_service,
-            go_mod: raw.go_mod,
+            consul: raw.consul,
+            service: raw.service,
             dns_server,
             timeout,
             deadline,
@@ -187,49 +166,50 @@ impl Inputs {
     pub fn entries(&self) -> Vec<InputEntry> {
         let mut out = vec![InputEntry {
             name: "http_addr",
-            value: self.http_addr.value.clone(),
-            source: self.http_addr.source.describe(),
+            value: self.consul.http_addr.value.clone(),
+            source: self.consul.http_addr.source.describe(),
         }];
-        if let Some(t) = &self.token {
+        if let Some(t) = &self.consul.token {
             out.push(InputEntry { name: "token", value: "(set, hidden)".into(), source: t.source.describe() });
         }
         let paths = [
-            ("token_file", &self.token_file),
-            ("ca_file", &self.ca_file),
-            ("ca_path", &self.ca_path),
-            ("client_cert", &self.client_cert),
-            ("client_key", &self.client_key),
+            ("token_file", &self.consul.token_file),
+            ("ca_file", &self.consul.ca_file),
+            ("ca_path", &self.consul.ca_path),
+            ("client_cert", &self.consul.client_cert),
+            ("client_key", &self.consul.client_key),
         ];
         for (name, p) in paths {
             if let Some(p) = p {
                 out.push(InputEntry { name, value: p.value.display().to_string(), source: p.source.describe() });
             }
         }
-        for (name, v) in [("tls_server_name", &self.tls_server_name), ("datacenter", &self.datacenter)] {
+        for (name, v) in [("tls_server_name", &self.consul.tls_server_name), ("datacenter", &self.consul.datacenter)] {
             if let Some(v) = v {
                 out.push(InputEntry { name, value: v.value.clone(), source: v.source.describe() });
             }
         }
         for (name, env, v) in [
-            ("http_ssl", "CONSUL_HTTP_SSL", &self.http_ssl),
-            ("http_ssl_verify", "CONSUL_HTTP_SSL_VERIFY", &self.http_ssl_verify),
+            ("http_ssl", "CONSUL_HTTP_SSL", &self.consul.http_ssl),
+            ("http_ssl_verify", "CONSUL_HTTP_SSL_VERIFY", &self.consul.http_ssl_verify),
         ] {
             if let Some(v) = v {
                 out.push(InputEntry { name, value: v.clone(), source: format!("env {env}") });
             }
         }
-        for f in &self.service_files {
+        for f in &self.service.files {
             out.push(InputEntry { name: "service_file", value: f.display().to_string(), source: "flag".into() });
         }
-        if let Some(n) = &self.flag_service.name {
+        if let Some(n) = &self.service.flags.name {
             out.push(InputEntry { name: "service", value: n.clone(), source: "flag".into() });
         }
-        if let Some(g) = &self.go_mod {
+        if let Some(g) = &self.service.go_mod {
             out.push(InputEntry { name: "go_mod", value: g.display().to_string(), source: "flag".into() });
         }
-        for (name, env, v) in
-            [("namespace", "CONSUL_NAMESPACE", &self.namespace), ("partition", "CONSUL_PARTITION", &self.partition)]
-        {
+        for (name, env, v) in [
+            ("namespace", "CONSUL_NAMESPACE", &self.consul.namespace),
+            ("partition", "CONSUL_PARTITION", &self.consul.partition),
+        ] {
             if let Some(v) = v {
                 out.push(InputEntry { name, value: v.clone(), source: format!("env {env}") });
             }
@@ -249,7 +229,7 @@ impl Inputs {
     pub fn redact(&self, text: &str) -> String {
         let mut out = crate::log::redact(text);
         let file_secret = self.file_secret.lock().ok().and_then(|g| g.clone());
-        for secret in self.token.iter().map(|t| t.value.clone()).chain(file_secret) {
+        for secret in self.consul.token.iter().map(|t| t.value.clone()).chain(file_secret) {
             let s = secret.expose();
             if s.len() >= 4 {
                 out = out.replace(s, "<redacted>");

@@ -185,7 +185,7 @@ impl Ctx<'_> {
     }
 
     pub fn datacenter(&self) -> Option<&str> {
-        self.inputs.datacenter.as_ref().map(|d| d.value.as_str())
+        self.inputs.consul.datacenter.as_ref().map(|d| d.value.as_str())
     }
 }
 
@@ -284,7 +284,7 @@ pub async fn run(inputs: &Inputs) -> Report {
 
     let checks: Vec<CheckResult> = results.into_iter().flatten().flatten().collect();
     let summary = ctx.facts().summary.clone();
-    let target = ctx.conn().map(|c| c.display.clone()).unwrap_or_else(|| inputs.http_addr.value.clone());
+    let target = ctx.conn().map(|c| c.display.clone()).unwrap_or_else(|| inputs.consul.http_addr.value.clone());
     Report::new(target, inputs.entries(), summary, checks, started.elapsed().as_millis() as u64)
 }
 

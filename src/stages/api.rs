@@ -132,9 +132,11 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 results.push(r);
             }
         }
-        if let Some(r) =
-            judge_enterprise_inputs(ctx.inputs.namespace.as_deref(), ctx.inputs.partition.as_deref(), agent.as_ref())
-        {
+        if let Some(r) = judge_enterprise_inputs(
+            ctx.inputs.consul.namespace.as_deref(),
+            ctx.inputs.consul.partition.as_deref(),
+            agent.as_ref(),
+        ) {
             results.push(r);
         }
         results.push(check_datacenter(ctx, &client, agent.as_ref()).await);

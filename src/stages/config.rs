@@ -110,7 +110,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
 pub fn evaluate_services(inputs: &Inputs) -> (Vec<super::Svc>, Vec<CheckResult>) {
     let mut results = Vec::new();
     let mut defs = Vec::new();
-    for path in &inputs.service_files {
+    for path in &inputs.service.files {
         for loaded in crate::service::load_path(path) {
             match loaded {
                 Ok(list) => defs.extend(list),
@@ -118,7 +118,7 @@ pub fn evaluate_services(inputs: &Inputs) -> (Vec<super::Svc>, Vec<CheckResult>)
             }
         }
     }
-    let fs = &inputs.flag_service;
+    let fs = &inputs.service.flags;
     if fs.given() {
         defs.push(crate::service::from_flags(&crate::service::FlagService {
             name: fs.name.as_deref(),
@@ -132,8 +132,8 @@ pub fn evaluate_services(inputs: &Inputs) -> (Vec<super::Svc>, Vec<CheckResult>)
         }));
     }
     if defs.is_empty() && results.is_empty() {
-        if !inputs.service_files.is_empty() {
-            let shown: Vec<String> = inputs.service_files.iter().map(|p| p.display().to_string()).collect();
+        if !inputs.service.files.is_empty() {
+            let shown: Vec<String> = inputs.service.files.iter().map(|p| p.display().to_string()).collect();
             return (
                 Vec::new(),
                 vec![CheckResult::skipped(
@@ -166,7 +166,7 @@ pub fn evaluate_services(inputs: &Inputs) -> (Vec<super::Svc>, Vec<CheckResult>)
 
 /// Reads the application's go.mod for its `github.com/hashicorp/consul/api` version.
 pub fn evaluate_go_mod(inputs: &Inputs) -> (Option<String>, Vec<CheckResult>) {
-    let Some(path) = &inputs.go_mod else {
+    let Some(path) = &inputs.service.go_mod else {
         return (None, vec![CheckResult::skipped("config.go_mod", "no --go-mod given")]);
     };
     let shown = path.display();
@@ -261,11 +261,11 @@ pub fn go_mod_consul_api(text: &str) -> Option<String> {
 /// Judges the inputs; returns the connection when the address is usable.
 pub fn evaluate(inputs: &Inputs) -> (Option<Connection>, Vec<CheckResult>) {
     let mut results = Vec::new();
-    let ssl_env = parse_go_bool("CONSUL_HTTP_SSL", inputs.http_ssl.as_deref(), &mut results);
-    let verify_env = parse_go_bool("CONSUL_HTTP_SSL_VERIFY", inputs.http_ssl_verify.as_deref(), &mut results);
+    let ssl_env = parse_go_bool("CONSUL_HTTP_SSL", inputs.consul.http_ssl.as_deref(), &mut results);
+    let verify_env = parse_go_bool("CONSUL_HTTP_SSL_VERIFY", inputs.consul.http_ssl_verify.as_deref(), &mut results);
 
     // config.address
-    let addr = &inputs.http_addr;
+    let addr = &inputs.consul.http_addr;
     let target = match parse_address(&addr.value, ssl_env == Some(true)) {
         Ok(parsed) => {
             let shown = display_target(&parsed.target);
@@ -470,9 +470,9 @@ fn valid_hostname(h: &str) -> bool {
 
 fn resolve_token(inputs: &Inputs) -> (Option<Secret>, Option<String>, Vec<CheckResult>) {
     let mut results = Vec::new();
-    let flag_token = inputs.token.as_ref().map(|t| (t.value.clone(), t.source.describe()));
+    let flag_token = inputs.consul.token.as_ref().map(|t| (t.value.clone(), t.source.describe()));
     let mut token = flag_token.clone();
-    if let Some(Sourced { value: path, source }) = &inputs.token_file {
+    if let Some(Sourced { value: path, source }) = &inputs.consul.token_file {
         let shown = path.display();
         match std::fs::read(path) {
             Err(e) => {
@@ -599,7 +599,7 @@ fn resolve_tls(
     let mut results = Vec::new();
     let mut roots: Option<Vec<CertificateDer<'static>>> = None;
     // The Go client loads CA files even for http:// addresses, so errors count either way.
-    if let Some(ca) = &inputs.ca_file {
+    if let Some(ca) = &inputs.consul.ca_file {
         if let Some(bytes) = read_tls_file("CA file", ca, &mut results) {
             let certs = pem_certs(&bytes);
             if certs.is_empty() {
@@ -608,7 +608,7 @@ fn resolve_tls(
                 roots = Some(certs);
             }
         }
-    } else if let Some(dir) = &inputs.ca_path {
+    } else if let Some(dir) = &inputs.consul.ca_path {
         match std::fs::read_dir(&dir.value) {
             Err(e) => results.push(CheckResult::finding(
                 codes::CFG_TLS_FILE_UNREADABLE,
@@ -651,7 +651,7 @@ fn resolve_tls(
         }
     }
     let mut identity: Option<ClientIdentity> = None;
-    match (&inputs.client_cert, &inputs.client_key) {
+    match (&inputs.consul.client_cert, &inputs.consul.client_key) {
         (Some(cert), Some(key)) => {
             let c = read_tls_file("client certificate", cert, &mut results);
             let k = read_tls_file("client key", key, &mut results);
@@ -687,11 +687,11 @@ fn resolve_tls(
         Some(Target::Tcp { scheme: Scheme::Https, host, .. }) => Some(host.clone()),
         _ => None,
     };
-    let tls_inputs_given = inputs.ca_file.is_some()
-        || inputs.ca_path.is_some()
-        || inputs.client_cert.is_some()
-        || inputs.client_key.is_some()
-        || inputs.tls_server_name.is_some();
+    let tls_inputs_given = inputs.consul.ca_file.is_some()
+        || inputs.consul.ca_path.is_some()
+        || inputs.consul.client_cert.is_some()
+        || inputs.consul.client_key.is_some()
+        || inputs.consul.tls_server_name.is_some();
     if https_target.is_none() && tls_inputs_given && target.is_some() {
         let why = match target {
             Some(Target::Unix { .. }) => "the address is a unix socket",
@@ -716,7 +716,7 @@ fn resolve_tls(
     let failed = results.iter().any(|r| r.status == crate::report::Status::Fail);
     let mut settings = None;
     if let (Some(host), false) = (https_target, failed) {
-        let (sni_host, custom) = match &inputs.tls_server_name {
+        let (sni_host, custom) = match &inputs.consul.tls_server_name {
             Some(n) => (strip_port(&n.value), true),
             None => (host.clone(), false),
         };
@@ -790,6 +790,7 @@ fn check_proxy(inputs: &Inputs, target: Option<&Target>) -> Vec<CheckResult> {
     }
     let get = |upper: &str| {
         inputs
+            .consul
             .proxy_env
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(upper))

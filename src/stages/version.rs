@@ -127,7 +127,12 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 .collect(),
             Err(_) => Vec::new(),
         };
-        results.push(judge_go_api(go_api.as_deref(), agent_version.as_deref(), &servers, ctx.inputs.go_mod.is_some()));
+        results.push(judge_go_api(
+            go_api.as_deref(),
+            agent_version.as_deref(),
+            &servers,
+            ctx.inputs.service.go_mod.is_some(),
+        ));
         results
     })
 }
