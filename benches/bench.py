@@ -27,7 +27,7 @@ What it does
   4. Registers N instances of "web" through PUT /v1/catalog/register (fake nodes
      bench-node-<k // 10>, Address 127.0.0.1, distinct ports, every instance with one check, every
      10th critical) for N = 500, 5,000 and 20,000, and times the same doctor command at each N
-     (--scale-runs, default 20/10/5 runs), plus one curl of /v1/health/service/web for reference.
+     (--scale-runs, default 20/20/10 runs), plus one curl of /v1/health/service/web for reference.
      Target at N = 5,000: wall <= 1 s, peak RSS <= 64 MiB. Prints the 20,000/500 growth.
   5. Points the doctor at a TCP listener that accepts and never answers:
      consul-doctor check --http-addr 127.0.0.1:<port> --timeout 2s (--silent-runs, default 5).
@@ -49,7 +49,7 @@ Measurement
 Exit status: 0 when every target passes, 1 when any target fails (the table is printed and
 written either way), 130 on Ctrl-C, other non-zero values when the harness itself fails.
 
-Options: --runs N, --scale-runs 20,10,5, --scales 500,5000,20000, --silent-runs N, --no-build,
+Options: --runs N, --scale-runs 20,20,10, --scales 500,5000,20000, --silent-runs N, --no-build,
 --doctor PATH, --consul PATH, --results PATH, --quick (runs=20, scales 500,5000, fewer repeats).
 """
 
@@ -553,11 +553,20 @@ def register_instances(http_port: int, start: int, end: int, avoid_port: int) ->
     return time.perf_counter() - t0
 
 
+def doctor_body_cap() -> int | None:
+    """The doctor's response-body cap (consul::MAX_BODY), read from src/consul.rs when recognisable."""
+    try:
+        m = re.search(r"MAX_BODY:\s*usize\s*=\s*(\d+)\s*\*\s*1024\s*\*\s*1024", (ROOT / "src" / "consul.rs").read_text())
+    except OSError:
+        return None
+    return int(m.group(1)) * 2**20 if m else None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=20, help="runs of each command in step 3 (>= 20)")
     ap.add_argument("--scales", default="500,5000,20000", help="catalog sizes for step 4")
-    ap.add_argument("--scale-runs", default="20,10,5", help="doctor runs at each catalog size")
+    ap.add_argument("--scale-runs", default="20,20,10", help="doctor runs at each catalog size")
     ap.add_argument("--silent-runs", type=int, default=5)
     ap.add_argument("--no-build", action="store_true", help="do not run cargo build --release")
     ap.add_argument("--doctor", help="doctor binary (default target/release/consul-doctor)")
@@ -744,6 +753,11 @@ def main() -> int:
                      TARGET_SCALE_RSS_MIB if is_target else None)
             t.series(tag, f"doctor check, {n:,} instances{note}", s, "cpu")
             t.series(tag, f"curl GET /v1/health/service/web ({nbytes / 2**20:.1f} MiB body)", cs, "wall")
+        cap = doctor_body_cap()
+        if cap and scale_results:
+            n, _r, _s, nbytes, *_ = scale_results[-1]
+            t.value(f"4 N={n:,}", "/v1/health/service/web body vs. the doctor's response cap (MAX_BODY in src/consul.rs)",
+                    f"{nbytes / 2**20:.1f} of {cap / 2**20:.0f} MiB ({100 * nbytes / cap:.0f}%)")
         by_n = {n: s for n, _r, s, *_ in scale_results}
         if 500 in by_n and 20000 in by_n:
             gw = by_n[20000].wall_ms()[0] / by_n[500].wall_ms()[0]

@@ -140,13 +140,14 @@ impl ConsulClient {
             .pool_max_idle_per_host(2);
         let base = match &conn.target {
             Target::Unix { path } => {
-                b = b.unix_socket(path.clone());
+                b = b.unix_socket(path.clone()).tls_backend_preconfigured(crate::transport::plaintext_only_config());
                 "http://localhost".to_string()
             }
             Target::Tcp { scheme, host, port, path_prefix } => {
-                if let Some(tls) = &conn.tls {
-                    b = b.tls_backend_preconfigured((*tls.config).clone());
-                }
+                b = match &conn.tls {
+                    Some(tls) => b.tls_backend_preconfigured((*tls.config).clone()),
+                    None => b.tls_backend_preconfigured(crate::transport::plaintext_only_config()),
+                };
                 let url_host = match &conn.tls {
                     Some(tls) => tls.server_name_host.clone(),
                     None => host.clone(),

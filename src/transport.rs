@@ -332,6 +332,16 @@ pub fn client_config(
     }
 }
 
+/// A TLS configuration for clients that only ever speak plain HTTP: building it loads no trust
+/// store (reading the system's certificates costs more than a whole diagnosis on loopback).
+pub fn plaintext_only_config() -> ClientConfig {
+    ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth()
+}
+
 fn insecure_config(identity: Option<ClientIdentity>) -> ClientConfig {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())

@@ -175,9 +175,13 @@ async fn probe_http(
         Ok(a) => a,
         Err(e) => return Probe::NoDns(e),
     };
-    let tls = match transport::client_config(None, None, !skip_verify) {
-        Ok(c) => c,
-        Err(e) => return Probe::Tls(e),
+    let tls = if parsed.scheme() == "http" {
+        transport::plaintext_only_config()
+    } else {
+        match transport::client_config(None, None, !skip_verify) {
+            Ok(c) => c,
+            Err(e) => return Probe::Tls(e),
+        }
     };
     let mut b = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
