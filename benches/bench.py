@@ -6,9 +6,9 @@ One command, from the repository root:
     python3 benches/bench.py
 
 It needs only Python 3.11's standard library, bash, curl and GNU time (/usr/bin/time, to read each
-child's peak RSS; see "Memory" below). It runs `cargo build --release` first (a no-op when the
+child's peak RSS; see "Measurement" below). It runs `cargo build --release` first (a no-op when the
 binary is current; --no-build skips it) and finds Consul through scripts/install-consul.sh.
-All traffic stays on 127.0.0.1. A full run takes a few minutes on a 2-core machine.
+All traffic stays on 127.0.0.1. A full run takes about a minute on a 2-core machine, plus the build.
 
 What it does
   1. Starts its own `consul agent -dev` on loopback with free ports (a config file setting
@@ -22,7 +22,7 @@ What it does
        a. consul-doctor check --http-addr 127.0.0.1:<http> --service-file <file> --format json
        b. consul members -http-addr=127.0.0.1:<http>
        c. benches/curl_requests.sh: the doctor's HTTP requests, one curl each
-       and /bin/true, through the same launcher, to show the harness' own overhead.
+       and /bin/true, to show the harness' own spawn/wait overhead.
      Targets: doctor wall <= 0.25 x consul members wall; doctor peak RSS <= 15 MiB.
   4. Registers N instances of "web" through PUT /v1/catalog/register (fake nodes
      bench-node-<k // 10>, Address 127.0.0.1, distinct ports, every instance with one check, every
@@ -36,21 +36,24 @@ What it does
      it, with the per-stage times from the doctor's JSON, to benches/RESULTS.md.
 
 Measurement
-  Wall time: time.perf_counter() from posix_spawn() to wait4() of the launcher, so every command
-  carries the same ~1 ms launcher cost (the /bin/true row shows it; nothing is subtracted).
-  Memory: on Linux a child's ru_maxrss starts at the parent's RSS when it forks/execs, so wait4()
-  straight from this (large) Python process would report Python's size for every child. Each
-  command therefore runs under GNU time (`/usr/bin/time -f %M`), whose own tiny process forks the
-  command: %M is the peak RSS in KiB of the command and its waited-for children (for the curl
-  script: the largest of bash and the curls). Without /usr/bin/time the harness falls back to
-  polling /proc/<pid>/status VmHWM and marks RSS as approximate.
-  CPU: ru_utime + ru_stime from wait4() (the command plus the launcher).
+  Each sample is two runs of the command, back to back:
+  - Wall time, CPU and exit code: the command is posix_spawn()ed directly and timed with
+    time.perf_counter() from the spawn to wait4() returning (the /bin/true row shows the ~0.7 ms
+    this costs by itself; nothing is subtracted). CPU is ru_utime + ru_stime from wait4(), which
+    includes the command's waited-for children (the curls of the curl script).
+  - Peak RSS: on Linux a child's ru_maxrss starts at its parent's RSS when it forks/execs, so
+    wait4() straight from this (large) Python process would report Python's size for every child.
+    The second run goes through GNU time (`/usr/bin/time -f %M`), whose tiny process forks the
+    command: %M is the peak RSS in KiB of the command and its waited-for children (for the curl
+    script: the largest of bash and the curls). Without /usr/bin/time the harness polls
+    /proc/<pid>/status VmHWM instead and marks RSS as approximate.
 
 Exit status: 0 when every target passes, 1 when any target fails (the table is printed and
 written either way), 130 on Ctrl-C, other non-zero values when the harness itself fails.
 
 Options: --runs N, --scale-runs 20,20,10, --scales 500,5000,20000, --silent-runs N, --no-build,
---doctor PATH, --consul PATH, --results PATH, --quick (runs=20, scales 500,5000, fewer repeats).
+--doctor PATH, --consul PATH, --results PATH, --quick (smoke test: scales 500,5000 with 3 runs each,
+2 silent runs; step 3 keeps --runs).
 """
 
 from __future__ import annotations
@@ -341,11 +344,10 @@ class Runner:
         if not self.rss_exact:
             log("WARNING: no GNU time at /usr/bin/time: peak RSS polled from /proc (approximate)")
 
-    def run(self, argv: list[str], capture: bool = False) -> Sample:
+    def _spawn(self, argv: list[str], capture: bool):
+        """posix_spawn + wait4; returns (wall seconds, wait status, rusage, stdout, stderr)."""
         out_path = self.tmp / "cmd.stdout"
         err_path = self.tmp / "cmd.stderr"
-        time_path = self.tmp / "cmd.time"
-        full = [self.time_bin, "-f", "%M", "-o", str(time_path), "--", *argv] if self.time_bin else list(argv)
         with open(out_path if capture else os.devnull, "wb") as out, open(err_path, "wb") as err:
             actions = [
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -353,34 +355,44 @@ class Runner:
                 (os.POSIX_SPAWN_DUP2, err.fileno(), 2),
             ]
             t0 = time.perf_counter()
-            pid = os.posix_spawnp(full[0], full, self.env, file_actions=actions)
-            if self.time_bin:
-                _, status, ru = os.wait4(pid, 0)
-                wall = time.perf_counter() - t0
-                rss = None
-            else:
-                rss, status, ru = self._poll_hwm(pid)
-                wall = time.perf_counter() - t0
-        code = os.waitstatus_to_exitcode(status)
-        if self.time_bin:
-            lines = [l for l in time_path.read_text(errors="replace").splitlines() if l.strip()]
-            rss = int(lines[-1]) if lines and lines[-1].strip().isdigit() else 0
+            pid = os.posix_spawnp(argv[0], argv, self.env, file_actions=actions)
+            _, status, ru = os.wait4(pid, 0)
+            wall = time.perf_counter() - t0
+        stdout = out_path.read_text(errors="replace") if capture else ""
+        return wall, status, ru, stdout, err_path.read_text(errors="replace")
+
+    def peak_rss_kib(self, argv: list[str]) -> int:
+        """Peak RSS (KiB) of one run of argv and its waited-for children, under GNU time."""
+        if not self.time_bin:
+            return self._poll_hwm(argv)
+        time_path = self.tmp / "cmd.time"
+        self._spawn([self.time_bin, "-f", "%M", "-o", str(time_path), "--", *argv], capture=False)
+        lines = [l for l in time_path.read_text(errors="replace").splitlines() if l.strip()]
+        return int(lines[-1]) if lines and lines[-1].strip().isdigit() else 0
+
+    def run(self, argv: list[str], capture: bool = False, rss: bool = True) -> Sample:
+        """One measured run: wall time, CPU and exit code from a direct spawn (no launcher), then,
+        with rss, a second run of the same command under GNU time for its peak RSS."""
+        wall, status, ru, stdout, stderr = self._spawn(list(argv), capture)
         return Sample(
             wall_s=wall,
-            rss_kib=rss,
+            rss_kib=self.peak_rss_kib(argv) if rss else 0,
             cpu_s=ru.ru_utime + ru.ru_stime,
-            code=code,
-            stdout=out_path.read_text(errors="replace") if capture else "",
-            stderr=err_path.read_text(errors="replace"),
+            code=os.waitstatus_to_exitcode(status),
+            stdout=stdout,
+            stderr=stderr,
         )
 
-    @staticmethod
-    def _poll_hwm(pid: int):
+    def _poll_hwm(self, argv: list[str]) -> int:
+        pid = os.posix_spawnp(argv[0], argv, self.env, file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)])
         peak = 0
         while True:
             wpid, status, ru = os.wait4(pid, os.WNOHANG)
             if wpid == pid:
-                return peak, status, ru
+                return peak
             with contextlib.suppress(OSError, ValueError):
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmHWM:"):
@@ -627,7 +639,7 @@ def main() -> int:
 
         # --- sanity run: does the doctor work here, and which requests does it make? ----------
         off = agent.log_size()
-        first = runner.run(doctor_cmd, capture=True)
+        first = runner.run(doctor_cmd, capture=True, rss=False)
         time.sleep(0.5)
         doctor_reqs = agent.requests_since(off)
         try:
@@ -640,7 +652,7 @@ def main() -> int:
             if c.get("status") in ("warn", "fail"):
                 log(f"  {c['status']} {c['id']} {c.get('code')}: {c.get('message', '')[:160]}")
         off = agent.log_size()
-        curl_first = runner.run(curl_cmd)
+        curl_first = runner.run(curl_cmd, rss=False)
         time.sleep(0.5)
         curl_reqs = agent.requests_since(off)
         if curl_first.code != 0:
@@ -652,12 +664,12 @@ def main() -> int:
             log(request_note)
         else:
             log(f"the doctor made {len(doctor_reqs)} agent requests (+1 health probe), the same as curl_requests.sh: {doctor_reqs}")
-        members_first = runner.run(members_cmd, capture=True)
+        members_first = runner.run(members_cmd, capture=True, rss=False)
         if members_first.code != 0:
             raise RuntimeError(f"consul members failed: {members_first.stderr}")
 
         # --- step 3: interleaved runs --------------------------------------------------------
-        log(f"step 3: {args.runs} interleaved runs of doctor / consul members / curl script / true ...")
+        log(f"step 3: {args.runs} interleaved samples of doctor / consul members / curl script / true ...")
         s_doc, s_mem, s_curl, s_true = Series("doctor"), Series("members"), Series("curl"), Series("true")
         doc_stage_runs: list[dict[str, int]] = []
         for _ in range(args.runs):
@@ -706,7 +718,11 @@ def main() -> int:
                 s.add(smp)
                 if i < 5:
                     curl_series.add(runner.run(["curl", "-s", "-o", "/dev/null", "--noproxy", "*",
-                                                f"http://{http_addr}/v1/health/service/web"]))
+                                                f"http://{http_addr}/v1/health/service/web"], rss=False))
+            if last_report is not None:
+                rc = last_report.get("root_cause") or {}
+                log(f"  N={n}: doctor exit codes {s.codes}, status {last_report.get('status')}"
+                    + (f", root cause {rc.get('code')}: {rc.get('message', '')[:160]}" if rc else ""))
             scale_results.append((n, runs, s, len(body), curl_series, reg_s, stages_n, last_report))
             del body, entries
 
@@ -726,7 +742,7 @@ def main() -> int:
 
         # --- step 6: the table ----------------------------------------------------------------
         t = Table()
-        t.series("3", "/bin/true via the launcher (harness overhead)", s_true, "wall")
+        t.series("3", "/bin/true (the harness' own spawn + wait cost)", s_true, "wall")
         t.series("3a", "doctor check", s_doc, "wall")
         t.series("3a", "doctor check", s_doc, "rss", TARGET_RSS_MIB)
         t.series("3a", "doctor check", s_doc, "cpu")
@@ -789,6 +805,9 @@ def main() -> int:
         elapsed = time.time() - started
         load_end = os.getloadavg()
         built = datetime.datetime.fromtimestamp(doctor.stat().st_mtime, datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+        rss_how = ("GNU time (`/usr/bin/time -f %M`: max RSS of the command and its waited-for children), because a "
+                   "child spawned straight from Python inherits Python's RSS as its starting ru_maxrss"
+                   if runner.rss_exact else "APPROXIMATE polling of /proc VmHWM every 1 ms (no GNU time found)")
         verdicts = "\n".join(f"- {'PASS' if ok else '**FAIL**'}: {what}" for what, ok in t.verdicts)
         header = f"""# consul-doctor benchmark results
 
@@ -802,11 +821,11 @@ Reproduce from the repository root with:
 - Machine: {platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}; load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end (other work on the machine shows here)
 - consul-doctor: {' '.join(versions['doctor'])}, `{os.path.relpath(doctor, ROOT)}` built {built}; HEAD {git}{' (the working tree had uncommitted changes under src/ or Cargo.toml)' if dirty else ''}
 - Consul: {' '.join(versions['consul'])} (`consul agent -dev`, loopback, log_level debug); {' '.join(versions['curl'])}
-- Wall time: spawn to exit; every command runs under the same launcher (`/usr/bin/time -f %M`), whose cost is the /bin/true row.
-- Peak RSS: {'GNU time %M (max RSS of the command and its waited-for children)' if runner.rss_exact else 'APPROXIMATE: /proc VmHWM polled every 1 ms (no GNU time)'}; CPU: user+sys from wait4.
-- Step 3 runs are interleaved round-robin (doctor, consul members, curl script, true), {args.runs} each, after one warm-up run each.
+- Each sample is two runs of the command. Wall time, CPU (user+sys, including waited-for children) and exit code come from a direct `posix_spawn` + `wait4` (the /bin/true row is that cost alone); peak RSS comes from a second run under {rss_how}.
+- Step 3 samples are interleaved round-robin (doctor, consul members, curl script, true), {args.runs} each, after one warm-up run of each command.
 - Step 4 registers instances with PUT /v1/catalog/register on fake nodes `bench-node-<k/{INSTANCES_PER_NODE}>` (Address 127.0.0.1, port 10000+k, one check each, every {CRITICAL_EVERY}th critical); the doctor's service `web-bench` is not among them.
 - Doctor sanity run: exit {first.code}, status `{report.get('status')}`, summary {json.dumps(report.get('summary'))}; silent-agent root cause `{silent_report_root}`.
+- Doctor status by catalog size (last run; exit codes over all runs): {'; '.join(f"N={r[0]:,}: `{(r[7] or {}).get('status')}`{' (' + ((r[7] or {}).get('root_cause') or {}).get('code', '') + ')' if (r[7] or {}).get('root_cause') else ''}, exit {dict(r[2].codes)}" for r in scale_results)}
 - Requests the doctor made in one run (from the agent's debug log; plus one GET of the health URL): {', '.join(f'`{r}`' for r in doctor_reqs)}{chr(10) + '- ' + request_note if request_note else ''}
 
 Commands measured:
