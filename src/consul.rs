@@ -16,6 +16,10 @@ use crate::stages::config::{Connection, Target};
 /// Largest response body read; anything bigger is reported, not buffered.
 pub const MAX_BODY: usize = 32 * 1024 * 1024;
 
+/// Largest body decoded while streaming (catalog-sized lists): memory follows the decoded
+/// entries, not the body, so this only bounds the time spent.
+pub const MAX_STREAMED_BODY: usize = 1024 * 1024 * 1024;
+
 /// A response as the doctor needs it.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -201,6 +205,92 @@ impl ConsulClient {
         self.send("POST", &url, req).await
     }
 
+    /// GETs a possibly huge JSON list and decodes it while it streams in, so memory holds only
+    /// the decoded values. A non-200 answer, or a body that does not decode, comes back as a
+    /// `Reply` (with at most the first KiB of the body) for the caller to judge.
+    pub async fn get_json_streamed<T>(&self, path: &str) -> Result<Result<T, (Reply, String)>, HttpFailure>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let url = self.url(path);
+        let start = Instant::now();
+        let result = self.stream_decode::<T>(&url, start).await;
+        match &result {
+            Ok(Ok(_)) => crate::log::debug(format!(
+                "GET {url} -> 200 (decoded while streaming) in {} ms",
+                start.elapsed().as_millis()
+            )),
+            Ok(Err((r, e))) => {
+                crate::log::debug(format!("GET {url} -> {} in {} ms: {e}", r.status, start.elapsed().as_millis()))
+            }
+            Err(e) => crate::log::debug(format!(
+                "GET {url} -> {} after {} ms",
+                e.describe(self.timeout),
+                start.elapsed().as_millis()
+            )),
+        }
+        result
+    }
+
+    async fn stream_decode<T>(&self, url: &str, start: Instant) -> Result<Result<T, (Reply, String)>, HttpFailure>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let mut resp = self.client.get(url).send().await.map_err(|e| classify(&e))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        if status != 200 {
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| broken(&e))? {
+                body.extend_from_slice(&chunk[..chunk.len().min(MAX_BODY.saturating_sub(body.len()))]);
+                if body.len() >= MAX_BODY {
+                    return Err(HttpFailure::TooLarge);
+                }
+            }
+            let reply = Reply { status, headers, body, elapsed: start.elapsed() };
+            return Ok(Err((reply, String::new())));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes_chunk::Chunk>(8);
+        let decoder = tokio::task::spawn_blocking(move || {
+            serde_json::from_reader::<_, T>(std::io::BufReader::with_capacity(
+                64 * 1024,
+                bytes_chunk::ChannelReader::new(rx),
+            ))
+        });
+        let mut head = Vec::new();
+        let mut total = 0usize;
+        let mut failure = None;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    total += chunk.len();
+                    if head.len() < 1024 {
+                        head.extend_from_slice(&chunk[..chunk.len().min(1024 - head.len())]);
+                    }
+                    if total > MAX_STREAMED_BODY {
+                        failure = Some(HttpFailure::TooLarge);
+                        break;
+                    }
+                    if tx.send(chunk).await.is_err() {
+                        break; // the decoder stopped early: a syntax error, judged below
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    failure = Some(broken(&e));
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let decoded = decoder.await.map_err(|e| HttpFailure::Other(format!("decoder stopped: {e}")))?;
+        if let Some(f) = failure {
+            return Err(f);
+        }
+        let reply = Reply { status, headers, body: head, elapsed: start.elapsed() };
+        Ok(decoded.map_err(|e| (reply, e.to_string())))
+    }
+
     async fn send(&self, method: &str, url: &str, req: reqwest::RequestBuilder) -> Result<Reply, HttpFailure> {
         let start = Instant::now();
         let result = self.exchange(req).await;
@@ -272,4 +362,44 @@ pub fn urlencode(s: &str) -> String {
         }
     }
     out
+}
+
+fn broken(e: &reqwest::Error) -> HttpFailure {
+    match classify(e) {
+        HttpFailure::Timeout => HttpFailure::Timeout,
+        HttpFailure::Other(t) | HttpFailure::Connect(t) => HttpFailure::Broken(t),
+        other => other,
+    }
+}
+
+/// A blocking `Read` over body chunks arriving on a channel, for serde_json's streaming decoder.
+mod bytes_chunk {
+    use std::io::Read;
+
+    pub type Chunk = bytes::Bytes;
+
+    pub struct ChannelReader {
+        rx: tokio::sync::mpsc::Receiver<Chunk>,
+        current: Chunk,
+    }
+
+    impl ChannelReader {
+        pub fn new(rx: tokio::sync::mpsc::Receiver<Chunk>) -> Self {
+            ChannelReader { rx, current: Chunk::new() }
+        }
+    }
+
+    impl Read for ChannelReader {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            while self.current.is_empty() {
+                match self.rx.blocking_recv() {
+                    Some(chunk) => self.current = chunk,
+                    None => return Ok(0),
+                }
+            }
+            let n = buf.len().min(self.current.len());
+            buf[..n].copy_from_slice(&self.current.split_to(n));
+            Ok(n)
+        }
+    }
 }

@@ -107,9 +107,9 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             let name = def.display_name().to_string();
             if !by_name.contains_key(&name) {
                 let path = format!("/v1/health/service/{}", urlencode(&name));
-                let reply = client.get(&path).await;
-                let got = match super::decode::<Vec<HealthEntry>>(&format!("GET {path}"), &reply, client.timeout, false)
-                {
+                // Catalog-sized: decoded while it streams in, so memory holds only the entries.
+                let reply = client.get_json_streamed::<Vec<HealthEntry>>(&path).await;
+                let got = match super::streamed(&format!("GET {path}"), reply, client.timeout) {
                     super::Answer::Ok(entries) => Ok(entries.into_iter().map(Instance::from).collect()),
                     super::Answer::NotJudged(why) => Err((false, why)),
                     super::Answer::Unusable(what) => Err((true, what)),

@@ -104,3 +104,23 @@ pub(crate) fn unusable(
         "query the endpoint by hand (curl -sv) from this host and directly on the agent host to see whether the agent or a proxy in between breaks the answer; read the agent log (consul monitor -log-level=debug); raise --timeout for a slow agent",
     )
 }
+
+/// The same judgement as [`decode`] for a list decoded while streaming.
+pub(crate) fn streamed<T>(
+    method_path: &str,
+    result: Result<Result<T, (crate::consul::Reply, String)>, crate::consul::HttpFailure>,
+    timeout: std::time::Duration,
+) -> Answer<T>
+where
+    T: serde::de::DeserializeOwned,
+{
+    match result {
+        Ok(Ok(v)) => Answer::Ok(v),
+        Ok(Err((reply, e))) if reply.status == 200 => Answer::Unusable(format!(
+            "{method_path} returned a body that is not the JSON Consul sends ({e}): \"{}\"",
+            reply.snippet()
+        )),
+        Ok(Err((reply, _))) => decode(method_path, &Ok(reply), timeout, false),
+        Err(f) => Answer::Unusable(format!("{method_path}: {}", f.describe(timeout))),
+    }
+}
