@@ -566,9 +566,10 @@ def register_instances(http_port: int, start: int, end: int, avoid_port: int) ->
 
 
 def doctor_body_cap() -> int | None:
-    """The doctor's response-body cap (consul::MAX_BODY), read from src/consul.rs when recognisable."""
+    """The doctor's cap for /v1/health/service bodies, which it decodes while they stream in
+    (consul::MAX_STREAMED_BODY), read from src/consul.rs when recognisable."""
     try:
-        m = re.search(r"MAX_BODY:\s*usize\s*=\s*(\d+)\s*\*\s*1024\s*\*\s*1024", (ROOT / "src" / "consul.rs").read_text())
+        m = re.search(r"MAX_STREAMED_BODY:\s*usize\s*=\s*(\d+)\s*\*\s*1024\s*\*\s*1024", (ROOT / "src" / "consul.rs").read_text())
     except OSError:
         return None
     return int(m.group(1)) * 2**20 if m else None
@@ -772,7 +773,7 @@ def main() -> int:
         cap = doctor_body_cap()
         if cap and scale_results:
             n, _r, _s, nbytes, *_ = scale_results[-1]
-            t.value(f"4 N={n:,}", "/v1/health/service/web body vs. the doctor's response cap (MAX_BODY in src/consul.rs)",
+            t.value(f"4 N={n:,}", "/v1/health/service/web body vs. the doctor's response cap (MAX_STREAMED_BODY in src/consul.rs)",
                     f"{nbytes / 2**20:.1f} of {cap / 2**20:.0f} MiB ({100 * nbytes / cap:.0f}%)")
         by_n = {n: s for n, _r, s, *_ in scale_results}
         if 500 in by_n and 20000 in by_n:

@@ -108,16 +108,19 @@ async fn check_services(
             Some(_) => "the token in the service definition".to_string(),
             None => token_desc.to_string(),
         };
-        let reply = client.post_json_as("/v1/internal/acl/authorize", &body, def.token.as_ref()).await;
+        // DNS and token-less clients use the agent's default token (an empty X-Consul-Token):
+        // can they find the service? Both questions are read-only; ask them at once.
+        let read = json!([{"Resource": "service", "Segment": def.display_name(), "Access": "read"}]);
+        let empty = crate::secret::Secret::new("");
+        let (reply, read_reply) = tokio::join!(
+            client.post_json_as("/v1/internal/acl/authorize", &body, def.token.as_ref()),
+            client.post_json_as("/v1/internal/acl/authorize", &read, Some(&empty)),
+        );
         let verdict = judge_authorize(def, &wanted, &whose, &reply, client.timeout);
         let writable = verdict.status == crate::report::Status::Pass;
         out.push(verdict);
         if writable {
-            // DNS and token-less clients use the agent's default token: can they find it?
-            let read = json!([{"Resource": "service", "Segment": def.display_name(), "Access": "read"}]);
-            let empty = crate::secret::Secret::new("");
-            let reply = client.post_json_as("/v1/internal/acl/authorize", &read, Some(&empty)).await;
-            if let Some(r) = judge_discoverable(def, &reply) {
+            if let Some(r) = judge_discoverable(def, &read_reply) {
                 out.push(r);
             }
         }

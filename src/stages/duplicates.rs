@@ -87,7 +87,29 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             let f = ctx.facts();
             (f.agent.as_ref().map(|a| a.node.clone()), f.agent.as_ref().and_then(|a| a.addr.clone()))
         };
-        let reply = client.get("/v1/agent/services").await;
+        // This agent's services and every catalog list needed, all at once.
+        let mut names: Vec<String> = Vec::new();
+        for svc in services.iter().filter(|s| s.blocker.is_none()) {
+            let name = svc.def.display_name().to_string();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let lists = names.iter().map(|name| {
+            let path = format!("/v1/health/service/{}", urlencode(name));
+            let client = &client;
+            Box::pin(async move {
+                // Catalog-sized: decoded while it streams in, so memory holds only the entries.
+                let reply = client.get_json_streamed::<Vec<HealthEntry>>(&path).await;
+                match super::streamed(&format!("GET {path}"), reply, client.timeout) {
+                    super::Answer::Ok(entries) => Ok(entries.into_iter().map(Instance::from).collect::<Vec<_>>()),
+                    super::Answer::NotJudged(why) => Err((false, why)),
+                    super::Answer::Unusable(what) => Err((true, what)),
+                }
+            })
+        });
+        let (reply, lists) = tokio::join!(client.get("/v1/agent/services"), crate::pipeline::join_all(lists.collect()));
+        let by_name: HashMap<String, Result<Vec<Instance>, (bool, String)>> = names.into_iter().zip(lists).collect();
         let local = match super::decode::<Map<String, Value>>("GET /v1/agent/services", &reply, client.timeout, false) {
             super::Answer::Ok(m) => Some(m),
             super::Answer::NotJudged(_) => None,
@@ -96,7 +118,6 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             }
         };
         ctx.facts().agent_services = local.clone();
-        let mut by_name: HashMap<String, Result<Vec<Instance>, (bool, String)>> = HashMap::new();
         let mut results = Vec::new();
         for svc in &services {
             if let Some(skip) = super::service_gate(svc, "duplicates.local_id") {
@@ -105,17 +126,6 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             }
             let def = &svc.def;
             let name = def.display_name().to_string();
-            if !by_name.contains_key(&name) {
-                let path = format!("/v1/health/service/{}", urlencode(&name));
-                // Catalog-sized: decoded while it streams in, so memory holds only the entries.
-                let reply = client.get_json_streamed::<Vec<HealthEntry>>(&path).await;
-                let got = match super::streamed(&format!("GET {path}"), reply, client.timeout) {
-                    super::Answer::Ok(entries) => Ok(entries.into_iter().map(Instance::from).collect()),
-                    super::Answer::NotJudged(why) => Err((false, why)),
-                    super::Answer::Unusable(what) => Err((true, what)),
-                };
-                by_name.insert(name.clone(), got);
-            }
             results.push(judge_local(def, local.as_ref()));
             match &by_name[&name] {
                 Ok(instances) => results.extend(judge_catalog(def, instances, node.as_deref(), agent_addr.as_deref())),

@@ -19,7 +19,9 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         let dc = ctx.datacenter().map(str::to_string);
         let q = dc_query(dc.as_deref());
         let path = format!("/v1/status/leader{q}");
-        let reply = client.get(&path).await;
+        let peers_path = format!("/v1/status/peers{q}");
+        // Both are cheap status reads: ask at once, judge in order.
+        let (reply, peers) = tokio::join!(client.get(&path), client.get(&peers_path));
         let mut status = judge_leader(&reply, agent.as_ref(), dc.as_deref(), client.timeout)
             .with("request", format!("GET {}", client.url(&path)));
         if let Ok(r) = &reply {
@@ -47,8 +49,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 ctx.facts().summary.leader = Some(leader);
             }
         }
-        let path = format!("/v1/status/peers{q}");
-        let peers = client.get(&path).await;
+
         let mut p = judge_peers(&peers, client.timeout);
         if let Ok(r) = &peers {
             p.elapsed_ms = super::ms(r.elapsed);
