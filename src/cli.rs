@@ -235,6 +235,7 @@ fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
         http_ssl_verify: std::env::var("CONSUL_HTTP_SSL_VERIFY").ok(),
         namespace: env_var("CONSUL_NAMESPACE"),
         partition: env_var("CONSUL_PARTITION"),
+        http_auth: env_var("CONSUL_HTTP_AUTH").map(Secret::new),
         proxy_env: ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"]
             .iter()
             .filter_map(|k| env_var(k).map(|v| (k.to_string(), v)))

@@ -119,12 +119,19 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 pub struct ConsulClient {
     client: reqwest::Client,
     base: String,
+    /// CONSUL_HTTP_AUTH, split into user and password, sent as HTTP Basic auth like the Go client.
+    basic_auth: Option<(String, Option<String>)>,
     pub timeout: Duration,
 }
 
 impl ConsulClient {
     /// Builds the client for a connection, pinned to the addresses the tcp stage reached.
-    pub fn new(conn: &Connection, addrs: &[SocketAddr], timeout: Duration) -> Result<ConsulClient, String> {
+    pub fn new(
+        conn: &Connection,
+        http_auth: Option<&crate::secret::Secret>,
+        addrs: &[SocketAddr],
+        timeout: Duration,
+    ) -> Result<ConsulClient, String> {
         let mut headers = HeaderMap::new();
         headers.insert(USER_AGENT, HeaderValue::from_static(concat!("consul-doctor/", env!("CARGO_PKG_VERSION"))));
         if let Some(token) = &conn.token {
@@ -171,7 +178,11 @@ impl ConsulClient {
             }
         };
         let client = b.build().map_err(|e| error_chain(&e))?;
-        Ok(ConsulClient { client, base, timeout })
+        let basic_auth = http_auth.map(|a| match a.expose().split_once(':') {
+            Some((user, password)) => (user.to_string(), Some(password.to_string())),
+            None => (a.expose().to_string(), None),
+        });
+        Ok(ConsulClient { client, base, basic_auth, timeout })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -180,7 +191,7 @@ impl ConsulClient {
 
     pub async fn get(&self, path: &str) -> Result<Reply, HttpFailure> {
         let url = self.url(path);
-        self.send("GET", &url, self.client.get(&url)).await
+        self.send("GET", &url, self.authed(self.client.get(&url))).await
     }
 
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Result<Reply, HttpFailure> {
@@ -195,7 +206,8 @@ impl ConsulClient {
         token: Option<&crate::secret::Secret>,
     ) -> Result<Reply, HttpFailure> {
         let url = self.url(path);
-        let mut req = self.client.post(&url).header("Content-Type", "application/json").body(body.to_string());
+        let mut req =
+            self.authed(self.client.post(&url)).header("Content-Type", "application/json").body(body.to_string());
         if let Some(t) = token {
             let mut v = HeaderValue::from_str(t.expose())
                 .map_err(|_| HttpFailure::Other("the service's token is not a valid header value".into()))?;
@@ -203,6 +215,13 @@ impl ConsulClient {
             req = req.header("X-Consul-Token", v);
         }
         self.send("POST", &url, req).await
+    }
+
+    fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.basic_auth {
+            Some((user, password)) => req.basic_auth(user, password.as_ref()),
+            None => req,
+        }
     }
 
     /// GETs a possibly huge JSON list and decodes it while it streams in, so memory holds only
@@ -236,7 +255,7 @@ impl ConsulClient {
     where
         T: DeserializeOwned + Send + 'static,
     {
-        let mut resp = self.client.get(url).send().await.map_err(|e| classify(&e))?;
+        let mut resp = self.authed(self.client.get(url)).send().await.map_err(|e| classify(&e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         if status != 200 {

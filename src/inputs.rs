@@ -84,6 +84,8 @@ pub struct ConsulInputs {
     /// CONSUL_NAMESPACE / CONSUL_PARTITION: Enterprise-only, sent on every request by Go clients.
     pub namespace: Option<String>,
     pub partition: Option<String>,
+    /// CONSUL_HTTP_AUTH (`user[:password]`): HTTP Basic credentials for a reverse proxy.
+    pub http_auth: Option<Secret>,
     pub proxy_env: Vec<(String, String)>,
 }
 
@@ -147,6 +149,12 @@ impl Inputs {
         if let Some(t) = &raw.consul.token {
             crate::log::forbid(t.value.expose());
         }
+        if let Some(auth) = &raw.consul.http_auth {
+            crate::log::forbid(auth.expose());
+            if let Some((_, password)) = auth.expose().split_once(':') {
+                crate::log::forbid(password);
+            }
+        }
         Ok(Inputs {
             consul: raw.consul,
             service: raw.service,
@@ -205,6 +213,13 @@ impl Inputs {
         }
         if let Some(g) = &self.service.go_mod {
             out.push(InputEntry { name: "go_mod", value: g.display().to_string(), source: "flag".into() });
+        }
+        if self.consul.http_auth.is_some() {
+            out.push(InputEntry {
+                name: "http_auth",
+                value: "(set, hidden)".into(),
+                source: "env CONSUL_HTTP_AUTH".into(),
+            });
         }
         for (name, env, v) in [
             ("namespace", "CONSUL_NAMESPACE", &self.consul.namespace),

@@ -83,7 +83,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         };
         let reachable = ctx.facts().reachable.clone();
         let timeout = ctx.inputs.timeout;
-        let client = match ConsulClient::new(&conn, &reachable, timeout) {
+        let client = match ConsulClient::new(&conn, ctx.inputs.consul.http_auth.as_ref(), &reachable, timeout) {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 return vec![
@@ -226,6 +226,17 @@ pub fn judge_agent_self(
 }
 
 fn not_consul(url: &str, r: &Reply, body: &str) -> CheckResult {
+    if r.status == 401 || r.status == 407 {
+        let challenge = r.header("www-authenticate").or_else(|| r.header("proxy-authenticate")).unwrap_or_default();
+        if challenge.to_ascii_lowercase().starts_with("basic") || r.status == 407 {
+            return CheckResult::finding(
+                codes::API_PROXY_AUTH,
+                "api.agent",
+                format!("GET {url} answered {} with the challenge {challenge:?}: something in front of the agent asks for HTTP Basic credentials (Consul itself never does)", r.status),
+                "set CONSUL_HTTP_AUTH=user:password (the Consul CLI and Go clients send it as Basic auth), or reach the agent without the proxy",
+            );
+        }
+    }
     let server = r.header("server").map(|s| format!(", Server: {s}")).unwrap_or_default();
     let location = r.header("location").map(|s| format!(", redirect to {s}")).unwrap_or_default();
     CheckResult::finding(
