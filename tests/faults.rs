@@ -764,11 +764,14 @@ fn namespace_environment_against_an_oss_agent() {
 
 #[test]
 fn proxy_asking_for_basic_credentials() {
-    let s = consul_with(vec![Route::text("/v1/agent/self", 401, "Unauthorized").with_header("WWW-Authenticate", "Basic realm=\"consul\"")]);
+    let s =
+        consul_with(vec![Route::text("/v1/agent/self", 401, "Unauthorized")
+            .with_header("WWW-Authenticate", "Basic realm=\"consul\"")]);
     let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
     assert_root(&run, &json, "API-009", &["leader", "acl"]);
     // With CONSUL_HTTP_AUTH the doctor sends Basic credentials like the Go client, and never prints them.
-    let (run, _) = check_json(&["--http-addr", &addr(&s), "--verbose"], &[("CONSUL_HTTP_AUTH", "deployer:pr0xy-s3cret")]);
+    let (run, _) =
+        check_json(&["--http-addr", &addr(&s), "--verbose"], &[("CONSUL_HTTP_AUTH", "deployer:pr0xy-s3cret")]);
     let sent = s.requests().into_iter().rev().find(|r| r.path == "/v1/agent/self").unwrap();
     // base64("deployer:pr0xy-s3cret")
     assert_eq!(sent.header("authorization"), Some("Basic ZGVwbG95ZXI6cHIweHktczNjcmV0"));

@@ -124,3 +124,95 @@ fn token_without_agent_read_still_reaches_the_acl_verdict() {
     assert!(result(&json, "api.agent")["message"].as_str().unwrap().contains("403"));
     assert_eq!(result(&json, "acl.token")["status"], "pass");
 }
+
+/// Every ACL scenario, in every output format, with and without debug logging: the secret of
+/// the token in play never appears on stdout or stderr.
+#[test]
+fn token_secrets_never_leak_in_any_acl_scenario() {
+    let a = acl();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, expiring) =
+        a.acl_token("leak-expiring", r#"service "leakweb" { policy = "write" }"#, r#","ExpirationTTL":"2h""#);
+    let (_, lacking) = a.acl_token("leak-lacking", r#"service "other" { policy = "write" }"#, "");
+    let (_, in_definition) = a.acl_token("leak-in-def", r#"service "leakweb" { policy = "write" }"#, "");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &lacking).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let plain = dir.path().join("plain.json");
+    std::fs::write(&plain, r#"{"service": {"name": "leakweb", "id": "leakweb-1", "port": 7600}}"#).unwrap();
+    let with_token = dir.path().join("with-token.json");
+    std::fs::write(
+        &with_token,
+        format!(r#"{{"service": {{"name": "leakweb", "id": "leakweb-1", "port": 7600, "token": "{in_definition}"}}}}"#),
+    )
+    .unwrap();
+    let bogus = "3f0c2b1a-9d8e-4c7b-a6f5-e4d3c2b1a098".to_string();
+    let addr = a.http_addr();
+    let plain_s = plain.to_str().unwrap();
+    let with_token_s = with_token.to_str().unwrap();
+    let tf = token_file.to_str().unwrap();
+    let scenarios: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, Vec<&str>)> = vec![
+        (
+            "unknown token (env)",
+            vec!["--service-file", plain_s],
+            vec![("CONSUL_HTTP_TOKEN", bogus.as_str())],
+            vec![bogus.as_str()],
+        ),
+        (
+            "management token (flag)",
+            vec!["--token", MASTER_TOKEN, "--service-file", plain_s],
+            vec![],
+            vec![MASTER_TOKEN],
+        ),
+        (
+            "expiring token",
+            vec!["--token", expiring.as_str(), "--service-file", plain_s],
+            vec![],
+            vec![expiring.as_str()],
+        ),
+        (
+            "token lacking write, world-readable token file",
+            vec!["--service-file", plain_s],
+            vec![("CONSUL_HTTP_TOKEN_FILE", tf)],
+            vec![lacking.as_str()],
+        ),
+        (
+            "token file overriding a flag token",
+            vec!["--token", MASTER_TOKEN],
+            vec![("CONSUL_HTTP_TOKEN_FILE", tf)],
+            vec![lacking.as_str(), MASTER_TOKEN],
+        ),
+        (
+            "token inside the service definition",
+            vec!["--token", MASTER_TOKEN, "--service-file", with_token_s],
+            vec![],
+            vec![MASTER_TOKEN, in_definition.as_str()],
+        ),
+    ];
+    for (name, args, env, secrets) in &scenarios {
+        for format in ["human", "json", "junit"] {
+            for verbose in [false, true] {
+                let mut all = vec!["check", "--format", format, "--http-addr", addr.as_str()];
+                all.extend(args.iter().copied());
+                if verbose {
+                    all.push("--verbose");
+                }
+                let run = run_doctor(&all, env);
+                assert!(run.code == 0 || run.code == 1, "{name}/{format}: exit {} {}", run.code, run.stderr);
+                for secret in secrets {
+                    assert!(
+                        !run.stdout.contains(secret),
+                        "{name}/{format}/verbose={verbose}: stdout leaks a secret:\n{}",
+                        run.stdout
+                    );
+                    assert!(
+                        !run.stderr.contains(secret),
+                        "{name}/{format}/verbose={verbose}: stderr leaks a secret:\n{}",
+                        run.stderr
+                    );
+                }
+            }
+        }
+    }
+}
