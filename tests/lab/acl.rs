@@ -152,7 +152,9 @@ fn token_secrets_never_leak_in_any_acl_scenario() {
     let plain_s = plain.to_str().unwrap();
     let with_token_s = with_token.to_str().unwrap();
     let tf = token_file.to_str().unwrap();
-    let scenarios: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, Vec<&str>)> = vec![
+    // (name, arguments, environment, secrets that must not appear)
+    type Scenario<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+    let scenarios: Vec<Scenario> = vec![
         (
             "unknown token (env)",
             vec!["--service-file", plain_s],
