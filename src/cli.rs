@@ -155,6 +155,10 @@ pub struct CheckArgs {
     /// Timeout of each network step (Go duration syntax)
     #[arg(long, default_value = "5s", value_name = "DURATION", help_heading = "Diagnosis")]
     pub timeout: String,
+    /// Re-run every second until no check fails or this much time has passed (CI right after
+    /// agents start)
+    #[arg(long, value_name = "DURATION", help_heading = "Diagnosis")]
+    pub wait: Option<String>,
     /// Deadline of the whole run (Go duration syntax)
     #[arg(long, default_value = "30s", value_name = "DURATION", help_heading = "Diagnosis")]
     pub deadline: String,
@@ -261,6 +265,7 @@ fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
         dns_server: a.dns_server,
         timeout: a.timeout,
         deadline: a.deadline,
+        wait: a.wait,
         format: a.format,
         output: a.output,
         fail_on: a.fail_on,

@@ -103,6 +103,7 @@ pub struct RawInputs {
     pub dns_server: Option<String>,
     pub timeout: String,
     pub deadline: String,
+    pub wait: Option<String>,
     pub format: Format,
     pub output: Option<PathBuf>,
     pub fail_on: FailOn,
@@ -117,6 +118,7 @@ pub struct Inputs {
     pub dns_server: Option<SocketAddr>,
     pub timeout: Duration,
     pub deadline: Duration,
+    pub wait: Option<Duration>,
     pub format: Format,
     pub output: Option<PathBuf>,
     pub fail_on: FailOn,
@@ -140,6 +142,7 @@ impl Inputs {
     pub fn resolve(raw: RawInputs) -> Result<Inputs, String> {
         let timeout = positive_duration("--timeout", &raw.timeout)?;
         let deadline = positive_duration("--deadline", &raw.deadline)?;
+        let wait = raw.wait.as_deref().map(|w| positive_duration("--wait", w)).transpose()?;
         let dns_server = raw.dns_server.as_deref().map(parse_dns_server).transpose()?;
         let color = match raw.color {
             ColorMode::Auto => anstream::ColorChoice::Auto,
@@ -161,6 +164,7 @@ impl Inputs {
             dns_server,
             timeout,
             deadline,
+            wait,
             format: raw.format,
             output: raw.output,
             fail_on: raw.fail_on,

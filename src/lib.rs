@@ -98,7 +98,7 @@ fn run_check(raw: inputs::RawInputs) -> ExitStatus {
     };
     let outcome = runtime.block_on(async {
         tokio::select! {
-            report = pipeline::run(&inputs) => Some(report),
+            report = run_until_clean(&inputs) => Some(report),
             _ = tokio::signal::ctrl_c() => None,
         }
     });
@@ -118,3 +118,24 @@ fn run_check(raw: inputs::RawInputs) -> ExitStatus {
     }
     report.exit_status(inputs.fail_on)
 }
+
+/// Runs the pipeline once, or with `--wait` again every second until nothing fails or the wait
+/// is over (for CI steps that start right after the agents do).
+async fn run_until_clean(inputs: &inputs::Inputs) -> report::Report {
+    let started = tokio::time::Instant::now();
+    let mut attempts = 1;
+    loop {
+        let mut report = pipeline::run(inputs).await;
+        report.attempts = attempts;
+        let Some(wait) = inputs.wait else { return report };
+        if report.status != report::Status::Fail || started.elapsed() + RETRY_PAUSE >= wait {
+            return report;
+        }
+        let code = report.root_cause.as_ref().map(|r| r.code).unwrap_or("");
+        log::debug(format!("attempt {attempts} failed with {code}; retrying in {} ms", RETRY_PAUSE.as_millis()));
+        tokio::time::sleep(RETRY_PAUSE).await;
+        attempts += 1;
+    }
+}
+
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);

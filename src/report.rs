@@ -141,6 +141,8 @@ pub struct Report {
     pub checks: Vec<CheckResult>,
     pub summary: Summary,
     pub elapsed_ms: u64,
+    /// How many times the pipeline ran (more than 1 only with `--wait`).
+    pub attempts: u32,
 }
 
 impl Report {
@@ -183,6 +185,7 @@ impl Report {
             checks,
             summary,
             elapsed_ms,
+            attempts: 1,
         }
     }
 

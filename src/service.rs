@@ -776,6 +776,7 @@ pub fn from_flags(f: &FlagService<'_>) -> ServiceDef {
 // ---------------------------------------------------------------------------------------------
 // Judging
 
+const MILLISECOND: i64 = 1_000_000;
 const SECOND: i64 = 1_000_000_000;
 const MINUTE: i64 = 60 * SECOND;
 
@@ -953,6 +954,20 @@ fn judge_check(def: &ServiceDef, c: &CheckDef, out: &mut Vec<CheckResult>) {
             format!("{l}: interval {} is below Consul's 1s minimum; the agent raises it to 1s (\"check has interval below minimum\")", c.interval.as_ref().map(Dur::shown).unwrap_or_default()),
             "write the interval as a string with a unit, e.g. \"10s\" (a JSON number means nanoseconds)",
         );
+    }
+    // A timeout or TTL of a few nanoseconds (a JSON number in the HTTP API) can never be met.
+    for (what, d) in [("timeout", &c.timeout), ("ttl", &c.ttl)] {
+        if let Some(n) = d.as_ref().and_then(Dur::nanos).filter(|n| *n > 0 && *n < MILLISECOND) {
+            push(
+                codes::CFG_IMPOSSIBLY_SHORT,
+                format!(
+                    "{l}: {what} {} is {}: Consul registers it, and the check is critical from then on",
+                    d.as_ref().map(Dur::shown).unwrap_or_default(),
+                    format_go(n)
+                ),
+                "write durations as strings with a unit, e.g. \"2s\" (a JSON number means nanoseconds)",
+            );
+        }
     }
     if let Some(t) = c.timeout.as_ref().and_then(Dur::nanos) {
         if interval > 0 && t > interval {

@@ -777,3 +777,25 @@ fn proxy_asking_for_basic_credentials() {
     assert_eq!(sent.header("authorization"), Some("Basic ZGVwbG95ZXI6cHIweHktczNjcmV0"));
     assert!(!run.stdout.contains("pr0xy-s3cret") && !run.stderr.contains("pr0xy-s3cret"));
 }
+
+#[test]
+fn wait_retries_until_the_agent_answers() {
+    let port = free_port();
+    let late = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1200));
+        let mut routes = vec![Route::json("/v1/agent/self", 200, &agent_self("1.8.7", true, "srv-1"))];
+        routes.extend(healthy_routes());
+        FaultServer::http_on(port, routes)
+    });
+    let (run, json) = check_json(&["--http-addr", &format!("127.0.0.1:{port}"), "--wait", "10s"], &[]);
+    assert_eq!(run.code, 0, "{json:#}");
+    assert!(json["attempts"].as_u64().unwrap() >= 2, "{json:#}");
+    assert!(run.elapsed < Duration::from_secs(5), "stops retrying once it passes: {:?}", run.elapsed);
+    drop(late.join().unwrap());
+    // A port that never answers: retries until the wait is over, then reports the root cause.
+    let dead = free_port();
+    let (run, json) = check_json(&["--http-addr", &format!("127.0.0.1:{dead}"), "--wait", "2s"], &[]);
+    assert_root(&run, &json, "TCP-001", &["api"]);
+    assert!(json["attempts"].as_u64().unwrap() >= 2);
+    assert!(run.elapsed >= Duration::from_millis(1000) && run.elapsed < Duration::from_secs(4), "{:?}", run.elapsed);
+}

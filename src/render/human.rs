@@ -103,13 +103,14 @@ pub fn render(report: &Report) -> String {
     };
     let _ = writeln!(
         out,
-        "Result: {} ({} passed, {} warnings, {} failed, {} skipped) in {} ms",
+        "Result: {} ({} passed, {} warnings, {} failed, {} skipped) in {} ms{}",
         paint(style, word),
         s.pass,
         s.warn,
         s.fail,
         s.skip,
-        report.elapsed_ms
+        report.elapsed_ms,
+        if report.attempts > 1 { format!(" (attempt {})", report.attempts) } else { String::new() }
     );
     out
 }

@@ -195,6 +195,11 @@ impl FaultServer {
         FaultServer::start(Mode::Http(routes))
     }
 
+    /// Like [`FaultServer::http`], on a given loopback port (for servers that appear late).
+    pub fn http_on(port: u16, routes: Vec<Route>) -> FaultServer {
+        FaultServer::start_on(port, Mode::Http(routes))
+    }
+
     /// Every request the HTTP server received, in arrival order.
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.recorded).clone()
@@ -206,7 +211,11 @@ impl FaultServer {
     }
 
     fn start(mode: Mode) -> FaultServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        FaultServer::start_on(0, mode)
+    }
+
+    fn start_on(port: u16, mode: Mode) -> FaultServer {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind a loopback port");
         let addr = listener.local_addr().expect("local_addr");
         let stop = Arc::new(AtomicBool::new(false));
         let handlers = Arc::new(Mutex::new(Vec::new()));

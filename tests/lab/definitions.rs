@@ -256,3 +256,27 @@ fn a_configuration_directory_is_read_like_the_agent_reads_it() {
     );
     assert!(dups.iter().any(|r| r["blocked_by"] == "CFG-017"), "{dups:#?}");
 }
+
+#[test]
+fn numeric_timeout_is_nanoseconds_and_never_passes() {
+    let s = crate::common::fault::FaultServer::http(vec![crate::common::fault::Route::text("/health", 200, "ok")]);
+    let body = format!(
+        r#"{{"Name": "nanos", "ID": "nanos-1", "Check": {{"HTTP": "http://{}/health", "Interval": "1s", "Timeout": 5, "DeregisterCriticalServiceAfter": "5m"}}}}"#,
+        s.addr
+    );
+    // The real agent accepts it, and its check then fails on a healthy endpoint.
+    let a = dev();
+    let (st, _) = a.put("/v1/agent/service/register", None, &body);
+    assert_eq!(st, 200);
+    wait_until(
+        std::time::Duration::from_secs(15),
+        || {
+            a.get("/v1/agent/checks", None).1.contains("deadline exceeded")
+                || a.get("/v1/agent/checks", None).1.contains("timeout")
+        },
+        "the agent's check to time out",
+    );
+    a.put("/v1/agent/service/deregister/nanos-1", None, "");
+    let (run, json) = check_definition("nanos.json", &body);
+    assert_definition_fails(&run, &json, "CFG-033");
+}
