@@ -230,3 +230,22 @@ fn agent_that_refuses_writes_from_this_host() {
     let (_, json) = check_json(&["--http-addr", &blocked.http_addr()], &[]);
     assert_eq!(root_cause(&json).as_deref(), Some("API-008"), "{json:#}");
 }
+
+#[test]
+fn two_server_cluster_has_no_fault_tolerance() {
+    let a = start("pair-a", Spec { server: true, bootstrap_expect: Some(2), ..Spec::default() }, false);
+    let b = start(
+        "pair-b",
+        Spec { server: true, bootstrap_expect: Some(2), join: Some(a.serf_addr()), ..Spec::default() },
+        true,
+    );
+    wait_until(
+        Duration::from_secs(30),
+        || a.get("/v1/status/peers", None).1.matches(':').count() >= 2,
+        "two raft peers",
+    );
+    let (run, json) = check_json(&["--http-addr", &b.http_addr()], &[]);
+    assert_eq!(codes(&json), vec!["LDR-006"], "{json:#}");
+    assert_eq!(run.code, 0);
+    assert!(result(&json, "leader.peers")["message"].as_str().unwrap().contains("2 Raft voters"));
+}

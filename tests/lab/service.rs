@@ -428,3 +428,19 @@ fn registered_on_the_agent_but_missing_from_the_catalog() {
     assert_eq!(result(&json, "sync.checks")["blocked_by"], "SYN-001");
     a.put("/v1/agent/service/deregister/lost-1", Some(master), "");
 }
+
+#[test]
+fn http_check_method_and_headers_are_sent_as_the_definition_says() {
+    let s = FaultServer::http(vec![Route::text("/health", 200, "ok").with_method("POST")]);
+    let def = format!(
+        r#"{{"Name": "hmethod", "ID": "hmethod-1", "Check": {{"HTTP": "http://{}/health", "Method": "POST", "Header": {{"X-Probe": ["consul"], "Authorization": ["Bearer abc"]}}, "Interval": "10s", "DeregisterCriticalServiceAfter": "5m"}}}}"#,
+        s.addr
+    );
+    let (run, json) = check_service(dev(), &def, &[], &[]);
+    assert_eq!(run.code, 0, "{json:#}");
+    let req = s.requests().into_iter().find(|r| r.path == "/health").expect("the probe reached the endpoint");
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.header("x-probe"), Some("consul"));
+    assert_eq!(req.header("authorization"), Some("Bearer abc"));
+    assert_eq!(req.header("user-agent"), Some("Consul Health Check"));
+}
