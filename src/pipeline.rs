@@ -50,7 +50,9 @@ pub struct Stage {
     pub run: for<'a> fn(&'a Ctx<'a>) -> StageFuture<'a>,
 }
 
-/// The whole program, in order.
+/// The whole program, in report order. Stages run as soon as what they require is done (the
+/// health probes start right after config, beside dns), but results are listed in this order,
+/// so a broken connection is named as the root cause before a failing health endpoint.
 pub const STAGES: &[Stage] = &[
     Stage {
         id: StageId::Config,
@@ -67,14 +69,6 @@ pub const STAGES: &[Stage] = &[
         checks: stages::dns::CHECKS,
         soft: &[],
         run: stages::dns::run,
-    },
-    Stage {
-        id: StageId::Health,
-        name: "health",
-        requires: &[StageId::Config],
-        checks: stages::health::CHECKS,
-        soft: &[],
-        run: stages::health::run,
     },
     Stage {
         id: StageId::Tcp,
@@ -139,6 +133,14 @@ pub const STAGES: &[Stage] = &[
         checks: stages::version::CHECKS,
         soft: &[],
         run: stages::version::run,
+    },
+    Stage {
+        id: StageId::Health,
+        name: "health",
+        requires: &[StageId::Config],
+        checks: stages::health::CHECKS,
+        soft: &[],
+        run: stages::health::run,
     },
 ];
 

@@ -140,8 +140,9 @@ fn health_stage_runs_while_the_agent_is_down() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(&dir, "svc.json", &http_service("hdown", &format!("http://{}/health", s.addr), "2s"));
     let (_, json) = check_json(&["--http-addr", &dead, "--service-file", &path], &[]);
-    assert_eq!(root_cause(&json).as_deref(), Some("HLT-004"), "health comes before tcp in the table: {json:#}");
-    assert!(codes(&json).contains(&"TCP-001".to_string()));
+    // The dead agent is the root cause; the health endpoint was still probed and judged.
+    assert_eq!(root_cause(&json).as_deref(), Some("TCP-001"), "{json:#}");
+    assert_eq!(result(&json, "health.probe")["code"], "HLT-004", "{json:#}");
     assert_eq!(result(&json, "acl.service")["blocked_by"], "TCP-001");
 }
 
