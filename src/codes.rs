@@ -77,7 +77,8 @@ codes! {
     CFG_CHECK_TARGET = "CFG-030", "config", Fail, "Check target cannot be used";
     CFG_GO_MOD = "CFG-031", "config", Fail, "Go module file cannot be read";
         CFG_DUPLICATE_ID = "CFG-032", "config", Fail, "Two services in the definition share an ID";
-    CFG_IMPOSSIBLY_SHORT = "CFG-033", "config", Fail, "Check timeout or TTL too short to ever pass";
+        CFG_IMPOSSIBLY_SHORT = "CFG-033", "config", Fail, "Check timeout or TTL too short to ever pass";
+    CFG_TOKEN_CHARACTERS = "CFG-034", "config", Fail, "ACL token contains whitespace or control characters";
     DNS_NXDOMAIN = "DNS-001", "dns", Fail, "Agent host name does not exist (NXDOMAIN)";
     DNS_NO_ADDRESS = "DNS-002", "dns", Fail, "Agent host name has no address records";
     DNS_TIMEOUT = "DNS-003", "dns", Fail, "DNS lookup timed out";

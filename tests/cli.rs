@@ -267,3 +267,13 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn token_with_a_pasted_newline_or_space() {
+    let (run, json) =
+        check_json(&["--http-addr", &dead_addr()], &[("CONSUL_HTTP_TOKEN", "6a1b2c3d-0000-4000-8000-000000000001\n")]);
+    assert_root(&run, &json, "CFG-034", &["dns", "tcp", "api"]);
+    assert!(!run.stdout.contains("6a1b2c3d-0000-4000-8000-000000000001"), "the secret stays hidden");
+    let (_, json) = check_json(&["--http-addr", &dead_addr(), "--token", " 6a1b2c3d-0000-4000-8000-000000000001"], &[]);
+    assert_eq!(root_cause(&json).as_deref(), Some("CFG-034"));
+}

@@ -534,6 +534,27 @@ fn resolve_token(inputs: &Inputs) -> (Option<Secret>, Option<String>, Vec<CheckR
             }
         }
     }
+    // Go's HTTP client refuses header values with control characters (a pasted newline), and a
+    // space or tab makes a different token than the one in Consul.
+    if let Some((secret, origin)) = &token {
+        let raw = secret.expose();
+        let bad = if raw.chars().any(|c| c.is_control() && c != '\t') {
+            Some("a control character (a pasted newline?): the Go client refuses to send it (net/http: invalid header field value for X-Consul-Token)")
+        } else if raw != raw.trim() || raw.contains(char::is_whitespace) {
+            Some("spaces or tabs: Consul looks the token up verbatim and answers \"ACL not found\"")
+        } else {
+            None
+        };
+        if let Some(why) = bad {
+            results.push(CheckResult::finding(
+                codes::CFG_TOKEN_CHARACTERS,
+                "config.token",
+                format!("the ACL token from {origin} contains {why}"),
+                format!("set the token again without surrounding whitespace, e.g. export CONSUL_HTTP_TOKEN=\"$(tr -d '[:space:]' < token.txt)\" (token files are trimmed by Consul; {origin} is not)"),
+            ));
+            return (None, None, results);
+        }
+    }
     if results.is_empty() {
         let msg = match &token {
             Some((_, origin)) => format!("ACL token from {origin}"),
