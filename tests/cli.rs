@@ -187,6 +187,16 @@ fn codes_lists_the_catalogue() {
     assert!(human.stdout.lines().any(|l| l.starts_with("LDR-001") && l.contains("no leader")));
 }
 
+#[test]
+fn token_with_a_pasted_newline_or_space() {
+    let (run, json) =
+        check_json(&["--http-addr", &dead_addr()], &[("CONSUL_HTTP_TOKEN", "6a1b2c3d-0000-4000-8000-000000000001\n")]);
+    assert_root(&run, &json, "CFG-034", &["dns", "tcp", "api"]);
+    assert!(!run.stdout.contains("6a1b2c3d-0000-4000-8000-000000000001"), "the secret stays hidden");
+    let (_, json) = check_json(&["--http-addr", &dead_addr(), "--token", " 6a1b2c3d-0000-4000-8000-000000000001"], &[]);
+    assert_eq!(root_cause(&json).as_deref(), Some("CFG-034"));
+}
+
 fn catalogue() -> Vec<serde_json::Value> {
     run_doctor(&["codes", "--format", "json"], &[]).json()["codes"].as_array().unwrap().clone()
 }
@@ -266,14 +276,4 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
-}
-
-#[test]
-fn token_with_a_pasted_newline_or_space() {
-    let (run, json) =
-        check_json(&["--http-addr", &dead_addr()], &[("CONSUL_HTTP_TOKEN", "6a1b2c3d-0000-4000-8000-000000000001\n")]);
-    assert_root(&run, &json, "CFG-034", &["dns", "tcp", "api"]);
-    assert!(!run.stdout.contains("6a1b2c3d-0000-4000-8000-000000000001"), "the secret stays hidden");
-    let (_, json) = check_json(&["--http-addr", &dead_addr(), "--token", " 6a1b2c3d-0000-4000-8000-000000000001"], &[]);
-    assert_eq!(root_cause(&json).as_deref(), Some("CFG-034"));
 }
