@@ -799,3 +799,15 @@ fn wait_retries_until_the_agent_answers() {
     assert!(json["attempts"].as_u64().unwrap() >= 2);
     assert!(run.elapsed >= Duration::from_millis(1000) && run.elapsed < Duration::from_secs(4), "{:?}", run.elapsed);
 }
+
+#[test]
+fn refused_http_port_while_the_https_port_answers() {
+    // An agent with ports { http = -1, https = 8501 }, on a loopback alias of its own.
+    let https_only = std::net::TcpListener::bind("127.0.0.7:8501").expect("127.0.0.7:8501 is free");
+    let (run, json) = check_json(&["--http-addr", "127.0.0.7:8500"], &[]);
+    assert_root(&run, &json, "TCP-001", &["api"]);
+    let r = result(&json, "tcp.connect");
+    assert!(r["message"].as_str().unwrap().contains("port 8501 on the same host accepts connections"), "{r:#}");
+    assert!(r["fix"].as_str().unwrap().contains("https://127.0.0.7:8501"), "{r:#}");
+    drop(https_only);
+}

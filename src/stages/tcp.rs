@@ -65,6 +65,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             let code = results.iter().find_map(|r| r.code).unwrap_or(codes::TCP_REFUSED.code);
             if code == codes::TCP_REFUSED.code {
                 loopback_only_hint(&mut results, &outcomes, timeout).await;
+                other_port_hint(&mut results, &outcomes, &conn, timeout).await;
             }
             results.push(CheckResult::blocked("tcp.answer", code));
             return results;
@@ -123,6 +124,43 @@ async fn loopback_only_hint(
             addr.ip()
         ));
         r.evidence.insert("loopback_answers".into(), local.to_string());
+    }
+}
+
+/// Refused on Consul's HTTP port while its HTTPS port answers (or the reverse): the agent serves
+/// only the other listener (`ports { http = -1 }` is a common way to get here).
+async fn other_port_hint(
+    results: &mut [CheckResult],
+    outcomes: &[(SocketAddr, Result<(), ConnectFailure>, Duration)],
+    conn: &Connection,
+    timeout: Duration,
+) {
+    let Some((addr, _, _)) = outcomes.iter().find(|(_, r, _)| matches!(r, Err(ConnectFailure::Refused))) else {
+        return;
+    };
+    let (other, scheme) = match addr.port() {
+        8500 => (8501, "https"),
+        8501 => (8500, "http"),
+        _ => return,
+    };
+    let probe = SocketAddr::new(addr.ip(), other);
+    if transport::connect_tcp(probe, timeout.min(Duration::from_millis(500))).await.is_err() {
+        return;
+    }
+    let host = match &conn.target {
+        Target::Tcp { host, .. } if host.contains(':') => format!("[{host}]"),
+        Target::Tcp { host, .. } => host.clone(),
+        Target::Unix { .. } => return,
+    };
+    if let Some(r) = results.iter_mut().find(|r| r.code == Some(codes::TCP_REFUSED.code)) {
+        r.message.push_str(&format!("; port {other} on the same host accepts connections"));
+        r.fix = Some(format!(
+            "the agent seems to serve only its {} listener: use --http-addr {scheme}://{host}:{other} (CONSUL_HTTP_ADDR){}, or enable ports.{} on the agent",
+            if scheme == "https" { "HTTPS" } else { "plain HTTP" },
+            if scheme == "https" { " with --ca-file / CONSUL_CACERT" } else { "" },
+            if scheme == "https" { "http" } else { "https" }
+        ));
+        r.evidence.insert("other_port_answers".into(), probe.to_string());
     }
 }
 
