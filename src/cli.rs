@@ -66,6 +66,26 @@ pub enum Format {
     Junit,
 }
 
+/// Stages that nothing else needs, so they can be left out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SkippableStage {
+    Health,
+    Duplicates,
+    Sync,
+    Version,
+}
+
+impl SkippableStage {
+    pub fn name(self) -> &'static str {
+        match self {
+            SkippableStage::Health => "health",
+            SkippableStage::Duplicates => "duplicates",
+            SkippableStage::Sync => "sync",
+            SkippableStage::Version => "version",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum FailOn {
     /// Exit 1 only when a check fails
@@ -159,6 +179,9 @@ pub struct CheckArgs {
     /// agents start)
     #[arg(long, value_name = "DURATION", help_heading = "Diagnosis")]
     pub wait: Option<String>,
+    /// Leave out a stage that needs a vantage point or permissions this host lacks (repeatable)
+    #[arg(long, value_enum, value_name = "STAGE", help_heading = "Diagnosis")]
+    pub skip: Vec<SkippableStage>,
     /// Deadline of the whole run (Go duration syntax)
     #[arg(long, default_value = "30s", value_name = "DURATION", help_heading = "Diagnosis")]
     pub deadline: String,
@@ -266,6 +289,7 @@ fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
         timeout: a.timeout,
         deadline: a.deadline,
         wait: a.wait,
+        skip: a.skip.iter().map(|s| s.name()).collect(),
         format: a.format,
         output: a.output,
         fail_on: a.fail_on,

@@ -198,6 +198,7 @@ pub async fn run(inputs: &Inputs) -> Report {
     let ctx = Ctx { inputs, facts: Mutex::new(Facts::default()) };
     let mut outcome: HashMap<StageId, Option<&'static str>> = HashMap::new();
     let mut results: Vec<Option<Vec<CheckResult>>> = STAGES.iter().map(|_| None).collect();
+    let mut skipped_by_flag: Vec<StageId> = Vec::new();
 
     while outcome.len() < STAGES.len() {
         let ready: Vec<usize> = STAGES
@@ -213,6 +214,22 @@ pub async fn run(inputs: &Inputs) -> Report {
         for i in ready {
             let stage = &STAGES[i];
             let blocker = stage.requires.iter().find_map(|r| outcome.get(r).copied().flatten());
+            let asked_to_skip =
+                inputs.skip.contains(&stage.name) || stage.requires.iter().any(|r| skipped_by_flag.contains(r));
+            if blocker.is_none() && asked_to_skip {
+                let mut skipped: Vec<CheckResult> = stage
+                    .checks
+                    .iter()
+                    .map(|id| {
+                        CheckResult::skipped(id, format!("skipped: the {} stage was left out with --skip", stage.name))
+                    })
+                    .collect();
+                skipped.iter_mut().for_each(|c| c.stage = stage.name);
+                results[i] = Some(skipped);
+                outcome.insert(stage.id, None);
+                skipped_by_flag.push(stage.id);
+                continue;
+            }
             match blocker {
                 Some(code) => {
                     let mut skipped: Vec<CheckResult> =

@@ -811,3 +811,19 @@ fn refused_http_port_while_the_https_port_answers() {
     assert!(r["fix"].as_str().unwrap().contains("https://127.0.0.7:8501"), "{r:#}");
     drop(https_only);
 }
+
+#[test]
+fn skip_leaves_out_a_stage_and_what_needs_it() {
+    let s = consul_with(vec![Route::json("/v1/agent/services", 200, "[1, 2, 3]")]);
+    let (run, json) = check_web(&s, &[]);
+    assert_eq!(root_cause(&json).as_deref(), Some("DUP-005"), "{json:#}");
+    assert_eq!(run.code, 1);
+    let (run, json) = check_web(&s, &["--skip", "duplicates"]);
+    assert_eq!(run.code, 0, "{json:#}");
+    for id in ["duplicates.local_id", "sync.catalog"] {
+        let r = result(&json, id);
+        assert_eq!(r["status"], "skip");
+        assert!(r["message"].as_str().unwrap().contains("--skip"), "{r:#}");
+    }
+    assert_eq!(run_doctor(&["check", "--skip", "tcp"], &[]).code, 2, "only stages nothing depends on can be skipped");
+}
