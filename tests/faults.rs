@@ -669,26 +669,26 @@ mod tls_fakes {
     }
 }
 
-#[test]
-fn expired_agent_certificate() {
-    let pki = tls_fakes::pki(-30, -1);
+/// Runs the doctor against a fake TLS agent whose certificate is valid between the offsets.
+fn check_certificate_window(not_before_days: i64, not_after_days: i64) -> (Run, serde_json::Value) {
+    let pki = tls_fakes::pki(not_before_days, not_after_days);
     let addr = tls_fakes::serve(&pki);
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &pki.ca_pem).unwrap();
-    let (run, json) = check_json(&["--http-addr", &format!("https://{addr}"), "--ca-file", ca.to_str().unwrap()], &[]);
+    check_json(&["--http-addr", &format!("https://{addr}"), "--ca-file", ca.to_str().unwrap()], &[])
+}
+
+#[test]
+fn expired_agent_certificate() {
+    let (run, json) = check_certificate_window(-30, -1);
     assert_root(&run, &json, "TLS-003", &["api"]);
     assert!(result(&json, "tls.handshake")["message"].as_str().unwrap().contains("expired"));
 }
 
 #[test]
 fn certificate_not_yet_valid() {
-    let pki = tls_fakes::pki(2, 30);
-    let addr = tls_fakes::serve(&pki);
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, &pki.ca_pem).unwrap();
-    let (run, json) = check_json(&["--http-addr", &format!("https://{addr}"), "--ca-file", ca.to_str().unwrap()], &[]);
+    let (run, json) = check_certificate_window(2, 30);
     assert_root(&run, &json, "TLS-003", &["api"]);
     assert!(result(&json, "tls.handshake")["message"].as_str().unwrap().contains("not valid yet"));
 }

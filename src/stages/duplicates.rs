@@ -76,12 +76,9 @@ impl From<HealthEntry> for Instance {
 
 pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     Box::pin(async move {
-        let services = ctx.facts().services.clone();
-        if services.is_empty() {
-            return CHECKS.iter().map(|id| super::no_service(id)).collect();
-        }
-        let Some(client) = ctx.client() else {
-            return vec![CheckResult::skipped("duplicates.local_id", "no API client")];
+        let (services, client) = match super::service_stage_start(ctx, CHECKS) {
+            Ok(started) => started,
+            Err(results) => return results,
         };
         let (node, agent_addr) = {
             let f = ctx.facts();

@@ -124,3 +124,19 @@ where
         Err(f) => Answer::Unusable(format!("{method_path}: {}", f.describe(timeout))),
     }
 }
+
+/// The common start of the service stages: the services and the API client, or the results to
+/// report when there is nothing to check.
+pub(crate) fn service_stage_start(
+    ctx: &crate::pipeline::Ctx<'_>,
+    checks: &'static [&'static str],
+) -> Result<(Vec<Svc>, crate::consul::SharedClient), Vec<crate::report::CheckResult>> {
+    let services = ctx.facts().services.clone();
+    if services.is_empty() {
+        return Err(checks.iter().map(|id| no_service(id)).collect());
+    }
+    match ctx.client() {
+        Some(client) => Ok((services, client)),
+        None => Err(vec![crate::report::CheckResult::skipped(checks[0], "no API client")]),
+    }
+}

@@ -61,12 +61,9 @@ fn check_views<'a>(items: impl Iterator<Item = &'a Value>, service_id: &str, nod
 
 pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     Box::pin(async move {
-        let services = ctx.facts().services.clone();
-        if services.is_empty() {
-            return CHECKS.iter().map(|id| super::no_service(id)).collect();
-        }
-        let Some(client) = ctx.client() else {
-            return vec![CheckResult::skipped("sync.catalog", "no API client")];
+        let (services, client) = match super::service_stage_start(ctx, CHECKS) {
+            Ok(started) => started,
+            Err(results) => return results,
         };
         let (node, local, probes) = {
             let f = ctx.facts();
