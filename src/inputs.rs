@@ -127,8 +127,6 @@ pub struct Inputs {
     pub fail_on: FailOn,
     pub color: anstream::ColorChoice,
     pub verbose: bool,
-    /// Token secret read from the token file, known only to redact it from output.
-    pub(crate) file_secret: std::sync::Mutex<Option<Secret>>,
 }
 
 /// One line of the "effective inputs" part of a report.
@@ -152,14 +150,8 @@ impl Inputs {
             ColorMode::Always => anstream::ColorChoice::Always,
             ColorMode::Never => anstream::ColorChoice::Never,
         };
-        if let Some(t) = &raw.consul.token {
-            crate::log::forbid(t.value.expose());
-        }
-        if let Some(auth) = &raw.consul.http_auth {
-            crate::log::forbid(auth.expose());
-            if let Some((_, password)) = auth.expose().split_once(':') {
-                crate::log::forbid(password);
-            }
+        if let Some((_, password)) = raw.consul.http_auth.as_ref().and_then(|a| a.expose().split_once(':')) {
+            crate::secret::forbid(password);
         }
         Ok(Inputs {
             consul: raw.consul,
@@ -174,7 +166,6 @@ impl Inputs {
             fail_on: raw.fail_on,
             color,
             verbose: raw.verbose,
-            file_secret: std::sync::Mutex::new(None),
         })
     }
 
@@ -246,26 +237,6 @@ impl Inputs {
             source: "flag or default".into(),
         });
         out
-    }
-
-    /// Removes every known token secret from a rendered report.
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = crate::log::redact(text);
-        let file_secret = self.file_secret.lock().ok().and_then(|g| g.clone());
-        for secret in self.consul.token.iter().map(|t| t.value.clone()).chain(file_secret) {
-            let s = secret.expose();
-            if s.len() >= 4 {
-                out = out.replace(s, "<redacted>");
-            }
-        }
-        out
-    }
-
-    pub(crate) fn remember_file_secret(&self, secret: &Secret) {
-        crate::log::forbid(secret.expose());
-        if let Ok(mut g) = self.file_secret.lock() {
-            *g = Some(secret.clone());
-        }
     }
 }
 

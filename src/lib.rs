@@ -108,7 +108,7 @@ fn run_check(raw: inputs::RawInputs) -> ExitStatus {
         return ExitStatus::Interrupted;
     };
     let text = render::render(&report, inputs.format);
-    let text = inputs.redact(&text);
+    let text = secret::redact(&text);
     if let Err(err) = render::emit(&text, inputs.output.as_deref()) {
         if err.kind() == std::io::ErrorKind::BrokenPipe {
             return report.exit_status(inputs.fail_on);

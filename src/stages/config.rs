@@ -95,11 +95,6 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             f.go_api = go_api;
         }
         if let Some(conn) = conn {
-            if let (Some(t), Some(origin)) = (&conn.token, &conn.token_origin) {
-                if origin.starts_with("token file") {
-                    ctx.inputs.remember_file_secret(t);
-                }
-            }
             ctx.facts().conn = Some(Arc::new(conn));
         }
         results
