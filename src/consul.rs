@@ -259,13 +259,7 @@ impl ConsulClient {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         if status != 200 {
-            let mut body = Vec::new();
-            while let Some(chunk) = resp.chunk().await.map_err(|e| broken(&e))? {
-                body.extend_from_slice(&chunk[..chunk.len().min(MAX_BODY.saturating_sub(body.len()))]);
-                if body.len() >= MAX_BODY {
-                    return Err(HttpFailure::TooLarge);
-                }
-            }
+            let body = read_capped(resp).await?;
             let reply = Reply { status, headers, body, elapsed: start.elapsed() };
             return Ok(Err((reply, String::new())));
         }
@@ -331,31 +325,10 @@ impl ConsulClient {
 
     async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<Reply, HttpFailure> {
         let start = Instant::now();
-        let mut resp = req.send().await.map_err(|e| classify(&e))?;
+        let resp = req.send().await.map_err(|e| classify(&e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
-            return Err(HttpFailure::TooLarge);
-        }
-        let mut body = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > MAX_BODY {
-                        return Err(HttpFailure::TooLarge);
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    return Err(match classify(&e) {
-                        HttpFailure::Timeout => HttpFailure::Timeout,
-                        HttpFailure::Other(t) | HttpFailure::Connect(t) => HttpFailure::Broken(t),
-                        other => other,
-                    })
-                }
-            }
-        }
+        let body = read_capped(resp).await?;
         Ok(Reply { status, headers, body, elapsed: start.elapsed() })
     }
 }
@@ -381,6 +354,21 @@ pub fn urlencode(s: &str) -> String {
         }
     }
     out
+}
+
+/// Reads a whole body, refusing more than [`MAX_BODY`].
+async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, HttpFailure> {
+    if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
+        return Err(HttpFailure::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| broken(&e))? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(HttpFailure::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn broken(e: &reqwest::Error) -> HttpFailure {

@@ -4,6 +4,26 @@ fn ca(a: &Agent) -> String {
     a.file("consul-agent-ca.pem").display().to_string()
 }
 
+/// The agent's CA and a valid client certificate, with this server name.
+fn check_with_client_cert(a: &Agent, server_name: &str) -> (Run, serde_json::Value) {
+    let (cert, key) = cli_cert(a);
+    check_json(
+        &[
+            "--http-addr",
+            &a.https_addr(),
+            "--ca-file",
+            &ca(a),
+            "--client-cert",
+            &cert,
+            "--client-key",
+            &key,
+            "--tls-server-name",
+            server_name,
+        ],
+        &[],
+    )
+}
+
 fn cli_cert(a: &Agent) -> (String, String) {
     (a.file("dc1-cli-consul-0.pem").display().to_string(), a.file("dc1-cli-consul-0-key.pem").display().to_string())
 }
@@ -42,23 +62,7 @@ fn https_with_ca_and_client_certificate_passes() {
 
 #[test]
 fn wrong_tls_server_name_is_a_name_mismatch() {
-    let a = tls();
-    let (cert, key) = cli_cert(a);
-    let (run, json) = check_json(
-        &[
-            "--http-addr",
-            &a.https_addr(),
-            "--ca-file",
-            &ca(a),
-            "--client-cert",
-            &cert,
-            "--client-key",
-            &key,
-            "--tls-server-name",
-            "consul.example.com",
-        ],
-        &[],
-    );
+    let (run, json) = check_with_client_cert(tls(), "consul.example.com");
     assert_root(&run, &json, "TLS-002", &["api"]);
     let msg = result(&json, "tls.handshake")["message"].as_str().unwrap();
     assert!(msg.contains("server.dc1.consul"), "lists the names the certificate holds: {msg}");
@@ -66,23 +70,7 @@ fn wrong_tls_server_name_is_a_name_mismatch() {
 
 #[test]
 fn right_tls_server_name_passes() {
-    let a = tls();
-    let (cert, key) = cli_cert(a);
-    let (run, json) = check_json(
-        &[
-            "--http-addr",
-            &a.https_addr(),
-            "--ca-file",
-            &ca(a),
-            "--client-cert",
-            &cert,
-            "--client-key",
-            &key,
-            "--tls-server-name",
-            "server.dc1.consul:8501",
-        ],
-        &[],
-    );
+    let (run, json) = check_with_client_cert(tls(), "server.dc1.consul:8501");
     assert_eq!(run.code, 0, "{json:#}");
 }
 
