@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderValue, USER_AGENT};
 use serde::de::DeserializeOwned;
 
-use crate::stages::config::{Connection, Target};
+use crate::connection::{Connection, Target};
 
 /// Largest response body read; anything bigger is reported, not buffered.
 pub const MAX_BODY: usize = 32 * 1024 * 1024;

@@ -1,22 +1,24 @@
 //! consul-doctor: diagnoses why a service cannot register with a HashiCorp Consul agent.
 //!
-//! `run` is the whole program: parse the command line, resolve inputs, run the stage pipeline,
-//! render the report and turn the outcome into an [`ExitStatus`].
+//! `run` parses the command line and hands it to one command: [`check`] (the staged diagnosis),
+//! `explain`/`codes` (lookups in [`codes`]) or `completions`. The commands share the client side
+//! ([`connection`] inputs, the [`consul`] HTTP client, [`transport`]), the one table of
+//! [`codes`], the [`report`] model and the [`render`]ers.
 
+pub mod check;
 pub mod cli;
 pub mod codes;
+pub mod connection;
 pub mod consul;
 pub mod duration;
 pub mod explain;
 pub mod hcl;
 pub mod inputs;
 pub mod log;
-pub mod pipeline;
 pub mod render;
 pub mod report;
 pub mod secret;
 pub mod service;
-pub mod stages;
 pub mod transport;
 
 use std::ffi::OsString;
@@ -61,7 +63,7 @@ where
         }
     };
     match parsed {
-        cli::Parsed::Check(raw) => run_check(*raw),
+        cli::Parsed::Check(raw) => check::run(*raw),
         cli::Parsed::Explain { code } => explain::explain(&code),
         cli::Parsed::Codes { format } => explain::codes(format),
         cli::Parsed::Completions { shell } => {
@@ -76,66 +78,3 @@ where
         }
     }
 }
-
-fn run_check(raw: inputs::RawInputs) -> ExitStatus {
-    let inputs = match inputs::Inputs::resolve(raw) {
-        Ok(inputs) => inputs,
-        Err(message) => {
-            let _ = writeln!(std::io::stderr(), "consul-doctor: {message}");
-            return ExitStatus::Usage;
-        }
-    };
-    inputs.color.write_global();
-    log::set_verbose(inputs.verbose);
-    // One crypto provider for every TLS user (reqwest, the tls stage); already set is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(err) => {
-            let _ = writeln!(std::io::stderr(), "consul-doctor: cannot start runtime: {err}");
-            return ExitStatus::Usage;
-        }
-    };
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            report = run_until_clean(&inputs) => Some(report),
-            _ = tokio::signal::ctrl_c() => None,
-        }
-    });
-    runtime.shutdown_background();
-    let Some(report) = outcome else {
-        let _ = writeln!(std::io::stderr(), "consul-doctor: interrupted");
-        return ExitStatus::Interrupted;
-    };
-    let text = render::render(&report, inputs.format);
-    let text = secret::redact(&text);
-    if let Err(err) = render::emit(&text, inputs.output.as_deref()) {
-        if err.kind() == std::io::ErrorKind::BrokenPipe {
-            return report.exit_status(inputs.fail_on);
-        }
-        let _ = writeln!(std::io::stderr(), "consul-doctor: cannot write the report: {err}");
-        return ExitStatus::Usage;
-    }
-    report.exit_status(inputs.fail_on)
-}
-
-/// Runs the pipeline once, or with `--wait` again every second until nothing fails or the wait
-/// is over (for CI steps that start right after the agents do).
-async fn run_until_clean(inputs: &inputs::Inputs) -> report::Report {
-    let started = tokio::time::Instant::now();
-    let mut attempts = 1;
-    loop {
-        let mut report = pipeline::run(inputs).await;
-        report.attempts = attempts;
-        let Some(wait) = inputs.wait else { return report };
-        if report.status != report::Status::Fail || started.elapsed() + RETRY_PAUSE >= wait {
-            return report;
-        }
-        let code = report.root_cause.as_ref().map(|r| r.code).unwrap_or("");
-        log::debug(format!("attempt {attempts} failed with {code}; retrying in {} ms", RETRY_PAUSE.as_millis()));
-        tokio::time::sleep(RETRY_PAUSE).await;
-        attempts += 1;
-    }
-}
-
-const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);

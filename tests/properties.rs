@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
+use consul_doctor::connection::{parse_address, Scheme, Target};
 use consul_doctor::duration::parse_go_duration;
 use consul_doctor::hcl;
 use consul_doctor::service::{judge, judge_duplicate_ids, load_text, CheckKind, Form, ServiceDef};
-use consul_doctor::stages::config::{parse_address, Scheme, Target};
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::sample::select;

@@ -23,14 +23,7 @@ pub(crate) fn fmt_timeout(d: Duration) -> String {
     crate::duration::format_go(d.as_nanos() as i64)
 }
 
-/// True for loopback IPs and `localhost` names.
-pub fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_matches(|c| c == '[' || c == ']').trim_end_matches('.');
-    if let Ok(ip) = h.parse::<std::net::IpAddr>() {
-        return ip.is_loopback();
-    }
-    h.eq_ignore_ascii_case("localhost") || h.to_ascii_lowercase().ends_with(".localhost")
-}
+pub use crate::connection::is_loopback_host;
 
 /// A service to register and what blocks its service-specific checks.
 #[derive(Debug, Clone)]
@@ -128,7 +121,7 @@ where
 /// The common start of the service stages: the services and the API client, or the results to
 /// report when there is nothing to check.
 pub(crate) fn service_stage_start(
-    ctx: &crate::pipeline::Ctx<'_>,
+    ctx: &crate::check::pipeline::Ctx<'_>,
     checks: &'static [&'static str],
 ) -> Result<(Vec<Svc>, crate::consul::SharedClient), Vec<crate::report::CheckResult>> {
     let services = ctx.facts().services.clone();

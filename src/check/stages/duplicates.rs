@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::check::pipeline::{Ctx, StageFuture};
 use crate::codes;
 use crate::consul::urlencode;
-use crate::pipeline::{Ctx, StageFuture};
 use crate::report::CheckResult;
 use crate::service::ServiceDef;
 
@@ -105,7 +105,8 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 }
             })
         });
-        let (reply, lists) = tokio::join!(client.get("/v1/agent/services"), crate::pipeline::join_all(lists.collect()));
+        let (reply, lists) =
+            tokio::join!(client.get("/v1/agent/services"), crate::check::pipeline::join_all(lists.collect()));
         let by_name: HashMap<String, Result<Vec<Instance>, (bool, String)>> = names.into_iter().zip(lists).collect();
         let local = match super::decode::<Map<String, Value>>("GET /v1/agent/services", &reply, client.timeout, false) {
             super::Answer::Ok(m) => Some(m),

@@ -11,10 +11,10 @@ use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::Resolver;
 
+use crate::check::pipeline::{Ctx, StageFuture};
 use crate::codes;
-use crate::pipeline::{Ctx, StageFuture};
+use crate::connection::Target;
 use crate::report::CheckResult;
-use crate::stages::config::Target;
 
 pub const CHECKS: &[&str] = &["dns.resolve"];
 

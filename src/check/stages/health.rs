@@ -6,12 +6,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::check::pipeline::{join_all, Ctx, StageFuture};
+use crate::check::stages::dns::{self, Lookup};
 use crate::codes;
-use crate::pipeline::{join_all, Ctx, StageFuture};
+use crate::connection::Target;
 use crate::report::CheckResult;
 use crate::service::{split_host_port, CheckDef, CheckKind, Dur, ServiceDef};
-use crate::stages::config::Target;
-use crate::stages::dns::{self, Lookup};
 use crate::transport::{self, ConnectFailure};
 
 pub const CHECKS: &[&str] = &["health.probe"];

@@ -5,10 +5,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::check::pipeline::{join_all, Ctx, StageFuture};
 use crate::codes;
-use crate::pipeline::{join_all, Ctx, StageFuture};
+use crate::connection::{Connection, Scheme, Target};
 use crate::report::CheckResult;
-use crate::stages::config::{Connection, Scheme, Target};
 use crate::transport::{self, ConnectFailure, Sniff};
 
 pub const CHECKS: &[&str] = &["tcp.connect", "tcp.answer"];

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use rustls::{AlertDescription, CertificateError};
 use tokio::io::AsyncWriteExt;
 
+use crate::check::pipeline::{Ctx, StageFuture};
 use crate::codes;
-use crate::pipeline::{Ctx, StageFuture};
+use crate::connection::{Connection, Scheme, Target, TlsSettings};
 use crate::report::CheckResult;
-use crate::stages::config::{Connection, Scheme, Target, TlsSettings};
 use crate::transport::{self, read_some, rustls_error, ReadEnd, Sniff};
 
 pub const CHECKS: &[&str] = &["tls.handshake", "tls.token_exposure"];

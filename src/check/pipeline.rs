@@ -13,11 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Instant;
 
+use crate::check::stages;
 use crate::codes;
+use crate::connection::Connection;
 use crate::consul::SharedClient;
 use crate::inputs::Inputs;
 use crate::report::{AgentSummary, CheckResult, Report, Status};
-use crate::stages::{self, config::Connection};
 use crate::transport::Sniff;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
