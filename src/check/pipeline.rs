@@ -192,20 +192,44 @@ impl Ctx<'_> {
     }
 }
 
+/// The stages that establish a usable, authorised connection to the agent: what every command
+/// needs before it asks its own questions, and what it reports when that fails.
+pub const CONNECTION: &[StageId] =
+    &[StageId::Config, StageId::Dns, StageId::Tcp, StageId::Tls, StageId::Api, StageId::Leader, StageId::Acl];
+
+/// A run's report and what its stages learned (the API client among it).
+pub struct Outcome {
+    pub report: Report,
+    pub facts: Facts,
+}
+
 /// Runs every stage and builds the report.
 pub async fn run(inputs: &Inputs) -> Report {
+    let all: Vec<StageId> = STAGES.iter().map(|s| s.id).collect();
+    run_stages(inputs, &all).await.report
+}
+
+/// Runs only the `wanted` stages (in table order, with the same skip propagation); the others
+/// are left out of the report entirely. Other commands use it with [`CONNECTION`] to get a
+/// diagnosed client before they ask their own questions.
+pub async fn run_stages(inputs: &Inputs, wanted: &[StageId]) -> Outcome {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + inputs.deadline;
     let ctx = Ctx { inputs, facts: Mutex::new(Facts::default()) };
     let mut outcome: HashMap<StageId, Option<&'static str>> = HashMap::new();
     let mut results: Vec<Option<Vec<CheckResult>>> = STAGES.iter().map(|_| None).collect();
     let mut skipped_by_flag: Vec<StageId> = Vec::new();
+    let wanted_count = STAGES.iter().filter(|s| wanted.contains(&s.id)).count();
 
-    while outcome.len() < STAGES.len() {
+    while outcome.len() < wanted_count {
         let ready: Vec<usize> = STAGES
             .iter()
             .enumerate()
-            .filter(|(_, s)| !outcome.contains_key(&s.id) && s.requires.iter().all(|r| outcome.contains_key(r)))
+            .filter(|(_, s)| {
+                wanted.contains(&s.id)
+                    && !outcome.contains_key(&s.id)
+                    && s.requires.iter().all(|r| outcome.contains_key(r) || !wanted.contains(r))
+            })
             .map(|(i, _)| i)
             .collect();
         if ready.is_empty() {
@@ -305,7 +329,9 @@ pub async fn run(inputs: &Inputs) -> Report {
     let checks: Vec<CheckResult> = results.into_iter().flatten().flatten().collect();
     let summary = ctx.facts().summary.clone();
     let target = ctx.conn().map(|c| c.display.clone()).unwrap_or_else(|| inputs.consul.http_addr.value.clone());
-    Report::new(target, inputs.entries(), summary, checks, started.elapsed().as_millis() as u64)
+    let report = Report::new(target, inputs.entries(), summary, checks, started.elapsed().as_millis() as u64);
+    let facts = ctx.facts.into_inner().unwrap_or_else(|p| p.into_inner());
+    Outcome { report, facts }
 }
 
 fn fmt_dur(d: std::time::Duration) -> String {
@@ -347,6 +373,14 @@ mod tests {
                 assert!(pos < i, "{} requires a later stage", s.name);
             }
             assert!(!s.checks.is_empty(), "{} declares no checks", s.name);
+        }
+    }
+
+    #[test]
+    fn connection_stages_need_nothing_outside_them() {
+        for id in CONNECTION {
+            let stage = STAGES.iter().find(|s| s.id == *id).expect("in the table");
+            assert!(stage.requires.iter().all(|r| CONNECTION.contains(r)), "{} needs a later stage", stage.name);
         }
     }
 
