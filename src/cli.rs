@@ -45,6 +45,9 @@ pub enum Command {
         /// Output format
         #[arg(long, value_enum, default_value_t = CodesFormat::Human)]
         format: CodesFormat,
+        /// Only the codes of this stage (config, dns, tcp, tls, api, leader, acl, ...)
+        #[arg(long, value_name = "STAGE")]
+        stage: Option<String>,
     },
     /// Print a shell completion script
     Completions {
@@ -182,6 +185,14 @@ pub struct CheckArgs {
     /// Leave out a stage that needs a vantage point or permissions this host lacks (repeatable)
     #[arg(long, value_enum, value_name = "STAGE", help_heading = "Diagnosis")]
     pub skip: Vec<SkippableStage>,
+    /// Accept a known finding: it is reported as a note and fails nothing (repeatable; also
+    /// CONSUL_DOCTOR_IGNORE=CODE,CODE)
+    #[arg(long, env = "CONSUL_DOCTOR_IGNORE", value_delimiter = ',', value_name = "CODE", help_heading = "Diagnosis")]
+    pub ignore: Vec<String>,
+    /// CI preflight before the application starts: a health endpoint that nothing answers yet is
+    /// a note (its check will be critical until the app answers), not a failure
+    #[arg(long, help_heading = "Diagnosis")]
+    pub pre_start: bool,
     /// Deadline of the whole run (Go duration syntax)
     #[arg(long, default_value = "30s", value_name = "DURATION", help_heading = "Diagnosis")]
     pub deadline: String,
@@ -207,7 +218,7 @@ pub struct CheckArgs {
 pub enum Parsed {
     Check(Box<RawInputs>),
     Explain { code: String },
-    Codes { format: CodesFormat },
+    Codes { format: CodesFormat, stage: Option<String> },
     Completions { shell: clap_complete::Shell },
 }
 
@@ -221,7 +232,7 @@ where
     let cli = Cli::from_arg_matches(&matches)?;
     Ok(match cli.command {
         Command::Explain { code } => Parsed::Explain { code },
-        Command::Codes { format } => Parsed::Codes { format },
+        Command::Codes { format, stage } => Parsed::Codes { format, stage },
         Command::Completions { shell } => Parsed::Completions { shell },
         Command::Check(args) => {
             let sub = matches.subcommand_matches("check").expect("check subcommand matched");
@@ -290,6 +301,8 @@ fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
         deadline: a.deadline,
         wait: a.wait,
         skip: a.skip.iter().map(|s| s.name()).collect(),
+        ignore: a.ignore.into_iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect(),
+        pre_start: a.pre_start,
         format: a.format,
         output: a.output,
         fail_on: a.fail_on,

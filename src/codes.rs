@@ -11,6 +11,10 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Advice: shown in the report and JSON, never counted by `--fail-on warn`, never a JUnit
+    /// failure. For findings that do not predict a failed or misrouted registration.
+    Note,
+    /// Predicts a real problem (a registration that will not behave as meant) without failing it.
     Warn,
     Fail,
 }
@@ -47,14 +51,14 @@ macro_rules! codes {
 codes! {
     CFG_ADDRESS = "CFG-001", "config", Fail, "Consul address cannot be parsed";
     CFG_TOKEN_FILE_UNREADABLE = "CFG-002", "config", Fail, "Token file cannot be read";
-    CFG_TOKEN_FILE_PERMISSIONS = "CFG-003", "config", Warn, "Token file is readable by group or others";
+    CFG_TOKEN_FILE_PERMISSIONS = "CFG-003", "config", Note, "Token file is readable by group or others";
     CFG_TOKEN_FILE_EMPTY = "CFG-004", "config", Warn, "Token file is empty and is ignored";
     CFG_TOKEN_FILE_OVERRIDES = "CFG-005", "config", Warn, "Token file overrides an explicitly given token";
     CFG_TLS_FILE_UNREADABLE = "CFG-006", "config", Fail, "TLS file or directory cannot be read";
     CFG_TLS_FILE_INVALID = "CFG-007", "config", Fail, "TLS file holds no usable PEM data";
     CFG_CLIENT_CERT_PAIR = "CFG-008", "config", Fail, "Client certificate and key must be given together";
-    CFG_TLS_IGNORED = "CFG-009", "config", Warn, "TLS settings have no effect on this address";
-    CFG_TLS_VERIFY_OFF = "CFG-010", "config", Warn, "TLS verification is disabled";
+    CFG_TLS_IGNORED = "CFG-009", "config", Note, "TLS settings have no effect on this address";
+    CFG_TLS_VERIFY_OFF = "CFG-010", "config", Note, "TLS verification is disabled";
     CFG_BAD_BOOL = "CFG-011", "config", Warn, "Boolean environment variable cannot be parsed and is ignored";
     CFG_NO_PORT = "CFG-012", "config", Warn, "Address has no port: Consul clients use 80/443, not 8500";
     CFG_PROXY = "CFG-013", "config", Warn, "An HTTP proxy from the environment applies to the Consul address";
@@ -62,22 +66,22 @@ codes! {
     CFG_NO_NAME = "CFG-015", "config", Fail, "Service definition has no name";
     CFG_DURATION = "CFG-016", "config", Fail, "Duration is not valid Go syntax";
     CFG_CHECK_INVALID = "CFG-017", "config", Fail, "Check definition is rejected by Consul";
-    CFG_TIMEOUT_OVER_INTERVAL = "CFG-018", "config", Warn, "Check timeout is longer than its interval";
+    CFG_TIMEOUT_OVER_INTERVAL = "CFG-018", "config", Note, "Check timeout is longer than its interval";
     CFG_PORT_RANGE = "CFG-019", "config", Fail, "Service port is out of range";
     CFG_WILDCARD_ADDRESS = "CFG-020", "config", Fail, "Service address is a wildcard address";
     CFG_DNS_NAME = "CFG-021", "config", Warn, "Service name is not discoverable through DNS";
-    CFG_NO_ID = "CFG-022", "config", Warn, "Service ID omitted: it defaults to the name";
-    CFG_NO_DEREGISTER = "CFG-023", "config", Warn, "Critical instances are never deregistered";
+    CFG_NO_ID = "CFG-022", "config", Note, "Service ID omitted: it defaults to the name";
+    CFG_NO_DEREGISTER = "CFG-023", "config", Note, "Critical instances are never deregistered";
     CFG_META = "CFG-024", "config", Fail, "Service meta breaks Consul's limits";
     CFG_UNKNOWN_FIELD = "CFG-025", "config", Fail, "Field unknown to Consul";
-    CFG_SHORT_INTERVAL = "CFG-026", "config", Warn, "Check interval below Consul's 1 s minimum";
+    CFG_SHORT_INTERVAL = "CFG-026", "config", Note, "Check interval below Consul's 1 s minimum";
     CFG_WRONG_TYPE = "CFG-027", "config", Fail, "Field has the wrong type";
-    CFG_SCRIPT_CHECK = "CFG-028", "config", Warn, "Script check needs enable_script_checks";
+    CFG_SCRIPT_CHECK = "CFG-028", "config", Note, "Script check needs enable_script_checks";
     CFG_WEIGHTS = "CFG-029", "config", Fail, "Service weights are invalid";
     CFG_CHECK_TARGET = "CFG-030", "config", Fail, "Check target cannot be used";
     CFG_GO_MOD = "CFG-031", "config", Fail, "Go module file cannot be read";
-        CFG_DUPLICATE_ID = "CFG-032", "config", Fail, "Two services in the definition share an ID";
-        CFG_IMPOSSIBLY_SHORT = "CFG-033", "config", Fail, "Check timeout or TTL too short to ever pass";
+    CFG_DUPLICATE_ID = "CFG-032", "config", Fail, "Two services in the definition share an ID";
+    CFG_IMPOSSIBLY_SHORT = "CFG-033", "config", Fail, "Check timeout or TTL too short to ever pass";
     CFG_TOKEN_CHARACTERS = "CFG-034", "config", Fail, "ACL token contains whitespace or control characters";
     DNS_NXDOMAIN = "DNS-001", "dns", Fail, "Agent host name does not exist (NXDOMAIN)";
     DNS_NO_ADDRESS = "DNS-002", "dns", Fail, "Agent host name has no address records";
@@ -106,16 +110,16 @@ codes! {
     API_BAD_RESPONSE = "API-003", "api", Fail, "Agent response is not the JSON Consul sends";
     API_BLOCKED = "API-004", "api", Warn, "Endpoint blocked by the agent's http_config";
     API_TIMEOUT = "API-005", "api", Fail, "Agent response timed out or was cut off";
-        API_UNKNOWN_DC = "API-006", "api", Fail, "Datacenter is unknown to the cluster";
-        API_ENTERPRISE_ONLY = "API-007", "api", Fail, "Enterprise namespace or partition set against Consul OSS";
-        API_WRITES_REFUSED = "API-008", "api", Fail, "Agent refuses registrations from this host";
+    API_UNKNOWN_DC = "API-006", "api", Fail, "Datacenter is unknown to the cluster";
+    API_ENTERPRISE_ONLY = "API-007", "api", Fail, "Enterprise namespace or partition set against Consul OSS";
+    API_WRITES_REFUSED = "API-008", "api", Fail, "Agent refuses registrations from this host";
     API_PROXY_AUTH = "API-009", "api", Fail, "A proxy in front of the agent asks for HTTP Basic credentials";
     LDR_NO_LEADER = "LDR-001", "leader", Fail, "Cluster has no leader";
     LDR_NO_SERVERS = "LDR-002", "leader", Fail, "Agent knows no Consul servers";
     LDR_NO_PATH = "LDR-003", "leader", Fail, "No path to the datacenter";
     LDR_DC_UNREACHABLE = "LDR-004", "leader", Fail, "No server of the datacenter is reachable";
     LDR_RPC_ERROR = "LDR-005", "leader", Fail, "Leader lookup failed";
-    LDR_EVEN_SERVERS = "LDR-006", "leader", Warn, "Even number of servers adds no fault tolerance";
+    LDR_EVEN_SERVERS = "LDR-006", "leader", Note, "Even number of servers adds no fault tolerance";
     LDR_PEERS_UNREADABLE = "LDR-007", "leader", Fail, "Raft peer list is unreadable";
     ACL_NO_TOKEN = "ACL-001", "acl", Fail, "No ACL token given while ACLs deny by default";
     ACL_TOKEN_NOT_FOUND = "ACL-002", "acl", Fail, "ACL token not found (unknown, deleted or expired)";
@@ -128,7 +132,7 @@ codes! {
     DUP_LOCAL_ID = "DUP-001", "duplicates", Warn, "Service ID already registered on this agent with a different definition";
     DUP_REMOTE_ID = "DUP-002", "duplicates", Warn, "Service ID also registered on another node";
     DUP_ADDRESS = "DUP-003", "duplicates", Warn, "Same address and port registered under other IDs";
-    DUP_CRITICAL = "DUP-004", "duplicates", Warn, "Many instances of the service are critical";
+    DUP_CRITICAL = "DUP-004", "duplicates", Note, "Many instances of the service are critical";
     DUP_UNREADABLE = "DUP-005", "duplicates", Fail, "Service lists are unreadable";
     SYN_MISSING = "SYN-001", "sync", Fail, "Service registered on the agent is missing from the catalog";
     SYN_CHECK_STATUS = "SYN-002", "sync", Warn, "Catalog shows a different check status than the agent";
@@ -143,10 +147,10 @@ codes! {
     HLT_LOOPBACK = "HLT-006", "health", Warn, "Check targets loopback while the agent runs elsewhere";
     HLT_DNS = "HLT-007", "health", Fail, "Health endpoint host does not resolve";
     HLT_CLOSED = "HLT-008", "health", Fail, "Health endpoint closed the connection without an answer";
-    VER_MIXED_SERVERS = "VER-001", "version", Warn, "Servers run different Consul versions";
+    VER_MIXED_SERVERS = "VER-001", "version", Note, "Servers run different Consul versions";
     VER_AGENT_NEWER = "VER-002", "version", Warn, "Agent is newer than the servers";
     VER_PROTOCOL = "VER-003", "version", Fail, "Protocol version outside a member's supported range";
-    VER_RAFT = "VER-004", "version", Warn, "Server uses Raft protocol older than 3";
+    VER_RAFT = "VER-004", "version", Note, "Server uses Raft protocol older than 3";
     VER_FIELDS = "VER-005", "version", Fail, "Definition uses fields this agent version rejects";
     VER_MEMBERS_UNREADABLE = "VER-006", "version", Fail, "Member list is unreadable";
     RUN_DEADLINE = "RUN-001", "run", Fail, "Check did not finish before the run deadline";

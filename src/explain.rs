@@ -26,17 +26,35 @@ pub fn explain(input: &str) -> ExitStatus {
     }
 }
 
-pub fn codes(format: CodesFormat) -> ExitStatus {
+pub fn codes(format: CodesFormat, stage: Option<&str>) -> ExitStatus {
     let mut out = anstream::stdout();
+    let wanted: Vec<&codes::Code> = match stage.map(|s| s.trim().to_ascii_lowercase()) {
+        None => codes::ALL.to_vec(),
+        Some(s) => {
+            let list: Vec<&codes::Code> = codes::ALL.iter().copied().filter(|c| c.stage == s).collect();
+            if list.is_empty() {
+                let mut stages: Vec<&str> = codes::ALL.iter().map(|c| c.stage).collect();
+                stages.dedup();
+                let _ = writeln!(
+                    anstream::stderr(),
+                    "consul-doctor: no stage {s:?}; stages with codes: {}",
+                    stages.join(", ")
+                );
+                return ExitStatus::Usage;
+            }
+            list
+        }
+    };
     let text = match format {
         CodesFormat::Json => {
-            let v = serde_json::json!({ "schema_version": crate::report::SCHEMA_VERSION, "codes": codes::ALL });
+            let v = serde_json::json!({ "schema_version": crate::report::SCHEMA_VERSION, "codes": wanted });
             format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
         }
         CodesFormat::Human => {
             let mut s = String::new();
-            for c in codes::ALL {
+            for c in &wanted {
                 let sev = match c.severity {
+                    Severity::Note => "note",
                     Severity::Warn => "warn",
                     Severity::Fail => "fail",
                 };

@@ -105,6 +105,8 @@ pub struct RawInputs {
     pub deadline: String,
     pub wait: Option<String>,
     pub skip: Vec<&'static str>,
+    pub ignore: Vec<String>,
+    pub pre_start: bool,
     pub format: Format,
     pub output: Option<PathBuf>,
     pub fail_on: FailOn,
@@ -122,6 +124,10 @@ pub struct Inputs {
     pub wait: Option<Duration>,
     /// Stages left out with --skip (names from the stage table).
     pub skip: Vec<&'static str>,
+    /// Codes accepted with --ignore (validated against the code table).
+    pub ignore: Vec<&'static str>,
+    /// --pre-start: the application is not running yet.
+    pub pre_start: bool,
     pub format: Format,
     pub output: Option<PathBuf>,
     pub fail_on: FailOn,
@@ -150,6 +156,18 @@ impl Inputs {
             ColorMode::Always => anstream::ColorChoice::Always,
             ColorMode::Never => anstream::ColorChoice::Never,
         };
+        let mut ignore = Vec::new();
+        for wanted in &raw.ignore {
+            match crate::codes::find(wanted) {
+                Some(code) => ignore.push(code.code),
+                None => {
+                    let near = crate::codes::suggest(wanted);
+                    let hint =
+                        if near.is_empty() { String::new() } else { format!(" (did you mean {})", near.join(", ")) };
+                    return Err(format!("--ignore {wanted:?}: no such code{hint}; `consul-doctor codes` lists them"));
+                }
+            }
+        }
         if let Some((_, password)) = raw.consul.http_auth.as_ref().and_then(|a| a.expose().split_once(':')) {
             crate::secret::forbid(password);
         }
@@ -161,6 +179,8 @@ impl Inputs {
             deadline,
             wait,
             skip: raw.skip,
+            ignore,
+            pre_start: raw.pre_start,
             format: raw.format,
             output: raw.output,
             fail_on: raw.fail_on,
@@ -230,6 +250,16 @@ impl Inputs {
         }
         if let Some(d) = self.dns_server {
             out.push(InputEntry { name: "dns_server", value: d.to_string(), source: "flag".into() });
+        }
+        if !self.ignore.is_empty() {
+            out.push(InputEntry {
+                name: "ignore",
+                value: self.ignore.join(","),
+                source: "flag or env CONSUL_DOCTOR_IGNORE".into(),
+            });
+        }
+        if self.pre_start {
+            out.push(InputEntry { name: "pre_start", value: "true".into(), source: "flag".into() });
         }
         out.push(InputEntry {
             name: "timeout",

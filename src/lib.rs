@@ -65,7 +65,7 @@ where
     match parsed {
         cli::Parsed::Check(raw) => check::run(*raw),
         cli::Parsed::Explain { code } => explain::explain(&code),
-        cli::Parsed::Codes { format } => explain::codes(format),
+        cli::Parsed::Codes { format, stage } => explain::codes(format, stage.as_deref()),
         cli::Parsed::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = cli::Cli::command();

@@ -16,6 +16,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub enum Status {
     Pass,
     Skip,
+    /// Advice (a `note` code, or a finding accepted with `--ignore`): shown, never a failure.
+    Note,
     Warn,
     Fail,
 }
@@ -25,6 +27,7 @@ impl Status {
         match self {
             Status::Pass => "pass",
             Status::Skip => "skip",
+            Status::Note => "note",
             Status::Warn => "warn",
             Status::Fail => "fail",
         }
@@ -44,6 +47,13 @@ pub struct CheckResult {
     pub blocked_by: Option<&'static str>,
     pub evidence: BTreeMap<String, String>,
     pub elapsed_ms: u64,
+    /// Accepted with `--ignore CODE`: reported as a note, blocks nothing, fails nothing.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignored: bool,
+    /// A skip because the doctor could not see what it needed (a 403, ACL-filtered lists):
+    /// not a pass, and the message says which permission would let it judge.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub not_judged: bool,
 }
 
 impl CheckResult {
@@ -59,6 +69,8 @@ impl CheckResult {
             blocked_by: None,
             evidence: BTreeMap::new(),
             elapsed_ms: 0,
+            ignored: false,
+            not_judged: false,
         }
     }
 
@@ -66,9 +78,10 @@ impl CheckResult {
         Self::base(id, Status::Pass, message.into())
     }
 
-    /// A warn or fail finding; the status follows the code's severity.
+    /// A note, warn or fail finding; the status follows the code's severity.
     pub fn finding(code: &'static Code, id: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Self {
         let status = match code.severity {
+            Severity::Note => Status::Note,
             Severity::Warn => Status::Warn,
             Severity::Fail => Status::Fail,
         };
@@ -91,6 +104,22 @@ impl CheckResult {
         Self::base(id, Status::Skip, reason.into())
     }
 
+    /// Accepts the finding (`--ignore CODE`): it stays in the report as a note.
+    pub fn ignore(&mut self) {
+        if matches!(self.status, Status::Warn | Status::Fail) {
+            self.status = Status::Note;
+            self.ignored = true;
+        }
+    }
+
+    /// Not judged: the doctor could not see what the check needs (the reason names the
+    /// permission or setting that would let it see). Never shown as a pass.
+    pub fn not_judged(id: &'static str, reason: impl Into<String>) -> Self {
+        let mut r = Self::base(id, Status::Skip, reason.into());
+        r.not_judged = true;
+        r
+    }
+
     pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
         self.evidence.insert(key.to_string(), value.into());
         self
@@ -100,6 +129,7 @@ impl CheckResult {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
     pub pass: usize,
+    pub note: usize,
     pub warn: usize,
     pub fail: usize,
     pub skip: usize,
@@ -157,6 +187,7 @@ impl Report {
         for c in &checks {
             match c.status {
                 Status::Pass => summary.pass += 1,
+                Status::Note => summary.note += 1,
                 Status::Warn => summary.warn += 1,
                 Status::Fail => summary.fail += 1,
                 Status::Skip => summary.skip += 1,

@@ -223,7 +223,11 @@ fn every_code_has_a_document_with_the_skeleton_and_no_document_is_orphaned() {
             let pos = doc[at..].find(h).unwrap_or_else(|| panic!("{code}: missing or misplaced {h}"));
             at += pos + h.len();
         }
-        let mark = if sev == "fail" { "✘" } else { "!" };
+        let mark = match sev {
+            "fail" => "✘",
+            "note" => "ℹ",
+            _ => "!",
+        };
         assert!(doc.contains(&format!("{mark} ")) && doc.contains(&format!("  {code}  ")), "{code}: example line");
         assert!(doc.contains(&format!("explain: consul-doctor explain {code}")), "{code}: example explain line");
     }

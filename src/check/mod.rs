@@ -39,7 +39,8 @@ pub fn run(raw: inputs::RawInputs) -> ExitStatus {
         let _ = writeln!(std::io::stderr(), "consul-doctor: interrupted");
         return ExitStatus::Interrupted;
     };
-    let text = render::render(&report, inputs.format);
+    let opts = render::Options::new(inputs.verbose, inputs.fail_on, inputs.output.as_deref());
+    let text = render::render(&report, inputs.format, &opts);
     let text = secret::redact(&text);
     if let Err(err) = render::emit(&text, inputs.output.as_deref()) {
         if err.kind() == std::io::ErrorKind::BrokenPipe {

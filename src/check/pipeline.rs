@@ -305,6 +305,9 @@ pub async fn run_stages(inputs: &Inputs, wanted: &[StageId]) -> Outcome {
             };
             for c in &mut checks {
                 c.stage = stage.name;
+                if c.code.is_some_and(|code| inputs.ignore.contains(&code)) {
+                    c.ignore();
+                }
                 if c.elapsed_ms == 0 && c.status != Status::Skip {
                     c.elapsed_ms = took.as_millis() as u64;
                 }

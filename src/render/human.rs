@@ -1,16 +1,21 @@
-//! Human report: grouped by stage, coloured by status, a summary table, and the root cause last.
-//! Every warn/fail line ends with the `consul-doctor explain CODE` pointer.
+//! Human report: one line per stage (a healthy run fits on one screen), with every note, warning,
+//! failure and unjudged check listed under its stage; `--verbose` lists every check and adds the
+//! summary table. Coloured by status, wrapped to the terminal width, the root cause named once
+//! at the end. Every note/warn/fail line ends with the `consul-doctor explain CODE` pointer.
 
 use std::fmt::Write;
 
 use anstyle::{AnsiColor, Effects, Style};
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 
+use super::Options;
 use crate::report::{CheckResult, Report, Status};
 
 const PASS: Style = AnsiColor::Green.on_default();
+const NOTE: Style = AnsiColor::Cyan.on_default();
 const WARN: Style = AnsiColor::Yellow.on_default().effects(Effects::BOLD);
 const FAIL: Style = AnsiColor::Red.on_default().effects(Effects::BOLD);
+const UNJUDGED: Style = AnsiColor::Yellow.on_default();
 const SKIP: Style = Style::new().effects(Effects::DIMMED);
 const HEAD: Style = Style::new().effects(Effects::BOLD);
 
@@ -18,16 +23,23 @@ fn paint(style: Style, text: &str) -> String {
     format!("{style}{text}{style:#}")
 }
 
-fn mark(s: Status) -> (&'static str, Style) {
-    match s {
+fn mark(c: &CheckResult) -> (&'static str, Style) {
+    match c.status {
         Status::Pass => ("✔", PASS),
+        Status::Note => ("ℹ", NOTE),
         Status::Warn => ("!", WARN),
         Status::Fail => ("✘", FAIL),
+        Status::Skip if c.not_judged => ("?", UNJUDGED),
         Status::Skip => ("-", SKIP),
     }
 }
 
-pub fn render(report: &Report) -> String {
+/// `1 warning`, `2 warnings`.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+pub fn render(report: &Report, opts: &Options) -> String {
     let mut out = String::new();
     let source = report.inputs.iter().find(|i| i.name == "http_addr").map(|i| i.source.clone()).unwrap_or_default();
     let _ = writeln!(
@@ -44,7 +56,7 @@ pub fn render(report: &Report) -> String {
         .map(|i| format!("{} {} ({})", i.name, i.value, i.source))
         .collect();
     if !given.is_empty() {
-        let _ = writeln!(out, "inputs: {}", given.join(" · "));
+        wrapped(&mut out, "", &format!("inputs: {}", given.join(" · ")), 2, opts.width);
     }
     let a = &report.agent;
     if let Some(v) = &a.version {
@@ -57,36 +69,27 @@ pub fn render(report: &Report) -> String {
             a.leader.as_deref().map(|l| format!(" · leader {l}")).unwrap_or_default()
         );
     }
-    let width = report.checks.iter().map(|c| c.id.len()).max().unwrap_or(10);
-    let stages = report.stages();
-    for stage in stages {
-        let checks: Vec<&CheckResult> = report.checks.iter().filter(|c| c.stage == stage).collect();
-        let _ = writeln!(out, "\n{}", paint(HEAD, stage));
-        // A stage skipped whole because of one blocker takes one line, not one per check.
-        let blocker = checks.first().and_then(|c| c.blocked_by);
-        if checks.len() > 1
-            && blocker.is_some()
-            && checks.iter().all(|c| c.status == Status::Skip && c.blocked_by == blocker)
-        {
-            let ids = checks.iter().map(|c| c.id).collect::<Vec<_>>().join(", ");
-            let _ = writeln!(
-                out,
-                "  {} {}",
-                paint(SKIP, "-"),
-                paint(SKIP, &format!("{ids}: skipped, blocked by {}", blocker.unwrap_or("")))
-            );
-            continue;
-        }
-        for c in checks {
-            line(&mut out, c, width);
-        }
-    }
     out.push('\n');
-    out.push_str(&summary_table(report));
+    if opts.verbose {
+        every_check(&mut out, report, opts);
+        out.push('\n');
+        out.push_str(&summary_table(report));
+    } else {
+        by_stage(&mut out, report, opts);
+    }
     out.push('\n');
     match &report.root_cause {
         Some(rc) => {
-            let _ = writeln!(out, "{} {} ({}): {}", paint(FAIL, "Root cause:"), rc.code, rc.check, rc.message);
+            let title =
+                report.checks.iter().find(|c| c.id == rc.check && c.code == Some(rc.code)).and_then(|c| c.title);
+            let _ = writeln!(
+                out,
+                "{} {} ({}){}",
+                paint(FAIL, "Root cause:"),
+                rc.code,
+                rc.check,
+                title.map(|t| format!(": {t}")).unwrap_or_default()
+            );
         }
         None if report.summary.warn > 0 => {
             let _ = writeln!(out, "{}", paint(WARN, "No failures; see the warnings above."));
@@ -101,39 +104,198 @@ pub fn render(report: &Report) -> String {
         Status::Warn => ("WARN", WARN),
         _ => ("PASS", PASS),
     };
+    let mut parts =
+        vec![format!("{} passed", s.pass), count(s.warn, "warning", "warnings"), format!("{} failed", s.fail)];
+    if s.note > 0 {
+        parts.push(count(s.note, "note", "notes"));
+    }
+    parts.push(format!("{} skipped", s.skip));
     let _ = writeln!(
         out,
-        "Result: {} ({} passed, {} warnings, {} failed, {} skipped) in {} ms{}",
+        "Result: {} ({}) in {} ms{}",
         paint(style, word),
-        s.pass,
-        s.warn,
-        s.fail,
-        s.skip,
+        parts.join(", "),
         report.elapsed_ms,
         if report.attempts > 1 { format!(" (attempt {})", report.attempts) } else { String::new() }
     );
     out
 }
 
-fn line(out: &mut String, c: &CheckResult, width: usize) {
-    let (sym, style) = mark(c.status);
-    let id = format!("{:<width$}", c.id);
-    match c.status {
-        Status::Pass => {
-            let _ = writeln!(out, "  {} {id}  {}", paint(style, sym), c.message);
+/// One line per stage; below it, every check that is not a plain pass or a plain skip.
+fn by_stage(out: &mut String, report: &Report, opts: &Options) {
+    let stages = report.stages();
+    let name_width = stages.iter().map(|s| s.len()).max().unwrap_or(8);
+    let id_width = report.checks.iter().filter(|c| shown_alone(c)).map(|c| c.id.len()).max().unwrap_or(10);
+    for stage in stages {
+        let checks: Vec<&CheckResult> = report.checks.iter().filter(|c| c.stage == stage).collect();
+        // A stage's mark: its worst finding; a plain skip beside passes does not darken it.
+        let worst = checks.iter().map(|c| c.status).filter(|s| *s != Status::Skip).max().unwrap_or(Status::Skip);
+        let blocker = checks.first().and_then(|c| c.blocked_by);
+        let all_blocked =
+            blocker.is_some() && checks.iter().all(|c| c.status == Status::Skip && c.blocked_by == blocker);
+        let name = format!("{stage:<name_width$}");
+        if all_blocked {
+            let _ = writeln!(
+                out,
+                "{} {}",
+                paint(SKIP, "-"),
+                paint(SKIP, &format!("{name}  skipped: blocked by {}", blocker.unwrap_or("")))
+            );
+            continue;
         }
-        Status::Skip => {
-            let _ = writeln!(out, "  {} {}", paint(style, sym), paint(SKIP, &format!("{id}  {}", c.message)));
-        }
-        Status::Warn | Status::Fail => {
-            let code = c.code.unwrap_or("");
-            let _ = writeln!(out, "  {} {id}  {}  {}", paint(style, sym), paint(style, code), c.message);
-            if let Some(fix) = &c.fix {
-                let _ = writeln!(out, "      fix: {fix}");
-            }
-            let _ = writeln!(out, "      explain: consul-doctor explain {code}");
+        let unjudged = checks.iter().any(|c| c.status == Status::Skip && c.not_judged);
+        let (sym, style) = match worst {
+            Status::Fail => ("✘", FAIL),
+            Status::Warn => ("!", WARN),
+            _ if unjudged => ("?", UNJUDGED),
+            Status::Note => ("ℹ", NOTE),
+            Status::Pass => ("✔", PASS),
+            Status::Skip => ("-", SKIP),
+        };
+        let tally = tally(&checks);
+        let _ = writeln!(out, "{} {}  {tally}", paint(style, sym), paint(HEAD, &name));
+        for c in checks.into_iter().filter(|c| shown_alone(c)) {
+            line(out, c, id_width, 2, opts.width, false);
         }
     }
+}
+
+/// Checks that get their own line in the short report.
+fn shown_alone(c: &CheckResult) -> bool {
+    match c.status {
+        Status::Pass => false,
+        Status::Skip => c.not_judged,
+        _ => true,
+    }
+}
+
+fn tally(checks: &[&CheckResult]) -> String {
+    let n = |s: Status| checks.iter().filter(|c| c.status == s).count();
+    let mut parts = Vec::new();
+    if n(Status::Pass) > 0 {
+        parts.push(format!("{} passed", n(Status::Pass)));
+    }
+    for (s, one, many) in
+        [(Status::Fail, "failed", "failed"), (Status::Warn, "warning", "warnings"), (Status::Note, "note", "notes")]
+    {
+        if n(s) > 0 {
+            parts.push(count(n(s), one, many));
+        }
+    }
+    let unjudged = checks.iter().filter(|c| c.status == Status::Skip && c.not_judged).count();
+    if unjudged > 0 {
+        parts.push(format!("{unjudged} not judged"));
+    }
+    let blocked = checks.iter().filter(|c| c.status == Status::Skip && c.blocked_by.is_some()).count();
+    if blocked > 0 {
+        parts.push(format!("{blocked} blocked"));
+    }
+    let skipped = n(Status::Skip) - unjudged - blocked;
+    if skipped > 0 {
+        parts.push(format!("{skipped} not applicable"));
+    }
+    parts.join(", ")
+}
+
+fn every_check(out: &mut String, report: &Report, opts: &Options) {
+    let width = report.checks.iter().map(|c| c.id.len()).max().unwrap_or(10);
+    for (n, stage) in report.stages().into_iter().enumerate() {
+        let checks: Vec<&CheckResult> = report.checks.iter().filter(|c| c.stage == stage).collect();
+        if n > 0 {
+            out.push('\n');
+        }
+        let _ = writeln!(out, "{}", paint(HEAD, stage));
+        for c in checks {
+            line(out, c, width, 2, opts.width, true);
+        }
+    }
+}
+
+fn line(out: &mut String, c: &CheckResult, width: usize, indent: usize, cols: Option<usize>, verbose: bool) {
+    let (sym, style) = mark(c);
+    let pad = " ".repeat(indent);
+    let id = format!("{:<width$}", c.id);
+    let hang = indent + 2 + width + 2;
+    match c.status {
+        Status::Pass => wrapped(out, &format!("{pad}{} {id}  ", paint(style, sym)), &c.message, hang, cols),
+        Status::Skip => {
+            let text = if c.not_judged { format!("not judged: {}", c.message) } else { c.message.clone() };
+            let painted = if c.not_judged { text } else { paint(SKIP, &text) };
+            wrapped(out, &format!("{pad}{} {id}  ", paint(style, sym)), &painted, hang, cols)
+        }
+        Status::Note if !verbose => {
+            // Advice takes one line; its fix is in the document and the verbose report.
+            let code = c.code.unwrap_or("");
+            let ignored = if c.ignored { " (ignored with --ignore)" } else { "" };
+            wrapped(
+                out,
+                &format!("{pad}{} {id}  {}  ", paint(style, sym), paint(style, code)),
+                &format!("{}{ignored} (consul-doctor explain {code})", c.message),
+                hang,
+                cols,
+            );
+        }
+        Status::Note | Status::Warn | Status::Fail => {
+            let code = c.code.unwrap_or("");
+            let ignored = if c.ignored { " (ignored with --ignore)" } else { "" };
+            wrapped(
+                out,
+                &format!("{pad}{} {id}  {}  ", paint(style, sym), paint(style, code)),
+                &format!("{}{ignored}", c.message),
+                hang,
+                cols,
+            );
+            let sub = " ".repeat(indent + 4);
+            if let Some(fix) = &c.fix {
+                wrapped(out, &format!("{sub}fix: "), fix, indent + 9, cols);
+            }
+            let _ = writeln!(out, "{sub}explain: consul-doctor explain {code}");
+        }
+    }
+}
+
+/// Writes `prefix` + `text`, wrapping `text` at word boundaries to `cols` columns with later
+/// lines indented by `hang`; no wrapping without a terminal width (files and pipes keep lines).
+fn wrapped(out: &mut String, prefix: &str, text: &str, hang: usize, cols: Option<usize>) {
+    let Some(cols) = cols else {
+        let _ = writeln!(out, "{prefix}{text}");
+        return;
+    };
+    let mut used = visible_len(prefix);
+    out.push_str(prefix);
+    let mut at_line_start = true;
+    for word in text.split(' ') {
+        let len = visible_len(word);
+        if !at_line_start && used + 1 + len > cols && used > hang {
+            out.push('\n');
+            out.push_str(&" ".repeat(hang));
+            used = hang;
+            at_line_start = true;
+        }
+        if !at_line_start {
+            out.push(' ');
+            used += 1;
+        }
+        out.push_str(word);
+        used += len;
+        at_line_start = false;
+    }
+    out.push('\n');
+}
+
+/// Display width of text without ANSI escapes (one column per char).
+fn visible_len(s: &str) -> usize {
+    let mut n = 0;
+    let mut in_esc = false;
+    for ch in s.chars() {
+        match (in_esc, ch) {
+            (false, '\u{1b}') => in_esc = true,
+            (true, 'm') => in_esc = false,
+            (true, _) => {}
+            (false, _) => n += 1,
+        }
+    }
+    n
 }
 
 fn summary_table(report: &Report) -> String {
@@ -141,17 +303,43 @@ fn summary_table(report: &Report) -> String {
     table
         .load_style(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(vec!["stage", "pass", "warn", "fail", "skip"]);
+        .set_header(vec!["stage", "pass", "note", "warn", "fail", "skip"]);
     let stages = report.stages();
     for stage in stages {
         let count = |s: Status| report.checks.iter().filter(|c| c.stage == stage && c.status == s).count();
         table.add_row(vec![
             Cell::new(stage),
             Cell::new(count(Status::Pass)).set_alignment(CellAlignment::Right),
+            Cell::new(count(Status::Note)).set_alignment(CellAlignment::Right),
             Cell::new(count(Status::Warn)).set_alignment(CellAlignment::Right),
             Cell::new(count(Status::Fail)).set_alignment(CellAlignment::Right),
             Cell::new(count(Status::Skip)).set_alignment(CellAlignment::Right),
         ]);
     }
     format!("{table}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wraps_at_word_boundaries_with_a_hanging_indent() {
+        let mut out = String::new();
+        wrapped(&mut out, "  ! id  ", "alpha beta gamma delta epsilon zeta eta theta iota kappa", 8, Some(30));
+        for l in out.lines() {
+            assert!(visible_len(l) <= 30, "{l:?} too long");
+        }
+        assert!(out.lines().count() > 1);
+        assert!(out.lines().skip(1).all(|l| l.starts_with("        ") && !l[8..].starts_with(' ')));
+        let mut flat = String::new();
+        wrapped(&mut flat, "x ", "a b c", 2, None);
+        assert_eq!(flat, "x a b c\n");
+    }
+
+    #[test]
+    fn counts_are_plural_aware() {
+        assert_eq!(count(1, "warning", "warnings"), "1 warning");
+        assert_eq!(count(0, "warning", "warnings"), "0 warnings");
+    }
 }

@@ -44,12 +44,13 @@ pub fn render(report: &Report) -> String {
                 Status::Pass => {
                     let _ = writeln!(out, ">\n      <system-out>{}</system-out>\n    </testcase>", esc(&c.message));
                 }
-                Status::Warn => {
+                Status::Note | Status::Warn => {
                     let _ = writeln!(
                         out,
                         ">\n      <system-out>{}</system-out>\n    </testcase>",
                         esc(&format!(
-                            "WARN {}: {}\nfix: {}\nexplain: consul-doctor explain {}",
+                            "{} {}: {}\nfix: {}\nexplain: consul-doctor explain {}",
+                            c.status.as_str().to_ascii_uppercase(),
                             c.code.unwrap_or(""),
                             c.message,
                             c.fix.as_deref().unwrap_or(""),

@@ -228,7 +228,7 @@ pub fn judge_connect(
             "tcp.connect",
             format!("connection refused by {all}: nothing listens on port {}", addr.port()),
             if loopback_ip {
-                format!("start the Consul agent (systemctl start consul / consul agent ...), or point --http-addr / CONSUL_HTTP_ADDR at the port it listens on (ports.http, default 8500); check with: ss -ltnp | grep {}", addr.port())
+                format!("start the Consul agent (systemctl start consul / consul agent ...), or point --http-addr / CONSUL_HTTP_ADDR at the port it listens on (ports.http, default 8500); check with: ss -ltnp 'sport = :{}'", addr.port())
             } else {
                 format!("start the agent, and make it listen on {} (client_addr defaults to 127.0.0.1; set client_addr or addresses.http to a routable address, ports.http {}), then open the port in the firewall", addr.ip(), addr.port())
             },
