@@ -162,6 +162,8 @@ pub struct Facts {
     pub services: Vec<stages::Svc>,
     /// `github.com/hashicorp/consul/api` version from --go-mod.
     pub go_api: Option<String>,
+    /// What the caller's token may read (set by the acl stage when a service is given).
+    pub visibility: Option<stages::acl::Visibility>,
     /// `/v1/agent/services` as read by the duplicates stage.
     pub agent_services: Option<serde_json::Map<String, serde_json::Value>>,
     /// The doctor's own probes of the services' checks: (service id, check label, failing code).

@@ -21,14 +21,17 @@ fn no_token_under_default_deny() {
     let a = acl();
     let (run, json) = check_json(&["--http-addr", &a.http_addr()], &[]);
     assert_root(&run, &json, "ACL-001", &[]);
-    // agent/self is denied to the anonymous token: the api stage still passes and says why.
+    // agent/self is denied to the anonymous token: not judged (never a green tick), and the
+    // stages after it still run.
     let api = result(&json, "api.agent");
-    assert_eq!(api["status"], "pass");
+    assert_eq!(api["status"], "skip");
+    assert_eq!(api["not_judged"], true);
     assert!(api["message"].as_str().unwrap().contains("403"), "{api:#}");
     assert!(result(&json, "acl.token")["fix"].as_str().unwrap().contains("consul acl token create"));
     // Members are filtered by ACLs: the version check says what it could not verify.
     let v = result(&json, "version.members");
     assert_eq!(v["status"], "skip");
+    assert_eq!(v["not_judged"], true);
     assert!(v["message"].as_str().unwrap().contains("node:read"), "{v:#}");
 }
 

@@ -445,3 +445,46 @@ fn http_check_method_and_headers_are_sent_as_the_definition_says() {
     assert_eq!(req.header("authorization"), Some("Bearer abc"));
     assert_eq!(req.header("user-agent"), Some("Consul Health Check"));
 }
+
+#[test]
+fn least_privilege_token_that_registered_the_service_is_not_told_it_is_missing() {
+    // `service "lp-web" { policy = "write" }` and nothing else: the catalog answers are filtered
+    // (no node:read), so absence cannot be concluded — the doctor says what it could not see.
+    let a = acl();
+    let master = a.master_token.as_deref().unwrap();
+    let (_, secret) = a.acl_token("lp-web-writer", r#"service "lp-web" { policy = "write" }"#, "");
+    let def = r#"{"Name": "lp-web", "ID": "lp-web-1", "Address": "127.0.0.1", "Port": 7411}"#;
+    register(a, Some(&secret), def);
+    wait_until(
+        Duration::from_secs(10),
+        || a.get("/v1/catalog/service/lp-web", Some(master)).1.contains("lp-web-1"),
+        "catalog sync",
+    );
+    assert_eq!(a.get("/v1/catalog/service/lp-web", Some(&secret)).1.trim(), "[]", "the token's view is filtered");
+    let (run, json) = check_service(a, def, &["--token", &secret], &[]);
+    assert!(!codes(&json).contains(&"SYN-001".to_string()), "no false SYN-001: {json:#}");
+    assert_eq!(run.code, 0, "{json:#}");
+    let sync = result(&json, "sync.catalog");
+    assert_eq!(sync["status"], "skip", "{sync:#}");
+    assert_eq!(sync["not_judged"], true, "{sync:#}");
+    let msg = sync["message"].as_str().unwrap();
+    assert!(msg.contains("filtered by ACLs") && msg.contains("node:read"), "{msg}");
+    for id in ["duplicates.remote_id", "duplicates.address", "duplicates.critical"] {
+        let r = result(&json, id);
+        assert_eq!(r["not_judged"], true, "{id} must not claim absence from a filtered list: {r:#}");
+    }
+    // The same service seen through a token that reads everything is judged normally.
+    let (_, json) = check_service(a, def, &["--token", master], &[]);
+    assert_eq!(result(&json, "sync.catalog")["status"], "pass", "{json:#}");
+    assert_eq!(result(&json, "duplicates.remote_id")["status"], "pass", "{json:#}");
+    // The human report never shows the filtered checks with a green tick.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "svc.json", def);
+    let human = run_doctor(
+        &["check", "--color", "never", "--http-addr", &a.http_addr(), "--service-file", &path, "--token", &secret],
+        &[],
+    );
+    assert!(human.stdout.contains("? sync.catalog"), "{}", human.stdout);
+    assert!(!human.stdout.contains(&secret));
+    a.put("/v1/agent/service/deregister/lp-web-1", Some(master), "");
+}

@@ -60,6 +60,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         } else if let Some(code) = blocked {
             out.push(CheckResult::blocked("acl.service", code));
         } else if acls_off {
+            ctx.facts().visibility = Some(Visibility::all());
             for svc in &services {
                 out.push(super::service_gate(svc, "acl.service").unwrap_or_else(|| {
                     CheckResult::pass(
@@ -69,10 +70,67 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 }));
             }
         } else {
-            out.extend(check_services(&client, &services, &token_desc).await);
+            let node = ctx.facts().agent.as_ref().map(|a| a.node.clone());
+            let (results, seen) = check_services(&client, &services, &token_desc, node.as_deref()).await;
+            out.extend(results);
+            ctx.facts().visibility = Some(seen);
         }
         out
     })
+}
+
+/// What the caller's token may read, so later checks never mistake an ACL-filtered answer for
+/// absence: Consul drops catalog entries of nodes and services the token may not read, silently
+/// ("dropping node from result due to ACLs" in the agent log).
+#[derive(Debug, Clone, Default)]
+pub struct Visibility {
+    /// Services whose name the token may not read (`service:read`; write implies read).
+    pub hidden_services: Vec<String>,
+    /// The token may not read this agent's own node (`node:read` on it).
+    pub local_node_hidden: bool,
+    /// The token may not read every node (`node_prefix "" { policy = "read" }`).
+    pub some_nodes_hidden: bool,
+}
+
+impl Visibility {
+    /// ACLs off: everything can be seen.
+    pub fn all() -> Visibility {
+        Visibility::default()
+    }
+
+    /// Why catalog lists of `name` may be missing entries, if they may.
+    pub fn filtered(&self, name: &str, local_only: bool) -> Option<String> {
+        let mut why = Vec::new();
+        if self.hidden_services.iter().any(|s| s == name) {
+            why.push(format!("service:read on {name:?}"));
+        }
+        if self.local_node_hidden {
+            why.push("node:read on this agent's node".to_string());
+        } else if !local_only && self.some_nodes_hidden {
+            why.push("node:read on every node (node_prefix \"\")".to_string());
+        }
+        (!why.is_empty()).then(|| {
+            format!(
+                "the catalog answer is filtered by ACLs: the token lacks {}, and Consul drops what it may not read without saying so",
+                why.join(" and ")
+            )
+        })
+    }
+
+    /// The policy rules that would let the doctor see, for a fix line.
+    pub fn rules(&self, name: &str, node: Option<&str>) -> String {
+        let mut rules = Vec::new();
+        if self.hidden_services.iter().any(|s| s == name) {
+            rules.push(format!("service \"{name}\" {{ policy = \"read\" }}"));
+        }
+        if self.local_node_hidden || self.some_nodes_hidden {
+            match node {
+                Some(n) if !self.some_nodes_hidden => rules.push(format!("node \"{n}\" {{ policy = \"read\" }}")),
+                _ => rules.push("node_prefix \"\" { policy = \"read\" }".to_string()),
+            }
+        }
+        rules.join(" ")
+    }
 }
 
 /// The permissions one service needs, for `/v1/internal/acl/authorize`.
@@ -89,8 +147,40 @@ async fn check_services(
     client: &crate::consul::ConsulClient,
     services: &[super::Svc],
     token_desc: &str,
-) -> Vec<CheckResult> {
+    node: Option<&str>,
+) -> (Vec<CheckResult>, Visibility) {
     let mut out = Vec::new();
+    // What the caller's own token may read (the doctor's later lists use it), asked once.
+    let mut seen = Visibility::default();
+    let mut questions = vec![json!({"Resource": "node", "Segment": "", "Access": "read"})];
+    if let Some(n) = node {
+        questions.push(json!({"Resource": "node", "Segment": n, "Access": "read"}));
+    }
+    let names: Vec<&str> = services.iter().map(|s| s.def.display_name()).collect();
+    questions.extend(names.iter().map(|n| json!({"Resource": "service", "Segment": n, "Access": "read"})));
+    let allowed: Option<Vec<bool>> =
+        match client.post_json("/v1/internal/acl/authorize", &Value::Array(questions)).await {
+            Ok(r) if r.status == 200 => r
+                .json::<Vec<Value>>()
+                .ok()
+                .map(|items| items.iter().map(|i| i.get("Allow").and_then(Value::as_bool) == Some(true)).collect()),
+            _ => None,
+        };
+    match allowed {
+        Some(a) if a.len() == 1 + usize::from(node.is_some()) + names.len() => {
+            seen.some_nodes_hidden = !a[0];
+            let offset = 1 + usize::from(node.is_some());
+            seen.local_node_hidden = if node.is_some() { !a[1] } else { !a[0] };
+            seen.hidden_services =
+                names.iter().zip(&a[offset..]).filter(|(_, ok)| !**ok).map(|(n, _)| n.to_string()).collect();
+        }
+        // Unknown: assume the worst, so no absence is concluded from a list that may be filtered.
+        _ => {
+            seen.some_nodes_hidden = true;
+            seen.local_node_hidden = true;
+            seen.hidden_services = names.iter().map(|n| n.to_string()).collect();
+        }
+    }
     for svc in services {
         if let Some(skip) = super::service_gate(svc, "acl.service") {
             out.push(skip);
@@ -125,7 +215,7 @@ async fn check_services(
             }
         }
     }
-    out
+    (out, seen)
 }
 
 /// Judges the authorize answer for one service.

@@ -197,10 +197,12 @@ pub fn judge_agent_self(
             }
         }
         403 if body.contains("Permission denied") || body.contains("ACL not found") => (
-            CheckResult::pass(
+            CheckResult::not_judged(
                 "api.agent",
-                format!("the agent answered 403 \"{body}\": the token cannot read agent:read, so version and node are unknown; the acl stage judges the token"),
-            ),
+                format!("the agent answered 403 \"{body}\": the token may not read agent:read, so the agent's version, node and settings are unknown (grant agent_prefix \"\" {{ policy = \"read\" }} to let the doctor see them); the acl stage judges the token"),
+            )
+            .with("request", format!("GET {url}"))
+            .with("status", "403"),
             None,
         ),
         403 if body.contains("Endpoint is blocked by agent configuration") || body.contains("Access is restricted") => (

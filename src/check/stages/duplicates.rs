@@ -80,10 +80,15 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             Ok(started) => started,
             Err(results) => return results,
         };
-        let (node, agent_addr) = {
+        let (node, agent_addr, visibility) = {
             let f = ctx.facts();
-            (f.agent.as_ref().map(|a| a.node.clone()), f.agent.as_ref().and_then(|a| a.addr.clone()))
+            (
+                f.agent.as_ref().map(|a| a.node.clone()),
+                f.agent.as_ref().and_then(|a| a.addr.clone()),
+                f.visibility.clone(),
+            )
         };
+        let visibility = visibility.unwrap_or_default();
         // This agent's services and every catalog list needed, all at once.
         let mut names: Vec<String> = Vec::new();
         for svc in services.iter().filter(|s| s.blocker.is_none()) {
@@ -124,15 +129,19 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             }
             let def = &svc.def;
             let name = def.display_name().to_string();
-            results.push(judge_local(def, local.as_ref()));
+            let local_seen = Seen::new(&visibility, &name, node.as_deref()).local();
+            results.push(local_seen.absent(judge_local(def, local.as_ref())));
             match &by_name[&name] {
-                Ok(instances) => results.extend(judge_catalog(def, instances, node.as_deref(), agent_addr.as_deref())),
+                Ok(instances) => {
+                    let seen = Seen::new(&visibility, &name, node.as_deref());
+                    results.extend(judge_catalog(def, instances, node.as_deref(), agent_addr.as_deref(), &seen))
+                }
                 Err((true, what)) => {
                     results.push(super::unusable(codes::DUP_UNREADABLE, "duplicates.remote_id", what.clone()))
                 }
                 Err((false, why)) => {
                     for id in &CHECKS[1..] {
-                        results.push(CheckResult::skipped(id, format!("{}: {why}", def.label)));
+                        results.push(CheckResult::not_judged(id, format!("{}: {why}", def.label)));
                     }
                 }
             }
@@ -178,11 +187,51 @@ pub fn judge_local(def: &ServiceDef, local: Option<&Map<String, Value>>) -> Chec
 }
 
 /// Same ID elsewhere, same address:port under other IDs, and critical instances.
+/// Whether a list the token read may be missing entries (ACL filtering), and what would let the
+/// doctor see them. A pass that claims absence is turned into "not judged" when it may.
+pub struct Seen {
+    filtered: Option<String>,
+    local_filtered: Option<String>,
+    rules: String,
+}
+
+impl Seen {
+    pub fn new(v: &super::acl::Visibility, name: &str, node: Option<&str>) -> Seen {
+        Seen { filtered: v.filtered(name, false), local_filtered: v.filtered(name, true), rules: v.rules(name, node) }
+    }
+
+    /// Everything visible (ACLs off, or a token that reads every node and the service).
+    pub fn everything() -> Seen {
+        Seen { filtered: None, local_filtered: None, rules: String::new() }
+    }
+
+    /// For lists of this agent only.
+    fn local(self) -> Seen {
+        Seen { filtered: self.local_filtered.clone(), ..self }
+    }
+
+    /// Keeps findings; turns a pass (a claim that nothing conflicts) into "not judged".
+    pub fn absent(&self, r: CheckResult) -> CheckResult {
+        match (&self.filtered, r.status) {
+            (Some(why), crate::report::Status::Pass) => CheckResult::not_judged(
+                r.id,
+                format!(
+                    "{} — among the entries this token can see; {why} (grant {} to let the doctor see them)",
+                    r.message, self.rules
+                ),
+            )
+            .with("acl_filtered", "true"),
+            _ => r,
+        }
+    }
+}
+
 pub fn judge_catalog(
     def: &ServiceDef,
     instances: &[Instance],
     node: Option<&str>,
     agent_addr: Option<&str>,
+    seen: &Seen,
 ) -> Vec<CheckResult> {
     let l = &def.label;
     let name = def.display_name();
@@ -249,7 +298,7 @@ pub fn judge_catalog(
             format!("{l}: {total} instance(s) of {name:?} registered, {} critical", critical.len()),
         ));
     }
-    out
+    out.into_iter().map(|r| seen.absent(r)).collect()
 }
 
 #[cfg(test)]
@@ -274,7 +323,8 @@ mod tests {
             inst("n1", "web-3", 8080, true),
             inst("n2", "web-4", 9090, false),
         ];
-        let codes: Vec<_> = judge_catalog(&d, &inst, Some("n1"), None).iter().filter_map(|r| r.code).collect();
+        let codes: Vec<_> =
+            judge_catalog(&d, &inst, Some("n1"), None, &Seen::everything()).iter().filter_map(|r| r.code).collect();
         assert_eq!(codes, vec!["DUP-002", "DUP-003", "DUP-004"]);
     }
 

@@ -153,7 +153,7 @@ fn no_leader(agent: Option<&AgentSelf>, dc: &str, seen: &str) -> CheckResult {
 pub fn judge_peers(reply: &Result<Reply, HttpFailure>, timeout: std::time::Duration) -> CheckResult {
     let peers: Vec<String> = match super::decode("GET /v1/status/peers", reply, timeout, false) {
         super::Answer::Ok(p) => p,
-        super::Answer::NotJudged(why) => return CheckResult::skipped("leader.peers", why),
+        super::Answer::NotJudged(why) => return CheckResult::not_judged("leader.peers", why),
         super::Answer::Unusable(what) => return super::unusable(codes::LDR_PEERS_UNREADABLE, "leader.peers", what),
     };
     let n = peers.len();

@@ -65,9 +65,14 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             Ok(started) => started,
             Err(results) => return results,
         };
-        let (node, local, probes) = {
+        let (node, local, probes, visibility) = {
             let f = ctx.facts();
-            (f.agent.as_ref().map(|a| a.node.clone()), f.agent_services.clone(), f.probes.clone())
+            (
+                f.agent.as_ref().map(|a| a.node.clone()),
+                f.agent_services.clone(),
+                f.probes.clone(),
+                f.visibility.clone().unwrap_or_default(),
+            )
         };
         let Some(local) = local else {
             return CHECKS.iter().map(|id| CheckResult::skipped(id, "cannot read /v1/agent/services")).collect();
@@ -110,8 +115,8 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                             && node.as_deref().is_none_or(|n| e.get("Node").and_then(Value::as_str) == Some(n))
                     }),
                     super::Answer::NotJudged(why) => {
-                        results.push(CheckResult::skipped("sync.catalog", format!("{}: {why}", def.label)));
-                        results.push(CheckResult::skipped(
+                        results.push(CheckResult::not_judged("sync.catalog", format!("{}: {why}", def.label)));
+                        results.push(CheckResult::not_judged(
                             "sync.checks",
                             format!("{}: cannot read the catalog", def.label),
                         ));
@@ -123,6 +128,23 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                         continue;
                     }
                 };
+            if let (None, Some(why)) = (&entry, visibility.filtered(&name, true)) {
+                // Absent from a filtered answer is not absent from the catalog.
+                let rules = visibility.rules(&name, node.as_deref());
+                results.push(
+                    CheckResult::not_judged(
+                        "sync.catalog",
+                        format!("{}: ID {id:?} is on this agent, but {why}, so whether the catalog has it cannot be told (grant {rules} to let the doctor see)", def.label),
+                    )
+                    .with("request", format!("GET {path}"))
+                    .with("acl_filtered", "true"),
+                );
+                results.push(CheckResult::not_judged(
+                    "sync.checks",
+                    format!("{}: the catalog's checks are filtered by ACLs the same way", def.label),
+                ));
+                continue;
+            }
             let synced = entry.is_some();
             results.push(judge_catalog(def, &id, node.as_deref(), on_agent, entry.as_ref()));
             if !synced {

@@ -86,7 +86,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         let agent = ctx.facts().agent.clone();
         let reply = client.get("/v1/agent/members").await;
         let mut results = match super::decode::<Value>("GET /v1/agent/members", &reply, client.timeout, false) {
-            super::Answer::NotJudged(why) => vec![CheckResult::skipped("version.members", why)],
+            super::Answer::NotJudged(why) => vec![CheckResult::not_judged("version.members", why)],
             super::Answer::Unusable(what) => {
                 vec![super::unusable(codes::VER_MEMBERS_UNREADABLE, "version.members", what)]
             }
@@ -150,7 +150,7 @@ pub fn judge_definitions(services: &[super::Svc], agent_version: Option<&str>) -
         }
         let def = &svc.def;
         let Some(raw) = agent_version else {
-            out.push(CheckResult::skipped(
+            out.push(CheckResult::not_judged(
                 "version.definition",
                 format!(
                     "{}: the agent's version is unknown (agent:read denied), so newer fields cannot be checked",
@@ -234,9 +234,9 @@ pub fn judge_go_api(go_api: Option<&str>, agent: Option<&str>, servers: &[String
 /// Judges versions. `agent` is (node, version, is_server) when `/v1/agent/self` was readable.
 pub fn judge(agent: Option<(&str, &str, bool)>, members: &[Member]) -> Vec<CheckResult> {
     if members.is_empty() {
-        return vec![CheckResult::skipped(
+        return vec![CheckResult::not_judged(
             "version.members",
-            "not verified: /v1/agent/members is empty, so the token lacks node:read (ACLs filter the list silently)",
+            "/v1/agent/members is empty, so the token lacks node:read (ACLs filter the list silently; grant node_prefix \"\" { policy = \"read\" } to let the doctor see the members)",
         )];
     }
     let alive: Vec<&Member> = members.iter().filter(|m| m.alive).collect();
