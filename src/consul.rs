@@ -73,7 +73,28 @@ pub enum HttpFailure {
 }
 
 impl HttpFailure {
+    /// The agent closed or reset the connection before sending any answer: what an agent does
+    /// to connections over its `limits.http_max_conns_per_client`.
+    pub fn reset_before_answer(&self) -> bool {
+        match self {
+            HttpFailure::Broken(e) | HttpFailure::Connect(e) | HttpFailure::Other(e) => {
+                let e = e.to_ascii_lowercase();
+                e.contains("connection reset") || e.contains("closed before message completed")
+            }
+            _ => false,
+        }
+    }
+
     pub fn describe(&self, timeout: Duration) -> String {
+        if self.reset_before_answer() {
+            let text = match self {
+                HttpFailure::Broken(e) | HttpFailure::Connect(e) | HttpFailure::Other(e) => e.as_str(),
+                _ => "",
+            };
+            return format!(
+                "the agent closed the connection without answering ({text}); the likely cause is the agent's per-client connection limit (limits {{ http_max_conns_per_client }}, default 200) used up by other processes on this host — the doctor itself keeps at most {MAX_IN_FLIGHT} connections"
+            );
+        }
         match self {
             HttpFailure::Connect(e) => format!("connection failed: {e}"),
             HttpFailure::Timeout => {
@@ -115,9 +136,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
+/// Most requests in flight to the agent at once. Agents may limit connections per client IP
+/// (`limits { http_max_conns_per_client }`, often set low in production); the doctor stays
+/// within two keep-alive connections, reused for every request.
+pub const MAX_IN_FLIGHT: usize = 2;
+
 /// A client bound to one agent.
 pub struct ConsulClient {
     client: reqwest::Client,
+    in_flight: tokio::sync::Semaphore,
     base: String,
     /// CONSUL_HTTP_AUTH, split into user and password, sent as HTTP Basic auth like the Go client.
     basic_auth: Option<(String, Option<String>)>,
@@ -148,7 +175,7 @@ impl ConsulClient {
             .http1_only()
             .connect_timeout(timeout)
             .timeout(timeout)
-            .pool_max_idle_per_host(2);
+            .pool_max_idle_per_host(MAX_IN_FLIGHT);
         let base = match &conn.target {
             Target::Unix { path } => {
                 b = b.unix_socket(path.clone()).tls_backend_preconfigured(crate::transport::plaintext_only_config());
@@ -182,7 +209,7 @@ impl ConsulClient {
             Some((user, password)) => (user.to_string(), Some(password.to_string())),
             None => (a.expose().to_string(), None),
         });
-        Ok(ConsulClient { client, base, basic_auth, timeout })
+        Ok(ConsulClient { client, in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT), base, basic_auth, timeout })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -255,7 +282,14 @@ impl ConsulClient {
     where
         T: DeserializeOwned + Send + 'static,
     {
-        let mut resp = self.authed(self.client.get(url)).send().await.map_err(|e| classify(&e))?;
+        let _permit = self.in_flight.acquire().await.map_err(|_| HttpFailure::Other("client closed".into()))?;
+        let mut resp = match self.authed(self.client.get(url)).send().await.map_err(|e| classify(&e)) {
+            Err(f) if f.reset_before_answer() => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                self.authed(self.client.get(url)).send().await.map_err(|e| classify(&e))?
+            }
+            other => other?,
+        };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         if status != 200 {
@@ -306,7 +340,18 @@ impl ConsulClient {
 
     async fn send(&self, method: &str, url: &str, req: reqwest::RequestBuilder) -> Result<Reply, HttpFailure> {
         let start = Instant::now();
-        let result = self.exchange(req).await;
+        let _permit = self.in_flight.acquire().await.map_err(|_| HttpFailure::Other("client closed".into()))?;
+        // A read the agent reset before answering is asked once more, on a fresh connection: a
+        // per-client connection limit drops connections it has not yet seen closed.
+        let retry = if method == "GET" || url.ends_with("/v1/internal/acl/authorize") { req.try_clone() } else { None };
+        let mut result = self.exchange(req).await;
+        if let (Err(f), Some(again)) = (&result, retry) {
+            if f.reset_before_answer() {
+                crate::log::debug(format!("{method} {url}: {}; asking once more", f.describe(self.timeout)));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                result = self.exchange(again).await;
+            }
+        }
         match &result {
             Ok(r) => crate::log::debug(format!(
                 "{method} {url} -> {} ({} bytes) in {} ms",

@@ -136,6 +136,20 @@ fn complete_fake_agent_is_healthy() {
     assert_eq!(json["summary"]["fail"], 0);
 }
 
+#[test]
+fn resets_before_any_answer_are_retried_once_then_name_the_connection_limit() {
+    let s = consul_with(vec![Route::json("/v1/agent/members", 200, "[]").with_behavior(Behavior::ResetBeforeAnswer)]);
+    let (run, json) = check_web(&s, &[]);
+    assert_eq!(run.code, 1, "{json:#}");
+    let members = result(&json, "version.members");
+    assert_eq!(members["code"], "VER-006", "{json:#}");
+    let msg = members["message"].as_str().unwrap();
+    assert!(msg.contains("http_max_conns_per_client"), "{msg}");
+    assert!(members["fix"].as_str().unwrap().contains("http_max_conns_per_client"), "{members:#}");
+    let asked = s.requests().iter().filter(|r| r.path.starts_with("/v1/agent/members")).count();
+    assert_eq!(asked, 2, "a reset read is asked exactly once more");
+}
+
 /// Every endpoint the doctor reads, broken in every way a server or proxy breaks answers: each
 /// gives a coded failure with a fix, within the deadline, exit 1, and no panic.
 #[test]

@@ -92,6 +92,9 @@ pub enum Behavior {
     Endless,
     /// Read the request and never answer.
     Hang,
+    /// Read the request and reset the connection without a byte of answer (what an agent does
+    /// to connections over `limits.http_max_conns_per_client`).
+    ResetBeforeAnswer,
 }
 
 impl Response {
@@ -639,7 +642,7 @@ fn serve_http(s: &TcpStream, routes: &[Route], ctx: &Ctx) {
             t.split(['?', '#']).next().unwrap_or("").to_string()
         };
         let resp = routes.iter().find(|r| r.matches(&req.method, &path)).map_or(&not_found, |r| &r.response);
-        let hold_back = matches!(resp.behavior, Behavior::ResetMidBody);
+        let hold_back = matches!(resp.behavior, Behavior::ResetMidBody | Behavior::ResetBeforeAnswer);
 
         // Consume the rest of the request (leaving its last byte unread when an RST is planned).
         let rest_of_head = head.len() - consumed;
@@ -715,6 +718,10 @@ fn serve_http(s: &TcpStream, routes: &[Route], ctx: &Ctx) {
             }
             Behavior::Hang => {
                 drain(s, ctx);
+                return;
+            }
+            Behavior::ResetBeforeAnswer => {
+                await_unread(s, ctx);
                 return;
             }
         }

@@ -262,3 +262,29 @@ fn two_server_cluster_has_no_fault_tolerance() {
     assert_eq!(run.code, 0);
     assert!(result(&json, "leader.peers")["message"].as_str().unwrap().contains("2 Raft voters"));
 }
+
+#[test]
+fn agent_with_two_connections_per_client_is_not_reported_broken() {
+    // `limits { http_max_conns_per_client = 2 }`: the doctor must stay within two connections
+    // (one keep-alive connection is reused for every request), or the agent resets the rest.
+    let a = start(
+        "connlimit",
+        Spec { dev: true, extra_hcl: "limits {\n  http_max_conns_per_client = 2\n}\n".into(), ..Spec::default() },
+        true,
+    );
+    let (st, body) = a.put(
+        "/v1/agent/service/register",
+        None,
+        r#"{"Name": "limited", "ID": "limited-1", "Port": 7420, "Check": {"TTL": "10m", "Status": "passing", "DeregisterCriticalServiceAfter": "10m"}}"#,
+    );
+    assert_eq!(st, 200, "{body}");
+    let dir = tempfile::tempdir().unwrap();
+    let def = dir.path().join("limited.json");
+    std::fs::write(&def, r#"{"Name": "limited", "ID": "limited-1", "Port": 7420, "Check": {"TTL": "10m", "DeregisterCriticalServiceAfter": "10m"}}"#).unwrap();
+    for _ in 0..3 {
+        let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--service-file", def.to_str().unwrap()], &[]);
+        assert_eq!(run.code, 0, "{json:#}");
+        let bad: Vec<String> = codes(&json).into_iter().filter(|c| !c.starts_with("CFG")).collect();
+        assert!(bad.is_empty(), "a healthy agent with a connection limit: {bad:?} {json:#}");
+    }
+}

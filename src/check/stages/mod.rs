@@ -90,6 +90,14 @@ pub(crate) fn unusable(
     id: &'static str,
     what: String,
 ) -> crate::report::CheckResult {
+    if what.contains("per-client connection limit") {
+        return crate::report::CheckResult::finding(
+            code,
+            id,
+            what,
+            "count this host's connections to the agent (ss -tn state established dst <agent>), stop the process that holds them, or raise limits { http_max_conns_per_client } in the agent configuration and reload it (consul reload)",
+        );
+    }
     crate::report::CheckResult::finding(
         code,
         id,
