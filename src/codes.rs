@@ -83,6 +83,8 @@ codes! {
     CFG_DUPLICATE_ID = "CFG-032", "config", Fail, "Two services in the definition share an ID";
     CFG_IMPOSSIBLY_SHORT = "CFG-033", "config", Fail, "Check timeout or TTL too short to ever pass";
     CFG_TOKEN_CHARACTERS = "CFG-034", "config", Fail, "ACL token contains whitespace or control characters";
+    CFG_SEVERAL_CHECK_TYPES = "CFG-035", "config", Fail, "Check sets several check types: Consul keeps one";
+    CFG_CLI_DROPS_ARGS = "CFG-036", "config", Warn, "consul services register (1.8) drops script check args";
     DNS_NXDOMAIN = "DNS-001", "dns", Fail, "Agent host name does not exist (NXDOMAIN)";
     DNS_NO_ADDRESS = "DNS-002", "dns", Fail, "Agent host name has no address records";
     DNS_TIMEOUT = "DNS-003", "dns", Fail, "DNS lookup timed out";
@@ -153,6 +155,7 @@ codes! {
     VER_RAFT = "VER-004", "version", Note, "Server uses Raft protocol older than 3";
     VER_FIELDS = "VER-005", "version", Fail, "Definition uses fields this agent version rejects";
     VER_MEMBERS_UNREADABLE = "VER-006", "version", Fail, "Member list is unreadable";
+    VER_SCRIPTS_DISABLED = "VER-007", "version", Fail, "Script checks are disabled on this agent";
     RUN_DEADLINE = "RUN-001", "run", Fail, "Check did not finish before the run deadline";
 }
 

@@ -137,6 +137,10 @@ fn leading_fraction(s: &[u8]) -> (u64, f64, &[u8]) {
 
 /// Go's `time.quote`: ASCII as is (with `"` and `\\` escaped), every byte of a control or
 /// non-ASCII character as `\xNN`.
+pub fn go_quote(s: &str) -> String {
+    quote(s)
+}
+
 fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');

@@ -82,6 +82,9 @@ pub struct CheckDef {
     pub ttl: Option<Dur>,
     pub deregister: Option<Dur>,
     pub status: Option<String>,
+    /// Every check type the definition sets, as written (`http`, `tcp`, `args`, …): Consul
+    /// keeps one and silently drops the others.
+    pub types: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -671,6 +674,7 @@ fn read_check(r: &mut Reader, m: &Map<String, Value>, n: usize) -> CheckDef {
         ttl: None,
         deregister: None,
         status: None,
+        types: Vec::new(),
     };
     let mut http = None;
     let mut method = "GET".to_string();
@@ -709,6 +713,19 @@ fn read_check(r: &mut Reader, m: &Map<String, Value>, n: usize) -> CheckDef {
             _ => {}
         }
     }
+    kinds.retain(
+        |k| !matches!(k, CheckKind::Tcp { address } | CheckKind::Grpc { target: address } if address.is_empty()),
+    );
+    kinds.dedup_by(|a, b| *a == CheckKind::Alias && *b == CheckKind::Alias);
+    c.types = http.iter().filter(|u| !u.is_empty()).map(|_| "http").collect();
+    c.types.extend(kinds.iter().map(|k| match k {
+        CheckKind::Tcp { .. } => "tcp",
+        CheckKind::Grpc { .. } => "grpc",
+        CheckKind::Script => "args",
+        CheckKind::Alias => "alias_service",
+        CheckKind::Other(name) => name,
+        _ => "",
+    }));
     if let Some(url) = http {
         kinds.insert(
             0,
@@ -798,6 +815,16 @@ pub fn judge(def: &ServiceDef) -> Vec<CheckResult> {
             format!("{l}: the name {name:?} has characters other than letters, digits and dashes; Consul registers it but it \"will not be discoverable via DNS\""),
             format!("rename the service to {:?} (letters, digits, dashes)", dns_safe(name)),
         );
+    }
+    if matches!(def.origin, Origin::File { .. }) && def.form == Form::Config {
+        for c in def.checks.iter().filter(|c| c.kind == CheckKind::Script) {
+            push(
+                &mut out,
+                codes::CFG_CLI_DROPS_ARGS,
+                format!("{l} {} uses args: consul services register (Consul 1.8) drops args and the registration fails with 400 \"Invalid check: TTL must be > 0 for TTL checks\"", c.label),
+                "register the API form of this definition with PUT /v1/agent/service/register, or place the file in the agent's configuration directory".into(),
+            );
+        }
     }
     if def.id.as_deref().is_none_or(str::is_empty) && !name.is_empty() {
         push(
@@ -977,6 +1004,18 @@ fn judge_check(def: &ServiceDef, c: &CheckDef, out: &mut Vec<CheckResult>) {
             );
         }
     }
+    if c.types.len() > 1 {
+        let (kept, dropped) = c.types.split_first().expect("more than one");
+        push(
+            codes::CFG_SEVERAL_CHECK_TYPES,
+            format!(
+                "{l} sets {}: one check has one type, and Consul registers it as a {kept} check and silently ignores {}",
+                c.types.join(" and "),
+                dropped.join(", ")
+            ),
+            "split it into one check per type (checks = [{ http = ... }, { tcp = ... }]), each with its own interval",
+        );
+    }
     match &c.kind {
         CheckKind::Http { url, .. } => {
             let lower = url.to_ascii_lowercase();
@@ -985,6 +1024,12 @@ fn judge_check(def: &ServiceDef, c: &CheckDef, out: &mut Vec<CheckResult>) {
                     codes::CFG_CHECK_TARGET,
                     format!("{l}: URL {url:?} has no http:// or https:// scheme; Consul accepts the registration but the check stays critical forever"),
                     "write the URL in full, e.g. http://127.0.0.1:8080/health",
+                );
+            } else if let Some(why) = go_url_error(url) {
+                push(
+                    codes::CFG_CHECK_TARGET,
+                    format!("{l}: Consul accepts the registration, but Go cannot parse the URL, so the check is critical forever with output: parse {}: {why}", crate::duration::go_quote(url)),
+                    "write a literal URL: template placeholders such as ${…} or {{ … }} must be filled in before registration, and the port must be a number",
                 );
             }
         }
@@ -998,6 +1043,64 @@ fn judge_check(def: &ServiceDef, c: &CheckDef, out: &mut Vec<CheckResult>) {
         ),
         _ => {}
     }
+}
+
+/// Why Go's `url.Parse` rejects an http(s) URL (the text after `parse "URL": `), for the
+/// errors a check URL meets in practice: control characters, a bad port, characters not
+/// allowed in a host name, bad percent escapes.
+pub fn go_url_error(url: &str) -> Option<String> {
+    if url.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Some("net/url: invalid control character in URL".into());
+    }
+    let rest = url.split_once("://")?.1;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let name = if let Some(v6) = host.strip_prefix('[') {
+        let Some(end) = v6.find(']') else {
+            return Some("missing ']' in host".into());
+        };
+        let port = &v6[end + 1..];
+        if !port.is_empty() && !valid_optional_port(port) {
+            return Some(format!("invalid port {} after host", crate::duration::go_quote(port)));
+        }
+        return None;
+    } else if let Some(i) = host.rfind(':') {
+        let port = &host[i..];
+        if !valid_optional_port(port) {
+            return Some(format!("invalid port {} after host", crate::duration::go_quote(port)));
+        }
+        &host[..i]
+    } else {
+        host
+    };
+    let bytes = name.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let ok = bytes.len() > i + 2 && bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit();
+            if !ok {
+                let end = (i + 3).min(bytes.len());
+                return Some(format!("invalid URL escape {}", crate::duration::go_quote(&name[i..end])));
+            }
+            i += 3;
+            continue;
+        }
+        let allowed = b >= 0x80 || b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]<>\"".contains(&b);
+        if !allowed {
+            return Some(format!(
+                "invalid character {} in host name",
+                crate::duration::go_quote(&(b as char).to_string())
+            ));
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Go's `validOptionalPort`: empty, or `:` followed by digits only.
+fn valid_optional_port(port: &str) -> bool {
+    port.is_empty() || port.strip_prefix(':').is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `host:port` or `[v6]:port` with a numeric port.
@@ -1044,6 +1147,21 @@ pub fn judge_duplicate_ids(defs: &[ServiceDef]) -> Vec<CheckResult> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn go_url_errors_match_url_parse() {
+        assert_eq!(go_url_error("http://127.0.0.1:8080/health"), None);
+        assert_eq!(go_url_error("https://user:pw@[::1]:8501/v1?x=%zz"), None);
+        assert_eq!(go_url_error("http://web.service.consul/h"), None);
+        assert_eq!(go_url_error("http://${HOST}:8080/h").as_deref(), Some(r#"invalid character "{" in host name"#));
+        assert_eq!(go_url_error("http://localhost:abc/h").as_deref(), Some(r#"invalid port ":abc" after host"#));
+        assert_eq!(go_url_error("http://[::1]:x/h").as_deref(), Some(r#"invalid port ":x" after host"#));
+        assert_eq!(go_url_error("http://a b/h").as_deref(), Some(r#"invalid character " " in host name"#));
+        assert_eq!(go_url_error("http://h%zz/").as_deref(), Some(r#"invalid URL escape "%zz""#));
+        assert_eq!(go_url_error("http://h/\n").as_deref(), Some("net/url: invalid control character in URL"));
+        assert_eq!(go_url_error("http://h/\x7f").as_deref(), Some("net/url: invalid control character in URL"));
+    }
+
     use super::*;
 
     #[test]

@@ -280,3 +280,122 @@ fn numeric_timeout_is_nanoseconds_and_never_passes() {
     let (run, json) = check_definition("nanos.json", &body);
     assert_definition_fails(&run, &json, "CFG-033");
 }
+
+// --- definitions judged against the live agent -----------------------------------------------
+
+#[test]
+fn script_check_on_an_agent_with_scripts_disabled() {
+    // The dev agent runs no scripts: the agent's own answer, and the doctor's verdict from
+    // /v1/agent/self before anything is registered.
+    let body = r#"{"Name": "scripted", "ID": "scripted-1", "Port": 7430, "Check": {"Args": ["/bin/true"], "Interval": "10s", "DeregisterCriticalServiceAfter": "10m"}}"#;
+    let (status, text) = agent_verdict(body);
+    assert_eq!(status, 500);
+    let consul_words =
+        "Scripts are disabled on this agent from remote calls; to enable, configure 'enable_script_checks' to true";
+    assert_eq!(text.trim(), consul_words);
+    let (run, json) = check_definition("scripted.json", body);
+    assert_eq!(root_cause(&json).as_deref(), Some("VER-007"), "{json:#}");
+    assert_eq!(run.code, 1);
+    let r = result(&json, "version.definition");
+    assert!(r["message"].as_str().unwrap().contains(consul_words), "{r:#}");
+    assert_eq!(r["evidence"]["enable_script_checks"], "false");
+    // Before the agent is known, the same script check is only advice.
+    let c = results(&json, "config.service");
+    assert!(c.iter().any(|r| r["code"] == "CFG-028" && r["status"] == "note"), "{json:#}");
+}
+
+#[test]
+fn script_check_on_an_agent_that_allows_local_scripts_only() {
+    let a = start(
+        "localscripts",
+        Spec { dev: true, extra_hcl: "enable_local_script_checks = true\n".into(), ..Spec::default() },
+        true,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let hcl = file(&dir, "web.hcl", "service {\n  name = \"scripted\"\n  id = \"scripted-1\"\n  port = 7431\n  check {\n    args = [\"/bin/true\"]\n    interval = \"10s\"\n  }\n}\n");
+    let (_, json) = check_json(&["--http-addr", &a.http_addr(), "--service-file", &hcl], &[]);
+    let r = result(&json, "version.definition");
+    assert_eq!(r["status"], "pass", "a configuration file works with enable_local_script_checks: {json:#}");
+    assert!(r["message"].as_str().unwrap().contains("configuration directory"), "{r:#}");
+    // ...while the API form of the same check is refused by that agent.
+    let api = file(
+        &dir,
+        "web.json",
+        r#"{"Name": "scripted", "ID": "scripted-1", "Port": 7431, "Check": {"Args": ["/bin/true"], "Interval": "10s"}}"#,
+    );
+    let (_, json) = check_json(&["--http-addr", &a.http_addr(), "--service-file", &api], &[]);
+    assert_eq!(root_cause(&json).as_deref(), Some("VER-007"), "{json:#}");
+    let (st, text) = a.put(
+        "/v1/agent/service/register",
+        None,
+        r#"{"Name": "scripted", "Port": 7431, "Check": {"Args": ["/bin/true"], "Interval": "10s"}}"#,
+    );
+    assert_eq!((st, text.contains("Scripts are disabled on this agent from remote calls")), (500, true));
+}
+
+#[test]
+fn consul_services_register_drops_args() {
+    let dir = tempfile::tempdir().unwrap();
+    let hcl = "service {\n  name = \"cliargs\"\n  port = 7432\n  check {\n    args = [\"/bin/true\"]\n    interval = \"10s\"\n  }\n}\n";
+    let path = file(&dir, "cliargs.hcl", hcl);
+    // What the real 1.8.7 CLI does with this file.
+    let out = std::process::Command::new(consul_bin())
+        .args(["services", "register", &format!("-http-addr={}", dev().http_addr()), &path])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("TTL must be > 0 for TTL checks"), "{said}");
+    let (_, json) = check_json(&["--http-addr", &dev().http_addr(), "--service-file", &path], &[]);
+    let c = results(&json, "config.service");
+    let found = c.iter().find(|r| r["code"] == "CFG-036").unwrap_or_else(|| panic!("{json:#}"));
+    assert_eq!(found["status"], "warn");
+    assert!(found["message"].as_str().unwrap().contains("TTL must be > 0 for TTL checks"));
+}
+
+#[test]
+fn check_with_both_http_and_tcp_keeps_only_http() {
+    let body = r#"{"Name": "twotypes", "ID": "twotypes-1", "Port": 7433, "Check": {"CheckID": "twotypes-chk", "HTTP": "http://127.0.0.1:7433/h", "TCP": "127.0.0.1:7433", "Interval": "10s", "DeregisterCriticalServiceAfter": "10m"}}"#;
+    // The real agent accepts it and registers an HTTP check only.
+    let a = dev();
+    let (st, text) = a.put("/v1/agent/service/register", None, body);
+    assert_eq!(st, 200, "{text}");
+    let checks: Value = serde_json::from_str(&a.get("/v1/agent/checks", None).1).unwrap();
+    assert_eq!(checks["twotypes-chk"]["Type"], "http", "{checks:#}");
+    a.put("/v1/agent/service/deregister/twotypes-1", None, "");
+    let (run, json) = check_definition("twotypes.json", body);
+    assert_definition_fails(&run, &json, "CFG-035");
+    let msg = result(&json, "config.service")["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("http and tcp") && msg.contains("ignores tcp"), "{msg}");
+}
+
+#[test]
+fn http_check_urls_go_cannot_parse_fail_with_consul_words() {
+    let a = dev();
+    for (n, url, words) in [
+        (1, "http://${HOST}:8080/health", r#"invalid character "{" in host name"#),
+        (2, "http://localhost:abc/health", r#"invalid port ":abc" after host"#),
+    ] {
+        let body = format!(
+            r#"{{"Name": "badurl{n}", "ID": "badurl{n}-1", "Port": 7434, "Check": {{"CheckID": "badurl{n}-chk", "HTTP": "{url}", "Interval": "1s", "DeregisterCriticalServiceAfter": "10m"}}}}"#
+        );
+        // Consul accepts it; the check's output is Go's parse error.
+        let (st, text) = a.put("/v1/agent/service/register", None, &body);
+        assert_eq!(st, 200, "{text}");
+        let mut output = String::new();
+        wait_until(
+            std::time::Duration::from_secs(10),
+            || {
+                let checks: Value = serde_json::from_str(&a.get("/v1/agent/checks", None).1).unwrap();
+                output = checks[format!("badurl{n}-chk")]["Output"].as_str().unwrap_or("").to_string();
+                !output.is_empty()
+            },
+            "the check to run",
+        );
+        a.put(&format!("/v1/agent/service/deregister/badurl{n}-1"), None, "");
+        let (run, json) = check_definition("badurl.json", &body);
+        assert_definition_fails(&run, &json, "CFG-030");
+        let msg = result(&json, "config.service")["message"].as_str().unwrap().to_string();
+        assert!(msg.contains(words), "{msg}");
+        assert!(msg.contains(&output), "the doctor quotes Consul's own output {output:?}: {msg}");
+    }
+}

@@ -32,6 +32,16 @@ pub struct AgentSelf {
     pub allow_write_from: Vec<String>,
     /// `http_config.block_endpoints` (path prefixes).
     pub block_endpoints: Vec<String>,
+    /// `enable_script_checks` (any registration) and `enable_local_script_checks`
+    /// (configuration files only), when the agent shows them.
+    pub script_checks: Option<ScriptChecks>,
+}
+
+/// Whether this agent runs script (and Docker) checks, and from where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScriptChecks {
+    pub remote: bool,
+    pub local: bool,
 }
 
 impl AgentSelf {
@@ -63,6 +73,12 @@ impl AgentSelf {
             addr: v.pointer("/Member/Addr").and_then(Value::as_str).map(str::to_string),
             allow_write_from: strings(debug.and_then(|d| d.get("AllowWriteHTTPFrom"))),
             block_endpoints: strings(debug.and_then(|d| d.get("HTTPBlockEndpoints"))),
+            script_checks: debug.and_then(|d| {
+                Some(ScriptChecks {
+                    remote: d.get("EnableRemoteScriptChecks")?.as_bool()?,
+                    local: d.get("EnableLocalScriptChecks")?.as_bool()?,
+                })
+            }),
             tags,
         })
     }

@@ -114,7 +114,8 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             (f.services.clone(), f.go_api.clone())
         };
         let agent_version = agent.as_ref().map(|a| a.version.clone());
-        results.extend(judge_definitions(&services, agent_version.as_deref()));
+        let script_checks = agent.as_ref().and_then(|a| a.script_checks);
+        results.extend(judge_definitions(&services, agent_version.as_deref(), script_checks));
         let servers: Vec<String> = match &reply {
             Ok(r) => serde_json::from_slice::<Value>(&r.body)
                 .ok()
@@ -137,8 +138,13 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     })
 }
 
-/// Fields of the definitions that this agent's version does not know.
-pub fn judge_definitions(services: &[super::Svc], agent_version: Option<&str>) -> Vec<CheckResult> {
+/// Fields of the definitions that this agent's version does not know, and checks this agent's
+/// settings refuse.
+pub fn judge_definitions(
+    services: &[super::Svc],
+    agent_version: Option<&str>,
+    script_checks: Option<super::api::ScriptChecks>,
+) -> Vec<CheckResult> {
     if services.is_empty() {
         return vec![super::no_service("version.definition")];
     }
@@ -149,6 +155,12 @@ pub fn judge_definitions(services: &[super::Svc], agent_version: Option<&str>) -
             continue;
         }
         let def = &svc.def;
+        let scripts = judge_script_checks(def, script_checks);
+        if let Some(r) = scripts.as_ref().filter(|r| r.status == crate::report::Status::Fail) {
+            out.push(r.clone());
+            continue;
+        }
+        let script_note = scripts.map(|r| r.message.trim_start_matches(&format!("{}: ", def.label)).to_string());
         let Some(raw) = agent_version else {
             out.push(CheckResult::not_judged(
                 "version.definition",
@@ -181,7 +193,11 @@ pub fn judge_definitions(services: &[super::Svc], agent_version: Option<&str>) -
         if rejected.is_empty() {
             out.push(CheckResult::pass(
                 "version.definition",
-                format!("{}: every field is known to Consul {v}", def.label),
+                format!(
+                    "{}: every field is known to Consul {v}{}",
+                    def.label,
+                    script_note.as_deref().map(|n| format!("; {n}")).unwrap_or_default()
+                ),
             ));
         } else {
             let first_field = def
@@ -203,6 +219,43 @@ pub fn judge_definitions(services: &[super::Svc], agent_version: Option<&str>) -
         }
     }
     out
+}
+
+/// Script and Docker checks against this agent's `enable_script_checks` /
+/// `enable_local_script_checks`: what the agent answers is known exactly.
+pub fn judge_script_checks(
+    def: &crate::service::ServiceDef,
+    settings: Option<super::api::ScriptChecks>,
+) -> Option<CheckResult> {
+    use crate::service::{CheckKind, Form};
+    let scripts: Vec<&str> =
+        def.checks.iter().filter(|c| c.kind == CheckKind::Script).map(|c| c.label.as_str()).collect();
+    let settings = settings?;
+    if scripts.is_empty() || settings.remote {
+        return None;
+    }
+    let l = &def.label;
+    let which = scripts.join(", ");
+    if settings.local && def.form == Form::Config {
+        return Some(CheckResult::pass(
+            "version.definition",
+            format!("{l}: {which} runs when this file is in the agent's configuration directory (enable_local_script_checks is on); registered through the HTTP API or consul services register it is refused: scripts are disabled from remote calls on this agent"),
+        ));
+    }
+    let mut fix = "enable_script_checks = true in the agent's configuration and a restart of the agent (it cannot be reloaded), or replace the script check with an HTTP, TCP or TTL check".to_string();
+    if def.form == Form::Config {
+        fix.push_str("; for a definition placed in the agent's configuration directory, enable_local_script_checks = true is enough (safer: no remote script execution)");
+    }
+    Some(
+        CheckResult::finding(
+            codes::VER_SCRIPTS_DISABLED,
+            "version.definition",
+            format!("{l}: {which} is a script check and this agent runs none from the HTTP API: registration fails with 500 \"Scripts are disabled on this agent from remote calls; to enable, configure 'enable_script_checks' to true\"{}", if settings.local { "" } else { " (enable_local_script_checks is off too)" }),
+            fix,
+        )
+        .with("enable_script_checks", settings.remote.to_string())
+        .with("enable_local_script_checks", settings.local.to_string()),
+    )
 }
 
 /// Reports the application's consul/api module beside the cluster's versions.
