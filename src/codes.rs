@@ -149,6 +149,7 @@ codes! {
     HLT_LOOPBACK = "HLT-006", "health", Warn, "Check targets loopback while the agent runs elsewhere";
     HLT_DNS = "HLT-007", "health", Fail, "Health endpoint host does not resolve";
     HLT_CLOSED = "HLT-008", "health", Fail, "Health endpoint closed the connection without an answer";
+    HLT_NOT_STARTED = "HLT-009", "health", Note, "Health endpoint not answering yet (--pre-start)";
     VER_MIXED_SERVERS = "VER-001", "version", Note, "Servers run different Consul versions";
     VER_AGENT_NEWER = "VER-002", "version", Warn, "Agent is newer than the servers";
     VER_PROTOCOL = "VER-003", "version", Fail, "Protocol version outside a member's supported range";

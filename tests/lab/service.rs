@@ -488,3 +488,60 @@ fn least_privilege_token_that_registered_the_service_is_not_told_it_is_missing()
     assert!(!human.stdout.contains(&secret));
     a.put("/v1/agent/service/deregister/lp-web-1", Some(master), "");
 }
+
+#[test]
+fn preflight_before_the_app_starts_is_not_failed_by_its_health_endpoint() {
+    let a = dev();
+    let port = free_port();
+    let def = format!(
+        r#"{{"service": {{"name": "prestart", "id": "prestart-1", "port": {port}, "check": {{"http": "http://127.0.0.1:{port}/health", "interval": "10s", "deregister_critical_service_after": "5m"}}}}}}"#
+    );
+    let (run, json) = check_service(a, &def, &[], &[]);
+    assert_eq!(root_cause(&json).as_deref(), Some("HLT-001"), "{json:#}");
+    assert_eq!(run.code, 1);
+    let (run, json) = check_service(a, &def, &["--pre-start", "--fail-on", "warn"], &[]);
+    assert_eq!(run.code, 0, "{json:#}");
+    let probe = result(&json, "health.probe");
+    assert_eq!((probe["code"].as_str(), probe["status"].as_str()), (Some("HLT-009"), Some("note")), "{probe:#}");
+    assert!(probe["message"].as_str().unwrap().contains("critical until the application answers"));
+    // An endpoint that answers wrongly is still a failure before the start.
+    let bad = FaultServer::http(vec![Route::text("/health", 503, "down")]);
+    let def = http_service("prestart-bad", &format!("http://{}/health", bad.addr), "2s");
+    let (run, json) = check_service(a, &def, &["--pre-start"], &[]);
+    assert_eq!(root_cause(&json).as_deref(), Some("HLT-004"), "{json:#}");
+    assert_eq!(run.code, 1);
+}
+
+#[test]
+fn ordinary_definition_without_id_or_deregister_passes_fail_on_warn() {
+    // What most real definitions look like: no ID (one instance per agent), no
+    // deregister_critical_service_after. Advice, not warnings.
+    let a = dev();
+    let up = FaultServer::http(vec![Route::text("/health", 200, "<html><body>ok</body></html>")]);
+    let def = format!(
+        r#"{{"service": {{"name": "ordinary", "port": {}, "check": {{"http": "http://{}/health", "interval": "10s"}}}}}}"#,
+        up.addr.port(),
+        up.addr
+    );
+    let (run, json) = check_service(a, &def, &["--fail-on", "warn"], &[]);
+    assert_eq!(run.code, 0, "{json:#}");
+    let notes: Vec<&Value> = json["checks"].as_array().unwrap().iter().filter(|c| c["status"] == "note").collect();
+    let mut found: Vec<&str> = notes.iter().map(|c| c["code"].as_str().unwrap()).collect();
+    found.sort();
+    assert_eq!(found, ["CFG-022", "CFG-023"], "{json:#}");
+    assert_eq!(json["summary"]["warn"], 0);
+    assert_eq!(json["status"], "pass");
+    // The passing probe line carries no response body.
+    let probe = result(&json, "health.probe");
+    assert_eq!(probe["status"], "pass");
+    assert!(!probe["message"].as_str().unwrap().contains("<html>"), "{probe:#}");
+    // JUnit agrees: notes are no failures.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "svc.json", &def);
+    let junit = run_doctor(
+        &["check", "--format", "junit", "--fail-on", "warn", "--http-addr", &a.http_addr(), "--service-file", &path],
+        &[],
+    );
+    assert_eq!(junit.code, 0);
+    assert!(!junit.stdout.contains("<failure"), "{}", junit.stdout);
+}

@@ -67,6 +67,9 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                     results.push(w);
                 }
                 let mut r = judge(def, c, &probe, ctx.inputs.timeout);
+                if ctx.inputs.pre_start {
+                    r = before_start(r);
+                }
                 r.elapsed_ms = super::ms(took);
                 if !matches!(probe, Probe::Skipped(_)) {
                     let failing = (r.status == crate::report::Status::Fail).then_some(r.code).flatten();
@@ -279,7 +282,9 @@ pub fn judge(def: &ServiceDef, c: &CheckDef, probe: &Probe, doctor_timeout: Dura
             };
             let seen = format!("{target}: {status} {reason}{redirected}{output}");
             match status {
-                200..=299 => CheckResult::pass("health.probe", format!("{l}: {seen}")),
+                // A passing line carries no response body (an HTML page); it stays in the evidence.
+                200..=299 => CheckResult::pass("health.probe", format!("{l}: {target}: {status} {reason}{redirected}"))
+                    .with("output", snippet.clone()),
                 429 => CheckResult::finding(
                     codes::HLT_TOO_MANY,
                     "health.probe",
@@ -299,9 +304,10 @@ pub fn judge(def: &ServiceDef, c: &CheckDef, probe: &Probe, doctor_timeout: Dura
         Probe::Refused(e) => CheckResult::finding(
             codes::HLT_REFUSED,
             "health.probe",
-            format!("{l}: {target}: connection refused ({e})"),
-            "start the service, or make it listen on the address the check uses (an app bound to 127.0.0.1 refuses connections to the host's other addresses)",
-        ),
+            format!("{l}: {target}: connection refused: nothing listens there"),
+            "start the service, or make it listen on the address the check uses (an app bound to 127.0.0.1 refuses connections to the host's other addresses); in a CI preflight that runs before the app starts, pass --pre-start",
+        )
+        .with("error", e.clone()),
         Probe::Timeout => CheckResult::finding(
             codes::HLT_TIMEOUT,
             "health.probe",
@@ -331,6 +337,25 @@ pub fn judge(def: &ServiceDef, c: &CheckDef, probe: &Probe, doctor_timeout: Dura
             "use an address the agent can resolve and reach (an IP, or a name in DNS or /etc/hosts on the agent's host)",
         ),
     }
+}
+
+/// `--pre-start`: the application is not running yet, so nothing answering its health endpoint
+/// is expected. Said as a note with what will happen; an endpoint that answers wrongly, or a
+/// name that does not resolve, stays a finding.
+pub fn before_start(r: CheckResult) -> CheckResult {
+    let expected = [codes::HLT_REFUSED.code, codes::HLT_TIMEOUT.code, codes::HLT_CLOSED.code];
+    let Some(code) = r.code.filter(|c| expected.contains(c)) else {
+        return r;
+    };
+    let mut note = CheckResult::finding(
+        codes::HLT_NOT_STARTED,
+        "health.probe",
+        format!("{} (--pre-start: expected before the application starts); once registered, the check is critical until the application answers, and DNS and ?passing queries leave the instance out until then", r.message),
+        "start the application before (or right after) registering, and gate traffic on it: consul-doctor wait --service NAME returns once the instance passes",
+    );
+    note.evidence = r.evidence;
+    note.elapsed_ms = r.elapsed_ms;
+    note.with("probe_code", code)
 }
 
 /// A check on loopback only works when the agent shares the service's host and network namespace.
