@@ -112,9 +112,23 @@ pub struct ServiceDef {
     pub versioned: Vec<VersionedField>,
     /// Findings made while reading (unknown fields, wrong types, bad durations).
     pub problems: Vec<CheckResult>,
+    /// Written in HCL (fixes are then given in HCL; otherwise in the file's JSON form).
+    pub hcl: bool,
 }
 
 impl ServiceDef {
+    /// `key = value` in the definition's own syntax: HCL, configuration-file JSON (snake_case)
+    /// or an API body (CamelCase). `value` is a JSON literal (`"10m"`, `1`).
+    pub fn assign(&self, snake: &str, camel: &str, value: &str) -> String {
+        if self.hcl {
+            format!("{snake} = {value}")
+        } else if self.form == Form::Api {
+            format!("\"{camel}\": {value}")
+        } else {
+            format!("\"{snake}\": {value}")
+        }
+    }
+
     /// The ID Consul will use: the ID, or the name when the ID is omitted.
     pub fn effective_id(&self) -> Option<&str> {
         self.id.as_deref().filter(|s| !s.is_empty()).or(self.name.as_deref())
@@ -404,7 +418,12 @@ pub fn load_text(text: &str, shown: &str) -> Result<Vec<ServiceDef>, Box<CheckRe
     Ok(raw
         .into_iter()
         .enumerate()
-        .map(|(i, (m, form))| read_service(&m, form, Origin::File { path: shown.to_string(), index: i + 1 }))
+        .map(|(i, (m, form))| {
+            let mut def = read_service(&m, form, Origin::File { path: shown.to_string(), index: i + 1 });
+            def.hcl = hcl;
+            // Findings made while reading were worded before the syntax was known.
+            def
+        })
         .collect())
 }
 
@@ -615,6 +634,7 @@ pub fn read_service(m: &Map<String, Value>, form: Form, origin: Origin) -> Servi
         checks: Vec::new(),
         versioned: Vec::new(),
         problems: Vec::new(),
+        hcl: false,
     };
     let mut raw_checks: Vec<&Map<String, Value>> = Vec::new();
     for (field, v) in r.fields("", m, SERVICE_FIELDS, false) {
@@ -831,7 +851,13 @@ pub fn judge(def: &ServiceDef) -> Vec<CheckResult> {
             &mut out,
             codes::CFG_NO_ID,
             format!("{l} has no ID, so Consul uses the name {name:?}: a second instance on the same agent silently replaces the first"),
-            format!("give each instance a unique ID, for example \"{name}-<host>-{}\"", def.port.map(|p| p.to_string()).unwrap_or_else(|| "<port>".into())),
+            {
+                let suggested = match def.port {
+                    Some(p) => format!("\"{name}-{p}\""),
+                    None => format!("\"{name}-1\""),
+                };
+                format!("if more than one instance may run on one agent, give each its own ID: {} (unique per agent; add the node name when instances share a port)", def.assign("id", "ID", &suggested))
+            },
         );
     }
     if let Some(addr) = def.address.as_deref() {
@@ -871,7 +897,7 @@ pub fn judge(def: &ServiceDef) -> Vec<CheckResult> {
             &mut out,
             codes::CFG_NO_DEREGISTER,
             format!("{l}: no check sets deregister_critical_service_after, so a dead instance stays in the catalog (critical) until someone deregisters it"),
-            "add deregister_critical_service_after = \"10m\" (at least 1m; Consul's reaper runs every 30s) to a check".into(),
+            format!("add {} to a check (at least 1m; Consul's reaper runs every 30s)", def.assign("deregister_critical_service_after", "DeregisterCriticalServiceAfter", "\"10m\"")),
         );
     }
     for c in checks_with_dereg {
@@ -950,7 +976,7 @@ fn judge_check(def: &ServiceDef, c: &CheckDef, out: &mut Vec<CheckResult>) {
         if interval > 0 && ttl > 0 {
             push(codes::CFG_CHECK_INVALID, format!("{l} sets both interval and ttl; Consul answers 400 \"Invalid check: Interval and TTL cannot both be specified\""), "keep interval for HTTP/TCP/gRPC/script checks, ttl for TTL checks");
         } else if interval_check && interval <= 0 {
-            push(codes::CFG_CHECK_INVALID, format!("{l} has no positive interval; Consul answers 400 \"Invalid check: Interval must be > 0 for Script, HTTP, or TCP checks\""), "add interval = \"10s\"");
+            push(codes::CFG_CHECK_INVALID, format!("{l} has no positive interval; Consul answers 400 \"Invalid check: Interval must be > 0 for Script, HTTP, or TCP checks\""), &format!("add {} to the check", def.assign("interval", "Interval", "\"10s\"")));
         } else if !interval_check && c.kind != CheckKind::Alias && ttl <= 0 {
             push(
                 codes::CFG_CHECK_INVALID,
@@ -1000,7 +1026,11 @@ fn judge_check(def: &ServiceDef, c: &CheckDef, out: &mut Vec<CheckResult>) {
                     format_go(t),
                     format_go(interval)
                 ),
-                "make the timeout shorter than the interval, e.g. interval = \"10s\", timeout = \"2s\"",
+                &format!(
+                    "make the timeout shorter than the interval, e.g. {}, {}",
+                    def.assign("interval", "Interval", "\"10s\""),
+                    def.assign("timeout", "Timeout", "\"2s\"")
+                ),
             );
         }
     }

@@ -310,6 +310,16 @@ pub async fn run_stages(inputs: &Inputs, wanted: &[StageId]) -> Outcome {
                 if c.code.is_some_and(|code| inputs.ignore.contains(&code)) {
                     c.ignore();
                 }
+                // Every finding says what it was judged against.
+                if c.code.is_some() && !c.evidence.contains_key("target") {
+                    let target = match stage.id {
+                        StageId::Config | StageId::Health => None,
+                        _ => ctx.conn().map(|conn| conn.display.clone()),
+                    };
+                    if let Some(t) = target {
+                        c.evidence.insert("target".into(), t);
+                    }
+                }
                 if c.elapsed_ms == 0 && c.status != Status::Skip {
                     c.elapsed_ms = took.as_millis() as u64;
                 }

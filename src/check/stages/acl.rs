@@ -39,7 +39,9 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                     Some(p) => DefaultPolicy::Known(p),
                     None => probe_anonymous(&client).await,
                 };
-                judge_no_token(&policy)
+                let names: Vec<String> =
+                    ctx.facts().services.iter().map(|s| s.def.display_name().to_string()).collect();
+                judge_no_token(&policy, &names)
             }
         };
         result = result.with("request", format!("GET {}", client.url("/v1/acl/token/self")));
@@ -71,12 +73,48 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             }
         } else {
             let node = ctx.facts().agent.as_ref().map(|a| a.node.clone());
-            let (results, seen) = check_services(&client, &services, &token_desc, node.as_deref()).await;
+            let caller = Caller {
+                desc: token_desc.clone(),
+                accessor: out[0].evidence.get("accessor_id").cloned(),
+                agent_version: ctx.facts().agent.as_ref().map(|a| a.version.clone()),
+                agent_addr: conn.display.clone(),
+            };
+            let (results, seen) = check_services(&client, &services, &caller, node.as_deref()).await;
             out.extend(results);
             ctx.facts().visibility = Some(seen);
         }
         out
     })
+}
+
+/// Who asks, for messages and fixes with the real values.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// "the token from env CONSUL_HTTP_TOKEN (AccessorID …)".
+    pub desc: String,
+    pub accessor: Option<String>,
+    /// The agent's version, when `/v1/agent/self` was readable: Consul's wording depends on it.
+    pub agent_version: Option<String>,
+    pub agent_addr: String,
+}
+
+impl Caller {
+    /// Consul's 403 text for a missing permission, as this agent words it.
+    pub fn denied_text(&self, resource: &str, access: &str, name: &str) -> String {
+        let new_wording = self
+            .agent_version
+            .as_deref()
+            .and_then(super::version::parse_version)
+            .is_some_and(|v| (v.major, v.minor) >= (1, 12));
+        if new_wording {
+            let acc = self.accessor.as_deref().unwrap_or(ANONYMOUS_ACCESSOR);
+            format!(
+                "Permission denied: token with AccessorID '{acc}' lacks permission '{resource}:{access}' on \"{name}\""
+            )
+        } else {
+            format!("Permission denied: Missing {resource}:{access} on {name}")
+        }
+    }
 }
 
 /// What the caller's token may read, so later checks never mistake an ACL-filtered answer for
@@ -146,7 +184,7 @@ pub fn needed(def: &crate::service::ServiceDef) -> Vec<(String, &'static str)> {
 async fn check_services(
     client: &crate::consul::ConsulClient,
     services: &[super::Svc],
-    token_desc: &str,
+    caller: &Caller,
     node: Option<&str>,
 ) -> (Vec<CheckResult>, Visibility) {
     let mut out = Vec::new();
@@ -195,8 +233,10 @@ async fn check_services(
                 .collect(),
         );
         let whose = match &def.token {
-            Some(_) => "the token in the service definition".to_string(),
-            None => token_desc.to_string(),
+            Some(_) => {
+                Caller { desc: "the token in the service definition".to_string(), accessor: None, ..caller.clone() }
+            }
+            None => caller.clone(),
         };
         // DNS and token-less clients use the agent's default token (an empty X-Consul-Token):
         // can they find the service? Both questions are read-only; ask them at once.
@@ -222,12 +262,13 @@ async fn check_services(
 pub fn judge_authorize(
     def: &crate::service::ServiceDef,
     wanted: &[(String, &'static str)],
-    whose: &str,
+    caller: &Caller,
     reply: &Result<Reply, HttpFailure>,
     timeout: std::time::Duration,
 ) -> CheckResult {
     let l = &def.label;
     let name = def.display_name();
+    let whose = caller.desc.as_str();
     if let Ok(r) = reply {
         let body_text = r.text();
         if r.status == 403 && body_text.contains("ACL not found") {
@@ -244,7 +285,7 @@ pub fn judge_authorize(
                 return missing_write(
                     l,
                     name,
-                    whose,
+                    caller,
                     &format!("the agent answered: {body_text} ({}:{} on {on})", d.resource, d.access),
                 );
             }
@@ -279,7 +320,7 @@ pub fn judge_authorize(
             "service:write denied on {}",
             denied.iter().map(|d| format!("{d:?}")).collect::<Vec<_>>().join(", ")
         );
-        return missing_write(l, name, whose, &detail);
+        return missing_write(l, name, caller, &detail);
     }
     CheckResult::pass("acl.service", format!("{l}: {whose} may register {name:?}"))
 }
@@ -310,15 +351,24 @@ pub fn judge_discoverable(def: &crate::service::ServiceDef, reply: &Result<Reply
     ))
 }
 
-fn missing_write(l: &str, name: &str, whose: &str, detail: &str) -> CheckResult {
+fn missing_write(l: &str, name: &str, caller: &Caller, detail: &str) -> CheckResult {
+    let whose = &caller.desc;
+    let denied = caller.denied_text("service", "write", name);
+    let token = match &caller.accessor {
+        Some(acc) => format!("consul acl token update -id {acc} -policy-name {name}-register -merge-policies"),
+        None if whose.contains("service definition") => format!("consul acl token update -id <AccessorID of the definition's token: consul acl token read -self with that token> -policy-name {name}-register -merge-policies"),
+        None => format!("consul acl token create -description \"{name} registration\" -policy-name {name}-register (then use its SecretID)"),
+    };
     CheckResult::finding(
         codes::ACL_NO_SERVICE_WRITE,
         "acl.service",
-        format!("{l}: {whose} may not register {name:?} ({detail}); Consul answers 403 \"Permission denied: Missing service:write on {name}\" (Consul 1.12+ says the token \"lacks permission 'service:write'\")"),
+        format!("{l}: {whose} may not register {name:?} ({detail}); Consul answers 403 \"{denied}\""),
         format!(
-            "grant it: consul acl policy create -name {name}-register -rules 'service \"{name}\" {{ policy = \"write\" }}', then consul acl token update -id <AccessorID> -policy-name {name}-register -merge-policies (or create a token with -service-identity {name})"
+            "grant it (as an operator whose token has acl:write): CONSUL_HTTP_ADDR={addr} consul acl policy create -name {name}-register -rules 'service \"{name}\" {{ policy = \"write\" }}', then {token} (or create a token with -service-identity {name})",
+            addr = caller.agent_addr
         ),
     )
+    .with("denied", denied)
 }
 
 /// A "Permission denied" text from any Consul version, taken apart.
@@ -521,16 +571,30 @@ async fn probe_anonymous(client: &crate::consul::ConsulClient) -> DefaultPolicy 
     }
 }
 
-pub fn judge_no_token(policy: &DefaultPolicy) -> CheckResult {
+pub fn judge_no_token(policy: &DefaultPolicy, services: &[String]) -> CheckResult {
     let deny = || {
+        let (fails, identity) = match services.first() {
+            Some(name) => (
+                format!(
+                    "so registering {name:?} fails with 403 \"Permission denied: Missing service:write on {name}\""
+                ),
+                format!("consul acl token create -description \"{name} service\" -service-identity {name}"),
+            ),
+            None => (
+                "so every registration fails with 403 \"Permission denied: Missing service:write on …\"".to_string(),
+                "consul acl token create -description \"web service\" -service-identity web (with your service's name)"
+                    .to_string(),
+            ),
+        };
         CheckResult::finding(
             codes::ACL_NO_TOKEN,
             "acl.token",
             format!(
-                "no ACL token was given and ACLs deny by default: requests run as the anonymous token (AccessorID {ANONYMOUS_ACCESSOR}), so registration fails with 403 \"Permission denied: Missing service:write on <name>\""
+                "no ACL token was given and ACLs deny by default: requests run as the anonymous token (AccessorID {ANONYMOUS_ACCESSOR}), {fails}"
             ),
-            "give the service a token: consul acl token create -description \"my service\" -service-identity <name>, then pass its SecretID with --token-file / CONSUL_HTTP_TOKEN_FILE (or --token / CONSUL_HTTP_TOKEN)",
+            format!("give the service a token (an operator whose token has acl:write runs): {identity}, then pass its SecretID with --token-file / CONSUL_HTTP_TOKEN_FILE (or --token / CONSUL_HTTP_TOKEN)"),
         )
+        .with("accessor_id", ANONYMOUS_ACCESSOR)
     };
     match policy {
         DefaultPolicy::Known(p) if p == "deny" => deny().with("default_policy", "deny"),
@@ -589,6 +653,20 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn denied_text_follows_the_agent_version() {
+        let mut c = Caller { accessor: Some("abc".into()), agent_version: Some("1.8.7".into()), ..Caller::default() };
+        assert_eq!(c.denied_text("service", "write", "web"), "Permission denied: Missing service:write on web");
+        c.agent_version = Some("1.15.2".into());
+        assert_eq!(
+            c.denied_text("service", "write", "web"),
+            "Permission denied: token with AccessorID 'abc' lacks permission 'service:write' on \"web\""
+        );
+        c.agent_version = None;
+        assert!(c.denied_text("service", "write", "web").starts_with("Permission denied: Missing"));
+    }
+
     use super::*;
 
     #[test]

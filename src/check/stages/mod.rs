@@ -90,20 +90,26 @@ pub(crate) fn unusable(
     id: &'static str,
     what: String,
 ) -> crate::report::CheckResult {
+    let request =
+        what.split(':').next().filter(|r| r.starts_with("GET /") || r.starts_with("POST /")).map(str::to_string);
+    let finish = |r: crate::report::CheckResult| match &request {
+        Some(req) => r.with("request", req.clone()),
+        None => r,
+    };
     if what.contains("per-client connection limit") {
-        return crate::report::CheckResult::finding(
+        return finish(crate::report::CheckResult::finding(
             code,
             id,
             what,
             "count this host's connections to the agent (ss -tn state established dst <agent>), stop the process that holds them, or raise limits { http_max_conns_per_client } in the agent configuration and reload it (consul reload)",
-        );
+        ));
     }
-    crate::report::CheckResult::finding(
+    finish(crate::report::CheckResult::finding(
         code,
         id,
         what,
         "query the endpoint by hand (curl -sv) from this host and directly on the agent host to see whether the agent or a proxy in between breaks the answer; read the agent log (consul monitor -log-level=debug); raise --timeout for a slow agent",
-    )
+    ))
 }
 
 /// The same judgement as [`decode`] for a list decoded while streaming.
