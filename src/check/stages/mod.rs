@@ -90,8 +90,14 @@ pub(crate) fn unusable(
     id: &'static str,
     what: String,
 ) -> crate::report::CheckResult {
-    let request =
-        what.split(':').next().filter(|r| r.starts_with("GET /") || r.starts_with("POST /")).map(str::to_string);
+    // `what` starts with "METHOD /path": the request, for the evidence.
+    let mut words = what.split_whitespace();
+    let request = match (words.next(), words.next()) {
+        (Some(m @ ("GET" | "POST")), Some(path)) if path.starts_with('/') => {
+            Some(format!("{m} {}", path.trim_end_matches(':')))
+        }
+        _ => None,
+    };
     let finish = |r: crate::report::CheckResult| match &request {
         Some(req) => r.with("request", req.clone()),
         None => r,
