@@ -146,6 +146,8 @@ fn resets_before_any_answer_are_retried_once_then_name_the_connection_limit() {
     let msg = members["message"].as_str().unwrap();
     assert!(msg.contains("http_max_conns_per_client"), "{msg}");
     assert!(members["fix"].as_str().unwrap().contains("http_max_conns_per_client"), "{members:#}");
+    assert_eq!(members["evidence"]["request"], "GET /v1/agent/members", "{members:#}");
+    assert!(members["evidence"]["target"].as_str().unwrap().starts_with("http://127.0.0.1:"), "{members:#}");
     let asked = s.requests().iter().filter(|r| r.path.starts_with("/v1/agent/members")).count();
     assert_eq!(asked, 2, "a reset read is asked exactly once more");
 }
