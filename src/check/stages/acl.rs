@@ -294,7 +294,7 @@ pub fn judge_authorize(
     let items: Vec<Value> = match super::decode("POST /v1/internal/acl/authorize", reply, timeout, true) {
         super::Answer::Ok(items) => items,
         super::Answer::NotJudged(why) => {
-            return CheckResult::skipped(
+            return CheckResult::not_judged(
                 "acl.service",
                 format!("{l}: could not verify service:write ({why}; the endpoint exists since Consul 1.7); check the token's policies with consul acl token read -self"),
             )
@@ -608,7 +608,7 @@ pub fn judge_no_token(policy: &DefaultPolicy, services: &[String]) -> CheckResul
         DefaultPolicy::AnonymousCanRead(true) => {
             CheckResult::pass("acl.token", "ACLs are enabled; no token given and the anonymous token may read services")
         }
-        DefaultPolicy::Unknown(why) => CheckResult::skipped(
+        DefaultPolicy::Unknown(why) => CheckResult::not_judged(
             "acl.token",
             format!("ACLs are enabled and no token was given; the default policy could not be determined ({why})"),
         ),

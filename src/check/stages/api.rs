@@ -298,7 +298,7 @@ async fn check_datacenter(ctx: &Ctx<'_>, client: &ConsulClient, agent: Option<&A
             .with("known", list.join(",")),
             Err(e) => CheckResult::skipped("api.datacenter", format!("cannot read /v1/catalog/datacenters: {e}")),
         },
-        Ok(r) => CheckResult::skipped(
+        Ok(r) => CheckResult::not_judged(
             "api.datacenter",
             format!("cannot list datacenters ({} {}); the leader stage checks the path to {dc}", r.status, r.snippet()),
         ),

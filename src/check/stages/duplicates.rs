@@ -155,7 +155,7 @@ pub fn judge_local(def: &ServiceDef, local: Option<&Map<String, Value>>) -> Chec
     let l = &def.label;
     let id = def.effective_id().unwrap_or("");
     let Some(local) = local else {
-        return CheckResult::skipped("duplicates.local_id", format!("{l}: cannot read /v1/agent/services"));
+        return CheckResult::not_judged("duplicates.local_id", format!("{l}: cannot read /v1/agent/services"));
     };
     let Some(existing) = local.get(id) else {
         return CheckResult::pass("duplicates.local_id", format!("{l}: ID {id:?} is not registered on this agent"));

@@ -75,7 +75,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             )
         };
         let Some(local) = local else {
-            return CHECKS.iter().map(|id| CheckResult::skipped(id, "cannot read /v1/agent/services")).collect();
+            return CHECKS.iter().map(|id| CheckResult::not_judged(id, "cannot read /v1/agent/services")).collect();
         };
         let reply = client.get("/v1/agent/checks").await;
         let agent_checks: Option<Map<String, Value>> =
