@@ -281,3 +281,20 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn codes_of_one_stage() {
+    let run = run_doctor(&["codes", "--stage", "acl"], &[]);
+    assert_eq!(run.code, 0);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(!lines.is_empty() && lines.iter().all(|l| l.starts_with("ACL-")), "{}", run.stdout);
+    let json = run_doctor(&["codes", "--stage", "health", "--format", "json"], &[]).json();
+    let list = json["codes"].as_array().unwrap();
+    assert!(
+        list.iter().all(|c| c["stage"] == "health")
+            && list.iter().any(|c| c["code"] == "HLT-009" && c["severity"] == "note")
+    );
+    let bad = run_doctor(&["codes", "--stage", "nope"], &[]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("acl"), "{}", bad.stderr);
+}

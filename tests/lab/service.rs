@@ -553,3 +553,33 @@ fn ordinary_definition_without_id_or_deregister_passes_fail_on_warn() {
     assert_eq!(junit.code, 0);
     assert!(!junit.stdout.contains("<failure"), "{}", junit.stdout);
 }
+
+#[test]
+fn ignore_accepts_a_known_finding() {
+    let a = acl();
+    let (_, secret) = a.acl_token("ignore-writer", r#"service "other-ign" { policy = "write" }"#, "");
+    let def = r#"{"Name": "web-ign", "ID": "web-ign-1", "Port": 7440}"#;
+    let (run, json) = check_service(a, def, &["--ignore", "acl-006"], &[("CONSUL_HTTP_TOKEN", &secret)]);
+    assert_eq!(run.code, 0, "{json:#}");
+    let r = result(&json, "acl.service");
+    assert_eq!(
+        (r["code"].as_str(), r["status"].as_str(), r["ignored"].as_bool()),
+        (Some("ACL-006"), Some("note"), Some(true))
+    );
+    assert!(root_cause(&json).is_none());
+    // Accepted, so it blocks nothing: the duplicates stage runs.
+    assert!(result(&json, "duplicates.local_id")["blocked_by"].is_null(), "{json:#}");
+    // The environment variable does the same, and the input is shown.
+    let (run, json) =
+        check_service(a, def, &[], &[("CONSUL_HTTP_TOKEN", &secret), ("CONSUL_DOCTOR_IGNORE", "ACL-006,CFG-022")]);
+    assert_eq!(run.code, 0, "{json:#}");
+    assert!(json["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["name"] == "ignore" && i["value"] == "ACL-006,CFG-022"));
+    // An unknown code is a usage error with a suggestion.
+    let bad = run_doctor(&["check", "--http-addr", &a.http_addr(), "--ignore", "ACL-060"], &[]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("no such code") && bad.stderr.contains("did you mean ACL-"), "{}", bad.stderr);
+}
