@@ -109,7 +109,11 @@ pub fn render(report: &Report, opts: &Options) -> String {
     if s.note > 0 {
         parts.push(count(s.note, "note", "notes"));
     }
-    parts.push(format!("{} skipped", s.skip));
+    let unjudged = report.checks.iter().filter(|c| c.status == Status::Skip && c.not_judged).count();
+    parts.push(format!("{} skipped", s.skip - unjudged));
+    if unjudged > 0 {
+        parts.push(format!("{unjudged} not judged"));
+    }
     let _ = writeln!(
         out,
         "Result: {} ({}) in {} ms{}",
