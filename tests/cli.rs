@@ -298,3 +298,24 @@ fn codes_of_one_stage() {
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("acl"), "{}", bad.stderr);
 }
+
+#[test]
+fn human_report_wraps_to_the_terminal_width() {
+    // `script` gives the doctor a terminal; COLUMNS sets its width.
+    let cmd = format!("{} check --color never --http-addr {}", env!("CARGO_BIN_EXE_consul-doctor"), dead_addr());
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("COLUMNS", "60")
+        .env_remove("CONSUL_HTTP_ADDR")
+        .output()
+        .expect("script(1) from util-linux");
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(text.contains("TCP-001"), "{text}");
+    for line in text.lines() {
+        // A single word longer than the width may overflow; nothing else does.
+        assert!(line.chars().count() <= 60 || !line.trim().contains(' '), "too wide: {line:?}\n{text}");
+    }
+    // Piped, the same report keeps its long lines.
+    let piped = run_doctor(&["check", "--color", "never", "--http-addr", &dead_addr()], &[("COLUMNS", "60")]);
+    assert!(piped.stdout.lines().any(|l| l.chars().count() > 60), "{}", piped.stdout);
+}

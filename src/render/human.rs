@@ -42,13 +42,8 @@ pub fn count(n: usize, one: &str, many: &str) -> String {
 pub fn render(report: &Report, opts: &Options) -> String {
     let mut out = String::new();
     let source = report.inputs.iter().find(|i| i.name == "http_addr").map(|i| i.source.clone()).unwrap_or_default();
-    let _ = writeln!(
-        out,
-        "{} {} · checking {} ({source})",
-        paint(HEAD, "consul-doctor"),
-        report.tool.version,
-        report.target
-    );
+    let head = format!("{} · checking {} ({source})", report.tool.version, report.target);
+    wrapped(&mut out, &format!("{} ", paint(HEAD, "consul-doctor")), &head, 2, opts.width);
     let given: Vec<String> = report
         .inputs
         .iter()
@@ -60,14 +55,14 @@ pub fn render(report: &Report, opts: &Options) -> String {
     }
     let a = &report.agent;
     if let Some(v) = &a.version {
-        let _ = writeln!(
-            out,
-            "agent: Consul {v} {} · node {} · datacenter {}{}",
+        let text = format!(
+            "Consul {v} {} · node {} · datacenter {}{}",
             a.mode.as_deref().unwrap_or(""),
             a.node.as_deref().unwrap_or("?"),
             a.datacenter.as_deref().unwrap_or("?"),
             a.leader.as_deref().map(|l| format!(" · leader {l}")).unwrap_or_default()
         );
+        wrapped(&mut out, "agent: ", &text, 2, opts.width);
     }
     out.push('\n');
     if opts.verbose {
@@ -82,14 +77,8 @@ pub fn render(report: &Report, opts: &Options) -> String {
         Some(rc) => {
             let title =
                 report.checks.iter().find(|c| c.id == rc.check && c.code == Some(rc.code)).and_then(|c| c.title);
-            let _ = writeln!(
-                out,
-                "{} {} ({}){}",
-                paint(FAIL, "Root cause:"),
-                rc.code,
-                rc.check,
-                title.map(|t| format!(": {t}")).unwrap_or_default()
-            );
+            let text = format!("{} ({}){}", rc.code, rc.check, title.map(|t| format!(": {t}")).unwrap_or_default());
+            wrapped(&mut out, &format!("{} ", paint(FAIL, "Root cause:")), &text, 12, opts.width);
         }
         None if report.summary.warn > 0 => {
             let _ = writeln!(out, "{}", paint(WARN, "No failures; see the warnings above."));
@@ -114,14 +103,13 @@ pub fn render(report: &Report, opts: &Options) -> String {
     if unjudged > 0 {
         parts.push(format!("{unjudged} not judged"));
     }
-    let _ = writeln!(
-        out,
-        "Result: {} ({}) in {} ms{}",
-        paint(style, word),
+    let result = format!(
+        "({}) in {} ms{}",
         parts.join(", "),
         report.elapsed_ms,
         if report.attempts > 1 { format!(" (attempt {})", report.attempts) } else { String::new() }
     );
+    wrapped(&mut out, &format!("Result: {} ", paint(style, word)), &result, 8, opts.width);
     out
 }
 
