@@ -226,6 +226,15 @@ fn three_stale_critical_instances_on_one_address() {
     assert_eq!(run.code, 0);
     let msg = result(&json, "duplicates.address")["message"].as_str().unwrap();
     assert!(msg.contains("3 other ID(s), 3 of them critical"), "{msg}");
+    // The fix names each stale instance's node and the command, with no placeholders.
+    let fix = result(&json, "duplicates.address")["fix"].as_str().unwrap();
+    for i in 1..=3 {
+        assert!(
+            fix.contains(&format!("on node {} (127.0.0.1): consul services deregister -id=stale-{i}", a.name)),
+            "{fix}"
+        );
+    }
+    assert!(!fix.contains('<'), "{fix}");
     for i in 1..=3 {
         a.put(&format!("/v1/agent/service/deregister/stale-{i}"), None, "");
     }

@@ -20,6 +20,8 @@ pub const CHECKS: &[&str] =
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
     pub node: String,
+    /// The node's own address (where its agent runs).
+    pub node_address: String,
     pub id: String,
     pub address: String,
     pub port: i64,
@@ -65,7 +67,8 @@ struct CheckRef {
 impl From<HealthEntry> for Instance {
     fn from(e: HealthEntry) -> Instance {
         Instance {
-            address: if e.service.address.is_empty() { e.node.address } else { e.service.address },
+            address: if e.service.address.is_empty() { e.node.address.clone() } else { e.service.address },
+            node_address: e.node.address,
             node: e.node.node,
             id: e.service.id,
             port: e.service.port,
@@ -130,7 +133,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             let def = &svc.def;
             let name = def.display_name().to_string();
             let local_seen = Seen::new(&visibility, &name, node.as_deref()).local();
-            results.push(local_seen.absent(judge_local(def, local.as_ref())));
+            results.push(local_seen.absent(judge_local(def, local.as_ref(), node.as_deref())));
             match &by_name[&name] {
                 Ok(instances) => {
                     let seen = Seen::new(&visibility, &name, node.as_deref());
@@ -151,7 +154,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
 }
 
 /// Is the ID already on this agent, and with what?
-pub fn judge_local(def: &ServiceDef, local: Option<&Map<String, Value>>) -> CheckResult {
+pub fn judge_local(def: &ServiceDef, local: Option<&Map<String, Value>>, node: Option<&str>) -> CheckResult {
     let l = &def.label;
     let id = def.effective_id().unwrap_or("");
     let Some(local) = local else {
@@ -182,11 +185,10 @@ pub fn judge_local(def: &ServiceDef, local: Option<&Map<String, Value>>) -> Chec
         codes::DUP_LOCAL_ID,
         "duplicates.local_id",
         format!("{l}: ID {id:?} is already registered on this agent; registering replaces it without any error: {}", diffs.join(", ")),
-        format!("if this is another instance, give it its own ID (for example {new_name}-<host>-{new_port}); if it replaces the old one on purpose, deregister {id:?} first so nothing depends on the old definition"),
+        format!("if this is another instance, give it its own ID (for example {new_name}-{}-{new_port}); if it replaces the old one on purpose, deregister {id:?} first so nothing depends on the old definition (consul services deregister -id={id})", node.unwrap_or("node")),
     )
 }
 
-/// Same ID elsewhere, same address:port under other IDs, and critical instances.
 /// Whether a list the token read may be missing entries (ACL filtering), and what would let the
 /// doctor see them. A pass that claims absence is turned into "not judged" when it may.
 pub struct Seen {
@@ -226,6 +228,7 @@ impl Seen {
     }
 }
 
+/// Same ID elsewhere, same address:port under other IDs, and critical instances.
 pub fn judge_catalog(
     def: &ServiceDef,
     instances: &[Instance],
@@ -248,7 +251,7 @@ pub fn judge_catalog(
             codes::DUP_REMOTE_ID,
             "duplicates.remote_id",
             format!("{l}: ID {id:?} is also registered on {} other node(s): {}; legal (IDs are unique per node) but tools that treat IDs as global will mix them up", elsewhere.len(), nodes.join(", ")),
-            format!("use host-specific IDs such as {name}-<node>-<port>"),
+            format!("use node-specific IDs such as {name}-{}-{}", node.unwrap_or("node"), def.port.unwrap_or(0)),
         ));
     }
 
@@ -270,7 +273,14 @@ pub fn judge_catalog(
                         codes::DUP_ADDRESS,
                         "duplicates.address",
                         format!("{l}: {addr}:{port} is already registered under {} other ID(s), {critical} of them critical: {}; stale instances from restarts with new IDs", same.len(), list.join(", ")),
-                        "deregister the stale IDs on their agents (consul services deregister -id=<id>, or curl -X PUT http://<agent>:8500/v1/agent/service/deregister/<id>), use a stable ID per instance, and add deregister_critical_service_after to the check",
+                        format!(
+                            "deregister the stale IDs on their own agents ({}), use a stable ID per instance, and add deregister_critical_service_after to the check",
+                            same.iter()
+                                .take(5)
+                                .map(|i| format!("on node {} ({}): consul services deregister -id={}", i.node, i.node_address, i.id))
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        ),
                     )
                     .with("stale_ids", same.iter().map(|i| i.id.clone()).collect::<Vec<_>>().join(",")),
                 );
@@ -311,7 +321,14 @@ mod tests {
     }
 
     fn inst(node: &str, id: &str, port: i64, critical: bool) -> Instance {
-        Instance { node: node.into(), id: id.into(), address: "10.0.0.5".into(), port, critical }
+        Instance {
+            node: node.into(),
+            id: id.into(),
+            address: "10.0.0.5".into(),
+            node_address: "10.0.0.5".into(),
+            port,
+            critical,
+        }
     }
 
     #[test]
@@ -333,7 +350,7 @@ mod tests {
         let d = def(r#"{"Name":"api","ID":"web-1","Port":9090}"#);
         let local: Map<String, Value> =
             serde_json::from_str(r#"{"web-1": {"ID":"web-1","Service":"web","Address":"","Port":8080}}"#).unwrap();
-        let r = judge_local(&d, Some(&local));
+        let r = judge_local(&d, Some(&local), Some("n1"));
         assert_eq!(r.code, Some("DUP-001"));
         assert!(r.message.contains("name \"web\" -> \"api\""), "{}", r.message);
     }
