@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod clip;
 pub mod codes;
 pub mod connection;
 pub mod consul;
@@ -14,6 +15,7 @@ pub mod duration;
 pub mod explain;
 pub mod hcl;
 pub mod inputs;
+pub mod localfile;
 pub mod log;
 pub mod render;
 pub mod report;
