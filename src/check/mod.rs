@@ -39,7 +39,7 @@ pub fn run(raw: inputs::RawInputs) -> ExitStatus {
         let _ = writeln!(std::io::stderr(), "consul-doctor: interrupted");
         return ExitStatus::Interrupted;
     };
-    let text = render::render(&report, inputs.format);
+    let text = render::render(&report, inputs.format, inputs.fail_on);
     let text = secret::redact(&text);
     if let Err(err) = render::emit(&text, inputs.output.as_deref()) {
         if err.kind() == std::io::ErrorKind::BrokenPipe {

@@ -7,14 +7,15 @@ pub mod junit;
 use std::io::Write;
 use std::path::Path;
 
-use crate::cli::Format;
+use crate::cli::{FailOn, Format};
 use crate::report::Report;
 
-pub fn render(report: &Report, format: Format) -> String {
+/// `fail_on` decides what JUnit reports as a failure, so the CI report agrees with the exit code.
+pub fn render(report: &Report, format: Format, fail_on: FailOn) -> String {
     match format {
         Format::Human => human::render(report),
         Format::Json => json::render(report),
-        Format::Junit => junit::render(report),
+        Format::Junit => junit::render(report, fail_on),
     }
 }
 
