@@ -69,10 +69,7 @@ where
         cli::Parsed::Explain { code } => explain::explain(&code),
         cli::Parsed::Codes { format } => explain::codes(format),
         cli::Parsed::Completions { shell } => {
-            use clap::CommandFactory;
-            let mut cmd = cli::Cli::command();
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut cmd, "consul-doctor", &mut script);
+            let script = cli::completion_script(shell);
             match std::io::stdout().write_all(&script) {
                 Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => ExitStatus::Usage,
                 _ => ExitStatus::Clean,
