@@ -38,6 +38,7 @@ pub enum Command {
     /// Show the document of a finding code (accepts ACL-002, acl-002, ACL002)
     Explain {
         /// The code to explain
+        #[arg(value_parser = CodeName, hide_possible_values = true)]
         code: String,
     },
     /// List every finding code
@@ -309,4 +310,40 @@ fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
         color: a.color,
         verbose: a.verbose || std::env::var("CONSUL_DOCTOR_LOG").is_ok_and(|v| v.eq_ignore_ascii_case("debug")),
     }
+}
+
+/// The `explain` argument: any spelling is accepted (explain resolves loose ones and suggests
+/// near codes), but completion scripts offer the catalogue's codes.
+#[derive(Clone, Copy)]
+pub struct CodeName;
+
+impl clap::builder::TypedValueParser for CodeName {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        clap::builder::StringValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(crate::codes::ALL.iter().map(|c| clap::builder::PossibleValue::new(c.code).help(c.title))))
+    }
+}
+
+/// The completion script for `shell`. clap_complete's bash generator names the functions of a
+/// hyphenated binary inconsistently (`consul__doctor__subcmd__check` where it dispatches, but
+/// `consul__subcmd__doctor__subcmd__check` where it defines the case), so no subcommand
+/// completed; the names are made to agree here.
+pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut cmd = Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "consul-doctor", &mut script);
+    if shell != clap_complete::Shell::Bash {
+        return script;
+    }
+    String::from_utf8_lossy(&script).replace("consul__subcmd__doctor__", "consul__doctor__").into_bytes()
 }

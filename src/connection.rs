@@ -303,14 +303,17 @@ fn resolve_token(inputs: &Inputs) -> (Option<Secret>, Option<String>, Vec<CheckR
     let mut token = flag_token.clone();
     if let Some(Sourced { value: path, source }) = &inputs.consul.token_file {
         let shown = path.display();
-        match std::fs::read(path) {
+        match crate::localfile::read_capped(path, crate::localfile::TOKEN_CAP) {
             Err(e) => {
                 results.push(
                     CheckResult::finding(
                         codes::CFG_TOKEN_FILE_UNREADABLE,
                         "config.token",
                         format!("token file {shown} ({}) cannot be read: {e}", source.describe()),
-                        format!("create the file or fix its path; the Consul CLI fails the same way (\"Error loading token file: open {shown}\")"),
+                        match e {
+                            crate::localfile::ReadError::Io(_) => format!("create the file or fix its path; the Consul CLI fails the same way (\"Error loading token file: open {shown}\")"),
+                            _ => format!("point --token-file / CONSUL_HTTP_TOKEN_FILE at a regular file holding only the token's SecretID (at most {} bytes are read)", crate::localfile::TOKEN_CAP),
+                        },
                     )
                     .with("path", shown.to_string()),
                 );
@@ -410,7 +413,7 @@ fn file_mode(_path: &Path) -> Option<u32> {
 }
 
 fn read_tls_file(label: &str, p: &Sourced<PathBuf>, results: &mut Vec<CheckResult>) -> Option<Vec<u8>> {
-    match std::fs::read(&p.value) {
+    match crate::localfile::read_capped(&p.value, crate::localfile::TLS_CAP) {
         Ok(b) => Some(b),
         Err(e) => {
             results.push(
@@ -472,7 +475,7 @@ fn resolve_tls(
                     entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect();
                 files.sort();
                 for f in files {
-                    match std::fs::read(&f) {
+                    match crate::localfile::read_capped(&f, crate::localfile::TLS_CAP) {
                         Ok(b) => {
                             let certs = pem_certs(&b);
                             if certs.is_empty() {

@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod clip;
 pub mod codes;
 pub mod connection;
 pub mod consul;
@@ -14,6 +15,7 @@ pub mod duration;
 pub mod explain;
 pub mod hcl;
 pub mod inputs;
+pub mod localfile;
 pub mod log;
 pub mod render;
 pub mod report;
@@ -67,10 +69,7 @@ where
         cli::Parsed::Explain { code } => explain::explain(&code),
         cli::Parsed::Codes { format, stage } => explain::codes(format, stage.as_deref()),
         cli::Parsed::Completions { shell } => {
-            use clap::CommandFactory;
-            let mut cmd = cli::Cli::command();
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut cmd, "consul-doctor", &mut script);
+            let script = cli::completion_script(shell);
             match std::io::stdout().write_all(&script) {
                 Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => ExitStatus::Usage,
                 _ => ExitStatus::Clean,

@@ -120,6 +120,20 @@ impl CheckResult {
         r
     }
 
+    /// Clips overlong echoed values (see [`crate::clip::bound`]) in what the result says.
+    pub fn bound_text(&mut self) {
+        let bound = |s: &mut String| {
+            if let std::borrow::Cow::Owned(b) = crate::clip::bound(s) {
+                *s = b;
+            }
+        };
+        bound(&mut self.message);
+        if let Some(fix) = &mut self.fix {
+            bound(fix);
+        }
+        self.evidence.values_mut().for_each(bound);
+    }
+
     pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
         self.evidence.insert(key.to_string(), value.into());
         self
@@ -184,6 +198,8 @@ impl Report {
         elapsed_ms: u64,
     ) -> Report {
         let mut summary = Summary::default();
+        let mut checks = checks;
+        checks.iter_mut().for_each(CheckResult::bound_text);
         for c in &checks {
             match c.status {
                 Status::Pass => summary.pass += 1,

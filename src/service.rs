@@ -318,11 +318,14 @@ const NO_SERVICE: &str = "no service in the file";
 /// Reads a definition file; parse errors come back as CFG-014 results.
 pub fn load_file(path: &Path) -> Result<Vec<ServiceDef>, Box<CheckResult>> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = crate::localfile::read_text_capped(path, crate::localfile::DEFINITION_CAP).map_err(|e| {
         Box::new(finding(
             codes::CFG_PARSE,
             format!("service file {shown} cannot be read: {e}"),
-            "check the path given with --service-file and its permissions",
+            match e {
+                crate::localfile::ReadError::Io(_) => "check the path given with --service-file and its permissions".to_string(),
+                _ => "pass the service definition itself (a regular .json or .hcl file of at most 4 MiB) with --service-file".to_string(),
+            },
         ))
     })?;
     load_text(&text, &shown)
@@ -598,7 +601,7 @@ fn type_ok(ty: Ty, v: &Value, form: Form) -> bool {
 }
 
 fn service_label(name: Option<&str>, origin: &Origin) -> String {
-    let name = name.unwrap_or("(no name)");
+    let name = crate::clip::clip(name.unwrap_or("(no name)"));
     match origin {
         Origin::File { path, index } => {
             let file =

@@ -46,10 +46,35 @@ pub fn run(raw: inputs::RawInputs) -> ExitStatus {
         if err.kind() == std::io::ErrorKind::BrokenPipe {
             return report.exit_status(inputs.fail_on);
         }
-        let _ = writeln!(std::io::stderr(), "consul-doctor: cannot write the report: {err}");
+        let _ = match &inputs.output {
+            Some(path) => {
+                writeln!(std::io::stderr(), "consul-doctor: cannot write the report to {}: {err}", path.display())
+            }
+            None => writeln!(std::io::stderr(), "consul-doctor: cannot write the report: {err}"),
+        };
         return ExitStatus::Usage;
     }
+    if let Some(path) = &inputs.output {
+        let line = secret::redact(&summary_line(&report, path));
+        let _ = writeln!(std::io::stderr(), "{line}");
+    }
     report.exit_status(inputs.fail_on)
+}
+
+/// The one line `-o FILE` leaves on the terminal: the verdict, the root cause and where the
+/// report went.
+fn summary_line(report: &report::Report, path: &std::path::Path) -> String {
+    let s = &report.summary;
+    let counts = format!("{} passed, {} warnings, {} failed, {} skipped", s.pass, s.warn, s.fail, s.skip);
+    let verdict = report.status.as_str().to_uppercase();
+    let cause = match &report.root_cause {
+        Some(rc) => {
+            let first = rc.message.lines().next().unwrap_or("");
+            format!(": root cause {} ({}): {}", rc.code, rc.check, crate::clip::clip_to(first, 200))
+        }
+        None => String::new(),
+    };
+    format!("consul-doctor: {verdict}{cause} [{counts}]; report written to {}", path.display())
 }
 
 /// Runs the pipeline once, or with `--wait` again every second until nothing fails or the wait

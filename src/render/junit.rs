@@ -1,87 +1,166 @@
-//! JUnit XML: one testcase per check, grouped in a testsuite per stage. `fail` is a
-//! `<failure>` (type = code), `skip` is `<skipped>`, `warn` passes with the finding in
-//! `<system-out>` (CI gates on warnings through `--fail-on warn` and the exit code).
+//! JUnit XML, as CI systems read it: a testsuite per stage, one testcase per check id (its name
+//! is the id whatever the outcome, so a CI history follows the same test across runs). When
+//! several results share an id (one per service), they make one testcase whose failure lists
+//! each failing result. A result is a `<failure>` exactly when it makes the exit status 1:
+//! `fail`, and `warn` with `--fail-on warn`; every other status is never a failure. A testcase
+//! whose results are all skipped is `<skipped>`.
 
 use std::fmt::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::cli::FailOn;
 use crate::report::{CheckResult, Report, Status};
 
-pub fn render(report: &Report) -> String {
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let total_time = report.elapsed_ms as f64 / 1000.0;
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"consul-doctor\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"{total_time:.3}\">",
-        report.checks.len(),
-        report.summary.fail,
-        report.summary.skip
-    );
-    let stages = report.stages();
-    for stage in stages {
-        let checks: Vec<&CheckResult> = report.checks.iter().filter(|c| c.stage == stage).collect();
-        let fails = checks.iter().filter(|c| c.status == Status::Fail).count();
-        let skips = checks.iter().filter(|c| c.status == Status::Skip).count();
-        let time: f64 = checks.iter().map(|c| c.elapsed_ms as f64 / 1000.0).sum();
-        let _ = writeln!(
-            out,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{fails}\" errors=\"0\" skipped=\"{skips}\" time=\"{time:.3}\">",
-            esc(stage),
-            checks.len()
-        );
-        for c in checks {
-            let name = match c.code {
-                Some(code) => format!("{} [{code}]", c.id),
-                None => c.id.to_string(),
-            };
-            let _ = write!(
-                out,
-                "    <testcase classname=\"consul-doctor.{}\" name=\"{}\" time=\"{:.3}\"",
-                esc(stage),
-                esc(&name),
-                c.elapsed_ms as f64 / 1000.0
-            );
-            match c.status {
-                Status::Pass => {
-                    let _ = writeln!(out, ">\n      <system-out>{}</system-out>\n    </testcase>", esc(&c.message));
-                }
-                Status::Note | Status::Warn => {
-                    let _ = writeln!(
-                        out,
-                        ">\n      <system-out>{}</system-out>\n    </testcase>",
-                        esc(&format!(
-                            "{} {}: {}\nfix: {}\nexplain: consul-doctor explain {}",
-                            c.status.as_str().to_ascii_uppercase(),
-                            c.code.unwrap_or(""),
-                            c.message,
-                            c.fix.as_deref().unwrap_or(""),
-                            c.code.unwrap_or("")
-                        ))
-                    );
-                }
-                Status::Fail => {
-                    let code = c.code.unwrap_or("");
-                    let _ = writeln!(
-                        out,
-                        ">\n      <failure type=\"{}\" message=\"{}\">{}</failure>\n    </testcase>",
-                        esc(code),
-                        esc(&c.message),
-                        esc(&format!(
-                            "{code} {}\n{}\nfix: {}\nexplain: consul-doctor explain {code}",
-                            c.title.unwrap_or(""),
-                            c.message,
-                            c.fix.as_deref().unwrap_or("")
-                        ))
-                    );
-                }
-                Status::Skip => {
-                    let _ = writeln!(out, ">\n      <skipped message=\"{}\"/>\n    </testcase>", esc(&c.message));
+pub fn render(report: &Report, fail_on: FailOn) -> String {
+    let finished = SystemTime::now();
+    let started = finished.checked_sub(Duration::from_millis(report.elapsed_ms)).unwrap_or(finished);
+    render_at(report, fail_on, &iso8601(started), &hostname())
+}
+
+/// One testcase: a check id and every result reported under it.
+struct Case<'a> {
+    id: &'static str,
+    results: Vec<&'a CheckResult>,
+}
+
+fn is_failure(c: &CheckResult, fail_on: FailOn) -> bool {
+    c.status == Status::Fail || (c.status == Status::Warn && fail_on == FailOn::Warn)
+}
+
+fn render_at(report: &Report, fail_on: FailOn, timestamp: &str, host: &str) -> String {
+    let suites: Vec<(&'static str, Vec<Case>)> = report
+        .stages()
+        .into_iter()
+        .map(|stage| {
+            let mut cases: Vec<Case> = Vec::new();
+            for c in report.checks.iter().filter(|c| c.stage == stage) {
+                match cases.iter_mut().find(|k| k.id == c.id) {
+                    Some(k) => k.results.push(c),
+                    None => cases.push(Case { id: c.id, results: vec![c] }),
                 }
             }
+            (stage, cases)
+        })
+        .collect();
+    let failing = |k: &Case| k.results.iter().any(|c| is_failure(c, fail_on));
+    let skipped = |k: &Case| !failing(k) && k.results.iter().all(|c| c.status == Status::Skip);
+    let count = |f: &dyn Fn(&Case) -> bool| suites.iter().flat_map(|(_, k)| k).filter(|k| f(k)).count();
+
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"consul-doctor\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"{:.3}\" timestamp=\"{timestamp}\">",
+        count(&|_| true),
+        count(&failing),
+        count(&skipped),
+        report.elapsed_ms as f64 / 1000.0
+    );
+    for (stage, cases) in &suites {
+        let time: f64 = cases.iter().flat_map(|k| &k.results).map(|c| c.elapsed_ms as f64 / 1000.0).sum();
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"{time:.3}\" timestamp=\"{timestamp}\" hostname=\"{}\">",
+            esc(stage),
+            cases.len(),
+            cases.iter().filter(|k| failing(k)).count(),
+            cases.iter().filter(|k| skipped(k)).count(),
+            esc(host)
+        );
+        for case in cases {
+            let time: f64 = case.results.iter().map(|c| c.elapsed_ms as f64 / 1000.0).sum();
+            let _ = writeln!(
+                out,
+                "    <testcase classname=\"consul-doctor.{}\" name=\"{}\" time=\"{time:.3}\">",
+                esc(stage),
+                esc(case.id)
+            );
+            let failures: Vec<&CheckResult> = case.results.iter().copied().filter(|c| is_failure(c, fail_on)).collect();
+            if let Some(first) = failures.first() {
+                let mut types: Vec<&str> = Vec::new();
+                for code in failures.iter().filter_map(|c| c.code) {
+                    if !types.contains(&code) {
+                        types.push(code);
+                    }
+                }
+                let message = match failures.len() {
+                    1 => format!("{} {}", first.code.unwrap_or(""), first.message),
+                    n => format!("{n} findings: {} {} (and more)", first.code.unwrap_or(""), first.message),
+                };
+                let body: Vec<String> = failures.iter().map(|c| finding_text(c)).collect();
+                let _ = writeln!(
+                    out,
+                    "      <failure type=\"{}\" message=\"{}\">{}</failure>",
+                    esc(&types.join(",")),
+                    esc(&message),
+                    esc(&body.join("\n\n"))
+                );
+            } else if skipped(case) {
+                let _ = writeln!(out, "      <skipped message=\"{}\"/>", esc(&case.results[0].message));
+            }
+            let others: Vec<String> = case
+                .results
+                .iter()
+                .filter(|c| !is_failure(c, fail_on))
+                .map(|c| match c.code {
+                    Some(_) => finding_text(c),
+                    None => format!("{}: {}", c.status.as_str(), c.message),
+                })
+                .collect();
+            if !others.is_empty() && !skipped(case) {
+                let _ = writeln!(out, "      <system-out>{}</system-out>", esc(&others.join("\n")));
+            }
+            out.push_str("    </testcase>\n");
         }
         out.push_str("  </testsuite>\n");
     }
     out.push_str("</testsuites>\n");
     out
+}
+
+/// A finding as the failure body or system-out shows it: status, code, title, message, fix.
+fn finding_text(c: &CheckResult) -> String {
+    let code = c.code.unwrap_or("");
+    format!(
+        "{} {code} {}\n{}\nfix: {}\nexplain: consul-doctor explain {code}",
+        c.status.as_str().to_uppercase(),
+        c.title.unwrap_or(""),
+        c.message,
+        c.fix.as_deref().unwrap_or("")
+    )
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` in UTC, the form of JUnit's `timestamp` attribute.
+fn iso8601(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(unix)]
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into the buffer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+#[cfg(not(unix))]
+fn hostname() -> String {
+    std::env::var("COMPUTERNAME").unwrap_or_else(|_| "localhost".into())
 }
 
 /// XML-escapes text and drops characters XML 1.0 cannot carry.
@@ -105,6 +184,68 @@ fn esc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codes;
+
+    fn staged(mut c: CheckResult, stage: &'static str) -> CheckResult {
+        c.stage = stage;
+        c
+    }
+
+    /// Two services under one id (one fails, one warns), a pass, and a blocked stage.
+    fn fixture() -> Report {
+        let checks = vec![
+            staged(CheckResult::pass("config.address", "http://127.0.0.1:8500 (default)"), "config"),
+            staged(
+                CheckResult::finding(
+                    codes::CFG_PORT_RANGE,
+                    "config.service",
+                    "service \"a\": port 99999",
+                    "use a port",
+                ),
+                "config",
+            ),
+            staged(
+                CheckResult::finding(codes::CFG_DNS_NAME, "config.service", "service \"b\": no ID", "give an ID"),
+                "config",
+            ),
+            staged(CheckResult::finding(codes::CFG_DNS_NAME, "config.token", "only a warning", "fix it"), "config"),
+            staged(CheckResult::blocked("dns.resolve", "CFG-019"), "dns"),
+            staged(CheckResult::finding(codes::CFG_NO_ID, "dns.note", "advice only", "give an ID"), "dns"),
+        ];
+        Report::new("http://127.0.0.1:8500".into(), Vec::new(), Default::default(), checks, 1500)
+    }
+
+    #[test]
+    fn one_testcase_per_check_id_named_by_the_id() {
+        let x = render_at(&fixture(), FailOn::Fail, "2026-01-02T03:04:05", "ci-runner");
+        assert_eq!(x.matches("<testcase ").count(), 5, "{x}");
+        assert_eq!(x.matches("name=\"config.service\"").count(), 1, "{x}");
+        assert!(x.contains("<failure type=\"CFG-019\" message=\"CFG-019 service &quot;a&quot;: port 99999\">"), "{x}");
+        // The warning of the second service is reported beside the failure, not as one.
+        assert!(x.contains("WARN CFG-021 "), "{x}");
+        assert!(x.contains("<testcase classname=\"consul-doctor.dns\" name=\"dns.resolve\" time=\"0.000\">\n      <skipped message=\"skipped: blocked by CFG-019\"/>\n    </testcase>"), "{x}");
+        assert!(x.contains("<testsuites name=\"consul-doctor\" tests=\"5\" failures=\"1\" errors=\"0\" skipped=\"1\" time=\"1.500\" timestamp=\"2026-01-02T03:04:05\">"), "{x}");
+        assert!(x.contains("<testsuite name=\"config\" tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"0\" time=\"0.000\" timestamp=\"2026-01-02T03:04:05\" hostname=\"ci-runner\">"), "{x}");
+        assert!(!x.contains("[CFG-"), "the code stays out of the name: {x}");
+    }
+
+    #[test]
+    fn fail_on_warn_makes_warnings_failures() {
+        let x = render_at(&fixture(), FailOn::Warn, "2026-01-02T03:04:05", "h");
+        assert!(x.contains("<failure type=\"CFG-019,CFG-021\" message=\"2 findings: CFG-019 service &quot;a&quot;: port 99999 (and more)\">"), "{x}");
+        assert!(x.contains("<failure type=\"CFG-021\" message=\"CFG-021 only a warning\">"), "{x}");
+        assert!(x.contains("tests=\"5\" failures=\"2\""), "{x}");
+        // A note is advice: never a failure, whatever --fail-on says.
+        assert!(!x.contains("<failure type=\"CFG-022\""), "{x}");
+        assert!(x.contains("NOTE CFG-022 Service ID omitted: it defaults to the name\nadvice only"), "{x}");
+    }
+
+    #[test]
+    fn timestamps_are_utc_iso8601() {
+        assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00");
+        assert_eq!(iso8601(UNIX_EPOCH + Duration::from_secs(1_709_210_096)), "2024-02-29T12:34:56");
+        assert_eq!(iso8601(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00");
+    }
 
     #[test]
     fn escapes_markup_and_control_characters() {

@@ -47,7 +47,7 @@ pub fn render(report: &Report, format: Format, opts: &Options) -> String {
     match format {
         Format::Human => human::render(report, opts),
         Format::Json => json::render(report),
-        Format::Junit => junit::render(report),
+        Format::Junit => junit::render(report, opts.fail_on),
     }
 }
 
@@ -55,6 +55,7 @@ pub fn render(report: &Report, format: Format, opts: &Options) -> String {
 /// `--color always`).
 pub fn emit(text: &str, output: Option<&Path>) -> std::io::Result<()> {
     match output {
+        None if stdout_closed() => Err(std::io::Error::other("standard output is closed")),
         None => {
             let mut out = anstream::stdout();
             out.write_all(text.as_bytes())?;
@@ -67,4 +68,29 @@ pub fn emit(text: &str, output: Option<&Path>) -> std::io::Result<()> {
             out.flush()
         }
     }
+}
+
+/// Whether the process started with standard output closed (`>&-`). Rust's runtime then reopens
+/// descriptors 0-2 on /dev/null read-write, which would swallow the report with exit status 0;
+/// a shell's `>/dev/null` opens it write-only, so only the reopened descriptor matches.
+#[cfg(unix)]
+#[allow(clippy::unnecessary_cast)] // dev_t is not u64 everywhere
+pub fn stdout_closed() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: fstat and fcntl only read the state of descriptor 1 into a local struct.
+    let (stat, flags) = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(libc::STDOUT_FILENO, &mut st) != 0 {
+            return true;
+        }
+        (st, libc::fcntl(libc::STDOUT_FILENO, libc::F_GETFL))
+    };
+    let is_null = std::fs::metadata("/dev/null")
+        .is_ok_and(|null| (stat.st_mode & libc::S_IFMT) == libc::S_IFCHR && stat.st_rdev as u64 == null.rdev());
+    is_null && flags >= 0 && (flags & libc::O_ACCMODE) == libc::O_RDWR
+}
+
+#[cfg(not(unix))]
+pub fn stdout_closed() -> bool {
+    false
 }

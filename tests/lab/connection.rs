@@ -112,10 +112,61 @@ fn refused_port_junit_report() {
     assert_eq!(run.code, 1);
     let x = &run.stdout;
     assert!(x.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"consul-doctor\" tests=\"27\" failures=\"1\""), "{x}");
-    assert!(x.contains("<testcase classname=\"consul-doctor.tcp\" name=\"tcp.connect [TCP-001]\""), "{x}");
-    assert!(x.contains("<failure type=\"TCP-001\" message=\"connection refused by 127.0.0.1:"), "{x}");
+    assert!(x.contains("<testcase classname=\"consul-doctor.tcp\" name=\"tcp.connect\""), "{x}");
+    assert!(x.contains("<failure type=\"TCP-001\" message=\"TCP-001 connection refused by 127.0.0.1:"), "{x}");
     assert!(x.contains("<skipped message=\"skipped: blocked by TCP-001\"/>"), "{x}");
+    assert!(x.contains(" timestamp=\"20") && x.contains(" hostname=\""), "{x}");
     assert_eq!(x.matches("<testcase ").count(), 27);
+}
+
+#[test]
+fn junit_failures_agree_with_the_exit_code() {
+    let a = dev();
+    // A name DNS cannot serve: CFG-021 warns, which fails the run only with --fail-on warn (the
+    // missing --service-id is a note, CFG-022, which never does).
+    let base = [
+        "check",
+        "--http-addr",
+        &a.http_addr(),
+        "--format",
+        "junit",
+        "--service",
+        "junit_agree",
+        "--service-port",
+        "8080",
+    ];
+    let mut names = Vec::new();
+    for fail_on in ["fail", "warn"] {
+        let mut args = base.to_vec();
+        args.extend(["--fail-on", fail_on]);
+        let run = run_doctor(&args, &[]);
+        let x = &run.stdout;
+        assert!(x.contains("CFG-021") && x.contains("CFG-022"), "{x}");
+        let failures = x.matches("<failure ").count();
+        assert_eq!(
+            run.code == 1,
+            failures > 0,
+            "--fail-on {fail_on}: exit {} with {failures} failures:\n{x}",
+            run.code
+        );
+        if fail_on == "warn" {
+            assert_eq!(run.code, 1, "{x}");
+            assert!(x.contains("<failure type=\"CFG-021\""), "{x}");
+            assert!(!x.contains("type=\"CFG-022"), "a note is never a failure: {x}");
+        }
+        let mut these: Vec<String> = x
+            .lines()
+            .filter_map(|l| l.split(" name=\"").nth(1))
+            .map(|n| n.split('"').next().unwrap().to_string())
+            .collect();
+        these.retain(|n| n.contains('.'));
+        let mut unique = these.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), these.len(), "a check id appears twice: {these:?}");
+        names.push(these);
+    }
+    assert_eq!(names[0], names[1], "testcase names do not depend on the outcome");
 }
 
 #[test]

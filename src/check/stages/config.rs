@@ -98,7 +98,7 @@ pub fn evaluate_go_mod(inputs: &Inputs) -> (Option<String>, Vec<CheckResult>) {
         return (None, vec![CheckResult::skipped("config.go_mod", "no --go-mod given")]);
     };
     let shown = path.display();
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::localfile::read_text_capped(path, crate::localfile::GO_MOD_CAP) {
         Ok(t) => t,
         Err(e) => {
             return (
