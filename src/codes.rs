@@ -62,7 +62,7 @@ codes! {
     CFG_BAD_BOOL = "CFG-011", "config", Warn, "Boolean environment variable cannot be parsed and is ignored";
     CFG_NO_PORT = "CFG-012", "config", Warn, "Address has no port: Consul clients use 80/443, not 8500";
     CFG_PROXY = "CFG-013", "config", Warn, "An HTTP proxy from the environment applies to the Consul address";
-    CFG_PARSE = "CFG-014", "config", Fail, "Service definition cannot be parsed";
+    CFG_PARSE = "CFG-014", "config", Fail, "Service definition cannot be read or parsed";
     CFG_NO_NAME = "CFG-015", "config", Fail, "Service definition has no name";
     CFG_DURATION = "CFG-016", "config", Fail, "Duration is not valid Go syntax";
     CFG_CHECK_INVALID = "CFG-017", "config", Fail, "Check definition is rejected by Consul";
