@@ -25,7 +25,8 @@ fn complete_bash(words: &[&str]) -> Vec<String> {
         words.join(" "),
         words[cword],
     );
-    let out = std::process::Command::new("bash").args(["--norc", "--noprofile", "-c", &program]).output().expect("run bash");
+    let out =
+        std::process::Command::new("bash").args(["--norc", "--noprofile", "-c", &program]).output().expect("run bash");
     assert!(out.status.success(), "bash: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
 }
