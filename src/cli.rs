@@ -177,13 +177,14 @@ pub struct CheckArgs {
     #[arg(long, default_value = "5s", value_name = "DURATION", help_heading = "Diagnosis")]
     pub timeout: String,
     /// Re-run every second until no check fails or this much time has passed (CI right after
-    /// agents start)
+    /// agents start); progress goes to standard error
     #[arg(long, value_name = "DURATION", help_heading = "Diagnosis")]
     pub wait: Option<String>,
     /// Leave out a stage that needs a vantage point or permissions this host lacks (repeatable)
     #[arg(long, value_enum, value_name = "STAGE", help_heading = "Diagnosis")]
     pub skip: Vec<SkippableStage>,
-    /// Deadline of the whole run (Go duration syntax)
+    /// Deadline of the whole invocation, --wait included (Go duration syntax) [with --wait:
+    /// the wait plus 30s]
     #[arg(long, default_value = "30s", value_name = "DURATION", help_heading = "Diagnosis")]
     pub deadline: String,
 
@@ -296,6 +297,7 @@ fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
         fail_on: a.fail_on,
         color: a.color,
         verbose: a.verbose || std::env::var("CONSUL_DOCTOR_LOG").is_ok_and(|v| v.eq_ignore_ascii_case("debug")),
+        deadline_given: source_of(m, "deadline", None) != Source::Default,
     }
 }
 
