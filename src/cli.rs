@@ -21,9 +21,9 @@ use crate::secret::Secret;
         "\nJSON report schema_version: 1"
     ),
     about = "Diagnoses why a service cannot register with a HashiCorp Consul agent",
-    long_about = "Runs a staged pipeline of checks (config, dns, tcp, tls, api, leader, acl, version) \
-                  against a Consul agent, stops the cascade at the root cause and maps every failure \
-                  to a stable code with a concrete fix. Read-only: it changes nothing in the cluster."
+    long_about = "Runs a staged pipeline of checks against a Consul agent, stops the cascade at the \
+                  root cause and maps every failure to a stable code with a concrete fix. Read-only: \
+                  it changes nothing in the cluster."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -180,7 +180,7 @@ pub struct CheckArgs {
     #[arg(long, default_value = "5s", value_name = "DURATION", help_heading = "Diagnosis")]
     pub timeout: String,
     /// Re-run every second until no check fails or this much time has passed (CI right after
-    /// agents start)
+    /// agents start); progress goes to standard error
     #[arg(long, value_name = "DURATION", help_heading = "Diagnosis")]
     pub wait: Option<String>,
     /// Leave out a stage that needs a vantage point or permissions this host lacks (repeatable)
@@ -194,7 +194,8 @@ pub struct CheckArgs {
     /// a note (its check will be critical until the app answers), not a failure
     #[arg(long, help_heading = "Diagnosis")]
     pub pre_start: bool,
-    /// Deadline of the whole run (Go duration syntax)
+    /// Deadline of the whole invocation, --wait included (Go duration syntax) [with --wait:
+    /// the wait plus 30s]
     #[arg(long, default_value = "30s", value_name = "DURATION", help_heading = "Diagnosis")]
     pub deadline: String,
 
@@ -229,7 +230,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let matches = Cli::command().try_get_matches_from(args)?;
+    let matches = command().try_get_matches_from(args)?;
     let cli = Cli::from_arg_matches(&matches)?;
     Ok(match cli.command {
         Command::Explain { code } => Parsed::Explain { code },
@@ -309,6 +310,7 @@ fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
         fail_on: a.fail_on,
         color: a.color,
         verbose: a.verbose || std::env::var("CONSUL_DOCTOR_LOG").is_ok_and(|v| v.eq_ignore_ascii_case("debug")),
+        deadline_given: source_of(m, "deadline", None) != Source::Default,
     }
 }
 
@@ -339,7 +341,7 @@ impl clap::builder::TypedValueParser for CodeName {
 /// `consul__subcmd__doctor__subcmd__check` where it defines the case), so no subcommand
 /// completed; the names are made to agree here.
 pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
-    let mut cmd = Cli::command();
+    let mut cmd = command();
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut cmd, "consul-doctor", &mut script);
     if shell != clap_complete::Shell::Bash {
@@ -347,3 +349,40 @@ pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
     }
     String::from_utf8_lossy(&script).replace("consul__subcmd__doctor__", "consul__doctor__").into_bytes()
 }
+
+/// The clap command with what the derive cannot say: `check`'s help names every stage, from the
+/// stage table itself. Parsing, completions and man pages all start here.
+pub fn command() -> clap::Command {
+    let stages: Vec<&str> = crate::check::pipeline::STAGES.iter().map(|s| s.name).collect();
+    let list = stages.join(", ");
+    Cli::command().mut_subcommand("check", |c| {
+        c.long_about(format!(
+            "Runs the stages {list} against a Consul agent. A stage runs once the stages it needs \
+             have passed; when one fails, the stages that depend on it are skipped and name its \
+             code, so the first failure is the root cause. Every failure maps to a stable code \
+             (consul-doctor explain CODE) with a concrete fix. Read-only: it changes nothing in \
+             the cluster.\n\n\
+             --timeout bounds each network step. --deadline bounds the whole invocation, waiting \
+             included: with --wait the pipeline is re-run every second until no check fails or \
+             the wait is over, each attempt gets at most the time left, and the last attempt \
+             still runs to the end of the wait (or of the deadline, whichever comes first)."
+        ))
+    })
+}
+
+/// Environment variables read besides the flags' own fallbacks (those are listed with each flag).
+pub const ENVIRONMENT: &[(&str, &str)] = &[
+    ("CONSUL_HTTP_SSL", "true: use https:// for an address without a scheme, as the Consul CLI does"),
+    ("CONSUL_HTTP_SSL_VERIFY", "false: do not verify the agent's certificate (reported as CFG-010)"),
+    ("CONSUL_HTTP_AUTH", "user:password for HTTP basic authentication in front of the agent (never printed)"),
+    ("CONSUL_NAMESPACE", "Consul Enterprise namespace of the queries"),
+    ("CONSUL_PARTITION", "Consul Enterprise admin partition of the queries"),
+    ("CONSUL_DOCTOR_LOG", "debug: the same as --verbose"),
+    (
+        "HTTP_PROXY, HTTPS_PROXY, NO_PROXY",
+        "honoured as the Consul CLI honours them, lower case too (reported as CFG-013)",
+    ),
+    ("NO_COLOR", "set: no colour in the human report with --color auto"),
+    ("CLICOLOR_FORCE", "set (not 0): colour even when standard output is not a terminal, with --color auto"),
+    ("COLUMNS", "width to wrap the human report to when standard output is a terminal (default: the terminal's)"),
+];

@@ -112,6 +112,8 @@ pub struct RawInputs {
     pub fail_on: FailOn,
     pub color: ColorMode,
     pub verbose: bool,
+    /// `--deadline` was given (not its default): with `--wait`, the default grows by the wait.
+    pub deadline_given: bool,
 }
 
 /// Validated inputs for one run.
@@ -150,6 +152,12 @@ impl Inputs {
         let timeout = positive_duration("--timeout", &raw.timeout)?;
         let deadline = positive_duration("--deadline", &raw.deadline)?;
         let wait = raw.wait.as_deref().map(|w| positive_duration("--wait", w)).transpose()?;
+        // The deadline bounds the whole invocation, waiting included; left at its default, it
+        // leaves the last attempt after a --wait the default time to finish.
+        let deadline = match wait {
+            Some(w) if !raw.deadline_given => deadline.saturating_add(w),
+            _ => deadline,
+        };
         let dns_server = raw.dns_server.as_deref().map(parse_dns_server).transpose()?;
         let color = match raw.color {
             ColorMode::Auto => anstream::ColorChoice::Auto,

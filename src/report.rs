@@ -200,6 +200,12 @@ impl Report {
         let mut summary = Summary::default();
         let mut checks = checks;
         checks.iter_mut().for_each(CheckResult::bound_text);
+        let mut inputs = inputs;
+        for entry in &mut inputs {
+            if let std::borrow::Cow::Owned(b) = crate::clip::bound(&entry.value) {
+                entry.value = b;
+            }
+        }
         for c in &checks {
             match c.status {
                 Status::Pass => summary.pass += 1,

@@ -140,6 +140,15 @@ fn huge_values_are_echoed_clipped() {
 }
 
 #[test]
+fn a_huge_flag_value_is_echoed_clipped() {
+    let name = "s".repeat(100_000);
+    let (run, json) = check_bounded(&["--service", &name, "--service-port", "8080"], "100 KB --service");
+    assert!(run.stdout.len() < 64 * 1024, "report of {} bytes", run.stdout.len());
+    let entry = json["inputs"].as_array().unwrap().iter().find(|e| e["name"] == "service").expect("service input");
+    assert!(entry["value"].as_str().unwrap().contains('…'), "{entry}");
+}
+
+#[test]
 fn closed_stdout_is_a_usage_error_with_a_message() {
     let addr = dead_addr();
     let mut cmd = std::process::Command::new("bash");

@@ -78,22 +78,73 @@ fn summary_line(report: &report::Report, path: &std::path::Path) -> String {
 }
 
 /// Runs the pipeline once, or with `--wait` again every second until nothing fails or the wait
-/// is over (for CI steps that start right after the agents do).
+/// is over (for CI steps that start right after the agents do). `--deadline` bounds the whole
+/// invocation: every attempt gets at most the time left of it, and an attempt still starts when
+/// less than a pause of the wait is left, so the whole wait is used.
 async fn run_until_clean(inputs: &inputs::Inputs) -> report::Report {
     let started = tokio::time::Instant::now();
+    let deadline = started + inputs.deadline;
+    let Some(wait) = inputs.wait else {
+        return pipeline::run_stages_until(inputs, &all_stages(), deadline).await.report;
+    };
+    // When the deadline ends the wait, the last attempt still gets a pause's time to run (an
+    // attempt started at the deadline could only report RUN-001).
+    let reserve = RETRY_PAUSE.min(inputs.deadline / 2);
+    let wait_end = (started + wait).min(deadline - reserve);
+    let mut progress = Progress::new(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let mut attempts = 1;
     loop {
-        let mut report = pipeline::run(inputs).await;
+        let mut report = pipeline::run_stages_until(inputs, &all_stages(), deadline).await.report;
         report.attempts = attempts;
-        let Some(wait) = inputs.wait else { return report };
-        if report.status != report::Status::Fail || started.elapsed() + RETRY_PAUSE >= wait {
+        let now = tokio::time::Instant::now();
+        let left = wait_end.saturating_duration_since(now);
+        let done = report.status != report::Status::Fail || left.is_zero();
+        progress.attempt(attempts, &report, left, done);
+        if done {
             return report;
         }
+        let pause = RETRY_PAUSE.min(left);
         let code = report.root_cause.as_ref().map(|r| r.code).unwrap_or("");
-        log::debug(format!("attempt {attempts} failed with {code}; retrying in {} ms", RETRY_PAUSE.as_millis()));
-        tokio::time::sleep(RETRY_PAUSE).await;
+        log::debug(format!("attempt {attempts} failed with {code}; retrying in {} ms", pause.as_millis()));
+        tokio::time::sleep(pause).await;
         attempts += 1;
     }
 }
 
+fn all_stages() -> Vec<pipeline::StageId> {
+    pipeline::STAGES.iter().map(|s| s.id).collect()
+}
+
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `--wait` progress on standard error: a line per attempt on a terminal; elsewhere (CI logs)
+/// only when the verdict or root cause changes, and the last attempt.
+struct Progress {
+    every_attempt: bool,
+    last: Option<String>,
+}
+
+impl Progress {
+    fn new(every_attempt: bool) -> Self {
+        Progress { every_attempt, last: None }
+    }
+
+    fn attempt(&mut self, n: u32, report: &report::Report, left: std::time::Duration, last_attempt: bool) {
+        let state = match &report.root_cause {
+            Some(rc) => format!("{} ({})", rc.code, rc.check),
+            None => report.status.as_str().to_uppercase(),
+        };
+        let changed = self.last.as_deref() != Some(state.as_str());
+        if !(self.every_attempt || changed || last_attempt) {
+            return;
+        }
+        let left = crate::duration::format_go(left.as_millis() as i64 * 1_000_000);
+        let line = match (&report.root_cause, last_attempt) {
+            (Some(_), false) => format!("consul-doctor: attempt {n}: root cause {state}; {left} left, retrying"),
+            (Some(_), true) => format!("consul-doctor: attempt {n}: root cause {state}; the wait is over"),
+            (None, _) => format!("consul-doctor: attempt {n}: {state}, nothing fails"),
+        };
+        let _ = writeln!(std::io::stderr(), "{}", secret::redact(&line));
+        self.last = Some(state);
+    }
+}

@@ -215,8 +215,13 @@ pub async fn run(inputs: &Inputs) -> Report {
 /// are left out of the report entirely. Other commands use it with [`CONNECTION`] to get a
 /// diagnosed client before they ask their own questions.
 pub async fn run_stages(inputs: &Inputs, wanted: &[StageId]) -> Outcome {
+    run_stages_until(inputs, wanted, tokio::time::Instant::now() + inputs.deadline).await
+}
+
+/// [`run_stages`] that must end by `deadline` (what is left of the invocation's deadline, for
+/// the attempts of `--wait`).
+pub async fn run_stages_until(inputs: &Inputs, wanted: &[StageId], deadline: tokio::time::Instant) -> Outcome {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + inputs.deadline;
     let ctx = Ctx { inputs, facts: Mutex::new(Facts::default()) };
     let mut outcome: HashMap<StageId, Option<&'static str>> = HashMap::new();
     let mut results: Vec<Option<Vec<CheckResult>>> = STAGES.iter().map(|_| None).collect();

@@ -339,3 +339,23 @@ fn agent_with_two_connections_per_client_is_not_reported_broken() {
         assert!(bad.is_empty(), "a healthy agent with a connection limit: {bad:?} {json:#}");
     }
 }
+
+#[test]
+fn wait_follows_a_server_until_it_elects_itself() {
+    // A fresh server with bootstrap_expect = 1 answers HTTP before it has a leader.
+    let a = start("wait-elect", Spec { server: true, bootstrap_expect: Some(1), ..Default::default() }, false);
+    let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--wait", "30s", "--skip", "health"], &[]);
+    assert_eq!(run.code, 0, "{json:#}\n{}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    let attempts = json["attempts"].as_u64().unwrap();
+    let last = lines.last().copied().unwrap_or("");
+    assert!(
+        last.starts_with(&format!("consul-doctor: attempt {attempts}: ")) && last.ends_with(", nothing fails"),
+        "{}",
+        run.stderr
+    );
+    if attempts > 1 {
+        assert!(lines[0].starts_with("consul-doctor: attempt 1: root cause "), "{}", run.stderr);
+        assert!(lines[0].ends_with("left, retrying"), "{}", run.stderr);
+    }
+}
