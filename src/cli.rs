@@ -73,6 +73,7 @@ pub enum SkippableStage {
     Duplicates,
     Sync,
     Version,
+    Discovery,
 }
 
 impl SkippableStage {
@@ -82,6 +83,7 @@ impl SkippableStage {
             SkippableStage::Duplicates => "duplicates",
             SkippableStage::Sync => "sync",
             SkippableStage::Version => "version",
+            SkippableStage::Discovery => "discovery",
         }
     }
 }
@@ -182,6 +184,16 @@ pub struct CheckArgs {
     /// Leave out a stage that needs a vantage point or permissions this host lacks (repeatable)
     #[arg(long, value_enum, value_name = "STAGE", help_heading = "Diagnosis")]
     pub skip: Vec<SkippableStage>,
+    /// Consul DNS to ask in the discovery stage (default: the agent's DNS interface from /v1/agent/self)
+    #[arg(long, value_name = "IP:PORT", help_heading = "Diagnosis")]
+    pub consul_dns: Option<String>,
+    /// Register a throwaway, never-passing instance to prove registration reaches the catalog,
+    /// then deregister it (the only write check makes)
+    #[arg(long, help_heading = "Diagnosis")]
+    pub probe_register: bool,
+    /// Name to probe under instead of the service's own (needs --probe-register)
+    #[arg(long, value_name = "NAME", help_heading = "Diagnosis")]
+    pub probe_name: Option<String>,
     /// Deadline of the whole run (Go duration syntax)
     #[arg(long, default_value = "30s", value_name = "DURATION", help_heading = "Diagnosis")]
     pub deadline: String,
@@ -295,5 +307,8 @@ fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
         fail_on: a.fail_on,
         color: a.color,
         verbose: a.verbose || std::env::var("CONSUL_DOCTOR_LOG").is_ok_and(|v| v.eq_ignore_ascii_case("debug")),
+        consul_dns: a.consul_dns,
+        probe_register: a.probe_register,
+        probe_name: a.probe_name,
     }
 }

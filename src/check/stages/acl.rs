@@ -69,7 +69,9 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 }));
             }
         } else {
-            out.extend(check_services(&client, &services, &token_desc).await);
+            let (results, reads) = check_services(&client, &services, &token_desc).await;
+            out.extend(results);
+            ctx.facts().default_read = reads;
         }
         out
     })
@@ -89,8 +91,9 @@ async fn check_services(
     client: &crate::consul::ConsulClient,
     services: &[super::Svc],
     token_desc: &str,
-) -> Vec<CheckResult> {
+) -> (Vec<CheckResult>, Vec<(String, bool)>) {
     let mut out = Vec::new();
+    let mut reads = Vec::new();
     for svc in services {
         if let Some(skip) = super::service_gate(svc, "acl.service") {
             out.push(skip);
@@ -121,11 +124,12 @@ async fn check_services(
         out.push(verdict);
         if writable {
             if let Some(r) = judge_discoverable(def, &read_reply) {
+                reads.push((def.display_name().to_string(), r.code.is_none()));
                 out.push(r);
             }
         }
     }
-    out
+    (out, reads)
 }
 
 /// Judges the authorize answer for one service.

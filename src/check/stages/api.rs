@@ -32,6 +32,8 @@ pub struct AgentSelf {
     pub allow_write_from: Vec<String>,
     /// `http_config.block_endpoints` (path prefixes).
     pub block_endpoints: Vec<String>,
+    /// The DNS interface and `dns_config` (for the discovery stage).
+    pub dns: Option<super::discovery::AgentDns>,
 }
 
 impl AgentSelf {
@@ -63,6 +65,7 @@ impl AgentSelf {
             addr: v.pointer("/Member/Addr").and_then(Value::as_str).map(str::to_string),
             allow_write_from: strings(debug.and_then(|d| d.get("AllowWriteHTTPFrom"))),
             block_endpoints: strings(debug.and_then(|d| d.get("HTTPBlockEndpoints"))),
+            dns: debug.and_then(super::discovery::AgentDns::from_debug),
             tags,
         })
     }
