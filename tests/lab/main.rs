@@ -7,5 +7,6 @@ mod common;
 mod acl;
 mod connection;
 mod definitions;
+mod discovery;
 mod service;
 mod tls;
