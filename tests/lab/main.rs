@@ -8,5 +8,6 @@ mod acl;
 mod connection;
 mod definitions;
 mod discovery;
+mod probe;
 mod service;
 mod tls;

@@ -108,13 +108,9 @@ pub fn endpoint(over: Option<SocketAddr>, dns: Option<&AgentDns>, agent_ip: Opti
         return Endpoint::At(sa, "--consul-dns".into());
     }
     let Some(dns) = dns else {
-        return match agent_ip {
-            Some(ip) => Endpoint::At(
-                SocketAddr::new(ip, 8600),
-                "assumed port 8600: the agent's configuration is unreadable (agent:read)".into(),
-            ),
-            None => Endpoint::NotHere("the agent's DNS address is unknown; give --consul-dns IP:PORT".into()),
-        };
+        return Endpoint::NotHere(
+            "the agent's DNS configuration is unreadable (the token lacks agent:read on /v1/agent/self); give --consul-dns IP:PORT".into(),
+        );
     };
     if dns.port < 0 || dns.addrs.is_empty() {
         return Endpoint::Disabled;

@@ -119,6 +119,8 @@ async fn probe(
         out.push(CheckResult::blocked("probe.catalog", code.unwrap_or("PRB-001")));
     }
     out.push(cleanup(client, &id, name, node, timeout).await);
+    // Reported here, whatever the outcome: the end-of-run sweep is for probes cut off mid-way.
+    pending().retain(|p| p.id != id);
     out
 }
 
