@@ -363,14 +363,10 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 client.get_json_streamed(&path).await,
                 timeout,
             );
-            let instances: Vec<Instance> = match listed {
-                super::Answer::Ok(list) => list.into_iter().filter(|e| !is_probe(e)).map(instance).collect(),
-                super::Answer::NotJudged(why) => {
-                    out.push(CheckResult::skipped("discovery.health", format!("{l}: {why}")));
-                    continue;
-                }
-                super::Answer::Unusable(what) => {
-                    out.push(super::unusable(codes::DSC_UNREADABLE, "discovery.health", format!("{l}: {what}")));
+            let instances = match listing(&l, listed) {
+                Ok(list) => list,
+                Err(r) => {
+                    out.push(*r);
                     continue;
                 }
             };
@@ -422,6 +418,18 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         }
         out
     })
+}
+
+/// The instances a consumer is offered, without the doctor's own probes; or what to report
+/// when the health list cannot be judged.
+fn listing(l: &str, listed: super::Answer<Vec<HealthEntry>>) -> Result<Vec<Instance>, Box<CheckResult>> {
+    match listed {
+        super::Answer::Ok(list) => Ok(list.into_iter().filter(|e| !is_probe(e)).map(instance).collect()),
+        super::Answer::NotJudged(why) => Err(Box::new(CheckResult::skipped("discovery.health", format!("{l}: {why}")))),
+        super::Answer::Unusable(what) => {
+            Err(Box::new(super::unusable(codes::DSC_UNREADABLE, "discovery.health", format!("{l}: {what}"))))
+        }
+    }
 }
 
 fn expected_in_dns(cfg: &AgentDns, i: &Instance) -> bool {
@@ -868,6 +876,73 @@ mod tests {
         assert!(dns_safe("v1") && dns_safe("blue_green") && !dns_safe("v1.2") && !dns_safe("env=prod"));
         let r = judge_tags("web", &["v1.2".into()], &[], &[], &cfg());
         assert_eq!(r.code, Some("DSC-004"));
+    }
+
+    #[test]
+    fn health_list_probes_excluded_and_garbage_unreadable() {
+        let body = br#"[{"Node":{"Node":"n1","Address":"10.0.0.1"},"Service":{"ID":"web-1","Port":80,"Tags":null},"Checks":[{"CheckID":"serfHealth","Status":"passing"}]},
+            {"Node":{"Node":"n1","Address":"10.0.0.1"},"Service":{"ID":"consul-doctor-probe-1","Port":80,"Meta":{"consul_doctor":"probe"}},"Checks":[{"CheckID":"x","Status":"critical"}]}]"#;
+        let list: Vec<HealthEntry> = serde_json::from_slice(body).unwrap();
+        let got = listing("web", super::super::Answer::Ok(list)).unwrap();
+        assert_eq!(got.len(), 1, "the probe is not an instance");
+        assert_eq!(got[0].address, "10.0.0.1", "no service address: DNS answers the node's");
+        let reply = crate::consul::Reply {
+            status: 200,
+            headers: Default::default(),
+            body: b"<html>".to_vec(),
+            elapsed: Duration::ZERO,
+        };
+        let broken = super::super::streamed::<Vec<HealthEntry>>(
+            "GET /v1/health/service/web",
+            Ok(Err((reply, "expected value".into()))),
+            Duration::from_secs(1),
+        );
+        assert_eq!(listing("web", broken).unwrap_err().code, Some("DSC-009"));
+    }
+
+    #[test]
+    fn consul_dns_that_does_not_answer() {
+        let ep = Endpoint::At("127.0.0.1:8600".parse().unwrap(), "x".into());
+        let r = judge_dns(
+            "web",
+            "web",
+            "web.service.consul.",
+            &ep,
+            &cfg(),
+            &[],
+            Some(&Answer::Timeout),
+            Some(&Answer::Timeout),
+            None,
+            None,
+        );
+        assert_eq!(r.code, Some("DSC-008"));
+        let all = [inst("a", 1, State::Passing)];
+        let r = judge_dns(
+            "web",
+            "web",
+            "web.service.consul.",
+            &ep,
+            &cfg(),
+            &all,
+            Some(&Answer::NxDomain),
+            Some(&Answer::NxDomain),
+            None,
+            None,
+        );
+        assert_eq!(r.code, Some("DSC-008"), "passing in the catalog, absent from DNS, nothing caches");
+        let r = judge_dns(
+            "web",
+            "web",
+            "web.service.consul.",
+            &ep,
+            &cfg(),
+            &all,
+            Some(&Answer::NxDomain),
+            Some(&Answer::NxDomain),
+            Some(false),
+            None,
+        );
+        assert_eq!(r.blocked_by, Some("ACL-007"), "the default token explains it: one finding");
     }
 
     #[test]
