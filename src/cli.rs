@@ -23,7 +23,8 @@ use crate::secret::Secret;
     about = "Diagnoses why a service cannot register with a HashiCorp Consul agent",
     long_about = "Runs a staged pipeline of checks (config, dns, tcp, tls, api, leader, acl, version) \
                   against a Consul agent, stops the cascade at the root cause and maps every failure \
-                  to a stable code with a concrete fix. Read-only: it changes nothing in the cluster."
+                  to a stable code with a concrete fix. Read-only: it changes nothing in the cluster, \
+                  unless --probe-register asks for one throwaway canary registration."
 )]
 pub struct Cli {
     #[command(subcommand)]
