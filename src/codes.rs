@@ -156,7 +156,7 @@ codes! {
     DSC_TAG_NOT_DNS = "DSC-004", "discovery", Warn, "Tag cannot be matched by a DNS query";
     DSC_UNREACHABLE_ADDRESS = "DSC-005", "discovery", Warn, "Answer points at an address other hosts cannot reach";
     DSC_DNS_STALE = "DSC-006", "discovery", Warn, "Consul DNS lags behind the catalog";
-    DSC_NOT_FORWARDED = "DSC-007", "discovery", Fail, "The consumers' resolver does not forward the Consul domain";
+    DSC_NOT_FORWARDED = "DSC-007", "discovery", Warn, "The consumers' resolver does not forward the Consul domain";
     DSC_DNS_WRONG = "DSC-008", "discovery", Fail, "Consul DNS does not answer what the catalog holds";
     DSC_UNREADABLE = "DSC-009", "discovery", Fail, "Health list of the service is unreadable";
     PRB_REJECTED = "PRB-001", "probe", Fail, "The agent rejected the probe registration";

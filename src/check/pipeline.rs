@@ -187,6 +187,9 @@ pub struct Facts {
     pub probes: Vec<(String, String, Option<&'static str>)>,
     /// Whether the agent's default token may read each service name (acl stage; DNS uses it).
     pub default_read: Vec<(String, bool)>,
+    /// Every finished stage's results (check id, code, blocked_by, message), for later stages
+    /// that must not report a cause an earlier stage already named.
+    pub reported: Vec<(&'static str, Option<&'static str>, Option<&'static str>, String)>,
 }
 
 /// Shared state of one run.
@@ -343,6 +346,7 @@ pub async fn run_stages(inputs: &Inputs, wanted: &[StageId]) -> Outcome {
                     .join(", ")
             ));
             outcome.insert(stage.id, failed);
+            ctx.facts().reported.extend(checks.iter().map(|c| (c.id, c.code, c.blocked_by, c.message.clone())));
             results[i] = Some(checks);
         }
     }

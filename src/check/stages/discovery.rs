@@ -370,8 +370,18 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                     continue;
                 }
             };
-            let health = judge_health(&l, &name, &dns_cfg, &instances);
-            let health_code = (health.status == crate::report::Status::Fail).then_some(health.code).flatten();
+            let named = earlier_cause(&ctx.facts().reported, &l);
+            let mut health = judge_health(&l, &name, &dns_cfg, &instances);
+            if let (Some(cause), true) = (named, health.code == Some(codes::DSC_NONE_PASSING.code)) {
+                // The sync or duplicates stage already reported why the instances fail.
+                let mut r = CheckResult::blocked("discovery.health", cause);
+                r.message = format!("{}; already reported as {cause}", health.message);
+                health = r;
+            }
+            let health_code = match health.status {
+                crate::report::Status::Fail => health.code,
+                _ => health.blocked_by,
+            };
             out.push(health.with("request", format!("GET {}", client.url(&path))));
 
             let base = format!("{name}.service.{}{domain}", dc.clone().unwrap_or_default());
@@ -430,6 +440,19 @@ fn listing(l: &str, listed: super::Answer<Vec<HealthEntry>>) -> Result<Vec<Insta
             Err(Box::new(super::unusable(codes::DSC_UNREADABLE, "discovery.health", format!("{l}: {what}"))))
         }
     }
+}
+
+/// A code an earlier stage reported about this service's failing instances (sync.checks,
+/// duplicates.critical), so "nothing passes" is not reported a second time.
+fn earlier_cause(
+    reported: &[(&'static str, Option<&'static str>, Option<&'static str>, String)],
+    label: &str,
+) -> Option<&'static str> {
+    let prefix = format!("{label}: ");
+    reported
+        .iter()
+        .filter(|(id, _, _, m)| (*id == "sync.checks" || *id == "duplicates.critical") && m.starts_with(&prefix))
+        .find_map(|(_, code, blocked_by, _)| code.or(*blocked_by))
 }
 
 fn expected_in_dns(cfg: &AgentDns, i: &Instance) -> bool {

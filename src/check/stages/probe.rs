@@ -41,7 +41,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         if !ctx.inputs.probe_register {
             return vec![CheckResult::skipped(
                 "probe.register",
-                "not asked: --probe-register registers a throwaway instance (the only write check makes)",
+                "no --probe-register given: the canary registration (the only write check makes) was not asked for",
             )];
         }
         let (services, client) = match super::service_stage_start(ctx, CHECKS) {
