@@ -23,7 +23,8 @@ use crate::secret::Secret;
     about = "Diagnoses why a service cannot register with a HashiCorp Consul agent",
     long_about = "Runs a staged pipeline of checks against a Consul agent, stops the cascade at the \
                   root cause and maps every failure to a stable code with a concrete fix. Read-only: \
-                  it changes nothing in the cluster."
+                  it changes nothing in the cluster, \
+                  unless --probe-register asks for one throwaway canary registration."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -77,6 +78,7 @@ pub enum SkippableStage {
     Duplicates,
     Sync,
     Version,
+    Discovery,
 }
 
 impl SkippableStage {
@@ -86,6 +88,7 @@ impl SkippableStage {
             SkippableStage::Duplicates => "duplicates",
             SkippableStage::Sync => "sync",
             SkippableStage::Version => "version",
+            SkippableStage::Discovery => "discovery",
         }
     }
 }
@@ -196,6 +199,16 @@ pub struct CheckArgs {
     pub pre_start: bool,
     /// Deadline of the whole invocation, --wait included (Go duration syntax) [with --wait:
     /// the wait plus 30s]
+    /// Consul DNS to ask in the discovery stage (default: the agent's DNS interface from /v1/agent/self)
+    #[arg(long, value_name = "IP:PORT", help_heading = "Diagnosis")]
+    pub consul_dns: Option<String>,
+    /// Register a throwaway, never-passing instance to prove registration reaches the catalog,
+    /// then deregister it (the only write check makes)
+    #[arg(long, help_heading = "Diagnosis")]
+    pub probe_register: bool,
+    /// Name to probe under instead of the service's own (needs --probe-register)
+    #[arg(long, value_name = "NAME", help_heading = "Diagnosis")]
+    pub probe_name: Option<String>,
     #[arg(long, default_value = "30s", value_name = "DURATION", help_heading = "Diagnosis")]
     pub deadline: String,
 
@@ -311,6 +324,9 @@ fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
         color: a.color,
         verbose: a.verbose || std::env::var("CONSUL_DOCTOR_LOG").is_ok_and(|v| v.eq_ignore_ascii_case("debug")),
         deadline_given: source_of(m, "deadline", None) != Source::Default,
+        consul_dns: a.consul_dns,
+        probe_register: a.probe_register,
+        probe_name: a.probe_name,
     }
 }
 

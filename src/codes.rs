@@ -158,6 +158,18 @@ codes! {
     VER_MEMBERS_UNREADABLE = "VER-006", "version", Fail, "Member list is unreadable";
     VER_SCRIPTS_DISABLED = "VER-007", "version", Fail, "Script checks are disabled on this agent";
     RUN_DEADLINE = "RUN-001", "run", Fail, "Check did not finish before the run deadline";
+    DSC_DNS_DISABLED = "DSC-001", "discovery", Warn, "The agent's DNS interface is disabled";
+    DSC_NONE_PASSING = "DSC-002", "discovery", Fail, "No instance passes: DNS and ?passing find nothing";
+    DSC_WARNING_HIDDEN = "DSC-003", "discovery", Warn, "Warning instances are left out of DNS (only_passing)";
+    DSC_TAG_NOT_DNS = "DSC-004", "discovery", Warn, "Tag cannot be matched by a DNS query";
+    DSC_UNREACHABLE_ADDRESS = "DSC-005", "discovery", Warn, "Answer points at an address other hosts cannot reach";
+    DSC_DNS_STALE = "DSC-006", "discovery", Warn, "Consul DNS lags behind the catalog";
+    DSC_NOT_FORWARDED = "DSC-007", "discovery", Warn, "The consumers' resolver does not forward the Consul domain";
+    DSC_DNS_WRONG = "DSC-008", "discovery", Fail, "Consul DNS does not answer what the catalog holds";
+    DSC_UNREADABLE = "DSC-009", "discovery", Fail, "Health list of the service is unreadable";
+    PRB_REJECTED = "PRB-001", "probe", Fail, "The agent rejected the probe registration";
+    PRB_NOT_SYNCED = "PRB-002", "probe", Fail, "Probe registration never reached the catalog";
+    PRB_LEFTOVER = "PRB-003", "probe", Fail, "Probe instance may be left behind";
 }
 
 /// Looks a code up after normalising the user's spelling (`acl-002`, `ACL002`, `acl_002`).
@@ -247,6 +259,8 @@ mod tests {
                 "health" => "HLT",
                 "sync" => "SYN",
                 "run" => "RUN",
+                "discovery" => "DSC",
+                "probe" => "PRB",
                 other => panic!("unknown stage {other}"),
             };
             assert_eq!(tag, expected, "{} is in stage {}", c.code, c.stage);

@@ -244,6 +244,16 @@ impl ConsulClient {
         self.send("POST", &url, req).await
     }
 
+    /// PUTs a JSON body (or none). Only the flagged writes use it (`check --probe-register`).
+    pub async fn put_json(&self, path: &str, body: Option<&serde_json::Value>) -> Result<Reply, HttpFailure> {
+        let url = self.url(path);
+        let mut req = self.authed(self.client.put(&url));
+        if let Some(b) = body {
+            req = req.header("Content-Type", "application/json").body(b.to_string());
+        }
+        self.send("PUT", &url, req).await
+    }
+
     fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.basic_auth {
             Some((user, password)) => req.basic_auth(user, password.as_ref()),

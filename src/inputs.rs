@@ -114,6 +114,11 @@ pub struct RawInputs {
     pub verbose: bool,
     /// `--deadline` was given (not its default): with `--wait`, the default grows by the wait.
     pub deadline_given: bool,
+    /// `--consul-dns`: the agent's DNS interface, when /v1/agent/self does not tell it.
+    pub consul_dns: Option<String>,
+    /// `--probe-register`: the one write `check` may make.
+    pub probe_register: bool,
+    pub probe_name: Option<String>,
 }
 
 /// Validated inputs for one run.
@@ -135,6 +140,9 @@ pub struct Inputs {
     pub fail_on: FailOn,
     pub color: anstream::ColorChoice,
     pub verbose: bool,
+    pub consul_dns: Option<SocketAddr>,
+    pub probe_register: bool,
+    pub probe_name: Option<String>,
 }
 
 /// One line of the "effective inputs" part of a report.
@@ -159,6 +167,11 @@ impl Inputs {
             _ => deadline,
         };
         let dns_server = raw.dns_server.as_deref().map(parse_dns_server).transpose()?;
+        if raw.probe_register && !raw.service.flags.given() && raw.service.files.is_empty() {
+            return Err(
+                "--probe-register needs a service (--service-file or --service): the probe takes its shape".into()
+            );
+        }
         let color = match raw.color {
             ColorMode::Auto => anstream::ColorChoice::Auto,
             ColorMode::Always => anstream::ColorChoice::Always,
@@ -194,6 +207,17 @@ impl Inputs {
             fail_on: raw.fail_on,
             color,
             verbose: raw.verbose,
+            consul_dns: raw
+                .consul_dns
+                .as_deref()
+                .map(|v| parse_dns_server(v).map_err(|e| e.replace("--dns-server", "--consul-dns")))
+                .transpose()?,
+            probe_register: raw.probe_register,
+            probe_name: match raw.probe_name {
+                Some(n) if n.trim().is_empty() => return Err("invalid --probe-name: empty".into()),
+                Some(n) if !raw.probe_register => return Err(format!("--probe-name {n:?} needs --probe-register")),
+                other => other,
+            },
         })
     }
 

@@ -34,8 +34,17 @@ pub fn run(raw: inputs::RawInputs) -> ExitStatus {
             _ = tokio::signal::ctrl_c() => None,
         }
     });
+    // A probe registration interrupted by Ctrl-C is deregistered before the process ends.
+    let leftovers = match outcome {
+        None => runtime.block_on(stages::probe::cleanup_pending(inputs.timeout)),
+        Some(_) => Vec::new(),
+    };
     runtime.shutdown_background();
     let Some(report) = outcome else {
+        for r in leftovers {
+            let fix = r.fix.as_deref().map(|f| format!("\n  fix: {f}")).unwrap_or_default();
+            let _ = writeln!(std::io::stderr(), "consul-doctor: {}{fix}", secret::redact(&r.message));
+        }
         let _ = writeln!(std::io::stderr(), "consul-doctor: interrupted");
         return ExitStatus::Interrupted;
     };

@@ -34,6 +34,8 @@ pub enum StageId {
     Health,
     Duplicates,
     Sync,
+    Discovery,
+    Probe,
 }
 
 pub type StageFuture<'a> = Pin<Box<dyn Future<Output = Vec<CheckResult>> + 'a>>;
@@ -136,6 +138,23 @@ pub const STAGES: &[Stage] = &[
         run: stages::version::run,
     },
     Stage {
+        id: StageId::Discovery,
+        name: "discovery",
+        requires: &[StageId::Sync],
+        checks: stages::discovery::CHECKS,
+        // What consumers see never blocks the probe: it asks another question.
+        soft: stages::discovery::CHECKS,
+        run: stages::discovery::run,
+    },
+    Stage {
+        id: StageId::Probe,
+        name: "probe",
+        requires: &[StageId::Discovery],
+        checks: stages::probe::CHECKS,
+        soft: &[],
+        run: stages::probe::run,
+    },
+    Stage {
         id: StageId::Health,
         name: "health",
         requires: &[StageId::Config],
@@ -168,6 +187,11 @@ pub struct Facts {
     pub agent_services: Option<serde_json::Map<String, serde_json::Value>>,
     /// The doctor's own probes of the services' checks: (service id, check label, failing code).
     pub probes: Vec<(String, String, Option<&'static str>)>,
+    /// Whether the agent's default token may read each service name (acl stage; DNS uses it).
+    pub default_read: Vec<(String, bool)>,
+    /// Every finished stage's results (check id, code, blocked_by, message), for later stages
+    /// that must not report a cause an earlier stage already named.
+    pub reported: Vec<(&'static str, Option<&'static str>, Option<&'static str>, String)>,
 }
 
 /// Shared state of one run.
@@ -342,11 +366,14 @@ pub async fn run_stages_until(inputs: &Inputs, wanted: &[StageId], deadline: tok
                     .join(", ")
             ));
             outcome.insert(stage.id, failed);
+            ctx.facts().reported.extend(checks.iter().map(|c| (c.id, c.code, c.blocked_by, c.message.clone())));
             results[i] = Some(checks);
         }
     }
 
-    let checks: Vec<CheckResult> = results.into_iter().flatten().flatten().collect();
+    let mut checks: Vec<CheckResult> = results.into_iter().flatten().flatten().collect();
+    // A probe the deadline cut off is deregistered now, and reported.
+    checks.extend(stages::probe::cleanup_pending(inputs.timeout).await);
     let summary = ctx.facts().summary.clone();
     let target = ctx.conn().map(|c| c.display.clone()).unwrap_or_else(|| inputs.consul.http_addr.value.clone());
     let report = Report::new(target, inputs.entries(), summary, checks, started.elapsed().as_millis() as u64);

@@ -205,6 +205,8 @@ pub struct Spec {
     /// Serf LAN address to join.
     pub join: Option<String>,
     pub extra_hcl: String,
+    /// `ports { dns = -1 }`: no DNS interface.
+    pub no_dns: bool,
 }
 
 /// Starts an agent and waits until its HTTP API answers (and, with `wait_leader`, has a leader).
@@ -224,7 +226,7 @@ disable_host_node_id = true
 log_level = "debug"
 ports {{
   http = {http}
-  dns = {dns}
+  dns = {dns_port}
   serf_lan = {serf_lan}
   serf_wan = {serf_wan}
   server = {server_port}
@@ -232,7 +234,8 @@ ports {{
   https = {https}
 }}
 "#,
-        https = https.map(|p| p.to_string()).unwrap_or_else(|| "-1".into())
+        https = https.map(|p| p.to_string()).unwrap_or_else(|| "-1".into()),
+        dns_port = if spec.no_dns { "-1".to_string() } else { dns.to_string() },
     );
     if !spec.dev {
         hcl.push_str(&format!("data_dir = \"{}\"\nserver = {}\n", dir.path().join("data").display(), spec.server));

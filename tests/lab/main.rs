@@ -7,6 +7,8 @@ mod common;
 mod acl;
 mod connection;
 mod definitions;
+mod discovery;
+mod probe;
 mod readme;
 mod service;
 mod tls;

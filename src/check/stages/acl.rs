@@ -79,9 +79,10 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 agent_version: ctx.facts().agent.as_ref().map(|a| a.version.clone()),
                 agent_addr: conn.display.clone(),
             };
-            let (results, seen) = check_services(&client, &services, &caller, node.as_deref()).await;
+            let (results, seen, reads) = check_services(&client, &services, &caller, node.as_deref()).await;
             out.extend(results);
             ctx.facts().visibility = Some(seen);
+            ctx.facts().default_read = reads;
         }
         out
     })
@@ -186,8 +187,9 @@ async fn check_services(
     services: &[super::Svc],
     caller: &Caller,
     node: Option<&str>,
-) -> (Vec<CheckResult>, Visibility) {
+) -> (Vec<CheckResult>, Visibility, Vec<(String, bool)>) {
     let mut out = Vec::new();
+    let mut reads = Vec::new();
     // What the caller's own token may read (the doctor's later lists use it), asked once.
     let mut seen = Visibility::default();
     let mut questions = vec![json!({"Resource": "node", "Segment": "", "Access": "read"})];
@@ -251,11 +253,12 @@ async fn check_services(
         out.push(verdict);
         if writable {
             if let Some(r) = judge_discoverable(def, &read_reply) {
+                reads.push((def.display_name().to_string(), r.code.is_none()));
                 out.push(r);
             }
         }
     }
-    (out, seen)
+    (out, seen, reads)
 }
 
 /// Judges the authorize answer for one service.

@@ -32,6 +32,8 @@ pub struct AgentSelf {
     pub allow_write_from: Vec<String>,
     /// `http_config.block_endpoints` (path prefixes).
     pub block_endpoints: Vec<String>,
+    /// The DNS interface and `dns_config` (for the discovery stage).
+    pub dns: Option<super::discovery::AgentDns>,
     /// `enable_script_checks` (any registration) and `enable_local_script_checks`
     /// (configuration files only), when the agent shows them.
     pub script_checks: Option<ScriptChecks>,
@@ -79,6 +81,7 @@ impl AgentSelf {
                     local: d.get("EnableLocalScriptChecks")?.as_bool()?,
                 })
             }),
+            dns: debug.and_then(super::discovery::AgentDns::from_debug),
             tags,
         })
     }

@@ -63,31 +63,9 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
 
 /// Looks `host` up, bounded by `timeout` overall.
 pub async fn resolve(host: &str, server: Option<SocketAddr>, timeout: Duration) -> Lookup {
-    let builder = match server {
-        Some(sa) => {
-            let mut udp = ConnectionConfig::udp();
-            udp.port = sa.port();
-            let mut tcp = ConnectionConfig::tcp();
-            tcp.port = sa.port();
-            let ns = NameServerConfig::new(sa.ip(), true, vec![udp, tcp]);
-            Resolver::builder_with_config(ResolverConfig::from_name_servers(vec![ns]), TokioRuntimeProvider::default())
-        }
-        None => match Resolver::builder_tokio() {
-            Ok(b) => b,
-            Err(e) => return Lookup::ServerError(format!("cannot read the system resolver configuration: {e}")),
-        },
-    };
-    let mut builder = builder;
-    {
-        let opts = builder.options_mut();
-        opts.timeout = timeout;
-        opts.attempts = 1;
-        opts.cache_size = 0;
-        opts.use_hosts_file = if server.is_some() { ResolveHosts::Never } else { ResolveHosts::Always };
-    }
-    let resolver = match builder.build() {
+    let resolver = match build_resolver(server, false, timeout) {
         Ok(r) => r,
-        Err(e) => return Lookup::ServerError(e.to_string()),
+        Err(e) => return Lookup::ServerError(e),
     };
     let name = if host.ends_with('.') || !host.contains('.') { host.to_string() } else { format!("{host}.") };
     // A+AAAA may take two round trips; bound the whole lookup.
@@ -105,7 +83,40 @@ pub async fn resolve(host: &str, server: Option<SocketAddr>, timeout: Duration) 
     }
 }
 
-fn classify(e: &NetError) -> Lookup {
+/// A resolver without cache or retries: through `server` (UDP then TCP, or TCP only), or
+/// through the system configuration (and the hosts file) when no server is given.
+pub fn build_resolver(
+    server: Option<SocketAddr>,
+    tcp_only: bool,
+    timeout: Duration,
+) -> Result<Resolver<TokioRuntimeProvider>, String> {
+    let mut builder = match server {
+        Some(sa) => {
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = sa.port();
+            let connections = if tcp_only {
+                vec![tcp]
+            } else {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = sa.port();
+                vec![udp, tcp]
+            };
+            let ns = NameServerConfig::new(sa.ip(), true, connections);
+            Resolver::builder_with_config(ResolverConfig::from_name_servers(vec![ns]), TokioRuntimeProvider::default())
+        }
+        None => Resolver::builder_tokio().map_err(|e| format!("cannot read the system resolver configuration: {e}"))?,
+    };
+    {
+        let opts = builder.options_mut();
+        opts.timeout = timeout;
+        opts.attempts = 1;
+        opts.cache_size = 0;
+        opts.use_hosts_file = if server.is_some() { ResolveHosts::Never } else { ResolveHosts::Always };
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
+pub(crate) fn classify(e: &NetError) -> Lookup {
     match e {
         NetError::Timeout => Lookup::Timeout,
         NetError::Dns(DnsError::NoRecordsFound(nr)) => match nr.response_code {

@@ -4,10 +4,12 @@
 pub mod acl;
 pub mod api;
 pub mod config;
+pub mod discovery;
 pub mod dns;
 pub mod duplicates;
 pub mod health;
 pub mod leader;
+pub mod probe;
 pub mod sync;
 pub mod tcp;
 pub mod tls;

@@ -1,0 +1,976 @@
+//! discovery stage: registered, but can consumers find it? Asks what a consumer asks: the
+//! health API (`/v1/health/service/NAME`, the source of `?passing`) and Consul DNS on the agent's
+//! own DNS interface (address, port, domain and `dns_config` as `/v1/agent/self` reports them, or
+//! `--consul-dns`), SRV and A for `NAME.service[.DC].DOMAIN` and `TAG.NAME.service...`; and, with
+//! `--dns-server`, whether the consumer's resolver forwards the Consul domain at all. Read-only.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use hickory_resolver::proto::rr::{RData, RecordType};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::check::pipeline::{Ctx, StageFuture};
+use crate::codes;
+use crate::consul::urlencode;
+use crate::report::CheckResult;
+
+pub const CHECKS: &[&str] =
+    &["discovery.health", "discovery.dns", "discovery.address", "discovery.tags", "discovery.resolver"];
+
+/// The agent's DNS configuration (`DebugConfig` of `/v1/agent/self`, Consul 1.8 names).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentDns {
+    /// `DNSPort`: -1 when `ports.dns = -1`.
+    pub port: i64,
+    /// `DNSAddrs`: `udp://IP:PORT` and `tcp://IP:PORT`.
+    pub addrs: Vec<String>,
+    /// `DNSDomain`, with its trailing dot (`consul.`).
+    pub domain: String,
+    pub only_passing: bool,
+    /// `DNSServiceTTL`: service name (or `prefix*`) -> Go duration.
+    pub service_ttl: Vec<(String, String)>,
+    pub node_ttl: String,
+    pub allow_stale: bool,
+    pub max_stale: String,
+    pub use_cache: bool,
+    pub cache_max_age: String,
+    pub udp_answer_limit: i64,
+}
+
+impl AgentDns {
+    pub fn from_debug(d: &serde_json::Map<String, Value>) -> Option<AgentDns> {
+        let port = d.get("DNSPort")?.as_i64()?;
+        let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let b = |k: &str| d.get(k).and_then(Value::as_bool).unwrap_or(false);
+        Some(AgentDns {
+            port,
+            addrs: d
+                .get("DNSAddrs")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
+            domain: Some(s("DNSDomain")).filter(|x| !x.is_empty()).unwrap_or_else(|| "consul.".into()),
+            only_passing: b("DNSOnlyPassing"),
+            service_ttl: d
+                .get("DNSServiceTTL")
+                .and_then(Value::as_object)
+                .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+                .unwrap_or_default(),
+            node_ttl: s("DNSNodeTTL"),
+            allow_stale: b("DNSAllowStale"),
+            max_stale: s("DNSMaxStale"),
+            use_cache: b("DNSUseCache"),
+            cache_max_age: s("DNSCacheMaxAge"),
+            udp_answer_limit: d.get("DNSUDPAnswerLimit").and_then(Value::as_i64).unwrap_or(3),
+        })
+    }
+
+    /// The TTL Consul puts on a service's answers, as Consul picks it: the exact name first,
+    /// then the longest `prefix*` entry.
+    pub fn ttl_for(&self, service: &str) -> Option<Duration> {
+        let exact = self.service_ttl.iter().find(|(k, _)| k == service);
+        let prefixed = || {
+            self.service_ttl
+                .iter()
+                .filter_map(|(k, v)| k.strip_suffix('*').filter(|p| service.starts_with(p)).map(|p| (p.len(), v)))
+                .max_by_key(|(n, _)| *n)
+                .map(|(_, v)| v)
+        };
+        let raw = exact.map(|(_, v)| v).or_else(prefixed)?;
+        go(raw).filter(|d| !d.is_zero())
+    }
+}
+
+fn go(raw: &str) -> Option<Duration> {
+    crate::duration::parse_go_duration(raw).ok().filter(|n| *n >= 0).map(|n| Duration::from_nanos(n as u64))
+}
+
+fn fmt(d: Duration) -> String {
+    crate::duration::format_go(d.as_nanos() as i64)
+}
+
+/// Where to ask Consul DNS.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Endpoint {
+    At(SocketAddr, String),
+    Disabled,
+    /// Not reachable from this host (why).
+    NotHere(String),
+}
+
+/// Picks the agent's DNS listener: `--consul-dns`, else the configured address (a wildcard
+/// means the address the doctor reached the agent on), else the agent's address and 8600 when
+/// the configuration is unreadable.
+pub fn endpoint(over: Option<SocketAddr>, dns: Option<&AgentDns>, agent_ip: Option<IpAddr>) -> Endpoint {
+    if let Some(sa) = over {
+        return Endpoint::At(sa, "--consul-dns".into());
+    }
+    let Some(dns) = dns else {
+        return Endpoint::NotHere(
+            "the agent's DNS configuration is unreadable (the token lacks agent:read on /v1/agent/self); give --consul-dns IP:PORT".into(),
+        );
+    };
+    if dns.port < 0 || dns.addrs.is_empty() {
+        return Endpoint::Disabled;
+    }
+    let pick =
+        |scheme: &str| dns.addrs.iter().find_map(|a| a.strip_prefix(scheme)).and_then(|a| a.parse::<SocketAddr>().ok());
+    let Some(sa) = pick("tcp://").or_else(|| pick("udp://")) else {
+        return Endpoint::NotHere(format!("no usable address in the agent's DNSAddrs {:?}", dns.addrs));
+    };
+    let agent_remote = agent_ip.is_some_and(|ip| !ip.is_loopback());
+    if sa.ip().is_unspecified() {
+        return match agent_ip {
+            Some(ip) => Endpoint::At(SocketAddr::new(ip, sa.port()), format!("the agent's DNS interface ({sa})")),
+            None => Endpoint::NotHere(format!("Consul DNS listens on {sa}, but the agent's address is unknown")),
+        };
+    }
+    if sa.ip().is_loopback() && agent_remote {
+        return Endpoint::NotHere(format!(
+            "Consul DNS listens on {sa} of the agent host only (client_addr / addresses.dns); run the doctor there or give --consul-dns"
+        ));
+    }
+    Endpoint::At(sa, format!("the agent's DNS interface ({sa})"))
+}
+
+/// One DNS answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Records { srv: Vec<(String, u16)>, ips: Vec<IpAddr>, ttl: Option<u32>, soa_rname: Option<String> },
+    NxDomain,
+    Empty,
+    Timeout,
+    Failed(String),
+}
+
+impl Answer {
+    fn answered(&self) -> bool {
+        matches!(self, Answer::Records { .. })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Answer::Records { srv, ips, ttl, .. } => {
+                let mut parts = Vec::new();
+                if !srv.is_empty() {
+                    parts.push(format!("{} SRV", srv.len()));
+                }
+                if !ips.is_empty() {
+                    parts.push(format!("A {}", ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")));
+                }
+                if let Some(t) = ttl {
+                    parts.push(format!("TTL {t}s"));
+                }
+                parts.join(", ")
+            }
+            Answer::NxDomain => "NXDOMAIN".into(),
+            Answer::Empty => "no records".into(),
+            Answer::Timeout => "no answer (timeout)".into(),
+            Answer::Failed(e) => e.clone(),
+        }
+    }
+}
+
+/// Asks one question through `resolver`, bounded by `timeout`.
+async fn ask(
+    resolver: &hickory_resolver::Resolver<hickory_resolver::net::runtime::TokioRuntimeProvider>,
+    name: &str,
+    rtype: RecordType,
+    timeout: Duration,
+) -> Answer {
+    match tokio::time::timeout(timeout + timeout / 2, resolver.lookup(name, rtype)).await {
+        Err(_) => Answer::Timeout,
+        Ok(Ok(lookup)) => {
+            let mut srv = Vec::new();
+            let mut ips = Vec::new();
+            let mut soa_rname = None;
+            let mut ttl: Option<u32> = None;
+            for r in lookup.answers() {
+                ttl = Some(ttl.map_or(r.ttl, |t| t.min(r.ttl)));
+                match &r.data {
+                    RData::SRV(s) => srv.push((s.target.to_string(), s.port)),
+                    RData::A(a) => ips.push(IpAddr::V4(a.0)),
+                    RData::AAAA(a) => ips.push(IpAddr::V6(a.0)),
+                    RData::SOA(s) => soa_rname = Some(s.rname.to_string()),
+                    _ => {}
+                }
+            }
+            for r in lookup.additionals() {
+                match &r.data {
+                    RData::A(a) if rtype == RecordType::SRV => ips.push(IpAddr::V4(a.0)),
+                    RData::AAAA(a) if rtype == RecordType::SRV => ips.push(IpAddr::V6(a.0)),
+                    _ => {}
+                }
+            }
+            if srv.is_empty() && ips.is_empty() && soa_rname.is_none() {
+                Answer::Empty
+            } else {
+                Answer::Records { srv, ips, ttl, soa_rname }
+            }
+        }
+        Ok(Err(e)) => match super::dns::classify(&e) {
+            super::dns::Lookup::NxDomain => Answer::NxDomain,
+            super::dns::Lookup::NoRecords => Answer::Empty,
+            super::dns::Lookup::Timeout => Answer::Timeout,
+            super::dns::Lookup::ServerError(s) => Answer::Failed(s),
+            super::dns::Lookup::Addresses(_) => Answer::Empty,
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The health API's view
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HealthEntry {
+    node: HNode,
+    service: HService,
+    #[serde(default)]
+    checks: Vec<HCheck>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HNode {
+    node: String,
+    #[serde(default)]
+    address: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HService {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    port: i64,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    meta: Option<std::collections::HashMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HCheck {
+    #[serde(rename = "CheckID")]
+    check_id: String,
+    status: String,
+    #[serde(default)]
+    notes: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    Passing,
+    Warning,
+    Critical,
+    Maintenance(String),
+}
+
+/// One registered instance as a consumer would see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub node: String,
+    pub node_address: String,
+    pub id: String,
+    /// The service address, or the node's when the service has none (what DNS answers).
+    pub address: String,
+    pub port: i64,
+    pub tags: Vec<String>,
+    pub state: State,
+}
+
+fn instance(e: HealthEntry) -> Instance {
+    let maint =
+        e.checks.iter().find(|c| c.check_id.starts_with("_service_maintenance:") || c.check_id == "_node_maintenance");
+    let state = if let Some(m) = maint {
+        State::Maintenance(m.notes.clone())
+    } else if e.checks.iter().any(|c| c.status == "critical") {
+        State::Critical
+    } else if e.checks.iter().any(|c| c.status == "warning") {
+        State::Warning
+    } else {
+        State::Passing
+    };
+    let address = if e.service.address.is_empty() { e.node.address.clone() } else { e.service.address.clone() };
+    Instance {
+        node: e.node.node,
+        node_address: e.node.address,
+        id: e.service.id,
+        address,
+        port: e.service.port,
+        tags: e.service.tags.unwrap_or_default(),
+        state,
+    }
+}
+
+/// The doctor's own canaries never count as instances.
+fn is_probe(e: &HealthEntry) -> bool {
+    e.service.meta.as_ref().and_then(|m| m.get("consul_doctor")).is_some_and(|v| v == "probe")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stage
+
+pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
+    Box::pin(async move {
+        let (services, client) = match super::service_stage_start(ctx, CHECKS) {
+            Ok(started) => started,
+            Err(results) => return results,
+        };
+        let timeout = ctx.inputs.timeout;
+        let (agent_dns, agent_ip, default_read, agent_dc) = {
+            let f = ctx.facts();
+            let ip = f.reachable.first().or(f.addrs.first()).map(|sa| sa.ip()).or_else(|| {
+                f.conn.as_ref().and_then(|c| match &c.target {
+                    crate::connection::Target::Unix { .. } => Some(IpAddr::from([127, 0, 0, 1])),
+                    crate::connection::Target::Tcp { host, .. } => host.parse().ok(),
+                })
+            });
+            (
+                f.agent.as_ref().and_then(|a| a.dns.clone()),
+                ip,
+                f.default_read.clone(),
+                f.agent.as_ref().map(|a| a.datacenter.clone()),
+            )
+        };
+        let ep = endpoint(ctx.inputs.consul_dns, agent_dns.as_ref(), agent_ip);
+        let dns_cfg = agent_dns.clone().unwrap_or_default();
+        let domain = agent_dns.as_ref().map(|d| d.domain.clone()).unwrap_or_else(|| "consul.".into());
+        let dc = ctx.datacenter().filter(|d| agent_dc.as_deref() != Some(*d)).map(|d| format!("{d}."));
+        let consul_resolver = match &ep {
+            Endpoint::At(sa, _) => super::dns::build_resolver(Some(*sa), true, timeout).ok(),
+            _ => None,
+        };
+        let mut out = Vec::new();
+        for svc in &services {
+            if let Some(skip) = super::service_gate(svc, "discovery.health") {
+                out.push(skip);
+                continue;
+            }
+            let def = &svc.def;
+            let name = def.display_name().to_string();
+            let l = def.label.clone();
+            let path = format!("/v1/health/service/{}{}", urlencode(&name), crate::consul::dc_query(ctx.datacenter()));
+            let listed = super::streamed::<Vec<HealthEntry>>(
+                &format!("GET {path}"),
+                client.get_json_streamed(&path).await,
+                timeout,
+            );
+            let instances = match listing(&l, listed) {
+                Ok(list) => list,
+                Err(r) => {
+                    out.push(*r);
+                    continue;
+                }
+            };
+            let named = earlier_cause(&ctx.facts().reported, &l);
+            let mut health = judge_health(&l, &name, &dns_cfg, &instances);
+            if let (Some(cause), true) = (named, health.code == Some(codes::DSC_NONE_PASSING.code)) {
+                // The sync or duplicates stage already reported why the instances fail.
+                let mut r = CheckResult::blocked("discovery.health", cause);
+                r.message = format!("{}; already reported as {cause}", health.message);
+                health = r;
+            }
+            let health_code = match health.status {
+                crate::report::Status::Fail => health.code,
+                _ => health.blocked_by,
+            };
+            out.push(health.with("request", format!("GET {}", client.url(&path))));
+
+            let base = format!("{name}.service.{}{domain}", dc.clone().unwrap_or_default());
+            let (srv, a) = match &consul_resolver {
+                Some(r) => {
+                    let srv = ask(r, &base, RecordType::SRV, timeout).await;
+                    let a = ask(r, &base, RecordType::A, timeout).await;
+                    (Some(srv), Some(a))
+                }
+                None => (None, None),
+            };
+            let read = default_read.iter().find(|(n, _)| *n == name).map(|(_, r)| *r);
+            out.push(judge_dns(
+                &l,
+                &name,
+                &base,
+                &ep,
+                &dns_cfg,
+                &instances,
+                srv.as_ref(),
+                a.as_ref(),
+                read,
+                health_code,
+            ));
+            out.push(judge_addresses(&l, &instances));
+
+            let mut tag_answers = Vec::new();
+            if let Some(r) = &consul_resolver {
+                for tag in def.tags.iter().filter(|t| dns_safe(t)) {
+                    let q = format!("{tag}.{base}");
+                    tag_answers.push((tag.clone(), ask(r, &q, RecordType::SRV, timeout).await));
+                }
+            }
+            out.push(judge_tags(&l, &def.tags, &tag_answers, &instances, &dns_cfg));
+
+            let consumer = match ctx.inputs.dns_server {
+                Some(sa) => match super::dns::build_resolver(Some(sa), false, timeout) {
+                    Ok(r) => Some((sa, ask(&r, &domain, RecordType::SOA, timeout).await)),
+                    Err(e) => Some((sa, Answer::Failed(e))),
+                },
+                None => None,
+            };
+            out.push(judge_resolver(&l, &domain, consumer.as_ref()));
+        }
+        out
+    })
+}
+
+/// The instances a consumer is offered, without the doctor's own probes; or what to report
+/// when the health list cannot be judged.
+fn listing(l: &str, listed: super::Answer<Vec<HealthEntry>>) -> Result<Vec<Instance>, Box<CheckResult>> {
+    match listed {
+        super::Answer::Ok(list) => Ok(list.into_iter().filter(|e| !is_probe(e)).map(instance).collect()),
+        super::Answer::NotJudged(why) => Err(Box::new(CheckResult::skipped("discovery.health", format!("{l}: {why}")))),
+        super::Answer::Unusable(what) => {
+            Err(Box::new(super::unusable(codes::DSC_UNREADABLE, "discovery.health", format!("{l}: {what}"))))
+        }
+    }
+}
+
+/// A code an earlier stage reported about this service's failing instances (sync.checks,
+/// duplicates.critical), so "nothing passes" is not reported a second time.
+fn earlier_cause(
+    reported: &[(&'static str, Option<&'static str>, Option<&'static str>, String)],
+    label: &str,
+) -> Option<&'static str> {
+    let prefix = format!("{label}: ");
+    reported
+        .iter()
+        .filter(|(id, _, _, m)| (*id == "sync.checks" || *id == "duplicates.critical") && m.starts_with(&prefix))
+        .find_map(|(_, code, blocked_by, _)| code.or(*blocked_by))
+}
+
+fn expected_in_dns(cfg: &AgentDns, i: &Instance) -> bool {
+    match i.state {
+        State::Passing => true,
+        State::Warning => !cfg.only_passing,
+        _ => false,
+    }
+}
+
+/// What the health API says consumers get.
+pub fn judge_health(l: &str, name: &str, cfg: &AgentDns, instances: &[Instance]) -> CheckResult {
+    if instances.is_empty() {
+        return CheckResult::pass(
+            "discovery.health",
+            format!(
+                "{l}: no instance of {name:?} is registered yet; consumers will find it once one passes its checks"
+            ),
+        );
+    }
+    let count = |f: &dyn Fn(&State) -> bool| instances.iter().filter(|i| f(&i.state)).count();
+    let passing = count(&|s| *s == State::Passing);
+    let warning = count(&|s| *s == State::Warning);
+    let critical = count(&|s| *s == State::Critical);
+    let maint: Vec<String> = instances
+        .iter()
+        .filter_map(|i| match &i.state {
+            State::Maintenance(r) if r.is_empty() => Some(format!("{} on {}", i.id, i.node)),
+            State::Maintenance(r) => Some(format!("{} on {} ({r})", i.id, i.node)),
+            _ => None,
+        })
+        .collect();
+    let summary = format!(
+        "{} instance(s): {passing} passing, {warning} warning, {critical} critical, {} in maintenance",
+        instances.len(),
+        maint.len()
+    );
+    if passing == 0 && warning == 0 {
+        let why = if maint.is_empty() { String::new() } else { format!("; in maintenance: {}", maint.join(", ")) };
+        return CheckResult::finding(
+            codes::DSC_NONE_PASSING,
+            "discovery.health",
+            format!("{l}: {summary}: Consul leaves critical instances out of DNS and ?passing, so consumers find nothing{why}"),
+            format!("make the checks pass (consul catalog services; curl /v1/health/checks/{name}); end maintenance with consul maint -disable -service <ID>"),
+        )
+        .with("instances", instances.len().to_string());
+    }
+    if warning > 0 && cfg.only_passing {
+        return CheckResult::finding(
+            codes::DSC_WARNING_HIDDEN,
+            "discovery.health",
+            format!("{l}: {summary}: dns_config.only_passing is true, so the {warning} warning instance(s) are left out of DNS (and ?passing leaves them out too){}", if passing == 0 { ": DNS answers nothing" } else { "" }),
+            "fix what makes the checks warn, or set dns_config { only_passing = false } if warning instances should still get traffic",
+        );
+    }
+    let note = if warning > 0 { "; warning instances are in DNS but not in ?passing" } else { "" };
+    CheckResult::pass("discovery.health", format!("{l}: {summary}{note}"))
+}
+
+/// Compares Consul DNS with the health API.
+#[allow(clippy::too_many_arguments)]
+pub fn judge_dns(
+    l: &str,
+    name: &str,
+    qname: &str,
+    ep: &Endpoint,
+    cfg: &AgentDns,
+    instances: &[Instance],
+    srv: Option<&Answer>,
+    a: Option<&Answer>,
+    default_read: Option<bool>,
+    health_code: Option<&'static str>,
+) -> CheckResult {
+    let (sa, how) = match ep {
+        Endpoint::Disabled => {
+            return CheckResult::finding(
+                codes::DSC_DNS_DISABLED,
+                "discovery.dns",
+                format!("{l}: the agent's DNS interface is disabled (DNSPort -1: ports {{ dns = -1 }}): consumers can find {name:?} only through the HTTP API"),
+                "enable it with ports { dns = 8600 } (and addresses { dns = \"0.0.0.0\" } or client_addr for remote consumers) and restart the agent, or make sure every consumer uses /v1/health/service/NAME?passing",
+            )
+        }
+        Endpoint::NotHere(why) => return CheckResult::skipped("discovery.dns", format!("{l}: not asked: {why}")),
+        Endpoint::At(sa, how) => (sa, how),
+    };
+    let (Some(srv), Some(a)) = (srv, a) else {
+        return CheckResult::skipped("discovery.dns", format!("{l}: no resolver for {sa}"));
+    };
+    let shown = format!("SRV {qname}: {}; A: {}", srv.describe(), a.describe());
+    if matches!(srv, Answer::Timeout | Answer::Failed(_)) {
+        return CheckResult::finding(
+            codes::DSC_DNS_WRONG,
+            "discovery.dns",
+            format!("{l}: Consul DNS at {sa} ({how}) does not answer: {shown}"),
+            "check that the agent's DNS port is open over UDP and TCP from the consumers (firewall), and read the agent log for agent.dns errors (a SERVFAIL after ~7 s means no leader)",
+        )
+        .with("dns_server", sa.to_string());
+    }
+    let expected: Vec<&Instance> = instances.iter().filter(|i| expected_in_dns(cfg, i)).collect();
+    let srv_ports: Vec<u16> = match srv {
+        Answer::Records { srv, .. } => srv.iter().map(|(_, p)| *p).collect(),
+        _ => Vec::new(),
+    };
+    let staleness = stale_window(cfg, name);
+    let mut r = if instances.is_empty() {
+        if srv.answered() {
+            CheckResult::pass("discovery.dns", format!("{l}: Consul DNS at {sa} answers {qname} ({shown})"))
+        } else {
+            CheckResult::pass(
+                "discovery.dns",
+                format!("{l}: Consul DNS at {sa} ({how}) is reachable and answers for {qname} ({}); consumers will get SRV and A records there once an instance passes", srv.describe()),
+            )
+        }
+    } else if expected.is_empty() {
+        if srv.answered() {
+            stale(l, sa, &shown, "although no instance passes", &staleness)
+        } else {
+            let mut r = CheckResult::skipped(
+                "discovery.dns",
+                format!(
+                    "{l}: Consul DNS at {sa} answers {} for {qname}, as Consul leaves out instances that do not pass",
+                    srv.describe()
+                ),
+            );
+            r.blocked_by = health_code;
+            r
+        }
+    } else if !srv.answered() {
+        if default_read == Some(false) {
+            let mut r = CheckResult::blocked("discovery.dns", codes::ACL_NO_SERVICE_READ.code);
+            r.message = format!(
+                "{l}: Consul DNS at {sa} answers {} for {qname} although {} instance(s) pass: it runs with the agent's default token, which may not read {name:?} (ACL-007)",
+                srv.describe(),
+                expected.len()
+            );
+            r
+        } else if staleness.is_some() {
+            stale(l, sa, &shown, &format!("while {} instance(s) pass", expected.len()), &staleness)
+        } else {
+            CheckResult::finding(
+                codes::DSC_DNS_WRONG,
+                "discovery.dns",
+                format!("{l}: Consul DNS at {sa} answers {} for {qname} while the health API lists {} passing instance(s)", srv.describe(), expected.len()),
+                format!("compare dig @{} -p {} {qname} SRV with curl /v1/health/service/{name}?passing; the agent's default token (acl.tokens.default) must have service:read on {name:?}, and the name must be DNS-safe", sa.ip(), sa.port()),
+            )
+        }
+    } else {
+        let limit = usize::try_from(cfg.udp_answer_limit).unwrap_or(3).max(1);
+        let missing: Vec<String> =
+            expected.iter().filter(|i| !srv_ports.contains(&(i.port as u16))).map(|i| i.id.clone()).collect();
+        if srv_ports.len() != expected.len() || !missing.is_empty() {
+            let diff = format!(
+                "{} SRV record(s) for {} passing instance(s){}",
+                srv_ports.len(),
+                expected.len(),
+                if missing.is_empty() { String::new() } else { format!(", missing {}", missing.join(", ")) }
+            );
+            stale(l, sa, &shown, &diff, &staleness)
+        } else {
+            let udp = if expected.len() > limit {
+                format!("; UDP consumers get at most {limit} of them per answer (dns_config.udp_answer_limit)")
+            } else {
+                String::new()
+            };
+            CheckResult::pass(
+                "discovery.dns",
+                format!(
+                    "{l}: Consul DNS at {sa} answers {qname} like the health API ({shown}){udp}{}",
+                    match &staleness {
+                        Some(s) => format!("; consumers may keep an answer for up to {s}"),
+                        None => String::new(),
+                    }
+                ),
+            )
+        }
+    };
+    r = r.with("dns_server", sa.to_string()).with("only_passing", cfg.only_passing.to_string());
+    if let Some(t) = cfg.ttl_for(name) {
+        r = r.with("service_ttl", fmt(t));
+    }
+    if cfg.use_cache {
+        r = r.with("use_cache", format!("true (cache_max_age {})", cfg.cache_max_age));
+    }
+    if cfg.allow_stale {
+        r = r.with("allow_stale", format!("true (max_stale {})", cfg.max_stale));
+    }
+    r
+}
+
+/// How long an answer may lag behind the catalog, from `dns_config`; `None` when nothing caches.
+pub fn stale_window(cfg: &AgentDns, name: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(t) = cfg.ttl_for(name) {
+        parts.push(format!("{} (service_ttl, cached by resolvers)", fmt(t)));
+    }
+    if cfg.use_cache {
+        if let Some(t) = go(&cfg.cache_max_age).filter(|d| !d.is_zero()) {
+            parts.push(format!("{} (use_cache with cache_max_age, cached in the agent)", fmt(t)));
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join(" + "))
+}
+
+fn stale(l: &str, sa: &SocketAddr, shown: &str, diff: &str, window: &Option<String>) -> CheckResult {
+    let (how_long, fix) = match window {
+        Some(w) => (
+            format!("answers are cached: consumers see the change within {w}"),
+            "wait that long, or lower dns_config service_ttl / cache_max_age if consumers must follow changes faster",
+        ),
+        None => (
+            "nothing in dns_config caches answers, so a server may be serving stale data (allow_stale) or the instances just changed".to_string(),
+            "re-run; if it persists, compare the servers (consul operator raft list-peers) and lower dns_config max_stale",
+        ),
+    };
+    CheckResult::finding(
+        codes::DSC_DNS_STALE,
+        "discovery.dns",
+        format!("{l}: Consul DNS at {sa} lags behind the catalog ({diff}: {shown}); {how_long}"),
+        fix,
+    )
+}
+
+/// Answers that send consumers to an address they cannot use.
+pub fn judge_addresses(l: &str, instances: &[Instance]) -> CheckResult {
+    let loopback = |a: &str| a.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()) || a == "localhost";
+    let bad: Vec<String> = instances
+        .iter()
+        .filter(|i| i.state != State::Critical)
+        .filter(|i| {
+            let unspecified = i.address.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified());
+            unspecified || (loopback(&i.address) && !loopback(&i.node_address))
+        })
+        .map(|i| format!("{} on node {} ({}) answers {}", i.id, i.node, i.node_address, i.address))
+        .collect();
+    if bad.is_empty() {
+        return CheckResult::pass(
+            "discovery.address",
+            format!("{l}: every answer points at an address reachable beyond its own host, or the node itself is loopback-only"),
+        );
+    }
+    CheckResult::finding(
+        codes::DSC_UNREACHABLE_ADDRESS,
+        "discovery.address",
+        format!("{l}: {}: consumers on other hosts would connect to themselves", bad.join("; ")),
+        "register the service with an address other hosts can reach (the host's LAN IP, or omit Address to use the node's address); bind the service to that address",
+    )
+}
+
+/// A tag DNS can match: one label of letters, digits, '-' or '_', at most 63 bytes.
+pub fn dns_safe(tag: &str) -> bool {
+    !tag.is_empty() && tag.len() <= 63 && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+pub fn judge_tags(
+    l: &str,
+    tags: &[String],
+    answers: &[(String, Answer)],
+    instances: &[Instance],
+    cfg: &AgentDns,
+) -> CheckResult {
+    let unsafe_tags: Vec<&String> = tags.iter().filter(|t| !dns_safe(t)).collect();
+    if !unsafe_tags.is_empty() {
+        return CheckResult::finding(
+            codes::DSC_TAG_NOT_DNS,
+            "discovery.tags",
+            format!(
+                "{l}: tag(s) {} cannot be matched by a DNS query (TAG.NAME.service.consul needs one label of letters, digits and dashes): only the HTTP API (?tag=) finds them",
+                unsafe_tags.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")
+            ),
+            "use DNS-safe tags such as \"v1-2\" instead of \"v1.2\" or \"env=prod\", or filter with /v1/health/service/NAME?tag=...&passing",
+        );
+    }
+    if tags.is_empty() {
+        return CheckResult::pass("discovery.tags", format!("{l}: no tags to query"));
+    }
+    let silent: Vec<String> = answers
+        .iter()
+        .filter(|(tag, ans)| {
+            let serving =
+                instances.iter().any(|i| expected_in_dns(cfg, i) && i.tags.iter().any(|t| t.eq_ignore_ascii_case(tag)));
+            serving && !ans.answered()
+        })
+        .map(|(t, a)| format!("{t} ({})", a.describe()))
+        .collect();
+    if !silent.is_empty() {
+        return CheckResult::finding(
+            codes::DSC_DNS_WRONG,
+            "discovery.tags",
+            format!("{l}: tag queries answer nothing although passing instances carry the tag: {}", silent.join(", ")),
+            "compare dig TAG.NAME.service.consul SRV with curl /v1/health/service/NAME?tag=TAG&passing",
+        );
+    }
+    let asked: Vec<String> = answers.iter().map(|(t, a)| format!("{t}: {}", a.describe())).collect();
+    CheckResult::pass(
+        "discovery.tags",
+        if asked.is_empty() {
+            format!("{l}: every tag is DNS-safe")
+        } else {
+            format!("{l}: every tag is DNS-safe; {}", asked.join("; "))
+        },
+    )
+}
+
+/// Does the consumer's resolver forward the Consul domain?
+pub fn judge_resolver(l: &str, domain: &str, consumer: Option<&(SocketAddr, Answer)>) -> CheckResult {
+    let Some((sa, ans)) = consumer else {
+        return CheckResult::skipped(
+            "discovery.resolver",
+            format!("{l}: the consumers' resolver was not asked: give --dns-server IP:PORT (the resolver they use) to check that it forwards {domain}"),
+        );
+    };
+    match ans {
+        Answer::Records { soa_rname: Some(r), .. } => CheckResult::pass(
+            "discovery.resolver",
+            format!("{l}: the resolver at {sa} answers for {domain} with Consul's SOA ({r}): consumers using it reach Consul DNS"),
+        ),
+        other => CheckResult::finding(
+            codes::DSC_NOT_FORWARDED,
+            "discovery.resolver",
+            format!("{l}: the resolver at {sa} does not forward {domain} to Consul: SOA {domain} gave {}", other.describe()),
+            format!("forward the domain to the agents' DNS port: systemd-resolved (DNS=127.0.0.1:8600, Domains=~{}), dnsmasq (server=/{}/127.0.0.1#8600), or a BIND/CoreDNS forward zone", domain.trim_end_matches('.'), domain.trim_end_matches('.')),
+        )
+        .with("resolver", sa.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inst(id: &str, port: i64, state: State) -> Instance {
+        Instance {
+            node: "n1".into(),
+            node_address: "10.0.0.1".into(),
+            id: id.into(),
+            address: "10.0.0.1".into(),
+            port,
+            tags: vec!["v1".into()],
+            state,
+        }
+    }
+
+    fn cfg() -> AgentDns {
+        AgentDns {
+            port: 8600,
+            addrs: vec!["udp://127.0.0.1:8600".into()],
+            domain: "consul.".into(),
+            udp_answer_limit: 3,
+            ..AgentDns::default()
+        }
+    }
+
+    fn records(ports: &[u16]) -> Answer {
+        Answer::Records {
+            srv: ports.iter().map(|p| ("n1.node.dc1.consul.".to_string(), *p)).collect(),
+            ips: vec![],
+            ttl: Some(0),
+            soa_rname: None,
+        }
+    }
+
+    #[test]
+    fn endpoint_from_the_agent_configuration() {
+        let mut c = cfg();
+        let lo = Some(IpAddr::from([127, 0, 0, 1]));
+        assert!(matches!(endpoint(None, Some(&c), lo), Endpoint::At(sa, _) if sa.port() == 8600));
+        let remote = Some(IpAddr::from([10, 1, 2, 3]));
+        assert!(matches!(endpoint(None, Some(&c), remote), Endpoint::NotHere(_)));
+        c.addrs = vec!["udp://0.0.0.0:8600".into()];
+        assert_eq!(
+            endpoint(None, Some(&c), remote),
+            Endpoint::At("10.1.2.3:8600".parse().unwrap(), "the agent's DNS interface (0.0.0.0:8600)".into())
+        );
+        c.port = -1;
+        c.addrs.clear();
+        assert_eq!(endpoint(None, Some(&c), lo), Endpoint::Disabled);
+    }
+
+    #[test]
+    fn service_ttl_exact_then_longest_prefix() {
+        let mut c = cfg();
+        c.service_ttl = vec![("*".into(), "5s".into()), ("we*".into(), "10s".into()), ("web".into(), "30s".into())];
+        assert_eq!(c.ttl_for("web"), Some(Duration::from_secs(30)));
+        assert_eq!(c.ttl_for("west"), Some(Duration::from_secs(10)));
+        assert_eq!(c.ttl_for("api"), Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn warning_instances_hidden_by_only_passing() {
+        let mut c = cfg();
+        c.only_passing = true;
+        let r = judge_health("web", "web", &c, &[inst("a", 1, State::Passing), inst("b", 2, State::Warning)]);
+        assert_eq!(r.code, Some("DSC-003"));
+        c.only_passing = false;
+        assert_eq!(judge_health("web", "web", &c, &[inst("b", 2, State::Warning)]).code, None);
+    }
+
+    #[test]
+    fn dns_behind_the_catalog_says_how_long() {
+        let mut c = cfg();
+        c.service_ttl = vec![("web".into(), "30s".into())];
+        let ep = Endpoint::At("127.0.0.1:8600".parse().unwrap(), "x".into());
+        let all = [inst("a", 1, State::Passing), inst("b", 2, State::Passing)];
+        let r = judge_dns(
+            "web",
+            "web",
+            "web.service.consul.",
+            &ep,
+            &c,
+            &all,
+            Some(&records(&[1])),
+            Some(&Answer::Empty),
+            None,
+            None,
+        );
+        assert_eq!(r.code, Some("DSC-006"));
+        assert!(r.message.contains("30s"), "{}", r.message);
+        let r = judge_dns(
+            "web",
+            "web",
+            "web.service.consul.",
+            &ep,
+            &c,
+            &all,
+            Some(&records(&[1, 2])),
+            Some(&Answer::Empty),
+            None,
+            None,
+        );
+        assert_eq!(r.code, None, "{}", r.message);
+    }
+
+    #[test]
+    fn loopback_answer_from_a_remote_node() {
+        let mut i = inst("a", 1, State::Passing);
+        i.address = "127.0.0.1".into();
+        assert_eq!(judge_addresses("web", &[i.clone()]).code, Some("DSC-005"));
+        i.node_address = "127.0.0.1".into();
+        assert_eq!(judge_addresses("web", &[i]).code, None);
+    }
+
+    #[test]
+    fn tags_must_be_one_dns_label() {
+        assert!(dns_safe("v1") && dns_safe("blue_green") && !dns_safe("v1.2") && !dns_safe("env=prod"));
+        let r = judge_tags("web", &["v1.2".into()], &[], &[], &cfg());
+        assert_eq!(r.code, Some("DSC-004"));
+    }
+
+    #[test]
+    fn health_list_probes_excluded_and_garbage_unreadable() {
+        let body = br#"[{"Node":{"Node":"n1","Address":"10.0.0.1"},"Service":{"ID":"web-1","Port":80,"Tags":null},"Checks":[{"CheckID":"serfHealth","Status":"passing"}]},
+            {"Node":{"Node":"n1","Address":"10.0.0.1"},"Service":{"ID":"consul-doctor-probe-1","Port":80,"Meta":{"consul_doctor":"probe"}},"Checks":[{"CheckID":"x","Status":"critical"}]}]"#;
+        let list: Vec<HealthEntry> = serde_json::from_slice(body).unwrap();
+        let got = listing("web", super::super::Answer::Ok(list)).unwrap();
+        assert_eq!(got.len(), 1, "the probe is not an instance");
+        assert_eq!(got[0].address, "10.0.0.1", "no service address: DNS answers the node's");
+        let reply = crate::consul::Reply {
+            status: 200,
+            headers: Default::default(),
+            body: b"<html>".to_vec(),
+            elapsed: Duration::ZERO,
+        };
+        let broken = super::super::streamed::<Vec<HealthEntry>>(
+            "GET /v1/health/service/web",
+            Ok(Err((reply, "expected value".into()))),
+            Duration::from_secs(1),
+        );
+        assert_eq!(listing("web", broken).unwrap_err().code, Some("DSC-009"));
+    }
+
+    #[test]
+    fn consul_dns_that_does_not_answer() {
+        let ep = Endpoint::At("127.0.0.1:8600".parse().unwrap(), "x".into());
+        let r = judge_dns(
+            "web",
+            "web",
+            "web.service.consul.",
+            &ep,
+            &cfg(),
+            &[],
+            Some(&Answer::Timeout),
+            Some(&Answer::Timeout),
+            None,
+            None,
+        );
+        assert_eq!(r.code, Some("DSC-008"));
+        let all = [inst("a", 1, State::Passing)];
+        let r = judge_dns(
+            "web",
+            "web",
+            "web.service.consul.",
+            &ep,
+            &cfg(),
+            &all,
+            Some(&Answer::NxDomain),
+            Some(&Answer::NxDomain),
+            None,
+            None,
+        );
+        assert_eq!(r.code, Some("DSC-008"), "passing in the catalog, absent from DNS, nothing caches");
+        let r = judge_dns(
+            "web",
+            "web",
+            "web.service.consul.",
+            &ep,
+            &cfg(),
+            &all,
+            Some(&Answer::NxDomain),
+            Some(&Answer::NxDomain),
+            Some(false),
+            None,
+        );
+        assert_eq!(r.blocked_by, Some("ACL-007"), "the default token explains it: one finding");
+    }
+
+    #[test]
+    fn resolver_without_consul_soa_does_not_forward() {
+        let sa: SocketAddr = "127.0.0.1:53".parse().unwrap();
+        assert_eq!(judge_resolver("web", "consul.", Some(&(sa, Answer::NxDomain))).code, Some("DSC-007"));
+    }
+}
