@@ -150,6 +150,12 @@ codes! {
     VER_FIELDS = "VER-005", "version", Fail, "Definition uses fields this agent version rejects";
     VER_MEMBERS_UNREADABLE = "VER-006", "version", Fail, "Member list is unreadable";
     RUN_DEADLINE = "RUN-001", "run", Fail, "Check did not finish before the run deadline";
+    WAIT_NOT_REGISTERED = "WAIT-001", "wait", Fail, "Service is not registered on any agent";
+    WAIT_NOT_PASSING = "WAIT-002", "wait", Fail, "Service is in the catalog but not passing";
+    WAIT_TOO_FEW = "WAIT-003", "wait", Fail, "Fewer instances passing than required";
+    WAIT_NO_READ = "WAIT-004", "wait", Fail, "Token may not read the service";
+    WAIT_STILL_REGISTERED = "WAIT-005", "wait", Fail, "Instance still registered at the deadline";
+    WAIT_QUERY_FAILING = "WAIT-006", "wait", Fail, "Health query kept failing";
 }
 
 /// Looks a code up after normalising the user's spelling (`acl-002`, `ACL002`, `acl_002`).
@@ -239,6 +245,7 @@ mod tests {
                 "health" => "HLT",
                 "sync" => "SYN",
                 "run" => "RUN",
+                "wait" => "WAIT",
                 other => panic!("unknown stage {other}"),
             };
             assert_eq!(tag, expected, "{} is in stage {}", c.code, c.stage);
