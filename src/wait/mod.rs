@@ -132,8 +132,12 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
 
     // Connect (again, with backoff, while the failure is one time can fix).
     let mut attempt = 0;
+    let diagnosis_budget = (step * 2).min(Duration::from_secs(15));
     let (client, agent_node) = loop {
-        inputs.deadline = deadline.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(1));
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        // The last attempt, at the deadline, gets the diagnosis budget so its report is whole.
+        let last_attempt = left.is_zero();
+        inputs.deadline = if last_attempt { diagnosis_budget } else { left };
         match pipeline::connect(inputs).await {
             Connected::Ready { client, outcome } => {
                 let node = outcome.facts.agent.as_ref().map(|a| a.node.clone());
@@ -147,7 +151,13 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
                 attempt += 1;
                 let pause = query::backoff(attempt, jitter.unit());
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                if !transient || left <= pause {
+                if transient && !last_attempt && left <= pause {
+                    // Sleep to the deadline, then one last attempt with the diagnosis budget.
+                    progress.retrying(&format!("agent not usable yet: {why}"), left);
+                    tokio::time::sleep_until(deadline).await;
+                    continue;
+                }
+                if !transient || last_attempt {
                     progress.finish();
                     let waited = started.elapsed();
                     let outcome_kind = if transient { Outcome::Deadline } else { Outcome::Failed };
@@ -203,7 +213,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
     // The deadline passed: diagnose, root cause first (a fresh connection diagnosis, then what
     // wait saw and this agent's own services).
     let waited = started.elapsed();
-    inputs.deadline = (step * 2).min(Duration::from_secs(15));
+    inputs.deadline = diagnosis_budget;
     let diagnosis = match pipeline::connect(inputs).await {
         Connected::Failed(outcome) => outcome.report,
         Connected::Ready { client: fresh, outcome } => {

@@ -9,3 +9,4 @@ mod connection;
 mod definitions;
 mod service;
 mod tls;
+mod wait;
