@@ -83,8 +83,11 @@ impl Progress {
         }
         let width = terminal_width();
         let line: String = truncate_visible(&line, width.saturating_sub(1));
+        // The line clear is terminal control, not colour: written past anstream, which would
+        // strip it under NO_COLOR.
+        clear_line();
         let mut err = anstream::stderr();
-        let _ = write!(err, "\r\x1b[2K{}", crate::secret::redact(&line));
+        let _ = write!(err, "{}", crate::secret::redact(&line));
         let _ = err.flush();
         self.drawn = true;
     }
@@ -92,9 +95,7 @@ impl Progress {
     /// Clears the live line before the report.
     pub fn finish(&mut self) {
         if self.live && self.drawn {
-            let mut err = anstream::stderr();
-            let _ = write!(err, "\r\x1b[2K");
-            let _ = err.flush();
+            clear_line();
             self.drawn = false;
         }
     }
@@ -103,6 +104,12 @@ impl Progress {
         let mut err = anstream::stderr();
         let _ = writeln!(err, "{DIM}{}{DIM:#} {}", utc_now(), crate::secret::redact(text));
     }
+}
+
+fn clear_line() {
+    let mut err = std::io::stderr();
+    let _ = err.write_all(b"\r\x1b[2K");
+    let _ = err.flush();
 }
 
 fn terminal_width() -> usize {
@@ -131,7 +138,9 @@ fn truncate_visible(s: &str, width: usize) -> String {
         visible += 1;
         out.push(ch);
     }
-    out.push_str("\x1b[0m");
+    if s.contains('\x1b') {
+        out.push_str("\x1b[0m");
+    }
     out
 }
 
