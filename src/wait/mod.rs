@@ -133,7 +133,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
     // Connect (again, with backoff, while the failure is one time can fix).
     let mut attempt = 0;
     let diagnosis_budget = (step * 2).min(Duration::from_secs(15));
-    let (client, agent_node) = loop {
+    let (client, agent_node, connection) = loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         // The last attempt, at the deadline, gets the diagnosis budget so its report is whole.
         let last_attempt = left.is_zero();
@@ -142,7 +142,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
             Connected::Ready { client, outcome } => {
                 let node = outcome.facts.agent.as_ref().map(|a| a.node.clone());
                 target = outcome.report.target.clone();
-                break (client, node);
+                break (client, node, outcome.report);
             }
             Connected::Failed(outcome) => {
                 let root = outcome.report.checks.iter().find(|c| c.status == Status::Fail);
@@ -182,7 +182,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
     let read = diagnose::read_permission(&client, &cond.service, agent_node.as_deref()).await;
     if let Some(r) = read.as_ref().filter(|r| r.status == Status::Fail) {
         progress.finish();
-        let diagnosis = diagnosis_report(inputs, vec![r.clone()], started);
+        let diagnosis = diagnosis_report(connection, r.clone(), started);
         return finish(
             &target,
             cond,
@@ -306,15 +306,13 @@ fn describe_failure<T>(
     }
 }
 
-fn diagnosis_report(inputs: &Inputs, mut checks: Vec<CheckResult>, started: Instant) -> Report {
-    checks.iter_mut().for_each(|c| c.stage = "wait");
-    Report::new(
-        inputs.consul.http_addr.value.clone(),
-        inputs.entries(),
-        Default::default(),
-        checks,
-        started.elapsed().as_millis() as u64,
-    )
+/// The connection stages' report with wait's own finding appended (for an early stop).
+fn diagnosis_report(connection: Report, finding: CheckResult, started: Instant) -> Report {
+    let mut checks = connection.checks;
+    let mut finding = finding;
+    finding.stage = "wait";
+    checks.push(finding);
+    Report::new(connection.target, connection.inputs, connection.agent, checks, started.elapsed().as_millis() as u64)
 }
 
 #[allow(clippy::too_many_arguments)]
