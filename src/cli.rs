@@ -36,6 +36,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the diagnosis pipeline against a Consul agent
     Check(CheckArgs),
+    /// Wait until a service is registered and passing (or gone), for deploy steps
+    Wait(WaitArgs),
     /// Show the document of a finding code (accepts ACL-002, acl-002, ACL002)
     Explain {
         /// The code to explain
@@ -108,9 +110,10 @@ pub enum ColorMode {
     Never,
 }
 
-/// Flags of `check`. No `Debug`: the token must never be printable.
+/// The Consul connection flags every command shares, with the Consul CLI's names and env
+/// fallbacks. No `Debug`: the token must never be printable.
 #[derive(Args)]
-pub struct CheckArgs {
+pub struct ConnectionArgs {
     /// Agent address: host:port, http://, https:// or unix:///path [default: 127.0.0.1:8500]
     #[arg(long, env = "CONSUL_HTTP_ADDR", value_name = "ADDR", help_heading = "Consul connection")]
     pub http_addr: Option<String>,
@@ -144,6 +147,13 @@ pub struct CheckArgs {
     /// Datacenter to query (default: the agent's own)
     #[arg(long, value_name = "DC", help_heading = "Consul connection")]
     pub datacenter: Option<String>,
+}
+
+/// Flags of `check`. No `Debug`: the token must never be printable.
+#[derive(Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 
     /// Service definition to check: JSON or HCL, {"service": ...}, {"services": [...]} or an API body (repeatable)
     #[arg(long, value_name = "PATH", help_heading = "Service to register")]
@@ -229,9 +239,62 @@ pub struct CheckArgs {
     pub verbose: bool,
 }
 
+/// Flags of `wait`. No `Debug`: the token must never be printable.
+#[derive(Args)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// Name of the service to wait for
+    #[arg(long, value_name = "NAME", help_heading = "Condition")]
+    pub service: String,
+    /// Only this instance (service ID) counts
+    #[arg(long, value_name = "ID", help_heading = "Condition")]
+    pub id: Option<String>,
+    /// Only instances with this tag count (repeatable: all must be present)
+    #[arg(long, value_name = "TAG", help_heading = "Condition")]
+    pub tag: Vec<String>,
+    /// Only instances on this node count
+    #[arg(long, value_name = "NODE", help_heading = "Condition")]
+    pub node: Option<String>,
+    /// How many matching instances must have all checks passing
+    #[arg(long, default_value_t = 1, value_name = "N", help_heading = "Condition")]
+    pub min_passing: usize,
+    /// Wait only until a matching instance is in the catalog, whatever its health
+    #[arg(long, conflicts_with = "gone", help_heading = "Condition")]
+    pub registered: bool,
+    /// Wait until the --id instance (or every instance on --node) has left the catalog
+    #[arg(long, help_heading = "Condition")]
+    pub gone: bool,
+
+    /// Resolve the agent host through this DNS server (IP or IP:PORT) instead of the system's
+    #[arg(long, value_name = "IP:PORT", help_heading = "Diagnosis")]
+    pub dns_server: Option<String>,
+    /// Timeout of each network step other than the blocking query itself (Go duration syntax)
+    #[arg(long, default_value = "5s", value_name = "DURATION", help_heading = "Diagnosis")]
+    pub timeout: String,
+    /// Give up after this long and print the diagnosis (Go duration syntax)
+    #[arg(long, default_value = "2m", value_name = "DURATION", help_heading = "Diagnosis")]
+    pub deadline: String,
+
+    /// Report format
+    #[arg(long, value_enum, default_value_t = Format::Human, help_heading = "Output")]
+    pub format: Format,
+    /// Write the report to this file instead of standard output
+    #[arg(long, short = 'o', value_name = "PATH", help_heading = "Output")]
+    pub output: Option<PathBuf>,
+    /// When to colour output (NO_COLOR and CLICOLOR_FORCE are honoured in auto)
+    #[arg(long, value_enum, default_value_t = ColorMode::Auto, help_heading = "Output")]
+    pub color: ColorMode,
+    /// Log every request to standard error (also CONSUL_DOCTOR_LOG=debug); never the token
+    #[arg(long, short = 'v', help_heading = "Output")]
+    pub verbose: bool,
+}
+
 /// What the command line asks for.
 pub enum Parsed {
     Check(Box<RawInputs>),
+    Wait(Box<crate::wait::RawWait>),
     Explain { code: String },
     Codes { format: CodesFormat, stage: Option<String> },
     Completions { shell: clap_complete::Shell },
@@ -253,6 +316,10 @@ where
             let sub = matches.subcommand_matches("check").expect("check subcommand matched");
             Parsed::Check(Box::new(raw_inputs(args, sub)))
         }
+        Command::Wait(args) => {
+            let sub = matches.subcommand_matches("wait").expect("wait subcommand matched");
+            Parsed::Wait(Box::new(raw_wait(args, sub)))
+        }
     })
 }
 
@@ -268,12 +335,13 @@ fn sourced<T>(m: &ArgMatches, id: &str, env: Option<&'static str>, v: Option<T>)
     v.map(|value| Sourced { value, source: source_of(m, id, env) })
 }
 
-fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
+/// The connection inputs from the shared flags, with where each came from.
+fn consul_inputs(a: ConnectionArgs, m: &ArgMatches) -> ConsulInputs {
     let env_var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     // An empty value is the same as no value, as in the Consul CLI.
     let text = |v: Option<String>| v.filter(|s| !s.is_empty());
     let path = |v: Option<PathBuf>| v.filter(|p| !p.as_os_str().is_empty());
-    let consul = ConsulInputs {
+    ConsulInputs {
         http_addr: sourced(m, "http_addr", Some("CONSUL_HTTP_ADDR"), text(a.http_addr))
             .unwrap_or(Sourced { value: DEFAULT_HTTP_ADDR.to_string(), source: Source::Default }),
         token: sourced(m, "token", Some("CONSUL_HTTP_TOKEN"), text(a.token).map(Secret::new)),
@@ -293,7 +361,11 @@ fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
             .iter()
             .filter_map(|k| env_var(k).map(|v| (k.to_string(), v)))
             .collect(),
-    };
+    }
+}
+
+fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
+    let consul = consul_inputs(a.connection, m);
     let service = ServiceInputs {
         files: a.service_file,
         flags: FlagServiceArgs {
@@ -402,3 +474,38 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("CLICOLOR_FORCE", "set (not 0): colour even when standard output is not a terminal, with --color auto"),
     ("COLUMNS", "width to wrap the human report to when standard output is a terminal (default: the terminal's)"),
 ];
+
+fn raw_wait(a: WaitArgs, m: &ArgMatches) -> crate::wait::RawWait {
+    let inputs = RawInputs {
+        consul: consul_inputs(a.connection, m),
+        // No service for the connection stages: wait judges its service itself (a read-only
+        // deploy token must not be reported for lacking service:write).
+        service: ServiceInputs { files: Vec::new(), flags: FlagServiceArgs::default(), go_mod: None },
+        dns_server: a.dns_server,
+        timeout: a.timeout,
+        deadline: a.deadline,
+        wait: None,
+        skip: Vec::new(),
+        format: a.format,
+        output: a.output,
+        fail_on: FailOn::Fail,
+        color: a.color,
+        verbose: a.verbose || std::env::var("CONSUL_DOCTOR_LOG").is_ok_and(|v| v.eq_ignore_ascii_case("debug")),
+        ignore: Vec::new(),
+        pre_start: false,
+        deadline_given: true,
+        consul_dns: None,
+        probe_register: false,
+        probe_name: None,
+    };
+    crate::wait::RawWait {
+        inputs,
+        service: a.service,
+        id: a.id.filter(|s| !s.is_empty()),
+        tags: a.tag,
+        node: a.node.filter(|s| !s.is_empty()),
+        min_passing: a.min_passing,
+        registered: a.registered,
+        gone: a.gone,
+    }
+}

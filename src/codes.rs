@@ -170,6 +170,12 @@ codes! {
     PRB_REJECTED = "PRB-001", "probe", Fail, "The agent rejected the probe registration";
     PRB_NOT_SYNCED = "PRB-002", "probe", Fail, "Probe registration never reached the catalog";
     PRB_LEFTOVER = "PRB-003", "probe", Fail, "Probe instance may be left behind";
+    WAIT_NOT_REGISTERED = "WAIT-001", "wait", Fail, "Service is not registered on any agent";
+    WAIT_NOT_PASSING = "WAIT-002", "wait", Fail, "Service is in the catalog but not passing";
+    WAIT_TOO_FEW = "WAIT-003", "wait", Fail, "Fewer instances passing than required";
+    WAIT_NO_READ = "WAIT-004", "wait", Fail, "Token may not read the service";
+    WAIT_STILL_REGISTERED = "WAIT-005", "wait", Fail, "Instance still registered at the deadline";
+    WAIT_QUERY_FAILING = "WAIT-006", "wait", Fail, "Health query kept failing";
 }
 
 /// Looks a code up after normalising the user's spelling (`acl-002`, `ACL002`, `acl_002`).
@@ -261,6 +267,7 @@ mod tests {
                 "run" => "RUN",
                 "discovery" => "DSC",
                 "probe" => "PRB",
+                "wait" => "WAIT",
                 other => panic!("unknown stage {other}"),
             };
             assert_eq!(tag, expected, "{} is in stage {}", c.code, c.stage);

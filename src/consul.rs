@@ -149,6 +149,8 @@ pub struct ConsulClient {
     /// CONSUL_HTTP_AUTH, split into user and password, sent as HTTP Basic auth like the Go client.
     basic_auth: Option<(String, Option<String>)>,
     pub timeout: Duration,
+    /// Requests sent so far (answered or not), for commands that report how many they made.
+    requests: std::sync::atomic::AtomicU64,
 }
 
 impl ConsulClient {
@@ -209,11 +211,27 @@ impl ConsulClient {
             Some((user, password)) => (user.to_string(), Some(password.to_string())),
             None => (a.expose().to_string(), None),
         });
-        Ok(ConsulClient { client, in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT), base, basic_auth, timeout })
+        Ok(ConsulClient {
+            client,
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
+            base,
+            basic_auth,
+            timeout,
+            requests: std::sync::atomic::AtomicU64::new(0),
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// How many requests this client has sent.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count(&self) {
+        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub async fn get(&self, path: &str) -> Result<Reply, HttpFailure> {
@@ -270,7 +288,33 @@ impl ConsulClient {
     {
         let url = self.url(path);
         let start = Instant::now();
-        let result = self.stream_decode::<T>(&url, start).await;
+        let result = match self.stream_decode::<T>(&url, start, None).await {
+            Ok(Ok((v, _))) => Ok(Ok(v)),
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(f) => Err(f),
+        };
+        self.log_streamed(&url, start, result.as_ref().map(|r| r.as_ref().map(|_| ()).map_err(|(r, e)| (r, e))));
+        result
+    }
+
+    /// [`Self::get_json_streamed`] for a blocking query: this request's own `timeout` (longer
+    /// than its `wait`) instead of the client's, and the answer's headers (`X-Consul-Index`).
+    pub async fn get_json_streamed_within<T>(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<Result<(T, HeaderMap), (Reply, String)>, HttpFailure>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let url = self.url(path);
+        let start = Instant::now();
+        let result = self.stream_decode::<T>(&url, start, Some(timeout)).await;
+        self.log_streamed(&url, start, result.as_ref().map(|r| r.as_ref().map(|_| ()).map_err(|(r, e)| (r, e))));
+        result
+    }
+
+    fn log_streamed(&self, url: &str, start: Instant, result: Result<Result<(), (&Reply, &String)>, &HttpFailure>) {
         match &result {
             Ok(Ok(_)) => crate::log::debug(format!(
                 "GET {url} -> 200 (decoded while streaming) in {} ms",
@@ -285,18 +329,31 @@ impl ConsulClient {
                 start.elapsed().as_millis()
             )),
         }
-        result
     }
 
-    async fn stream_decode<T>(&self, url: &str, start: Instant) -> Result<Result<T, (Reply, String)>, HttpFailure>
+    async fn stream_decode<T>(
+        &self,
+        url: &str,
+        start: Instant,
+        timeout: Option<Duration>,
+    ) -> Result<Result<(T, HeaderMap), (Reply, String)>, HttpFailure>
     where
         T: DeserializeOwned + Send + 'static,
     {
         let _permit = self.in_flight.acquire().await.map_err(|_| HttpFailure::Other("client closed".into()))?;
-        let mut resp = match self.authed(self.client.get(url)).send().await.map_err(|e| classify(&e)) {
+        let build = || {
+            let req = self.authed(self.client.get(url));
+            match timeout {
+                Some(t) => req.timeout(t),
+                None => req,
+            }
+        };
+        self.count();
+        let mut resp = match build().send().await.map_err(|e| classify(&e)) {
             Err(f) if f.reset_before_answer() => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                self.authed(self.client.get(url)).send().await.map_err(|e| classify(&e))?
+                self.count();
+                build().send().await.map_err(|e| classify(&e))?
             }
             other => other?,
         };
@@ -344,8 +401,10 @@ impl ConsulClient {
         if let Some(f) = failure {
             return Err(f);
         }
-        let reply = Reply { status, headers, body: head, elapsed: start.elapsed() };
-        Ok(decoded.map_err(|e| (reply, e.to_string())))
+        match decoded {
+            Ok(v) => Ok(Ok((v, headers))),
+            Err(e) => Ok(Err((Reply { status, headers, body: head, elapsed: start.elapsed() }, e.to_string()))),
+        }
     }
 
     async fn send(&self, method: &str, url: &str, req: reqwest::RequestBuilder) -> Result<Reply, HttpFailure> {
@@ -380,6 +439,7 @@ impl ConsulClient {
 
     async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<Reply, HttpFailure> {
         let start = Instant::now();
+        self.count();
         let resp = req.send().await.map_err(|e| classify(&e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();

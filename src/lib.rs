@@ -1,6 +1,6 @@
 //! consul-doctor: diagnoses why a service cannot register with a HashiCorp Consul agent.
 //!
-//! `run` parses the command line and hands it to one command: [`check`] (the staged diagnosis),
+//! `run` parses the command line and hands it to one command: [`check`] (the staged diagnosis), [`wait`] (the deploy gate),
 //! `explain`/`codes` (lookups in [`codes`]) or `completions`. The commands share the client side
 //! ([`connection`] inputs, the [`consul`] HTTP client, [`transport`]), the one table of
 //! [`codes`], the [`report`] model and the [`render`]ers.
@@ -22,6 +22,7 @@ pub mod report;
 pub mod secret;
 pub mod service;
 pub mod transport;
+pub mod wait;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -66,6 +67,7 @@ where
     };
     match parsed {
         cli::Parsed::Check(raw) => check::run(*raw),
+        cli::Parsed::Wait(raw) => wait::run(*raw),
         cli::Parsed::Explain { code } => explain::explain(&code),
         cli::Parsed::Codes { format, stage } => explain::codes(format, stage.as_deref()),
         cli::Parsed::Completions { shell } => {

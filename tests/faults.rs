@@ -843,3 +843,20 @@ fn skip_leaves_out_a_stage_and_what_needs_it() {
     }
     assert_eq!(run_doctor(&["check", "--skip", "tcp"], &[]).code, 2, "only stages nothing depends on can be skipped");
 }
+
+#[test]
+fn wait_retries_a_failing_health_query_with_backoff_and_names_it_at_the_deadline() {
+    let s = consul_with(vec![Route::text("/v1/health/service/web", 500, "rpc error making call: EOF")]);
+    let run = run_doctor(
+        &["wait", "--format", "json", "--http-addr", &addr(&s), "--service", "web", "--deadline", "3s"],
+        &[],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let json = run.json();
+    assert_eq!(root_cause(&json).as_deref(), Some("WAIT-006"), "{json:#}");
+    assert!(json["root_cause"]["message"].as_str().unwrap().contains("500"), "{json:#}");
+    assert!(run.stderr.contains("retrying in"), "{}", run.stderr);
+    // Exponential backoff from 250 ms, capped at 5 s: about ten attempts in 3 s, not hundreds.
+    let queries = s.requests().iter().filter(|r| r.path.starts_with("/v1/health/service/web")).count();
+    assert!((2..=20).contains(&queries), "{queries} health queries");
+}

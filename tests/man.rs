@@ -64,6 +64,14 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
         ],
         "consul-doctor-explain" => &[("consul-doctor explain acl-002", "Show the document of ACL-002 (loose spellings are accepted).")],
         "consul-doctor-codes" => &[("consul-doctor codes --format json", "Every code with its stage, severity and title, as JSON.")],
+        "consul-doctor-wait" => &[
+            ("consul-doctor wait --service web --deadline 2m", "Deploy gate: return once at least one instance of web passes every check, or explain why not after two minutes."),
+            ("consul-doctor wait --service web --id web-1 --gone --deadline 30s", "Shutdown hook: return once web-1 has left the catalog."),
+        ],
+        "consul-doctor-scan" => &[
+            ("consul-doctor scan", "Every service in the catalog: stale, duplicate, unhealthy and unreachable registrations."),
+            ("consul-doctor scan --service payments --expect payments=3 --prune --yes", "Remove what is safe to remove (failed or left nodes, critical catalog-only entries) of payments."),
+        ],
         "consul-doctor-completions" => &[
             ("consul-doctor completions bash > /etc/bash_completion.d/consul-doctor", "Install bash completion system-wide."),
             ("consul-doctor completions zsh > \"${fpath[1]}/_consul-doctor\"", "Install zsh completion."),
@@ -81,6 +89,18 @@ fn exit_status(page: &str) -> &'static [(&'static str, &'static str)] {
             ("130", "Interrupted (SIGINT)."),
         ],
         "consul-doctor-explain" => &[("0", "The code was found."), ("2", "No such code (near codes are suggested).")],
+        "consul-doctor-wait" => &[
+            ("0", "The condition holds."),
+            ("1", "The deadline passed first (the report says why, root cause first)."),
+            ("2", "A usage error, or the report could not be written."),
+            ("130", "Interrupted (SIGINT)."),
+        ],
+        "consul-doctor-scan" => &[
+            ("0", "No finding failed (warnings allowed unless \\-\\-fail\\-on warn)."),
+            ("1", "At least one finding failed, or warned with \\-\\-fail\\-on warn, or a prune step failed."),
+            ("2", "A usage error, or the report could not be written."),
+            ("130", "Interrupted (SIGINT)."),
+        ],
         _ => &[("0", "Success."), ("2", "A usage error, or the output could not be written.")],
     }
 }

@@ -487,3 +487,28 @@ pub fn assert_root(run: &Run, json: &Value, code: &str, blocked_stages: &[&str])
         }
     }
 }
+
+impl Agent {
+    /// Starts the agent again with the same configuration and ports (a dev agent comes back
+    /// empty, as after a real restart), and waits until its HTTP API answers.
+    pub fn restart(&self) {
+        self.kill();
+        let config = self.file("agent.hcl");
+        let dev = !std::fs::read_to_string(&config).unwrap_or_default().contains("data_dir");
+        let log = std::fs::OpenOptions::new().append(true).open(self.file("agent.log")).expect("log file");
+        let mut cmd = Command::new(consul_bin());
+        cmd.arg("agent");
+        if dev {
+            cmd.arg("-dev");
+        }
+        cmd.arg(format!("-config-file={}", config.display()))
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        *self.child.lock().unwrap() = Some(spawn_in_lab(cmd));
+        wait_until(Duration::from_secs(60), || self.get("/v1/status/leader", None).0 == 200, "agent restart");
+    }
+}

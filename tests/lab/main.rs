@@ -12,3 +12,4 @@ mod probe;
 mod readme;
 mod service;
 mod tls;
+mod wait;

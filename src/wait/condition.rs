@@ -1,0 +1,323 @@
+//! What `wait` waits for, the instances it reads from `/v1/health/service/<name>`, and the pure
+//! judgement of one answer: how many instances match, how many pass, whether the condition holds.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest check output kept per check (Consul keeps up to 4 KiB; the line needs the start).
+const MAX_OUTPUT: usize = 300;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Goal {
+    /// At least this many matching instances with every check passing.
+    Passing(usize),
+    /// At least one matching instance in the catalog, whatever its health.
+    Registered,
+    /// No matching instance left in the catalog.
+    Gone,
+}
+
+/// The condition, as given on the command line (already validated).
+#[derive(Debug, Clone, Serialize)]
+pub struct Condition {
+    pub service: String,
+    pub id: Option<String>,
+    pub tags: Vec<String>,
+    pub node: Option<String>,
+    pub goal: Goal,
+}
+
+impl Condition {
+    pub fn matches(&self, i: &Instance) -> bool {
+        self.id.as_ref().is_none_or(|id| *id == i.id)
+            && self.node.as_ref().is_none_or(|n| *n == i.node)
+            && self.tags.iter().all(|t| i.tags.contains(t))
+    }
+
+    /// `"web" (ID web-1, tags [v2]) passing on at least 2 instances`
+    pub fn describe(&self) -> String {
+        let mut what = format!("{:?}", self.service);
+        let mut quals = Vec::new();
+        if let Some(id) = &self.id {
+            quals.push(format!("ID {id}"));
+        }
+        if let Some(n) = &self.node {
+            quals.push(format!("node {n}"));
+        }
+        if !self.tags.is_empty() {
+            quals.push(format!("tags [{}]", self.tags.join(", ")));
+        }
+        if !quals.is_empty() {
+            what.push_str(&format!(" ({})", quals.join(", ")));
+        }
+        match self.goal {
+            Goal::Passing(1) => format!("{what} passing"),
+            Goal::Passing(n) => format!("{what} passing on at least {n} instances"),
+            Goal::Registered => format!("{what} registered"),
+            Goal::Gone => format!("{what} gone from the catalog"),
+        }
+    }
+}
+
+/// Health of one instance: the worst of its checks (node checks included), or absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Absent,
+    Passing,
+    Warning,
+    Critical,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Absent => "absent",
+            Health::Passing => "passing",
+            Health::Warning => "warning",
+            Health::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckState {
+    pub name: String,
+    pub status: String,
+    pub output: String,
+}
+
+/// One entry of `/v1/health/service/<name>`, reduced to what the condition needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub node: String,
+    pub id: String,
+    pub tags: Vec<String>,
+    pub checks: Vec<CheckState>,
+}
+
+impl Instance {
+    pub fn health(&self) -> Health {
+        self.checks.iter().map(|c| status_health(&c.status)).max().unwrap_or(Health::Passing)
+    }
+
+    /// The worst check, as "name: output" (what the operator needs to see first).
+    pub fn worst_check(&self) -> Option<String> {
+        let worst = self.checks.iter().max_by_key(|c| status_health(&c.status))?;
+        if status_health(&worst.status) == Health::Passing {
+            return None;
+        }
+        let output = if worst.output.is_empty() { "(no output yet)" } else { worst.output.as_str() };
+        Some(format!("{}: {output}", worst.name))
+    }
+}
+
+/// Consul check statuses; "maintenance" and anything unknown count as critical.
+fn status_health(s: &str) -> Health {
+    match s {
+        "passing" => Health::Passing,
+        "warning" => Health::Warning,
+        _ => Health::Critical,
+    }
+}
+
+impl<'de> Deserialize<'de> for Instance {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Node {
+            #[serde(rename = "Node")]
+            node: String,
+        }
+        #[derive(Deserialize)]
+        struct Service {
+            #[serde(rename = "ID")]
+            id: String,
+            #[serde(rename = "Tags", default)]
+            tags: Option<Vec<String>>,
+        }
+        #[derive(Deserialize)]
+        struct Check {
+            #[serde(rename = "Name", default)]
+            name: String,
+            #[serde(rename = "CheckID", default)]
+            id: String,
+            #[serde(rename = "Status")]
+            status: String,
+            #[serde(rename = "Output", default)]
+            output: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Entry {
+            #[serde(rename = "Node")]
+            node: Node,
+            #[serde(rename = "Service")]
+            service: Service,
+            #[serde(rename = "Checks", default)]
+            checks: Option<Vec<Check>>,
+        }
+        let e = Entry::deserialize(d)?;
+        let checks = e
+            .checks
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| CheckState {
+                name: if c.name.is_empty() { c.id } else { c.name },
+                status: c.status,
+                output: shorten(c.output.as_deref().unwrap_or("").trim()),
+            })
+            .collect();
+        Ok(Instance { node: e.node.node, id: e.service.id, tags: e.service.tags.unwrap_or_default(), checks })
+    }
+}
+
+fn shorten(s: &str) -> String {
+    let one_line = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= MAX_OUTPUT {
+        return one_line;
+    }
+    let mut out: String = one_line.chars().take(MAX_OUTPUT).collect();
+    out.push('…');
+    out
+}
+
+/// One answer judged against the condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tally {
+    pub matching: usize,
+    pub passing: usize,
+    /// Instances of the service in the answer (matching or not).
+    pub total: usize,
+    pub met: bool,
+}
+
+pub fn judge(cond: &Condition, instances: &[Instance]) -> Tally {
+    let matching: Vec<&Instance> = instances.iter().filter(|i| cond.matches(i)).collect();
+    let passing = matching.iter().filter(|i| i.health() == Health::Passing).count();
+    let met = match cond.goal {
+        Goal::Passing(n) => passing >= n,
+        Goal::Registered => !matching.is_empty(),
+        Goal::Gone => matching.is_empty(),
+    };
+    Tally { matching: matching.len(), passing, total: instances.len(), met }
+}
+
+/// A change of one matching instance's health between two answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub instance: String,
+    pub node: String,
+    pub from: Health,
+    pub to: Health,
+    pub at_ms: u64,
+    /// Consul's output of the worst check after the change (empty when passing or gone).
+    pub output: String,
+}
+
+/// The changes from `before` to `after` among matching instances, in a stable order.
+pub fn changes(cond: &Condition, before: &[Instance], after: &[Instance], at_ms: u64) -> Vec<Change> {
+    let key = |i: &Instance| (i.node.clone(), i.id.clone());
+    let old: std::collections::BTreeMap<_, _> =
+        before.iter().filter(|i| cond.matches(i)).map(|i| (key(i), i)).collect();
+    let new: std::collections::BTreeMap<_, _> = after.iter().filter(|i| cond.matches(i)).map(|i| (key(i), i)).collect();
+    let mut out = Vec::new();
+    for (k, i) in &new {
+        let from = old.get(k).map(|o| o.health()).unwrap_or(Health::Absent);
+        let to = i.health();
+        let output_changed = old.get(k).is_some_and(|o| o.worst_check() != i.worst_check());
+        if from != to || (to != Health::Passing && output_changed) {
+            let output = i.worst_check().unwrap_or_default();
+            out.push(Change { instance: i.id.clone(), node: i.node.clone(), from, to, at_ms, output });
+        }
+    }
+    for (k, o) in &old {
+        if !new.contains_key(k) {
+            let (instance, node) = (o.id.clone(), o.node.clone());
+            out.push(Change { instance, node, from: o.health(), to: Health::Absent, at_ms, output: String::new() });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inst(node: &str, id: &str, tags: &[&str], statuses: &[&str]) -> Instance {
+        Instance {
+            node: node.into(),
+            id: id.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            checks: statuses
+                .iter()
+                .enumerate()
+                .map(|(n, s)| CheckState { name: format!("c{n}"), status: s.to_string(), output: format!("out {s}") })
+                .collect(),
+        }
+    }
+
+    fn cond(goal: Goal) -> Condition {
+        Condition { service: "web".into(), id: None, tags: vec![], node: None, goal }
+    }
+
+    #[test]
+    fn decodes_a_health_entry_and_takes_the_worst_check() {
+        let body = r#"[{"Node": {"Node": "n1", "Address": "127.0.0.1"},
+            "Service": {"ID": "web-1", "Service": "web", "Tags": null, "Port": 80},
+            "Checks": [{"CheckID": "serfHealth", "Name": "Serf Health Status", "Status": "passing", "Output": "Agent alive"},
+                       {"CheckID": "service:web-1", "Name": "Service 'web' check", "Status": "critical",
+                        "Output": "HTTP GET http://127.0.0.1:1/x: 503 Service Unavailable\n"}]}]"#;
+        let list: Vec<Instance> = serde_json::from_str(body).unwrap();
+        assert_eq!(list[0].health(), Health::Critical);
+        assert_eq!(
+            list[0].worst_check().unwrap(),
+            "Service 'web' check: HTTP GET http://127.0.0.1:1/x: 503 Service Unavailable"
+        );
+        assert!(serde_json::from_str::<Vec<Instance>>(r#"[{"Service": {}}]"#).is_err());
+    }
+
+    #[test]
+    fn passing_needs_every_check_and_the_minimum() {
+        let list = vec![inst("n1", "a", &[], &["passing", "passing"]), inst("n2", "b", &[], &["passing", "warning"])];
+        assert_eq!(judge(&cond(Goal::Passing(1)), &list), Tally { matching: 2, passing: 1, total: 2, met: true });
+        assert!(!judge(&cond(Goal::Passing(2)), &list).met);
+        assert!(judge(&cond(Goal::Registered), &list).met);
+        assert!(!judge(&cond(Goal::Gone), &list).met);
+        assert!(judge(&cond(Goal::Gone), &[]).met);
+    }
+
+    #[test]
+    fn id_node_and_tags_filter() {
+        let list = vec![inst("n1", "a", &["v1"], &["passing"]), inst("n2", "b", &["v2", "canary"], &["passing"])];
+        let mut c = cond(Goal::Passing(1));
+        c.tags = vec!["v2".into(), "canary".into()];
+        assert_eq!(judge(&c, &list).matching, 1);
+        c.tags = vec!["v3".into()];
+        assert!(!judge(&c, &list).met);
+        let mut c = cond(Goal::Gone);
+        c.node = Some("n1".into());
+        assert!(!judge(&c, &list).met);
+        c.node = Some("n3".into());
+        assert!(judge(&c, &list).met);
+        let mut c = cond(Goal::Passing(1));
+        c.id = Some("b".into());
+        assert_eq!(judge(&c, &list).matching, 1);
+        assert!(c.describe().contains("ID b"));
+    }
+
+    #[test]
+    fn changes_name_instance_from_and_to() {
+        let c = cond(Goal::Passing(1));
+        let a = vec![inst("n1", "a", &[], &["critical"])];
+        let b = vec![inst("n1", "a", &[], &["passing"]), inst("n2", "b", &[], &["critical"])];
+        let ch = changes(&c, &a, &b, 7);
+        assert_eq!(ch.len(), 2);
+        assert_eq!((ch[0].instance.as_str(), ch[0].from, ch[0].to), ("a", Health::Critical, Health::Passing));
+        assert_eq!(
+            (ch[1].from, ch[1].to, ch[1].output.as_str()),
+            (Health::Absent, Health::Critical, "c0: out critical")
+        );
+        let gone = changes(&c, &b, &[], 9);
+        assert!(gone.iter().all(|g| g.to == Health::Absent));
+        assert!(changes(&c, &b, &b, 10).is_empty());
+    }
+}

@@ -1,0 +1,438 @@
+//! `wait`: the deploy gate. Watches `/v1/health/service/<name>` with Consul blocking queries
+//! until the condition holds (exit 0) or the deadline passes (exit 1, with the diagnosis: the
+//! connection stages of `check`, then what wait saw, root cause first).
+//!
+//! [`condition`] is the model and its pure judgement, [`query`] the blocking-query rules
+//! (index, wait, backoff), [`live`] the progress on standard error, [`diagnose`] the findings,
+//! [`report`] the final report.
+
+pub mod condition;
+pub mod diagnose;
+pub mod live;
+pub mod query;
+pub mod report;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use condition::{Change, Condition, Goal, Instance, Tally};
+use report::{Outcome, WaitReport};
+
+use crate::check::pipeline::{self, Connected};
+use crate::consul::SharedClient;
+use crate::inputs::{Inputs, RawInputs};
+use crate::report::{CheckResult, Report, Status};
+use crate::{log, secret, ExitStatus};
+
+/// `wait`'s command line, unvalidated.
+pub struct RawWait {
+    pub inputs: RawInputs,
+    pub service: String,
+    pub id: Option<String>,
+    pub tags: Vec<String>,
+    pub node: Option<String>,
+    pub min_passing: usize,
+    pub registered: bool,
+    pub gone: bool,
+}
+
+/// Connection stages whose failure waiting can fix (an agent still starting, a leader still
+/// being elected); any other failure (configuration, TLS, ACL) stops the wait at once.
+const TRANSIENT_STAGES: &[&str] = &["dns", "tcp", "api", "leader"];
+
+pub fn condition_of(raw: &RawWait) -> Result<Condition, String> {
+    if raw.service.trim().is_empty() {
+        return Err("--service must not be empty".into());
+    }
+    if raw.gone && raw.id.is_none() && raw.node.is_none() {
+        return Err("--gone needs --id ID or --node NODE (which instance should leave?)".into());
+    }
+    if raw.min_passing == 0 {
+        return Err("--min-passing must be at least 1".into());
+    }
+    let goal = if raw.gone {
+        Goal::Gone
+    } else if raw.registered {
+        Goal::Registered
+    } else {
+        Goal::Passing(raw.min_passing)
+    };
+    Ok(Condition {
+        service: raw.service.clone(),
+        id: raw.id.clone(),
+        tags: raw.tags.clone(),
+        node: raw.node.clone(),
+        goal,
+    })
+}
+
+pub fn run(raw: RawWait) -> ExitStatus {
+    let cond = match condition_of(&raw) {
+        Ok(c) => c,
+        Err(message) => return usage(&message),
+    };
+    let mut inputs = match Inputs::resolve(raw.inputs) {
+        Ok(inputs) => inputs,
+        Err(message) => return usage(&message),
+    };
+    inputs.color.write_global();
+    log::set_verbose(inputs.verbose);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => return usage(&format!("cannot start runtime: {err}")),
+    };
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            report = wait(&mut inputs, &cond) => Some(report),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    runtime.shutdown_background();
+    let Some(report) = outcome else {
+        let _ = writeln!(std::io::stderr(), "\nconsul-doctor: interrupted");
+        return ExitStatus::Interrupted;
+    };
+    let opts = crate::render::Options::new(inputs.verbose, inputs.fail_on, inputs.output.as_deref());
+    let text = secret::redact(&report.render(inputs.format, &opts));
+    let status = if report.outcome == Outcome::Met { ExitStatus::Clean } else { ExitStatus::Findings };
+    match crate::render::emit(&text, inputs.output.as_deref()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            let _ = writeln!(std::io::stderr(), "consul-doctor: cannot write the report: {e}");
+            ExitStatus::Usage
+        }
+        _ => status,
+    }
+}
+
+fn usage(message: &str) -> ExitStatus {
+    let _ = writeln!(std::io::stderr(), "consul-doctor: {message}");
+    ExitStatus::Usage
+}
+
+/// What the watch loop ended with.
+struct Watched {
+    met: bool,
+    last: Vec<Instance>,
+    tally: Tally,
+    timeline: Vec<Change>,
+    /// The last failed request (shown when the wait ends without the condition).
+    last_error: Option<String>,
+    failures: u32,
+}
+
+async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
+    let started = Instant::now();
+    let total = inputs.deadline;
+    let deadline = tokio::time::Instant::now() + total;
+    let step = inputs.timeout;
+    let mut progress = live::Progress::new(cond.describe(), deadline);
+    progress.redraw();
+    let mut jitter = query::Jitter::seeded();
+    let mut target = inputs.consul.http_addr.value.clone();
+
+    // Connect (again, with backoff, while the failure is one time can fix).
+    let mut attempt = 0;
+    let diagnosis_budget = (step * 2).min(Duration::from_secs(15));
+    let (client, agent_node, connection) = loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        // The last attempt, at the deadline, gets the diagnosis budget so its report is whole.
+        let last_attempt = left.is_zero();
+        inputs.deadline = if last_attempt { diagnosis_budget } else { left };
+        match pipeline::connect(inputs).await {
+            Connected::Ready { client, outcome } => {
+                let node = outcome.facts.agent.as_ref().map(|a| a.node.clone());
+                target = outcome.report.target.clone();
+                break (client, node, outcome.report);
+            }
+            Connected::Failed(outcome) => {
+                let root = outcome.report.checks.iter().find(|c| c.status == Status::Fail);
+                let transient = root.is_some_and(|c| TRANSIENT_STAGES.contains(&c.stage));
+                let why = root.map(|c| format!("{} {}", c.code.unwrap_or(""), c.message)).unwrap_or_default();
+                attempt += 1;
+                let pause = query::backoff(attempt, jitter.unit());
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if transient && !last_attempt && left <= pause {
+                    // Sleep to the deadline, then one last attempt with the diagnosis budget.
+                    progress.retrying(&format!("agent not usable yet: {why}"), left);
+                    tokio::time::sleep_until(deadline).await;
+                    continue;
+                }
+                if !transient || last_attempt {
+                    progress.finish();
+                    let waited = started.elapsed();
+                    let outcome_kind = if transient { Outcome::Deadline } else { Outcome::Failed };
+                    return finish(
+                        &target,
+                        cond,
+                        outcome_kind,
+                        waited,
+                        0,
+                        Vec::new(),
+                        Tally::default(),
+                        Some(outcome.report),
+                    );
+                }
+                progress.retrying(&format!("agent not usable yet: {why}"), pause);
+                tokio::time::sleep(pause).await;
+            }
+        }
+    };
+
+    let dc = inputs.consul.datacenter.as_ref().map(|d| d.value.clone());
+    let read = diagnose::read_permission(&client, &cond.service, agent_node.as_deref()).await;
+    if let Some(r) = read.as_ref().filter(|r| r.status == Status::Fail) {
+        progress.finish();
+        let diagnosis = diagnosis_report(connection, r.clone(), started);
+        return finish(
+            &target,
+            cond,
+            Outcome::Failed,
+            started.elapsed(),
+            client.requests(),
+            Vec::new(),
+            Tally::default(),
+            Some(diagnosis),
+        );
+    }
+
+    let watched = watch(&client, cond, dc.as_deref(), deadline, step, &mut progress, started, &mut jitter).await;
+    progress.finish();
+    if watched.met {
+        return finish(
+            &target,
+            cond,
+            Outcome::Met,
+            started.elapsed(),
+            client.requests(),
+            watched.timeline,
+            watched.tally,
+            None,
+        );
+    }
+
+    // The deadline passed: diagnose, root cause first (a fresh connection diagnosis, then what
+    // wait saw and this agent's own services).
+    let waited = started.elapsed();
+    inputs.deadline = diagnosis_budget;
+    let diagnosis = match pipeline::connect(inputs).await {
+        Connected::Failed(outcome) => outcome.report,
+        Connected::Ready { client: fresh, outcome } => {
+            let node = outcome.facts.agent.as_ref().map(|a| a.node.clone()).unwrap_or_default();
+            let mut checks = outcome.report.checks.clone();
+            if let Some(r) = read {
+                checks.push(r);
+            }
+            checks.extend(wait_checks(&fresh, cond, dc.as_deref(), &node, &watched, waited, step).await);
+            checks.iter_mut().filter(|c| c.stage.is_empty()).for_each(|c| c.stage = "wait");
+            let mut report = outcome.report;
+            report =
+                Report::new(report.target, report.inputs, report.agent, checks, started.elapsed().as_millis() as u64);
+            report
+        }
+    };
+    finish(
+        &target,
+        cond,
+        Outcome::Deadline,
+        waited,
+        client.requests(),
+        watched.timeline,
+        watched.tally,
+        Some(diagnosis),
+    )
+}
+
+/// wait's own checks at the deadline: the health query, then the condition.
+async fn wait_checks(
+    client: &SharedClient,
+    cond: &Condition,
+    dc: Option<&str>,
+    node: &str,
+    watched: &Watched,
+    waited: Duration,
+    step: Duration,
+) -> Vec<CheckResult> {
+    let waited_text = crate::duration::format_go(Duration::from_millis(waited.as_millis() as u64).as_nanos() as i64);
+    let path = query::query(&cond.service, dc, 0, Duration::ZERO);
+    let fresh = client.get_json_streamed_within::<Vec<Instance>>(&path, step).await;
+    let mut out = Vec::new();
+    let instances = match fresh {
+        Ok(Ok((list, _))) => {
+            out.push(CheckResult::pass("wait.query", format!("GET {path} answers ({} instance(s))", list.len())));
+            list
+        }
+        other => {
+            let now = describe_failure(&path, &other, step);
+            let last = watched.last_error.clone().unwrap_or(now);
+            out.push(
+                CheckResult::finding(
+                    crate::codes::WAIT_QUERY_FAILING,
+                    "wait.query",
+                    format!("{last} ({} failed attempt(s) during the wait, retried with backoff)", watched.failures.max(1)),
+                    "query it by hand: curl -sv \"<agent>/v1/health/service/<name>?index=1&wait=30s\"; read the agent log (consul monitor -log-level=debug); a proxy in front of the agent must allow requests longer than the blocking wait",
+                )
+                .with("request", format!("GET {}", client.url(&path))),
+            );
+            return out;
+        }
+    };
+    let local = match client.get("/v1/agent/services").await {
+        Ok(r) if r.status == 200 => r.json::<serde_json::Map<String, serde_json::Value>>().ok(),
+        _ => None,
+    };
+    let local = local.map(|m| diagnose::local_matches(cond, node, &m));
+    let tally = condition::judge(cond, &instances);
+    let mut r = diagnose::judge_condition(cond, &tally, &instances, local.as_deref(), node, &waited_text);
+    r = r.with("request", format!("GET {}", client.url(&path)));
+    if watched.failures > 0 {
+        r = r.with("failed_requests", watched.failures.to_string());
+    }
+    out.push(r);
+    out
+}
+
+fn describe_failure<T>(
+    path: &str,
+    r: &Result<Result<T, (crate::consul::Reply, String)>, crate::consul::HttpFailure>,
+    step: Duration,
+) -> String {
+    match r {
+        Ok(Ok(_)) => format!("GET {path} answered"),
+        Ok(Err((reply, e))) if reply.status == 200 => {
+            format!("GET {path} returned a body that is not Consul's JSON ({e}): \"{}\"", reply.snippet())
+        }
+        Ok(Err((reply, _))) => format!("GET {path} answered {} \"{}\"", reply.status, reply.snippet()),
+        Err(f) => format!("GET {path}: {}", f.describe(step)),
+    }
+}
+
+/// The connection stages' report with wait's own finding appended (for an early stop).
+fn diagnosis_report(connection: Report, finding: CheckResult, started: Instant) -> Report {
+    let mut checks = connection.checks;
+    let mut finding = finding;
+    finding.stage = "wait";
+    checks.push(finding);
+    Report::new(connection.target, connection.inputs, connection.agent, checks, started.elapsed().as_millis() as u64)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn watch(
+    client: &SharedClient,
+    cond: &Condition,
+    dc: Option<&str>,
+    deadline: tokio::time::Instant,
+    step: Duration,
+    progress: &mut live::Progress,
+    started: Instant,
+    jitter: &mut query::Jitter,
+) -> Watched {
+    let mut w = Watched {
+        met: false,
+        last: Vec::new(),
+        tally: Tally::default(),
+        timeline: Vec::new(),
+        last_error: None,
+        failures: 0,
+    };
+    let mut index = 0u64;
+    let mut consecutive_failures = 0u32;
+    loop {
+        let now = tokio::time::Instant::now();
+        let remaining = deadline.saturating_duration_since(now);
+        if remaining.is_zero() {
+            return w;
+        }
+        let wait = query::wait_for(remaining);
+        let path = query::query(&cond.service, dc, index, wait);
+        let timeout = if index == 0 { step } else { query::request_timeout(wait, step) };
+        let sent = Instant::now();
+        let request = client.get_json_streamed_within::<Vec<Instance>>(&path, timeout);
+        tokio::pin!(request);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let answer = loop {
+            tokio::select! {
+                a = &mut request => break Some(a),
+                _ = tokio::time::sleep_until(deadline) => break None,
+                _ = tick.tick(), if progress.is_live() => progress.redraw(),
+            }
+        };
+        let Some(answer) = answer else { return w };
+        let took = sent.elapsed();
+        let failure = match answer {
+            Ok(Ok((list, headers))) => {
+                consecutive_failures = 0;
+                let at = started.elapsed().as_millis() as u64;
+                let changes = condition::changes(cond, &w.last, &list, at);
+                progress.changes(&changes);
+                w.timeline.extend(changes);
+                w.tally = condition::judge(cond, &list);
+                w.last = list;
+                progress.tally(w.tally);
+                if w.tally.met {
+                    w.met = true;
+                    return w;
+                }
+                let answered = headers.get("x-consul-index").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+                let next = query::next_index(index, answered);
+                let unchanged = index > 0 && next == index;
+                index = next;
+                if unchanged && took < query::MIN_UNCHANGED_SPACING {
+                    let pause = query::MIN_UNCHANGED_SPACING - took;
+                    log::debug(format!("blocking query returned unchanged after {} ms; pausing", took.as_millis()));
+                    tokio::time::sleep(pause.min(deadline.saturating_duration_since(tokio::time::Instant::now())))
+                        .await;
+                }
+                None
+            }
+            Ok(Err((reply, e))) if reply.status == 200 => {
+                Some(format!("GET {path} returned a body that is not Consul's JSON ({e}): \"{}\"", reply.snippet()))
+            }
+            Ok(Err((reply, _))) => Some(format!("GET {path} answered {} \"{}\"", reply.status, reply.snippet())),
+            Err(f) => Some(format!("GET {path}: {}", f.describe(timeout))),
+        };
+        if let Some(why) = failure {
+            consecutive_failures += 1;
+            w.failures += 1;
+            w.last_error = Some(why.clone());
+            // After a failure the agent may have restarted with a smaller index: start over
+            // with an immediate query rather than block on an index it may never reach.
+            index = 0;
+            let pause = query::backoff(consecutive_failures, jitter.unit());
+            progress.retrying(&why, pause);
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(tokio::time::Instant::now()))).await;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    target: &str,
+    cond: &Condition,
+    outcome: Outcome,
+    waited: Duration,
+    requests: u64,
+    timeline: Vec<Change>,
+    tally: Tally,
+    diagnosis: Option<Report>,
+) -> WaitReport {
+    let status = if outcome == Outcome::Met { Status::Pass } else { Status::Fail };
+    let root_cause = diagnosis.as_ref().and_then(|d| d.root_cause.clone());
+    WaitReport {
+        schema_version: report::WAIT_SCHEMA_VERSION,
+        command: "wait",
+        tool: crate::report::Tool { name: "consul-doctor", version: env!("CARGO_PKG_VERSION") },
+        target: diagnosis.as_ref().map(|d| d.target.clone()).unwrap_or_else(|| target.to_string()),
+        description: cond.describe(),
+        condition: cond.clone(),
+        outcome,
+        status,
+        waited_ms: waited.as_millis() as u64,
+        requests,
+        matching: tally.matching,
+        passing: tally.passing,
+        timeline,
+        root_cause,
+        diagnosis,
+    }
+}

@@ -1,0 +1,134 @@
+//! The blocking-query rules `wait` follows, as pure functions: how the next index follows from
+//! the answer (Consul's "Blocking Queries" documentation), how long one request may wait, and
+//! the capped exponential backoff with full jitter between failed attempts.
+
+use std::time::Duration;
+
+/// Longest `wait` asked for in one request (Consul caps it at 10 minutes).
+pub const MAX_WAIT: Duration = Duration::from_secs(300);
+/// First and largest backoff step after a failed request.
+pub const BACKOFF_BASE: Duration = Duration::from_millis(250);
+pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// Lower bound of a backoff pause, so jitter near zero cannot make a tight loop.
+pub const BACKOFF_FLOOR: Duration = Duration::from_millis(50);
+/// A blocking query that returns unchanged faster than this was not blocking (a proxy that
+/// drops `wait`, an index Consul cannot block on): the next one waits out the rest.
+pub const MIN_UNCHANGED_SPACING: Duration = Duration::from_secs(1);
+
+/// The index for the next request, from the one sent and the `X-Consul-Index` answered.
+/// An index that goes backwards (a restored snapshot, a restarted agent) resets to 0, so the
+/// next answer is immediate and re-baselines; an answered 0 is clamped to 1, so the next
+/// request blocks instead of returning at once in a tight loop; no header keeps 0.
+pub fn next_index(sent: u64, answered: Option<u64>) -> u64 {
+    match answered {
+        None => 0,
+        Some(a) if a < sent => 0,
+        Some(0) => 1,
+        Some(a) => a,
+    }
+}
+
+/// The `wait` of the next blocking request with `remaining` until the deadline. Consul adds up
+/// to wait/16 of jitter, so asking for 16/17 of the rest keeps the answer inside the deadline.
+pub fn wait_for(remaining: Duration) -> Duration {
+    let w = remaining.mul_f64(16.0 / 17.0);
+    w.min(MAX_WAIT)
+}
+
+/// The request's own timeout: longer than its `wait` plus Consul's jitter, by the step timeout.
+pub fn request_timeout(wait: Duration, step: Duration) -> Duration {
+    wait + wait / 16 + step
+}
+
+/// Full-jitter backoff: uniform in [floor, min(cap, base·2^(attempt-1))], `unit` in [0, 1).
+pub fn backoff(attempt: u32, unit: f64) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let ceiling = exp.min(BACKOFF_CAP);
+    ceiling.mul_f64(unit.clamp(0.0, 1.0)).max(BACKOFF_FLOOR)
+}
+
+/// A small xorshift generator for jitter (no need for a crate; not for secrets).
+pub struct Jitter(u64);
+
+impl Jitter {
+    pub fn seeded() -> Jitter {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(1);
+        Jitter((t as u64) ^ (u64::from(std::process::id()) << 32) | 1)
+    }
+
+    /// A number in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The query string of one blocking request (index 0: an immediate answer, no `wait`).
+pub fn query(service: &str, dc: Option<&str>, index: u64, wait: Duration) -> String {
+    let mut q = format!("/v1/health/service/{}", crate::consul::urlencode(service));
+    let mut params = Vec::new();
+    if let Some(dc) = dc {
+        params.push(format!("dc={}", crate::consul::urlencode(dc)));
+    }
+    if index > 0 {
+        params.push(format!("index={index}"));
+        params.push(format!("wait={}ms", wait.as_millis().max(1)));
+    }
+    if !params.is_empty() {
+        q.push('?');
+        q.push_str(&params.join("&"));
+    }
+    q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_rules_follow_consul_documentation() {
+        assert_eq!(next_index(0, Some(42)), 42);
+        assert_eq!(next_index(42, Some(42)), 42, "no change: block again on the same index");
+        assert_eq!(next_index(42, Some(50)), 50);
+        assert_eq!(next_index(42, Some(7)), 0, "backwards resets");
+        assert_eq!(next_index(0, Some(0)), 1, "zero is clamped so the next query blocks");
+        assert_eq!(next_index(42, None), 0);
+    }
+
+    #[test]
+    fn wait_stays_inside_the_deadline_and_the_timeout_outlasts_it() {
+        let rem = Duration::from_secs(17);
+        let w = wait_for(rem);
+        assert_eq!(w, Duration::from_secs(16));
+        assert!(w + w / 16 <= rem);
+        assert_eq!(wait_for(Duration::from_secs(3600)), MAX_WAIT);
+        let t = request_timeout(w, Duration::from_secs(5));
+        assert!(t > w + w / 16);
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_never_zero() {
+        assert_eq!(backoff(1, 1.0), BACKOFF_BASE);
+        assert_eq!(backoff(3, 1.0), BACKOFF_BASE * 4);
+        assert_eq!(backoff(30, 1.0), BACKOFF_CAP);
+        assert_eq!(backoff(5, 0.0), BACKOFF_FLOOR);
+        let mut j = Jitter::seeded();
+        for _ in 0..1000 {
+            let u = j.unit();
+            assert!((0.0..1.0).contains(&u));
+        }
+    }
+
+    #[test]
+    fn query_strings() {
+        assert_eq!(query("web", None, 0, Duration::from_secs(5)), "/v1/health/service/web");
+        assert_eq!(
+            query("my web", Some("dc2"), 12, Duration::from_millis(1500)),
+            "/v1/health/service/my%20web?dc=dc2&index=12&wait=1500ms"
+        );
+    }
+}
