@@ -31,6 +31,11 @@ pub fn clip_to(s: &str, max: usize) -> Cow<'_, str> {
     Cow::Owned(format!("{}…{}", &s[..head_end], &s[tail_start..]))
 }
 
+/// Evidence (the server's words, a request): kept verbatim up to a bounded length.
+pub fn bound_evidence(s: &str) -> Cow<'_, str> {
+    clip_to(s, TEXT_MAX)
+}
+
 /// Clips every overlong word of `s`, then `s` itself to a bounded length.
 pub fn bound(s: &str) -> Cow<'_, str> {
     let has_long_word = s.split(char::is_whitespace).any(|w| w.len() > WORD_MAX);

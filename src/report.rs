@@ -120,7 +120,8 @@ impl CheckResult {
         r
     }
 
-    /// Clips overlong echoed values (see [`crate::clip::bound`]) in what the result says.
+    /// Clips overlong echoed values (see [`crate::clip::bound`]) in what the result says, and
+    /// bounds the length of its evidence.
     pub fn bound_text(&mut self) {
         let bound = |s: &mut String| {
             if let std::borrow::Cow::Owned(b) = crate::clip::bound(s) {
@@ -131,7 +132,11 @@ impl CheckResult {
         if let Some(fix) = &mut self.fix {
             bound(fix);
         }
-        self.evidence.values_mut().for_each(bound);
+        for value in self.evidence.values_mut() {
+            if let std::borrow::Cow::Owned(b) = crate::clip::bound_evidence(value) {
+                *value = b;
+            }
+        }
     }
 
     pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
