@@ -68,6 +68,12 @@ fn probe_reaches_the_catalog_reports_latency_and_leaves_nothing() {
         let (_, local) = a.get("/v1/agent/services", None);
         (services, web, local)
     };
+    // The agent's own "consul" service syncs shortly after the election: start from a settled catalog.
+    wait_until(
+        Duration::from_secs(20),
+        || a.get("/v1/catalog/services", None).1.contains("\"consul\""),
+        "consul service",
+    );
     let before = dump();
     let (run, json) = check_json(
         &["--http-addr", &a.http_addr(), "--service", "web", "--service-port", "8080", "--probe-register"],
