@@ -68,6 +68,12 @@ fn probe_reaches_the_catalog_reports_latency_and_leaves_nothing() {
         let (_, local) = a.get("/v1/agent/services", None);
         (services, web, local)
     };
+    // The agent's own "consul" service syncs shortly after the election: start from a settled catalog.
+    wait_until(
+        Duration::from_secs(20),
+        || a.get("/v1/catalog/services", None).1.contains("\"consul\""),
+        "consul service",
+    );
     let before = dump();
     let (run, json) = check_json(
         &["--http-addr", &a.http_addr(), "--service", "web", "--service-port", "8080", "--probe-register"],
@@ -250,4 +256,29 @@ fn agent_killed_mid_probe_names_the_leftover_id() {
     assert_eq!(c["evidence"]["leftover_id"], id.as_str());
     assert!(c["fix"].as_str().unwrap().contains(&format!("consul services deregister -id {id}")), "{c:#}");
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn deadline_mid_probe_still_cleans_up_and_reports_it() {
+    let (_server, client, secret) = blocked_sync();
+    let mut args = probe_args(&client, &secret, "10s");
+    args.extend(["--deadline".to_string(), "3s".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (run, json) = check_json(&args, &[]);
+    assert_eq!(result(&json, "probe.register")["code"], "RUN-001", "the deadline cut the probe: {json:#}");
+    let cleanup: Vec<_> = results(&json, "probe.cleanup")
+        .into_iter()
+        .filter(|c| c["message"].as_str().unwrap().contains("run cut short"))
+        .collect();
+    assert_eq!(cleanup.len(), 1, "the end-of-run sweep reported the probe: {json:#}");
+    let left = probe_ids(&client, Some(MASTER_TOKEN));
+    match cleanup[0]["code"].as_str() {
+        None => assert!(left.is_empty(), "deregistered after the deadline"),
+        Some(code) => {
+            // As in the blocked-sync case, 1.8.7 may refuse the deregistration too: named.
+            assert_eq!(code, "PRB-003", "{json:#}");
+            assert_eq!(left, vec![cleanup[0]["evidence"]["leftover_id"].as_str().unwrap().to_string()]);
+        }
+    }
+    assert_eq!(run.code, 1);
 }

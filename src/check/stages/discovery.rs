@@ -387,8 +387,9 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             let base = format!("{name}.service.{}{domain}", dc.clone().unwrap_or_default());
             let (srv, a) = match &consul_resolver {
                 Some(r) => {
-                    let srv = ask(r, &base, RecordType::SRV, timeout).await;
-                    let a = ask(r, &base, RecordType::A, timeout).await;
+                    // Two questions at once (no HTTP request is in flight meanwhile).
+                    let (srv, a) =
+                        tokio::join!(ask(r, &base, RecordType::SRV, timeout), ask(r, &base, RecordType::A, timeout));
                     (Some(srv), Some(a))
                 }
                 None => (None, None),
