@@ -217,6 +217,13 @@ impl ConsulClient {
         self.send("POST", &url, req).await
     }
 
+    /// PUTs JSON (the only write `scan --prune` makes: `/v1/catalog/deregister`).
+    pub async fn put_json(&self, path: &str, body: &serde_json::Value) -> Result<Reply, HttpFailure> {
+        let url = self.url(path);
+        let req = self.authed(self.client.put(&url)).header("Content-Type", "application/json").body(body.to_string());
+        self.send("PUT", &url, req).await
+    }
+
     fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.basic_auth {
             Some((user, password)) => req.basic_auth(user, password.as_ref()),

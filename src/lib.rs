@@ -17,6 +17,7 @@ pub mod inputs;
 pub mod log;
 pub mod render;
 pub mod report;
+pub mod scan;
 pub mod secret;
 pub mod service;
 pub mod transport;
@@ -64,6 +65,7 @@ where
     };
     match parsed {
         cli::Parsed::Check(raw) => check::run(*raw),
+        cli::Parsed::Scan(raw) => scan::run(*raw),
         cli::Parsed::Explain { code } => explain::explain(&code),
         cli::Parsed::Codes { format } => explain::codes(format),
         cli::Parsed::Completions { shell } => {

@@ -387,6 +387,9 @@ mod tests {
     #[test]
     fn every_code_belongs_to_a_stage_in_the_table() {
         for c in codes::ALL {
+            if c.stage == "scan" {
+                continue; // the scan command's own stage (src/scan), not a check stage
+            }
             assert!(c.stage == "run" || STAGES.iter().any(|s| s.name == c.stage), "{}", c.code);
         }
     }
