@@ -100,6 +100,9 @@ impl ScanReport {
                 .then_with(|| a.service_id.cmp(&b.service_id))
         });
         let mut summary = ScanSummary::default();
+        for f in &mut self.findings {
+            f.result.stage = "scan";
+        }
         for f in &self.findings {
             summary.findings += 1;
             match f.result.status {

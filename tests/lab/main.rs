@@ -7,5 +7,6 @@ mod common;
 mod acl;
 mod connection;
 mod definitions;
+mod scan;
 mod service;
 mod tls;
