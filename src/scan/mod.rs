@@ -64,7 +64,18 @@ pub fn run(raw: args::ScanRaw) -> ExitStatus {
         Some(Scanned::Done(report, client)) => (*report, client),
     };
     if options.prune && report.prune.planned > 0 {
-        let go = options.yes || confirm(&report.prune);
+        // The terminal question is asked inside the runtime, so a Ctrl-C there is seen too.
+        let asked = report.prune.clone();
+        let go = options.yes
+            || runtime.block_on(async {
+                tokio::select! {
+                    answer = tokio::task::spawn_blocking(move || confirm(&asked)) => answer.unwrap_or(false),
+                    _ = tokio::signal::ctrl_c() => {
+                        report.interrupted = true;
+                        false
+                    }
+                }
+            });
         if go {
             let (failures, interrupted) =
                 runtime.block_on(prune::execute(&client, &mut report.prune, deadline, async {
@@ -73,7 +84,7 @@ pub fn run(raw: args::ScanRaw) -> ExitStatus {
             report.findings.extend(failures);
             report.interrupted = interrupted;
         } else {
-            let _ = writeln!(std::io::stderr(), "consul-doctor: nothing deregistered (not confirmed)");
+            let _ = writeln!(std::io::stderr(), "\nconsul-doctor: nothing deregistered (not confirmed)");
         }
     } else if options.prune {
         report.prune.mode = "prune";
