@@ -42,7 +42,8 @@ pub fn run(raw: args::ScanRaw) -> ExitStatus {
     };
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + inputs.deadline;
-    let progress = gather::Progress::new(inputs.output.is_some() || std::io::stdout().is_terminal());
+    // Drawn on standard error only when it is a terminal (also with `--format json | jq`).
+    let progress = gather::Progress::new(true);
     let scanned = runtime.block_on(async {
         tokio::select! {
             r = scan(&inputs, &options, deadline, &progress) => Some(r),
