@@ -53,6 +53,8 @@ pub enum Command {
         #[arg(long, value_name = "STAGE")]
         stage: Option<String>,
     },
+    /// Fleet hygiene across the catalog: stale, duplicate and unhealthy registrations (and a safe --prune)
+    Scan(crate::scan::args::ScanArgs),
     /// Print a shell completion script
     Completions {
         /// The shell to complete for
@@ -298,6 +300,7 @@ pub enum Parsed {
     Explain { code: String },
     Codes { format: CodesFormat, stage: Option<String> },
     Completions { shell: clap_complete::Shell },
+    Scan(Box<crate::scan::args::ScanRaw>),
 }
 
 /// Parses the command line; clap's error carries help/version output and usage errors alike.
@@ -320,6 +323,10 @@ where
             let sub = matches.subcommand_matches("wait").expect("wait subcommand matched");
             Parsed::Wait(Box::new(raw_wait(args, sub)))
         }
+        Command::Scan(args) => {
+            let sub = matches.subcommand_matches("scan").expect("scan subcommand matched");
+            Parsed::Scan(Box::new(crate::scan::args::raw_inputs(args, sub)))
+        }
     })
 }
 
@@ -331,7 +338,7 @@ fn source_of(m: &ArgMatches, id: &str, env: Option<&'static str>) -> Source {
     }
 }
 
-fn sourced<T>(m: &ArgMatches, id: &str, env: Option<&'static str>, v: Option<T>) -> Option<Sourced<T>> {
+pub(crate) fn sourced<T>(m: &ArgMatches, id: &str, env: Option<&'static str>, v: Option<T>) -> Option<Sourced<T>> {
     v.map(|value| Sourced { value, source: source_of(m, id, env) })
 }
 

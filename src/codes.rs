@@ -176,6 +176,20 @@ codes! {
     WAIT_NO_READ = "WAIT-004", "wait", Fail, "Token may not read the service";
     WAIT_STILL_REGISTERED = "WAIT-005", "wait", Fail, "Instance still registered at the deadline";
     WAIT_QUERY_FAILING = "WAIT-006", "wait", Fail, "Health query kept failing";
+    SCN_GONE_NODE = "SCN-001", "scan", Warn, "Instance on a node whose agent failed or left";
+    SCN_CATALOG_ONLY = "SCN-002", "scan", Warn, "Instance on a catalog-only node that no agent maintains";
+    SCN_CATALOG_ONLY_UNCHECKED = "SCN-003", "scan", Warn, "Catalog-only instance with no health check";
+    SCN_DUPLICATE_ADDRESS = "SCN-004", "scan", Warn, "Same address and port registered under several service IDs";
+    SCN_CRITICAL_FOREVER = "SCN-005", "scan", Warn, "Critical instance that nothing deregisters";
+    SCN_NO_CHECK = "SCN-006", "scan", Warn, "Instance has no health check";
+    SCN_DNS_COLLISION = "SCN-007", "scan", Warn, "Service names collide in DNS";
+    SCN_DNS_NAME = "SCN-008", "scan", Warn, "Service name is not DNS-safe";
+    SCN_DNS_TAG = "SCN-009", "scan", Warn, "Tags cannot be used in DNS queries";
+    SCN_TOO_MANY = "SCN-010", "scan", Warn, "More instances than expected";
+    SCN_HIDDEN = "SCN-011", "scan", Fail, "Part of the catalog is hidden from this token";
+    SCN_UNREADABLE = "SCN-012", "scan", Fail, "Catalog cannot be read";
+    SCN_NOT_FOUND = "SCN-013", "scan", Warn, "Service asked for is not in the catalog";
+    SCN_PRUNE_FAILED = "SCN-014", "scan", Fail, "Prune could not deregister an instance";
 }
 
 /// Looks a code up after normalising the user's spelling (`acl-002`, `ACL002`, `acl_002`).
@@ -268,6 +282,7 @@ mod tests {
                 "discovery" => "DSC",
                 "probe" => "PRB",
                 "wait" => "WAIT",
+                "scan" => "SCN",
                 other => panic!("unknown stage {other}"),
             };
             assert_eq!(tag, expected, "{} is in stage {}", c.code, c.stage);

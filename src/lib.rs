@@ -19,6 +19,7 @@ pub mod localfile;
 pub mod log;
 pub mod render;
 pub mod report;
+pub mod scan;
 pub mod secret;
 pub mod service;
 pub mod transport;
@@ -68,6 +69,7 @@ where
     match parsed {
         cli::Parsed::Check(raw) => check::run(*raw),
         cli::Parsed::Wait(raw) => wait::run(*raw),
+        cli::Parsed::Scan(raw) => scan::run(*raw),
         cli::Parsed::Explain { code } => explain::explain(&code),
         cli::Parsed::Codes { format, stage } => explain::codes(format, stage.as_deref()),
         cli::Parsed::Completions { shell } => {

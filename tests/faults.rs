@@ -860,3 +860,45 @@ fn wait_retries_a_failing_health_query_with_backoff_and_names_it_at_the_deadline
     let queries = s.requests().iter().filter(|r| r.path.starts_with("/v1/health/service/web")).count();
     assert!((2..=20).contains(&queries), "{queries} health queries");
 }
+
+// --- scan -------------------------------------------------------------------------------------
+
+fn scan_against(s: &FaultServer) -> (Run, serde_json::Value) {
+    let run = run_doctor(&["scan", "--http-addr", &addr(s), "--format", "json"], &[]);
+    let json = run.json();
+    (run, json)
+}
+
+fn scan_codes(json: &serde_json::Value) -> Vec<String> {
+    json["findings"].as_array().unwrap().iter().map(|f| f["code"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn scan_honours_429_with_bounded_retries_then_reports_the_catalog_unreadable() {
+    let s = consul_with(vec![
+        Route::text("/v1/internal/acl/authorize", 401, "ACL support disabled"),
+        Route::text("/v1/internal/ui/nodes", 429, "rate limit exceeded").with_header("Retry-After", "0"),
+    ]);
+    let (run, json) = scan_against(&s);
+    assert_eq!(run.code, 1, "{json:#}");
+    assert_eq!(scan_codes(&json), vec!["SCN-012"], "{json:#}");
+    let msg = json["findings"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("answered 429 after 6 attempts"), "{msg}");
+    let asked = s.requests().iter().filter(|r| r.path.starts_with("/v1/internal/ui/nodes")).count();
+    assert_eq!(asked, 6, "retried a bounded number of times");
+}
+
+#[test]
+fn scan_of_a_garbage_or_hanging_catalog_is_bounded_and_reported() {
+    for (route, words) in [
+        (Route::json("/v1/internal/ui/nodes", 200, "[{\"Node\": 5"), "not the JSON Consul sends"),
+        (Route::json("/v1/internal/ui/nodes", 200, "[]").with_behavior(Behavior::Hang), "no complete response"),
+    ] {
+        let s = consul_with(vec![Route::text("/v1/internal/acl/authorize", 401, "ACL support disabled"), route]);
+        let run = run_doctor(&["scan", "--http-addr", &addr(&s), "--format", "json", "--timeout", "1s"], &[]);
+        let json = run.json();
+        assert_eq!(scan_codes(&json), vec!["SCN-012"], "{json:#}");
+        assert!(json["findings"][0]["message"].as_str().unwrap().contains(words), "{json:#}");
+        assert!(run.elapsed < Duration::from_secs(8), "took {:?}", run.elapsed);
+    }
+}

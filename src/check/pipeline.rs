@@ -224,7 +224,7 @@ pub const CONNECTION: &[StageId] =
     &[StageId::Config, StageId::Dns, StageId::Tcp, StageId::Tls, StageId::Api, StageId::Leader, StageId::Acl];
 
 /// Stage names of the commands other than `check` (their codes' `stage`): `wait`.
-pub const COMMAND_STAGES: &[&str] = &["wait"];
+pub const COMMAND_STAGES: &[&str] = &["wait", "scan"];
 
 /// A run's report and what its stages learned (the API client among it).
 pub struct Outcome {

@@ -10,6 +10,7 @@ mod definitions;
 mod discovery;
 mod probe;
 mod readme;
+mod scan;
 mod service;
 mod tls;
 mod wait;

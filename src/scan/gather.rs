@@ -1,0 +1,338 @@
+//! Reads the catalog for a scan with as few requests as Consul allows, never more than two in
+//! flight, backing off when the agent answers 429.
+//!
+//! The whole catalog comes from `GET /v1/internal/ui/nodes` (every node with its services and
+//! checks, one request; what the Consul UI itself reads) beside `GET /v1/agent/members`. When
+//! that endpoint is refused (blocked by `http_config`, missing on another version) and for
+//! `--service`, it falls back to `GET /v1/catalog/services` and one
+//! `GET /v1/health/service/<name>` per service. Catalog-sized answers are decoded while they
+//! stream in. What the token may not see is asked of `POST /v1/internal/acl/authorize`, because
+//! Consul 1.8 filters list answers silently.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use crate::codes;
+use crate::consul::{dc_query, urlencode, ConsulClient, Reply};
+use crate::report::CheckResult;
+use crate::scan::judge::Finding;
+use crate::scan::model::{Builder, Catalog, HealthEntry, UiNode, WireMember};
+
+/// A segment no rule names, to learn what the token may read by default.
+const PROBE: &str = "consul-doctor-scan-probe-7f3c";
+
+pub struct GatherOptions {
+    pub datacenter: Option<String>,
+    /// The member list describes the scanned datacenter (it is the agent's own).
+    pub same_dc: bool,
+    pub wanted: Vec<String>,
+}
+
+pub struct Gathered {
+    pub catalog: Catalog,
+    /// Findings about the scan itself (hidden or unreadable parts of the catalog).
+    pub problems: Vec<Finding>,
+    /// Endpoints read, in order, with how many times each was asked.
+    pub endpoints: Vec<String>,
+    /// Nothing was hidden from the token or failed to read.
+    pub complete: bool,
+}
+
+/// A line on standard error that a terminal redraws; nothing at all elsewhere.
+pub struct Progress {
+    on: bool,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Progress {
+    pub fn new(enabled: bool) -> Progress {
+        Progress { on: enabled && std::io::stderr().is_terminal(), last: std::sync::Mutex::new(None) }
+    }
+
+    pub fn show(&self, text: &str) {
+        if !self.on {
+            return;
+        }
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        let _ = write!(std::io::stderr(), "\r\x1b[2Kconsul-doctor scan: {text}");
+    }
+
+    pub fn bar(&self, what: &str, done: usize, total: usize) {
+        let width = 30;
+        let filled = (done * width).checked_div(total).unwrap_or(width).min(width);
+        self.show(&format!("{what} [{}{}] {done}/{total}", "#".repeat(filled), ".".repeat(width - filled)));
+    }
+
+    pub fn clear(&self) {
+        if self.on {
+            let _ = write!(std::io::stderr(), "\r\x1b[2K");
+        }
+    }
+}
+
+/// Why an endpoint gave nothing usable.
+pub struct Failure {
+    pub status: Option<u16>,
+    pub what: String,
+}
+
+/// Longest pause asked for by a 429 that is honoured; attempts before giving up.
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+const ATTEMPTS: u32 = 6;
+
+/// The pause before the next attempt after a 429: `Retry-After` seconds when given, else
+/// exponential from 250 ms.
+pub fn backoff(reply: &Reply, attempt: u32) -> Duration {
+    let asked = reply.header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+    asked.unwrap_or_else(|| Duration::from_millis(250u64 << attempt.min(4))).min(MAX_PAUSE)
+}
+
+/// GETs and decodes a (possibly catalog-sized) JSON answer, retrying after 429s.
+pub async fn get_list<T>(client: &ConsulClient, path: &str) -> Result<T, Failure>
+where
+    T: DeserializeOwned + Send + 'static,
+{
+    let mut attempt = 0;
+    loop {
+        match client.get_json_streamed::<T>(path).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err((reply, e))) if reply.status == 200 => {
+                return Err(Failure {
+                    status: Some(200),
+                    what: format!(
+                        "GET {path} returned a body that is not the JSON Consul sends ({e}): \"{}\"",
+                        reply.snippet()
+                    ),
+                })
+            }
+            Ok(Err((reply, _))) if reply.status == 429 && attempt + 1 < ATTEMPTS => {
+                let pause = backoff(&reply, attempt);
+                crate::log::debug(format!("GET {path} -> 429; retrying in {} ms", pause.as_millis()));
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+            }
+            Ok(Err((reply, _))) => {
+                let hint = if reply.status == 429 {
+                    format!(" after {ATTEMPTS} attempts with backoff")
+                } else {
+                    String::new()
+                };
+                return Err(Failure {
+                    status: Some(reply.status),
+                    what: format!("GET {path} answered {}{hint} \"{}\"", reply.status, reply.snippet()),
+                });
+            }
+            Err(f) => {
+                return Err(Failure { status: None, what: format!("GET {path}: {}", f.describe(client.timeout)) })
+            }
+        }
+    }
+}
+
+fn unreadable(what: String) -> Finding {
+    Finding::service_wide(
+        "",
+        CheckResult::finding(
+            codes::SCN_UNREADABLE,
+            "scan.catalog",
+            format!("{what}; the scan could not read this part of the catalog, so it is not reported clean"),
+            "run `consul-doctor check` against the same agent to find the cause; query the endpoint by hand (curl -sv) and read the agent log (consul monitor -log-level=debug); raise --timeout for a large catalog on a slow agent",
+        ),
+    )
+}
+
+pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progress) -> Gathered {
+    let dcq = dc_query(o.datacenter.as_deref());
+    let mut endpoints = Vec::new();
+    let mut problems = Vec::new();
+    let mut b = Builder::default();
+
+    // What the token cannot see, before reading what it can.
+    endpoints.push("POST /v1/internal/acl/authorize".to_string());
+    let hidden = visibility(client, &o.wanted).await;
+
+    let members_path = "/v1/agent/members";
+    let members = async {
+        if !o.same_dc {
+            return None;
+        }
+        match get_list::<Vec<WireMember>>(client, members_path).await {
+            Ok(m) => Some(m),
+            Err(f) => {
+                crate::log::debug(format!("members not used: {}", f.what));
+                None
+            }
+        }
+    };
+
+    if o.wanted.is_empty() {
+        progress.show("reading the catalog (/v1/internal/ui/nodes)…");
+        let nodes_path = format!("/v1/internal/ui/nodes{dcq}");
+        let (nodes, members) = tokio::join!(get_list::<Vec<UiNode>>(client, &nodes_path), members);
+        endpoints.push(format!("GET {nodes_path}"));
+        if o.same_dc {
+            endpoints.push(format!("GET {members_path}"));
+        }
+        b.set_members(members);
+        match nodes {
+            Ok(nodes) => nodes.into_iter().for_each(|n| b.add_ui_node(n)),
+            Err(f) if matches!(f.status, Some(403) | Some(404) | Some(405)) => {
+                crate::log::debug(format!("falling back to one request per service: {}", f.what));
+                let services_path = format!("/v1/catalog/services{dcq}");
+                endpoints.push(format!("GET {services_path}"));
+                match get_list::<BTreeMap<String, Value>>(client, &services_path).await {
+                    Ok(names) => {
+                        let names: Vec<String> = names.into_keys().collect();
+                        per_service(client, &dcq, &names, &mut b, &mut problems, &mut endpoints, progress).await;
+                    }
+                    Err(f) => problems.push(unreadable(f.what)),
+                }
+            }
+            Err(f) => problems.push(unreadable(f.what)),
+        }
+    } else {
+        b.set_members(members.await);
+        if o.same_dc {
+            endpoints.push(format!("GET {members_path}"));
+        }
+        per_service(client, &dcq, &o.wanted, &mut b, &mut problems, &mut endpoints, progress).await;
+    }
+    progress.clear();
+    let catalog = b.finish();
+    if let Some(why) = hidden {
+        let services = {
+            let mut names: Vec<&str> = catalog.instances.iter().map(|i| i.service.as_str()).collect();
+            names.sort();
+            names.dedup();
+            names.len()
+        };
+        problems.insert(
+            0,
+            Finding::service_wide(
+                "",
+                CheckResult::finding(
+                    codes::SCN_HIDDEN,
+                    "scan.visibility",
+                    format!(
+                        "{why}; Consul leaves what a token may not read out of every catalog answer without saying so (1.8 sends no X-Consul-Results-Filtered-By-ACLs header), so this scan saw {services} service(s) and {} instance(s) and cannot vouch for the rest",
+                        catalog.instances.len()
+                    ),
+                    "scan with a token that may read the whole catalog, for example one whose policy has service_prefix \"\" { policy = \"read\" } and node_prefix \"\" { policy = \"read\" } (consul acl token create -description scan -policy-name catalog-read), or limit the scan to the services the token may read with --service",
+                )
+                .with("services_seen", services.to_string())
+                .with("instances_seen", catalog.instances.len().to_string()),
+            ),
+        );
+    }
+    let complete = problems.is_empty();
+    Gathered { catalog, problems, endpoints, complete }
+}
+
+/// One `/v1/health/service/<name>` per service, two at a time.
+async fn per_service(
+    client: &ConsulClient,
+    dcq: &str,
+    names: &[String],
+    b: &mut Builder,
+    problems: &mut Vec<Finding>,
+    endpoints: &mut Vec<String>,
+    progress: &Progress,
+) {
+    endpoints.push(format!("GET /v1/health/service/<name>{dcq} ({} requests)", names.len()));
+    let mut done = 0;
+    for pair in names.chunks(2) {
+        let fetches = pair.iter().map(|name| {
+            let path = format!("/v1/health/service/{}{dcq}", urlencode(name));
+            Box::pin(async move { get_list::<Vec<HealthEntry>>(client, &path).await })
+        });
+        let answers = crate::check::pipeline::join_all(fetches.collect()).await;
+        for (name, answer) in pair.iter().zip(answers) {
+            match answer {
+                Ok(entries) => b.add_health_entries(name, entries),
+                Err(f) => problems.push(unreadable(f.what)),
+            }
+        }
+        done += pair.len();
+        progress.bar("services", done, names.len());
+    }
+}
+
+/// Asks the agent whether the token may read services and nodes its rules do not name (and
+/// the `--service` names); `Some(why)` when part of the catalog is hidden from it.
+async fn visibility(client: &ConsulClient, wanted: &[String]) -> Option<String> {
+    let mut asks = vec![json!({"Resource": "node", "Segment": PROBE, "Access": "read"})];
+    if wanted.is_empty() {
+        asks.push(json!({"Resource": "service", "Segment": PROBE, "Access": "read"}));
+    } else {
+        asks.extend(wanted.iter().map(|w| json!({"Resource": "service", "Segment": w, "Access": "read"})));
+    }
+    let reply = match client.post_json("/v1/internal/acl/authorize", &Value::Array(asks.clone())).await {
+        Ok(r) => r,
+        Err(f) => {
+            crate::log::debug(format!("authorize: {}", f.describe(client.timeout)));
+            return Some(
+                "the token's read permissions could not be checked (POST /v1/internal/acl/authorize failed)".into(),
+            );
+        }
+    };
+    if reply.status == 401 {
+        return None; // "ACL support disabled": everything is visible
+    }
+    let items: Vec<Value> = match (reply.status, reply.json::<Vec<Value>>()) {
+        (200, Ok(items)) if items.len() == asks.len() => items,
+        _ => {
+            return Some(format!(
+            "the token's read permissions could not be checked (POST /v1/internal/acl/authorize answered {} \"{}\")",
+            reply.status,
+            reply.snippet()
+        ))
+        }
+    };
+    let denied = |n: usize| items[n].get("Allow").and_then(Value::as_bool) != Some(true);
+    let mut why = Vec::new();
+    if denied(0) {
+        why.push("the token may not read nodes its rules do not name (no node_prefix \"\" read), so instances on those nodes are hidden".to_string());
+    }
+    if wanted.is_empty() {
+        if denied(1) {
+            why.push("the token may read only the services its rules name (no service_prefix \"\" read), so the others are hidden".to_string());
+        }
+    } else {
+        let refused: Vec<String> =
+            wanted.iter().enumerate().filter(|(n, _)| denied(n + 1)).map(|(_, w)| format!("\"{w}\"")).collect();
+        if !refused.is_empty() {
+            why.push(format!("the token may not read service {}", refused.join(", ")));
+        }
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(headers: &[(&'static str, &'static str)]) -> Reply {
+        let mut h = reqwest::header::HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(*k, v.parse().unwrap());
+        }
+        Reply { status: 429, headers: h, body: Vec::new(), elapsed: Duration::ZERO }
+    }
+
+    #[test]
+    fn backoff_honours_retry_after_and_grows_without_it() {
+        assert_eq!(backoff(&reply(&[("retry-after", "2")]), 0), Duration::from_secs(2));
+        assert_eq!(backoff(&reply(&[("retry-after", "3600")]), 0), MAX_PAUSE);
+        assert_eq!(backoff(&reply(&[]), 0), Duration::from_millis(250));
+        assert_eq!(backoff(&reply(&[]), 2), Duration::from_millis(1000));
+        assert!(backoff(&reply(&[]), 30) <= MAX_PAUSE);
+    }
+}

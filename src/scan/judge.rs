@@ -1,0 +1,815 @@
+//! Pure judgements over a scanned catalog: which instances are stale, duplicated, unhealthy or
+//! undiscoverable, each a coded finding naming the node, the service ID and the command that
+//! fixes it. No I/O here; `gather` fetches, `judge` decides.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::codes;
+use crate::report::{CheckResult, Status};
+use crate::scan::model::{Catalog, Check, Deregister, Health, Instance, Member, Node};
+
+/// One finding of a scan: a check result tied to a service and, where it applies, an instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub service: String,
+    pub node: Option<String>,
+    pub service_id: Option<String>,
+    /// `address:port` of the instance.
+    pub address: Option<String>,
+    #[serde(flatten)]
+    pub result: CheckResult,
+}
+
+impl Finding {
+    pub fn service_wide(service: &str, result: CheckResult) -> Finding {
+        Finding { service: service.to_string(), node: None, service_id: None, address: None, result }
+    }
+
+    fn instance(cat: &Catalog, i: &Instance, result: CheckResult) -> Finding {
+        Finding {
+            service: i.service.clone(),
+            node: Some(cat.nodes[i.node].name.clone()),
+            service_id: Some(i.id.clone()),
+            address: Some(i.endpoint()),
+            result: result.with("node", cat.nodes[i.node].name.clone()).with("service_id", i.id.clone()),
+        }
+    }
+}
+
+/// What Consul's data says about a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeState {
+    /// A live agent runs there (serf member alive, or `serfHealth` passing).
+    Alive,
+    /// Its agent failed or left; the text says how Consul shows it.
+    Gone(String),
+    /// Registered through `/v1/catalog/register`: no `serfHealth`, not a member.
+    CatalogOnly,
+}
+
+pub fn node_state(node: &Node, members: Option<&HashMap<String, Member>>) -> NodeState {
+    let member = members.and_then(|m| m.get(&node.name)).copied();
+    match (member, &node.serf) {
+        (Some(Member::Failed), _) => NodeState::Gone("its agent failed (serf member status failed)".into()),
+        (Some(Member::Left), _) => NodeState::Gone("its agent left the cluster (serf member status left)".into()),
+        (_, Some(serf)) if serf.status == Health::Critical => NodeState::Gone(format!(
+            "its serfHealth check is critical (\"{}\")",
+            if serf.output.is_empty() { "Agent not live or unreachable" } else { &serf.output }
+        )),
+        (Some(_), _) | (None, Some(_)) => NodeState::Alive,
+        (None, None) => NodeState::CatalogOnly,
+    }
+}
+
+/// Consul's aggregated status of an instance: the worst of its own and its node's checks.
+pub fn instance_health(cat: &Catalog, i: &Instance) -> Health {
+    let node = &cat.nodes[i.node];
+    i.checks.iter().chain(node.serf.iter()).chain(node.checks.iter()).map(|c| c.status).max().unwrap_or(Health::Passing)
+}
+
+fn is_maintenance(c: &Check) -> bool {
+    c.id == "_node_maintenance" || c.id.starts_with("_service_maintenance:")
+}
+
+/// Scan options the judges need.
+#[derive(Debug, Clone, Default)]
+pub struct JudgeOptions {
+    /// `--service` names (empty: the whole catalog).
+    pub wanted: Vec<String>,
+    pub expect: Vec<(String, usize)>,
+    /// The agent address as the operator reaches it, for the commands in fixes.
+    pub target: String,
+    pub datacenter: Option<String>,
+}
+
+/// Per-service counts for the summary table.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceRow {
+    pub name: String,
+    pub instances: usize,
+    pub passing: usize,
+    pub warning: usize,
+    pub critical: usize,
+    /// Instances on failed/left or catalog-only nodes, and superseded duplicates.
+    pub stale: usize,
+    pub findings: usize,
+    /// Worst status among the service's findings.
+    pub status: Status,
+}
+
+impl ServiceRow {
+    fn new(name: &str) -> ServiceRow {
+        ServiceRow {
+            name: name.to_string(),
+            instances: 0,
+            passing: 0,
+            warning: 0,
+            critical: 0,
+            stale: 0,
+            findings: 0,
+            status: Status::Pass,
+        }
+    }
+}
+
+pub struct Judged {
+    pub findings: Vec<Finding>,
+    pub services: Vec<ServiceRow>,
+    pub states: Vec<NodeState>,
+}
+
+/// The body of `PUT /v1/catalog/deregister` for one instance.
+pub fn deregister_body(dc: Option<&str>, node: &str, service_id: &str) -> serde_json::Value {
+    let mut body = serde_json::json!({ "Node": node, "ServiceID": service_id });
+    if let Some(dc) = dc {
+        body["Datacenter"] = serde_json::Value::String(dc.to_string());
+    }
+    body
+}
+
+fn catalog_deregister_cmd(o: &JudgeOptions, node: &str, id: &str) -> String {
+    let body = deregister_body(o.datacenter.as_deref(), node, id);
+    format!("curl --request PUT --data '{body}' {}/v1/catalog/deregister", o.target.trim_end_matches('/'))
+}
+
+fn agent_deregister_cmd(node: &Node, id: &str) -> String {
+    format!(
+        "on node {} run `consul services deregister -id={id}` (or CONSUL_HTTP_ADDR={}:8500 consul services deregister -id={id})",
+        node.name,
+        host(&node.address)
+    )
+}
+
+fn host(addr: &str) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]")
+    } else {
+        addr.to_string()
+    }
+}
+
+/// Consul's rule for DNS-discoverable names: letters, digits and dashes (`InvalidDnsRe`), and a
+/// DNS label is at most 63 bytes.
+pub fn dns_safe(label: &str) -> bool {
+    !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Names DNS (case-insensitive) or a reader would take for the same service.
+pub fn dns_key(name: &str) -> String {
+    name.to_ascii_lowercase().replace(['_', '.'], "-")
+}
+
+pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
+    let states: Vec<NodeState> = cat.nodes.iter().map(|n| node_state(n, cat.members.as_ref())).collect();
+    let health: Vec<Health> = cat.instances.iter().map(|i| instance_health(cat, i)).collect();
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut stale = vec![false; cat.instances.len()];
+
+    // Where each instance lives.
+    for (n, i) in cat.instances.iter().enumerate() {
+        let node = &cat.nodes[i.node];
+        match &states[i.node] {
+            NodeState::Gone(why) => {
+                stale[n] = true;
+                findings.push(Finding::instance(cat, i, gone(o, node, i, why, health[n])));
+            }
+            NodeState::CatalogOnly => {
+                let unchecked = i.checks.is_empty() && node.checks.is_empty();
+                if unchecked {
+                    stale[n] = true;
+                    findings.push(Finding::instance(cat, i, catalog_only_unchecked(o, node, i)));
+                } else if !(node.external && health[n] != Health::Critical) {
+                    stale[n] = true;
+                    findings.push(Finding::instance(cat, i, catalog_only(o, node, i, health[n])));
+                }
+            }
+            NodeState::Alive => {
+                if health[n] == Health::Critical {
+                    if let Some(r) = critical_forever(node, i) {
+                        findings.push(Finding::instance(cat, i, r));
+                    }
+                }
+            }
+        }
+    }
+
+    // Services without any health check, on live agents (the consul service is Consul's own).
+    let mut unchecked: BTreeMap<&str, (Vec<usize>, usize)> = BTreeMap::new();
+    for (n, i) in cat.instances.iter().enumerate() {
+        if states[i.node] != NodeState::Alive || i.service == "consul" {
+            continue;
+        }
+        let e = unchecked.entry(i.service.as_str()).or_default();
+        e.1 += 1;
+        if i.checks.is_empty() {
+            e.0.push(n);
+        }
+    }
+    for (service, (without, total)) in unchecked {
+        if without.is_empty() {
+            continue;
+        }
+        if without.len() == total && total > 1 {
+            let nodes: Vec<String> = without.iter().map(|&n| cat.nodes[cat.instances[n].node].name.clone()).collect();
+            findings.push(Finding::service_wide(
+                service,
+                CheckResult::finding(
+                    codes::SCN_NO_CHECK,
+                    "scan.checks",
+                    format!(
+                        "none of the {total} instances of \"{service}\" has a health check: Consul reports them passing as long as their agent lives, so a crashed or hung process keeps receiving traffic"
+                    ),
+                    format!(
+                        "add a check to the service definition on each node ({}), for example check {{ http = \"http://localhost:<port>/health\" interval = \"10s\" timeout = \"2s\" deregister_critical_service_after = \"10m\" }}, then `consul reload`",
+                        summarise(&nodes, 5)
+                    ),
+                )
+                .with("instances", total.to_string()),
+            ));
+        } else {
+            for n in without {
+                let i = &cat.instances[n];
+                let node = &cat.nodes[i.node];
+                findings.push(Finding::instance(
+                    cat,
+                    i,
+                    CheckResult::finding(
+                        codes::SCN_NO_CHECK,
+                        "scan.checks",
+                        format!(
+                            "instance {} of \"{}\" on node {} ({}) has no health check: it is reported passing while its agent lives, whatever the process does",
+                            i.id, i.service, node.name, i.endpoint()
+                        ),
+                        format!(
+                            "add a check to its definition on node {} (check {{ http = \"http://localhost:{}/health\" interval = \"10s\" deregister_critical_service_after = \"10m\" }}) and `consul reload`; if the instance is left over, {}",
+                            node.name,
+                            i.port,
+                            agent_deregister_cmd(node, &i.id)
+                        ),
+                    ),
+                ));
+            }
+        }
+    }
+
+    duplicates(cat, o, &states, &health, &mut stale, &mut findings);
+    dns(cat, &mut findings);
+    expectations(cat, o, &stale, &mut findings);
+
+    // Per-service rows.
+    let mut rows: BTreeMap<&str, ServiceRow> = BTreeMap::new();
+    for (n, i) in cat.instances.iter().enumerate() {
+        let r = rows.entry(i.service.as_str()).or_insert_with(|| ServiceRow::new(&i.service));
+        r.instances += 1;
+        match health[n] {
+            Health::Passing => r.passing += 1,
+            Health::Warning => r.warning += 1,
+            Health::Critical => r.critical += 1,
+        }
+        if stale[n] {
+            r.stale += 1;
+        }
+    }
+    for f in &findings {
+        if let Some(r) = rows.get_mut(f.service.as_str()) {
+            r.findings += 1;
+            r.status = r.status.max(f.result.status);
+        }
+    }
+    let services = rows.into_values().collect();
+    Judged { findings, services, states }
+}
+
+fn gone(o: &JudgeOptions, node: &Node, i: &Instance, why: &str, health: Health) -> CheckResult {
+    CheckResult::finding(
+        codes::SCN_GONE_NODE,
+        "scan.node",
+        format!(
+            "instance {} of \"{}\" ({}) is on node {}, and {why}: the instance is {} and stays in the catalog until the node is reaped (reconnect_timeout, 72h by default) or its agent comes back",
+            i.id,
+            i.service,
+            i.endpoint(),
+            node.name,
+            health.as_str()
+        ),
+        format!(
+            "if the node is gone for good, remove it with `consul force-leave {}` (a failed node and all its services) or deregister the instance: {} (consul-doctor scan --prune does this)",
+            node.name,
+            catalog_deregister_cmd(o, &node.name, &i.id)
+        ),
+    )
+    .with("node_state", why.to_string())
+    .with("status", health.as_str())
+}
+
+fn catalog_only(o: &JudgeOptions, node: &Node, i: &Instance, health: Health) -> CheckResult {
+    let statuses: Vec<String> =
+        i.checks.iter().chain(node.checks.iter()).map(|c| format!("{} {}", c.id, c.status.as_str())).collect();
+    let what = if health == Health::Critical {
+        "it is critical, and with no agent nothing will ever update its checks or remove it (DeregisterCriticalServiceAfter only acts on an agent's own checks)"
+    } else {
+        "its check status was written once through the catalog API and no agent updates it, so it can show passing long after the service is gone"
+    };
+    CheckResult::finding(
+        codes::SCN_CATALOG_ONLY,
+        "scan.catalog_only",
+        format!(
+            "instance {} of \"{}\" ({}) is on node {}, a catalog-only node (no agent, not a serf member): {what}",
+            i.id,
+            i.service,
+            i.endpoint(),
+            node.name
+        ),
+        format!(
+            "if it is stale, deregister it: {} (consul-doctor scan --prune does this for critical ones); if it is an external service, let consul-esm keep its checks (node meta external-node = \"true\") or register it through an agent",
+            catalog_deregister_cmd(o, &node.name, &i.id)
+        ),
+    )
+    .with("checks", statuses.join(", "))
+    .with("status", health.as_str())
+}
+
+fn catalog_only_unchecked(o: &JudgeOptions, node: &Node, i: &Instance) -> CheckResult {
+    CheckResult::finding(
+        codes::SCN_CATALOG_ONLY_UNCHECKED,
+        "scan.catalog_only",
+        format!(
+            "instance {} of \"{}\" ({}) is on node {}, a catalog-only node, and has no health check: Consul reports it passing forever and no agent will ever deregister it",
+            i.id,
+            i.service,
+            i.endpoint(),
+            node.name
+        ),
+        format!(
+            "if it is stale, deregister it: {}; if it is a real external service, register it with a check that consul-esm runs (node meta external-node = \"true\")",
+            catalog_deregister_cmd(o, &node.name, &i.id)
+        ),
+    )
+}
+
+fn critical_forever(node: &Node, i: &Instance) -> Option<CheckResult> {
+    let critical: Vec<&Check> = i.checks.iter().filter(|c| c.status == Health::Critical).collect();
+    if critical.is_empty() || critical.iter().any(|c| is_maintenance(c)) {
+        return None; // critical through its node, or in maintenance on purpose
+    }
+    if critical.iter().any(|c| matches!(c.deregister, Deregister::After(_))) {
+        return None; // its agent removes it
+    }
+    let known_never = critical.iter().all(|c| c.deregister == Deregister::Never);
+    let first = critical[0];
+    let output = if first.output.is_empty() { "no output".to_string() } else { format!("\"{}\"", first.output) };
+    let cleanup = if known_never {
+        "its checks set no DeregisterCriticalServiceAfter, so it stays registered until someone deregisters it"
+    } else {
+        "the catalog does not say whether its checks set DeregisterCriticalServiceAfter (Consul 1.8 agents do not sync check definitions); without it the instance stays registered forever"
+    };
+    Some(
+        CheckResult::finding(
+            codes::SCN_CRITICAL_FOREVER,
+            "scan.critical",
+            format!(
+                "instance {} of \"{}\" ({}) on node {} is critical (check {}: {output}); {cleanup}. Consul does not record since when a check is critical",
+                i.id,
+                i.service,
+                i.endpoint(),
+                node.name,
+                first.id
+            ),
+            format!(
+                "fix the service or, if it is left over, {}; set deregister_critical_service_after = \"10m\" (1m minimum) on its check so leftovers are removed by the agent",
+                agent_deregister_cmd(node, &i.id)
+            ),
+        )
+        .with("check", first.id.clone())
+        .with("output", first.output.clone())
+        .with(
+            "deregister_critical_service_after",
+            if known_never { "none" } else { "unknown (not in the catalog)" },
+        ),
+    )
+}
+
+fn duplicates(
+    cat: &Catalog,
+    o: &JudgeOptions,
+    states: &[NodeState],
+    health: &[Health],
+    stale: &mut [bool],
+    findings: &mut Vec<Finding>,
+) {
+    let mut groups: HashMap<(&str, &str, i64), Vec<usize>> = HashMap::new();
+    for (n, i) in cat.instances.iter().enumerate() {
+        if i.port > 0 && !i.address.is_empty() {
+            groups.entry((i.service.as_str(), i.address.as_str(), i.port)).or_default().push(n);
+        }
+    }
+    let mut groups: Vec<Vec<usize>> = groups.into_values().filter(|g| g.len() > 1).collect();
+    groups.sort();
+    for group in groups {
+        let live = |n: &usize| states[cat.instances[*n].node] == NodeState::Alive;
+        let passing_live: Vec<usize> =
+            group.iter().copied().filter(|n| live(n) && health[*n] == Health::Passing).collect();
+        let on_live: Vec<usize> = group.iter().copied().filter(live).collect();
+        let (current, why) = if passing_live.len() == 1 {
+            (Some(passing_live[0]), "the only passing one on a live agent")
+        } else if on_live.len() == 1 {
+            (Some(on_live[0]), "the only one on a live agent")
+        } else {
+            (None, "")
+        };
+        let newest = *group.iter().max_by_key(|n| cat.instances[**n].create_index).expect("non-empty group");
+        let ids: Vec<String> = group.iter().map(|n| cat.instances[*n].id.clone()).collect();
+        for &n in &group {
+            if Some(n) == current || (current.is_none() && n == newest) {
+                continue;
+            }
+            let i = &cat.instances[n];
+            let node = &cat.nodes[i.node];
+            let others: Vec<String> = ids.iter().filter(|id| **id != i.id).cloned().collect();
+            let verdict = match current {
+                Some(c) => format!("the current one is {} ({why})", cat.instances[c].id),
+                None => format!(
+                    "the catalog cannot tell which one the process uses; the newest registration is {} (CreateIndex {})",
+                    cat.instances[newest].id, cat.instances[newest].create_index
+                ),
+            };
+            let remove = match states[i.node] {
+                NodeState::Alive => agent_deregister_cmd(node, &i.id),
+                _ => catalog_deregister_cmd(o, &node.name, &i.id),
+            };
+            if current.is_some() {
+                stale[n] = true;
+            }
+            findings.push(Finding::instance(
+                cat,
+                i,
+                CheckResult::finding(
+                    codes::SCN_DUPLICATE_ADDRESS,
+                    "scan.duplicates",
+                    format!(
+                        "{} of \"{}\" is registered under {} service IDs ({}): {} ({}) is one of them and {verdict}; every copy is routed to and counted as an instance",
+                        i.endpoint(),
+                        i.service,
+                        group.len(),
+                        summarise(&ids, 6),
+                        i.id,
+                        health[n].as_str()
+                    ),
+                    format!(
+                        "if {} is left over from a restart, {remove}; give the service a stable ID (<name>-<host>-<port>) and deregister it on shutdown",
+                        i.id
+                    ),
+                )
+                .with("other_ids", others.join(", "))
+                .with("status", health[n].as_str()),
+            ));
+        }
+    }
+}
+
+fn dns(cat: &Catalog, findings: &mut Vec<Finding>) {
+    let mut tags: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for i in &cat.instances {
+        let t = tags.entry(i.service.as_str()).or_default();
+        for tag in &i.tags {
+            if !t.contains(&tag.as_str()) {
+                t.push(tag.as_str());
+            }
+        }
+    }
+    let mut by_key: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for name in tags.keys() {
+        by_key.entry(dns_key(name)).or_default().push(name);
+    }
+    for names in by_key.values().filter(|n| n.len() > 1) {
+        for name in names {
+            let others: Vec<String> = names.iter().filter(|n| *n != name).map(|n| format!("\"{n}\"")).collect();
+            findings.push(Finding::service_wide(
+                name,
+                CheckResult::finding(
+                    codes::SCN_DNS_COLLISION,
+                    "scan.dns",
+                    format!(
+                        "service \"{name}\" and {} are one name to DNS or to a reader: DNS and /v1/health/service match names case-insensitively, so {}.service.consul answers with the instances of all of them",
+                        others.join(", "),
+                        dns_key(name)
+                    ),
+                    format!(
+                        "settle on one spelling (lowercase letters, digits, dashes), re-register the instances under it and deregister the others (consul services deregister -id=<id> on their nodes); check with: consul catalog services | grep -i '{}'",
+                        dns_key(name).replace('-', ".")
+                    ),
+                )
+                .with("colliding_names", names.join(", ")),
+            ));
+        }
+    }
+    for (name, service_tags) in &tags {
+        if *name == "consul" {
+            continue;
+        }
+        if !dns_safe(name) {
+            findings.push(Finding::service_wide(
+                name,
+                CheckResult::finding(
+                    codes::SCN_DNS_NAME,
+                    "scan.dns",
+                    format!(
+                        "service name \"{name}\" is not DNS-safe (only letters, digits and dashes, at most 63 characters): Consul registers it but {name}.service.consul never answers"
+                    ),
+                    format!(
+                        "rename the service to \"{}\" in its definitions and re-register; clients on the HTTP API (/v1/health/service/{name}) are not affected",
+                        suggest_name(name)
+                    ),
+                ),
+            ));
+        }
+        let bad: Vec<&str> = service_tags.iter().copied().filter(|t| !dns_safe(t)).collect();
+        if !bad.is_empty() {
+            let shown: Vec<String> = bad.iter().map(|t| format!("\"{t}\"")).collect();
+            findings.push(Finding::service_wide(
+                name,
+                CheckResult::finding(
+                    codes::SCN_DNS_TAG,
+                    "scan.dns",
+                    format!(
+                        "{} tag(s) of \"{name}\" cannot be used in a DNS query (<tag>.{name}.service.consul needs letters, digits and dashes): {}",
+                        bad.len(),
+                        summarise(&shown, 8)
+                    ),
+                    format!(
+                        "use tags such as \"{}\" for anything DNS clients filter on; keep the others only for HTTP API filters (/v1/health/service/{name}?tag=...)",
+                        suggest_name(bad[0])
+                    ),
+                )
+                .with("tags", bad.join(", ")),
+            ));
+        }
+    }
+}
+
+fn suggest_name(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect::<String>()
+        .split('-')
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    let s: String = s.chars().take(63).collect();
+    if s.is_empty() {
+        "my-service".into()
+    } else {
+        s
+    }
+}
+
+fn expectations(cat: &Catalog, o: &JudgeOptions, stale: &[bool], findings: &mut Vec<Finding>) {
+    let mut names: Vec<&str> = o.wanted.iter().map(String::as_str).collect();
+    names.extend(o.expect.iter().map(|(n, _)| n.as_str()));
+    let mut reported = Vec::new();
+    for name in names {
+        if reported.contains(&name) {
+            continue;
+        }
+        reported.push(name);
+        if !cat.instances.iter().any(|i| i.service == name) {
+            findings.push(Finding::service_wide(
+                name,
+                CheckResult::finding(
+                    codes::SCN_NOT_FOUND,
+                    "scan.expect",
+                    format!("service \"{name}\" has no instance in the catalog this token can read"),
+                    format!(
+                        "check the spelling (names are case-sensitive in the catalog: consul catalog services | grep -i '{name}') and that the token has service:read on it (consul acl token read -self)"
+                    ),
+                ),
+            ));
+        }
+    }
+    for (name, want) in &o.expect {
+        let mine: Vec<usize> = (0..cat.instances.len()).filter(|&n| cat.instances[n].service == *name).collect();
+        if mine.len() <= *want {
+            continue;
+        }
+        let stale_ids: Vec<String> = mine.iter().filter(|&&n| stale[n]).map(|&n| cat.instances[n].id.clone()).collect();
+        let nodes: Vec<String> = {
+            let mut v: Vec<String> = mine.iter().map(|&n| cat.nodes[cat.instances[n].node].name.clone()).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        findings.push(Finding::service_wide(
+            name,
+            CheckResult::finding(
+                codes::SCN_TOO_MANY,
+                "scan.expect",
+                format!(
+                    "\"{name}\" has {} instances in the catalog, {} more than the {want} expected, on {} node(s); {} of them are stale by the findings above",
+                    mine.len(),
+                    mine.len() - want,
+                    nodes.len(),
+                    stale_ids.len()
+                ),
+                if stale_ids.is_empty() {
+                    format!("list them with curl -s {}/v1/health/service/{name} | jq -r '.[] | \"\\(.Node.Node) \\(.Service.ID)\"' and deregister the ones no process stands behind", o.target.trim_end_matches('/'))
+                } else {
+                    format!("start with the stale ones ({}): see their findings, or run consul-doctor scan --service {name} --prune", summarise(&stale_ids, 6))
+                },
+            )
+            .with("instances", mine.len().to_string())
+            .with("expected", want.to_string()),
+        ));
+    }
+}
+
+/// `a, b, c and 7 more`.
+pub fn summarise(items: &[String], max: usize) -> String {
+    if items.len() <= max {
+        items.join(", ")
+    } else {
+        format!("{} and {} more", items[..max].join(", "), items.len() - max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::model::{Builder, HealthEntry};
+
+    fn entry(node: &str, addr: &str, id: &str, name: &str, port: i64, checks: &[(&str, &str, &str)]) -> HealthEntry {
+        let checks: Vec<serde_json::Value> = checks
+            .iter()
+            .map(|(cid, sid, st)| serde_json::json!({"CheckID": cid, "ServiceID": sid, "Status": st, "Definition": {}}))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "Node": {"Node": node, "Address": addr},
+            "Service": {"ID": id, "Service": name, "Port": port, "Tags": ["v1"], "CreateIndex": 10},
+            "Checks": checks
+        }))
+        .unwrap()
+    }
+
+    fn codes_of(j: &Judged) -> Vec<&'static str> {
+        let mut v: Vec<&'static str> = j.findings.iter().filter_map(|f| f.result.code).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_healthy_catalog_has_no_findings() {
+        let mut b = Builder::default();
+        b.add_health_entries(
+            "web",
+            vec![
+                entry(
+                    "n1",
+                    "10.0.0.1",
+                    "web-1",
+                    "web",
+                    80,
+                    &[("serfHealth", "", "passing"), ("c1", "web-1", "passing")],
+                ),
+                entry(
+                    "n2",
+                    "10.0.0.2",
+                    "web-2",
+                    "web",
+                    80,
+                    &[("serfHealth", "", "passing"), ("c2", "web-2", "passing")],
+                ),
+            ],
+        );
+        b.add_health_entries(
+            "consul",
+            vec![entry("n1", "10.0.0.1", "consul", "consul", 8300, &[("serfHealth", "", "passing")])],
+        );
+        let j = judge(&b.finish(), &JudgeOptions::default());
+        assert!(j.findings.is_empty(), "{:#?}", j.findings);
+        assert_eq!(j.services.len(), 2);
+    }
+
+    #[test]
+    fn stale_catalog_only_duplicate_and_unchecked_instances() {
+        let mut b = Builder::default();
+        b.add_health_entries(
+            "web",
+            vec![
+                // A failed node: serfHealth critical.
+                entry(
+                    "dead",
+                    "10.0.0.9",
+                    "web-9",
+                    "web",
+                    80,
+                    &[("serfHealth", "", "critical"), ("c9", "web-9", "passing")],
+                ),
+                // Catalog-only, critical.
+                entry("ext", "10.0.1.1", "web-x", "web", 80, &[("cx", "web-x", "critical")]),
+                // Catalog-only, no checks.
+                entry("ext2", "10.0.1.2", "web-y", "web", 80, &[]),
+                // Same address:port twice on a live agent; the passing one is current.
+                entry(
+                    "n1",
+                    "10.0.0.1",
+                    "web-old",
+                    "web",
+                    80,
+                    &[("serfHealth", "", "passing"), ("co", "web-old", "critical")],
+                ),
+                entry(
+                    "n1",
+                    "10.0.0.1",
+                    "web-new",
+                    "web",
+                    80,
+                    &[("serfHealth", "", "passing"), ("cn", "web-new", "passing")],
+                ),
+                // Live agent, no check.
+                entry("n2", "10.0.0.2", "web-2", "web", 81, &[("serfHealth", "", "passing")]),
+            ],
+        );
+        let cat = b.finish();
+        let o = JudgeOptions {
+            expect: vec![("web".into(), 2)],
+            target: "http://127.0.0.1:8500".into(),
+            ..Default::default()
+        };
+        let j = judge(&cat, &o);
+        assert_eq!(
+            codes_of(&j),
+            vec!["SCN-001", "SCN-002", "SCN-003", "SCN-004", "SCN-005", "SCN-006", "SCN-010"],
+            "{:#?}",
+            j.findings
+        );
+        let dup = j.findings.iter().find(|f| f.result.code == Some("SCN-004")).unwrap();
+        assert_eq!(dup.service_id.as_deref(), Some("web-old"));
+        assert!(dup.result.message.contains("the current one is web-new"), "{}", dup.result.message);
+        let row = &j.services[0];
+        assert_eq!((row.instances, row.stale), (6, 4));
+        assert_eq!(
+            j.states[cat.instances[0].node],
+            NodeState::Gone("its serfHealth check is critical (\"Agent not live or unreachable\")".into())
+        );
+    }
+
+    #[test]
+    fn failed_and_left_members_are_gone_even_before_serf_health_changes() {
+        let mut b = Builder::default();
+        b.add_health_entries(
+            "a",
+            vec![entry("n1", "10.0.0.1", "a-1", "a", 80, &[("serfHealth", "", "passing"), ("c", "a-1", "passing")])],
+        );
+        b.set_members(Some(vec![serde_json::from_value(serde_json::json!({"Name": "n1", "Status": 4})).unwrap()]));
+        let cat = b.finish();
+        assert!(matches!(node_state(&cat.nodes[0], cat.members.as_ref()), NodeState::Gone(_)));
+    }
+
+    #[test]
+    fn dns_names_and_tags() {
+        assert!(dns_safe("web-1"));
+        assert!(!dns_safe("web_1") && !dns_safe("web.1") && !dns_safe("") && !dns_safe(&"a".repeat(64)));
+        assert_eq!(dns_key("Pay_Ments"), dns_key("pay-ments"));
+        let mut b = Builder::default();
+        for (id, name) in [("p1", "payments"), ("p2", "Payments"), ("p3", "pay_ments"), ("p4", "pay-ments")] {
+            b.add_health_entries(
+                name,
+                vec![entry("n1", "10.0.0.1", id, name, 80, &[("serfHealth", "", "passing"), ("c", id, "passing")])],
+            );
+        }
+        let j = judge(&b.finish(), &JudgeOptions::default());
+        assert_eq!(codes_of(&j), vec!["SCN-007", "SCN-007", "SCN-007", "SCN-007", "SCN-008"], "{:#?}", j.findings);
+        assert_eq!(suggest_name("Pay_Ments.v2"), "pay-ments-v2");
+    }
+
+    #[test]
+    fn critical_with_deregistration_set_or_in_maintenance_is_left_alone() {
+        let node = Node { name: "n".into(), address: "10.0.0.1".into(), ..Default::default() };
+        let check = |id: &str, d: Deregister| Check {
+            id: id.into(),
+            name: String::new(),
+            status: Health::Critical,
+            output: String::new(),
+            deregister: d,
+        };
+        let mut i = Instance {
+            service: "s".into(),
+            id: "s1".into(),
+            node: 0,
+            address: "10.0.0.1".into(),
+            port: 1,
+            tags: vec![],
+            create_index: 1,
+            checks: vec![check("c", Deregister::After("1m0s".into()))],
+        };
+        assert!(critical_forever(&node, &i).is_none());
+        i.checks = vec![check("_service_maintenance:s1", Deregister::Unknown)];
+        assert!(critical_forever(&node, &i).is_none());
+        i.checks = vec![check("c", Deregister::Never)];
+        let r = critical_forever(&node, &i).unwrap();
+        assert_eq!(r.code, Some("SCN-005"));
+        assert_eq!(r.evidence["deregister_critical_service_after"], "none");
+    }
+}

@@ -1,0 +1,224 @@
+//! `scan`: fleet hygiene across the catalog. It connects the way `check` does (the connection
+//! stages of [`crate::check::pipeline`]; a broken connection is reported in `check`'s shape),
+//! then [`gather`] reads the catalog, [`judge`] turns it into coded findings, [`prune`] plans
+//! (and with `--prune` makes) the one write, and `render/` prints the [`report`].
+
+pub mod args;
+pub mod gather;
+pub mod judge;
+pub mod model;
+pub mod prune;
+pub mod render;
+pub mod report;
+
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+
+use crate::check::pipeline;
+use crate::report::{Status, Tool};
+use crate::{inputs, log, secret, ExitStatus};
+
+fn usage(message: &str) -> ExitStatus {
+    let _ = writeln!(std::io::stderr(), "consul-doctor: {message}");
+    ExitStatus::Usage
+}
+
+pub fn run(raw: args::ScanRaw) -> ExitStatus {
+    let args::ScanRaw { raw, options } = raw;
+    let inputs = match inputs::Inputs::resolve(raw) {
+        Ok(inputs) => inputs,
+        Err(message) => return usage(&message),
+    };
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if options.prune && !options.yes && !interactive {
+        return usage("--prune deregisters instances: add --yes to confirm when standard input is not a terminal");
+    }
+    inputs.color.write_global();
+    log::set_verbose(inputs.verbose);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => return usage(&format!("cannot start runtime: {err}")),
+    };
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + inputs.deadline;
+    // Drawn on standard error only when it is a terminal (also with `--format json | jq`).
+    let progress = gather::Progress::new(true);
+    let scanned = runtime.block_on(async {
+        tokio::select! {
+            r = scan(&inputs, &options, deadline, &progress) => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    progress.clear();
+    let (mut report, client) = match scanned {
+        None => {
+            runtime.shutdown_background();
+            let _ = writeln!(std::io::stderr(), "consul-doctor: interrupted");
+            return ExitStatus::Interrupted;
+        }
+        Some(Scanned::Connection(check_report)) => {
+            runtime.shutdown_background();
+            let opts = crate::render::Options::new(inputs.verbose, inputs.fail_on, inputs.output.as_deref());
+            let text = secret::redact(&crate::render::render(&check_report, inputs.format, &opts));
+            return emit(&text, &inputs, check_report.exit_status(inputs.fail_on));
+        }
+        Some(Scanned::Done(report, client)) => (*report, client),
+    };
+    if options.prune && report.prune.planned > 0 {
+        // The terminal question is asked inside the runtime, so a Ctrl-C there is seen too.
+        let asked = report.prune.clone();
+        let go = options.yes
+            || runtime.block_on(async {
+                tokio::select! {
+                    answer = tokio::task::spawn_blocking(move || confirm(&asked)) => answer.unwrap_or(false),
+                    _ = tokio::signal::ctrl_c() => {
+                        report.interrupted = true;
+                        false
+                    }
+                }
+            });
+        if go {
+            let (failures, interrupted) =
+                runtime.block_on(prune::execute(&client, &mut report.prune, deadline, async {
+                    let _ = tokio::signal::ctrl_c().await;
+                }));
+            report.findings.extend(failures);
+            report.interrupted = interrupted;
+        } else {
+            let _ = writeln!(std::io::stderr(), "\nconsul-doctor: nothing deregistered (not confirmed)");
+        }
+    } else if options.prune {
+        report.prune.mode = "prune";
+    }
+    runtime.shutdown_background();
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    report.finish();
+    let text = secret::redact(&render::render(&report, inputs.format, options.list_instances));
+    emit(&text, &inputs, report.exit_status(inputs.fail_on))
+}
+
+fn emit(text: &str, inputs: &inputs::Inputs, status: ExitStatus) -> ExitStatus {
+    match crate::render::emit(text, inputs.output.as_deref()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => usage(&format!("cannot write the report: {err}")),
+        _ => status,
+    }
+}
+
+/// Asks on the terminal before the write.
+fn confirm(plan: &prune::PruneReport) -> bool {
+    let mut err = std::io::stderr();
+    let _ = writeln!(err, "consul-doctor scan --prune will deregister {} instance(s) from the catalog:", plan.planned);
+    for a in &plan.actions {
+        let _ = writeln!(err, "  {} {} on node {} ({}): {}", a.service, a.service_id, a.node, a.address, a.reason);
+    }
+    let _ = write!(err, "Deregister them? [y/N] ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    if std::io::stdin().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
+}
+
+enum Scanned {
+    /// The connection failed: `check`'s report of it.
+    Connection(Box<crate::report::Report>),
+    Done(Box<report::ScanReport>, crate::consul::SharedClient),
+}
+
+async fn scan(
+    inputs: &inputs::Inputs,
+    options: &args::ScanOptions,
+    deadline: tokio::time::Instant,
+    progress: &gather::Progress,
+) -> Scanned {
+    let started = Instant::now();
+    let outcome = pipeline::run_stages(inputs, pipeline::CONNECTION).await;
+    let client = match outcome.facts.client.clone() {
+        Some(c) if outcome.report.status != Status::Fail => c,
+        _ => return Scanned::Connection(Box::new(outcome.report)),
+    };
+    let agent_dc = outcome.facts.summary.datacenter.clone();
+    let datacenter = inputs.consul.datacenter.as_ref().map(|d| d.value.clone());
+    let same_dc = datacenter.is_none() || datacenter == agent_dc;
+    let gather_options =
+        gather::GatherOptions { datacenter: datacenter.clone(), same_dc, wanted: options.services.clone() };
+    let gathered = match tokio::time::timeout_at(deadline, gather::gather(&client, &gather_options, progress)).await {
+        Ok(g) => g,
+        Err(_) => gather::Gathered {
+            catalog: model::Catalog::default(),
+            problems: vec![judge::Finding::service_wide(
+                "",
+                crate::report::CheckResult::finding(
+                    crate::codes::RUN_DEADLINE,
+                    "scan.catalog",
+                    format!(
+                        "reading the catalog did not finish before the {} run deadline",
+                        crate::duration::format_go(inputs.deadline.as_nanos() as i64)
+                    ),
+                    "re-run with a larger --deadline (and --timeout for a very large catalog), or scan part of it with --service",
+                ),
+            )],
+            endpoints: Vec::new(),
+            complete: false,
+        },
+    };
+    let target = outcome.report.target.clone();
+    let judge_options = judge::JudgeOptions {
+        wanted: options.services.clone(),
+        expect: options.expect.clone(),
+        target: if target.contains("://") { target.clone() } else { format!("http://{target}") },
+        datacenter: datacenter.clone(),
+    };
+    let cat = &gathered.catalog;
+    let judged = judge::judge(cat, &judge_options);
+    let plan = prune::plan(cat, &judged, datacenter.as_deref());
+    let instances = options.list_instances.then(|| {
+        cat.instances
+            .iter()
+            .map(|i| report::InstanceRow {
+                service: i.service.clone(),
+                service_id: i.id.clone(),
+                node: cat.nodes[i.node].name.clone(),
+                address: i.endpoint(),
+                status: judge::instance_health(cat, i).as_str(),
+                node_state: match judged.states[i.node] {
+                    judge::NodeState::Alive => "alive",
+                    judge::NodeState::Gone(_) => "gone",
+                    judge::NodeState::CatalogOnly => "catalog-only",
+                },
+                checks: i.checks.len(),
+            })
+            .collect()
+    });
+    let mut findings = gathered.problems;
+    findings.extend(judged.findings);
+    let report = report::ScanReport {
+        schema_version: report::SCAN_SCHEMA_VERSION,
+        command: "scan",
+        tool: Tool { name: "consul-doctor", version: env!("CARGO_PKG_VERSION") },
+        target,
+        inputs: outcome.report.inputs.clone(),
+        agent: outcome.report.agent.clone(),
+        status: Status::Pass,
+        connection: outcome.report.checks.clone(),
+        scanned: report::Scanned {
+            datacenter: datacenter.or(agent_dc),
+            scope: if options.services.is_empty() { "catalog" } else { "services" },
+            services: judged.services.len(),
+            instances: cat.instances.len(),
+            nodes: cat.nodes.len(),
+            complete: gathered.complete,
+            endpoints: gathered.endpoints,
+        },
+        services: judged.services,
+        findings,
+        instances,
+        prune: plan,
+        summary: report::ScanSummary::default(),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        interrupted: false,
+    };
+    Scanned::Done(Box::new(report), client)
+}

@@ -1,0 +1,142 @@
+//! Scan JUnit XML: a `connection` suite (the connection checks), a `scan` suite with one
+//! testcase per service (and one for the catalog itself), and with `--prune` a `prune` suite
+//! with one testcase per deregistration. Fail findings are `<failure>`s, warnings pass with the
+//! findings in `<system-out>`.
+
+use std::fmt::Write;
+
+use crate::report::Status;
+use crate::scan::prune::Outcome;
+use crate::scan::report::ScanReport;
+
+pub fn render(r: &ScanReport) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let mut cases: Vec<(String, Vec<&crate::scan::judge::Finding>)> = Vec::new();
+    if r.findings.iter().any(|f| f.service.is_empty()) || !r.scanned.complete {
+        cases.push((String::new(), Vec::new()));
+    }
+    cases.extend(r.services.iter().map(|s| (s.name.clone(), Vec::new())));
+    for f in &r.findings {
+        match cases.iter_mut().find(|(n, _)| *n == f.service) {
+            Some((_, v)) => v.push(f),
+            None => cases.push((f.service.clone(), vec![f])),
+        }
+    }
+    let conn_fail = r.connection.iter().filter(|c| c.status == Status::Fail).count();
+    let scan_fail = cases.iter().filter(|(_, f)| f.iter().any(|f| f.result.status == Status::Fail)).count();
+    let prune_cases = if r.prune.mode == "prune" { r.prune.actions.len() } else { 0 };
+    let prune_fail = r.prune.actions.iter().filter(|a| prune_cases > 0 && a.outcome != Outcome::Removed).count();
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"consul-doctor scan\" tests=\"{}\" failures=\"{}\" errors=\"0\" time=\"{:.3}\">",
+        r.connection.len() + cases.len() + prune_cases,
+        conn_fail + scan_fail + prune_fail,
+        r.elapsed_ms as f64 / 1000.0
+    );
+    let _ = writeln!(
+        out,
+        "  <testsuite name=\"connection\" tests=\"{}\" failures=\"{conn_fail}\" errors=\"0\">",
+        r.connection.len()
+    );
+    for c in &r.connection {
+        let _ = write!(out, "    <testcase classname=\"consul-doctor.scan.connection\" name=\"{}\"", esc(c.id));
+        match c.status {
+            Status::Fail => {
+                let _ = writeln!(
+                    out,
+                    ">\n      <failure type=\"{}\" message=\"{}\">{}</failure>\n    </testcase>",
+                    esc(c.code.unwrap_or("")),
+                    esc(&c.message),
+                    esc(c.fix.as_deref().unwrap_or(""))
+                );
+            }
+            Status::Skip => {
+                let _ = writeln!(out, ">\n      <skipped message=\"{}\"/>\n    </testcase>", esc(&c.message));
+            }
+            _ => {
+                let _ = writeln!(out, ">\n      <system-out>{}</system-out>\n    </testcase>", esc(&c.message));
+            }
+        }
+    }
+    out.push_str("  </testsuite>\n");
+    let _ =
+        writeln!(out, "  <testsuite name=\"scan\" tests=\"{}\" failures=\"{scan_fail}\" errors=\"0\">", cases.len());
+    for (name, findings) in &cases {
+        let label = if name.is_empty() { "catalog".to_string() } else { format!("service {name}") };
+        let _ = write!(out, "    <testcase classname=\"consul-doctor.scan\" name=\"{}\"", esc(&label));
+        let text: String = findings
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {}: {}\nfix: {}\nexplain: consul-doctor explain {}\n",
+                    f.result.status.as_str().to_uppercase(),
+                    f.result.code.unwrap_or(""),
+                    f.result.message,
+                    f.result.fix.as_deref().unwrap_or(""),
+                    f.result.code.unwrap_or("")
+                )
+            })
+            .collect();
+        match findings.iter().find(|f| f.result.status == Status::Fail) {
+            Some(first) => {
+                let _ = writeln!(
+                    out,
+                    ">\n      <failure type=\"{}\" message=\"{}\">{}</failure>\n    </testcase>",
+                    esc(first.result.code.unwrap_or("")),
+                    esc(&first.result.message),
+                    esc(&text)
+                );
+            }
+            None if findings.is_empty() => {
+                let _ = writeln!(out, "/>");
+            }
+            None => {
+                let _ = writeln!(out, ">\n      <system-out>{}</system-out>\n    </testcase>", esc(&text));
+            }
+        }
+    }
+    out.push_str("  </testsuite>\n");
+    if prune_cases > 0 {
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"prune\" tests=\"{prune_cases}\" failures=\"{prune_fail}\" errors=\"0\">"
+        );
+        for a in &r.prune.actions {
+            let _ = write!(
+                out,
+                "    <testcase classname=\"consul-doctor.scan.prune\" name=\"{}\"",
+                esc(&format!("{} {} on {}", a.service, a.service_id, a.node))
+            );
+            if a.outcome == Outcome::Removed {
+                let _ = writeln!(out, "/>");
+            } else {
+                let _ = writeln!(
+                    out,
+                    ">\n      <failure type=\"{:?}\" message=\"{}\"/>\n    </testcase>",
+                    a.outcome,
+                    esc(a.detail.as_deref().unwrap_or(""))
+                );
+            }
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\n' | '\t' | '\r' => out.push(ch),
+            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}

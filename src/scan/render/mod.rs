@@ -1,0 +1,16 @@
+//! Scan report renderers: one file per format, all fed the same `ScanReport`.
+
+pub mod human;
+pub mod json;
+pub mod junit;
+
+use crate::cli::Format;
+use crate::scan::report::ScanReport;
+
+pub fn render(report: &ScanReport, format: Format, list_instances: bool) -> String {
+    match format {
+        Format::Human => human::render(report, list_instances),
+        Format::Json => json::render(report),
+        Format::Junit => junit::render(report),
+    }
+}
