@@ -135,7 +135,6 @@ def main() -> int:
         f"- Consul: {subprocess.run([consul, 'version'], capture_output=True, text=True).stdout.splitlines()[0]} (`agent -dev`, loopback)",
         "- scan: `consul-doctor scan --http-addr 127.0.0.1:<http> --format json --timeout 30s`",
         "- curl | jq: `benches/scan_curl_jq.sh 127.0.0.1:<http>` (same endpoints, counts and duplicates in jq)",
-        "",
         "- curl alone: `curl -s -o /dev/null http://127.0.0.1:<http>/v1/internal/ui/nodes` (the agent's own time to serve the catalog: the floor)",
         f"- load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other builds share the machine)",
         "",

@@ -902,3 +902,36 @@ fn scan_of_a_garbage_or_hanging_catalog_is_bounded_and_reported() {
         assert!(run.elapsed < Duration::from_secs(8), "took {:?}", run.elapsed);
     }
 }
+
+#[test]
+fn ctrl_c_during_prune_leaves_a_correct_report_of_what_was_and_was_not_done() {
+    let node = |name: &str, id: &str| {
+        serde_json::json!({"Node": name, "Address": "127.0.0.51", "Services": [{"ID": id, "Service": "legacy", "Port": 80}],
+            "Checks": [{"CheckID": format!("{id}-alive"), "ServiceID": id, "Status": "critical", "Definition": {}}]})
+    };
+    let nodes = serde_json::json!([node("legacy-a", "legacy-1"), node("legacy-b", "legacy-2")]).to_string();
+    let s = consul_with(vec![
+        Route::text("/v1/internal/acl/authorize", 401, "ACL support disabled"),
+        Route::json("/v1/internal/ui/nodes", 200, &nodes),
+        Route::json("/v1/catalog/deregister", 200, "true").with_method("PUT").with_behavior(Behavior::Hang),
+    ]);
+    let mut cmd = doctor_cmd();
+    cmd.args(["scan", "--http-addr", &addr(&s), "--format", "json", "--prune", "--yes", "--timeout", "20s"]);
+    cmd.stdout(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        || s.requests().iter().any(|r| r.method == "PUT" && r.path.starts_with("/v1/catalog/deregister")),
+        "the first deregistration in flight",
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["interrupted"], true);
+    let outcomes: Vec<&str> =
+        json["prune"]["actions"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, vec!["unknown", "not-attempted"], "{json:#}");
+    let puts = s.requests().iter().filter(|r| r.method == "PUT").count();
+    assert_eq!(puts, 1, "nothing sent after the interrupt");
+}
