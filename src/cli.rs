@@ -21,10 +21,12 @@ use crate::secret::Secret;
         "\nJSON report schema_version: 1"
     ),
     about = "Diagnoses why a service cannot register with a HashiCorp Consul agent",
-    long_about = "Runs a staged pipeline of checks against a Consul agent, stops the cascade at the \
-                  root cause and maps every failure to a stable code with a concrete fix. Read-only: \
-                  it changes nothing in the cluster, \
-                  unless --probe-register asks for one throwaway canary registration."
+    long_about = "Diagnoses Consul service registration: check runs a staged pipeline of checks against \
+                  an agent, stops the cascade at the root cause and maps every failure to a stable code \
+                  with a concrete fix; wait is the deploy gate; scan checks the whole catalog. \
+                  Read-only: nothing in the cluster changes, except the two writes a flag asks for \
+                  (check --probe-register: one throwaway canary registration, removed again; \
+                  scan --prune: deregisters what is safe to remove)."
 )]
 pub struct Cli {
     #[command(subcommand)]
