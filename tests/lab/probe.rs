@@ -282,3 +282,36 @@ fn deadline_mid_probe_still_cleans_up_and_reports_it() {
     }
     assert_eq!(run.code, 1);
 }
+
+#[test]
+fn wait_and_scan_without_prune_make_no_write() {
+    // The only writes the tool ever makes are the flagged ones: the agent's own request log
+    // shows what `wait` and a dry-run `scan` asked for.
+    let a = start("readonly-cmds", Spec { dev: true, ..Spec::default() }, true);
+    let (st, _) = a.put(
+        "/v1/agent/service/register",
+        None,
+        r#"{"Name":"web","ID":"web-1","Port":80,"Check":{"TTL":"10m","Status":"passing"}}"#,
+    );
+    assert_eq!(st, 200);
+    wait_until(
+        Duration::from_secs(10),
+        || a.get("/v1/health/service/web?passing", None).1.contains("web-1"),
+        "web passing",
+    );
+    let from = a.log().len();
+    let wait = run_doctor(&["wait", "--http-addr", &a.http_addr(), "--service", "web", "--deadline", "10s"], &[]);
+    assert_eq!(wait.code, 0, "{}{}", wait.stdout, wait.stderr);
+    let scan = run_doctor(&["scan", "--http-addr", &a.http_addr(), "--format", "json"], &[]);
+    assert!(scan.code == 0 || scan.code == 1, "{}{}", scan.stdout, scan.stderr);
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = requests_since(&a, from);
+    assert!(seen.iter().any(|(_, u)| u.starts_with("/v1/health/service/web")), "wait asked: {seen:?}");
+    assert!(
+        seen.iter().any(|(_, u)| u.starts_with("/v1/internal/ui/nodes") || u.starts_with("/v1/catalog/services")),
+        "scan asked: {seen:?}"
+    );
+    for (m, url) in &seen {
+        assert!(m == "GET" || (m == "POST" && url.starts_with("/v1/internal/acl/authorize")), "a write: {m} {url}");
+    }
+}
