@@ -112,7 +112,7 @@ fn usage(message: &str) -> ExitStatus {
 /// What the watch loop ended with.
 struct Watched {
     met: bool,
-    last: Vec<Instance>,
+    last: condition::Seen,
     tally: Tally,
     timeline: Vec<Change>,
     /// The last failed request (shown when the wait ends without the condition).
@@ -328,7 +328,7 @@ async fn watch(
 ) -> Watched {
     let mut w = Watched {
         met: false,
-        last: Vec::new(),
+        last: condition::Seen::new(),
         tally: Tally::default(),
         timeline: Vec::new(),
         last_error: None,
@@ -362,11 +362,13 @@ async fn watch(
             Ok(Ok((list, headers))) => {
                 consecutive_failures = 0;
                 let at = started.elapsed().as_millis() as u64;
-                let changes = condition::changes(cond, &w.last, &list, at);
+                let seen = condition::snapshot(cond, &list);
+                w.tally = condition::judge(cond, &list);
+                drop(list);
+                let changes = condition::changes(&w.last, &seen, at);
                 progress.changes(&changes);
                 w.timeline.extend(changes);
-                w.tally = condition::judge(cond, &list);
-                w.last = list;
+                w.last = seen;
                 progress.tally(w.tally);
                 if w.tally.met {
                     w.met = true;
