@@ -118,7 +118,13 @@ struct Watched {
     /// The last failed request (shown when the wait ends without the condition).
     last_error: Option<String>,
     failures: u32,
+    /// Changes left out of the timeline beyond [`MAX_TIMELINE`].
+    dropped: usize,
 }
+
+/// Most state changes kept in the report's timeline (a catalog of thousands of instances
+/// would otherwise make its first answer thousands of "absent → passing" entries).
+pub const MAX_TIMELINE: usize = 500;
 
 async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
     let started = Instant::now();
@@ -167,7 +173,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
                         outcome_kind,
                         waited,
                         0,
-                        Vec::new(),
+                        (Vec::new(), 0),
                         Tally::default(),
                         Some(outcome.report),
                     );
@@ -189,14 +195,15 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
             Outcome::Failed,
             started.elapsed(),
             client.requests(),
-            Vec::new(),
+            (Vec::new(), 0),
             Tally::default(),
             Some(diagnosis),
         );
     }
 
-    let watched = watch(&client, cond, dc.as_deref(), deadline, step, &mut progress, started, &mut jitter).await;
+    let mut watched = watch(&client, cond, dc.as_deref(), deadline, step, &mut progress, started, &mut jitter).await;
     progress.finish();
+    watched.last = condition::Seen::new();
     if watched.met {
         return finish(
             &target,
@@ -204,7 +211,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
             Outcome::Met,
             started.elapsed(),
             client.requests(),
-            watched.timeline,
+            (watched.timeline, watched.dropped),
             watched.tally,
             None,
         );
@@ -236,7 +243,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
         Outcome::Deadline,
         waited,
         client.requests(),
-        watched.timeline,
+        (watched.timeline, watched.dropped),
         watched.tally,
         Some(diagnosis),
     )
@@ -333,6 +340,7 @@ async fn watch(
         timeline: Vec::new(),
         last_error: None,
         failures: 0,
+        dropped: 0,
     };
     let mut index = 0u64;
     let mut consecutive_failures = 0u32;
@@ -367,7 +375,9 @@ async fn watch(
                 drop(list);
                 let changes = condition::changes(&w.last, &seen, at);
                 progress.changes(&changes);
-                w.timeline.extend(changes);
+                let room = MAX_TIMELINE.saturating_sub(w.timeline.len());
+                w.dropped += changes.len().saturating_sub(room);
+                w.timeline.extend(changes.into_iter().take(room));
                 w.last = seen;
                 progress.tally(w.tally);
                 if w.tally.met {
@@ -413,7 +423,7 @@ fn finish(
     outcome: Outcome,
     waited: Duration,
     requests: u64,
-    timeline: Vec<Change>,
+    (timeline, timeline_dropped): (Vec<Change>, usize),
     tally: Tally,
     diagnosis: Option<Report>,
 ) -> WaitReport {
@@ -433,6 +443,7 @@ fn finish(
         matching: tally.matching,
         passing: tally.passing,
         timeline,
+        timeline_dropped,
         root_cause,
         diagnosis,
     }
