@@ -99,7 +99,9 @@ def main() -> int:
             code, idle_cpu, idle_rss, out = reap(p, m)
             report = json.loads(out)
             waited = report["waited_ms"]
-            time.sleep(0.5)
+            # The agent logs a blocking query when its handler ends: up to wait/16 (Consul's jitter)
+            # after the doctor stopped listening at its deadline.
+            time.sleep(a.idle_seconds / 16 + 1)
             reqs = agent.requests_since(offset)
             # Queries during the wait; the diagnosis after the deadline asks once more.
             health = [r for r in reqs if "/v1/health/service/idle" in r]
