@@ -161,9 +161,10 @@ impl<'de> Deserialize<'de> for Instance {
             .unwrap_or_default()
             .into_iter()
             .map(|c| CheckState {
+                // Only a failing check's output is ever shown: passing ones keep none.
+                output: if c.status == "passing" { String::new() } else { shorten(c.output.as_deref().unwrap_or("")) },
                 name: if c.name.is_empty() { c.id } else { c.name },
                 status: c.status,
-                output: shorten(c.output.as_deref().unwrap_or("").trim()),
             })
             .collect();
         Ok(Instance { node: e.node.node, id: e.service.id, tags: e.service.tags.unwrap_or_default(), checks })
@@ -213,26 +214,34 @@ pub struct Change {
     pub output: String,
 }
 
-/// The changes from `before` to `after` among matching instances, in a stable order.
-pub fn changes(cond: &Condition, before: &[Instance], after: &[Instance], at_ms: u64) -> Vec<Change> {
-    let key = |i: &Instance| (i.node.clone(), i.id.clone());
-    let old: std::collections::BTreeMap<_, _> =
-        before.iter().filter(|i| cond.matches(i)).map(|i| (key(i), i)).collect();
-    let new: std::collections::BTreeMap<_, _> = after.iter().filter(|i| cond.matches(i)).map(|i| (key(i), i)).collect();
+/// What the last answer said about each matching instance: (node, service ID) -> health and
+/// worst check. Only this is kept between answers, not the whole list.
+pub type Seen = std::collections::BTreeMap<(String, String), (Health, Option<String>)>;
+
+pub fn snapshot(cond: &Condition, list: &[Instance]) -> Seen {
+    list.iter()
+        .filter(|i| cond.matches(i))
+        .map(|i| ((i.node.clone(), i.id.clone()), (i.health(), i.worst_check())))
+        .collect()
+}
+
+/// The changes from `before` to `after`, in a stable order: a new health, or a new check output
+/// while not passing.
+pub fn changes(before: &Seen, after: &Seen, at_ms: u64) -> Vec<Change> {
     let mut out = Vec::new();
-    for (k, i) in &new {
-        let from = old.get(k).map(|o| o.health()).unwrap_or(Health::Absent);
-        let to = i.health();
-        let output_changed = old.get(k).is_some_and(|o| o.worst_check() != i.worst_check());
-        if from != to || (to != Health::Passing && output_changed) {
-            let output = i.worst_check().unwrap_or_default();
-            out.push(Change { instance: i.id.clone(), node: i.node.clone(), from, to, at_ms, output });
+    for ((node, id), (to, worst)) in after {
+        let old = before.get(&(node.clone(), id.clone()));
+        let from = old.map(|o| o.0).unwrap_or(Health::Absent);
+        let output_changed = old.is_some_and(|o| o.1 != *worst);
+        if from != *to || (*to != Health::Passing && output_changed) {
+            let output = worst.clone().unwrap_or_default();
+            out.push(Change { instance: id.clone(), node: node.clone(), from, to: *to, at_ms, output });
         }
     }
-    for (k, o) in &old {
-        if !new.contains_key(k) {
-            let (instance, node) = (o.id.clone(), o.node.clone());
-            out.push(Change { instance, node, from: o.health(), to: Health::Absent, at_ms, output: String::new() });
+    for ((node, id), (health, _)) in before {
+        if !after.contains_key(&(node.clone(), id.clone())) {
+            let (instance, node) = (id.clone(), node.clone());
+            out.push(Change { instance, node, from: *health, to: Health::Absent, at_ms, output: String::new() });
         }
     }
     out
@@ -309,15 +318,17 @@ mod tests {
         let c = cond(Goal::Passing(1));
         let a = vec![inst("n1", "a", &[], &["critical"])];
         let b = vec![inst("n1", "a", &[], &["passing"]), inst("n2", "b", &[], &["critical"])];
-        let ch = changes(&c, &a, &b, 7);
+        let (a, b) = (snapshot(&c, &a), snapshot(&c, &b));
+        let ch = changes(&a, &b, 7);
         assert_eq!(ch.len(), 2);
         assert_eq!((ch[0].instance.as_str(), ch[0].from, ch[0].to), ("a", Health::Critical, Health::Passing));
         assert_eq!(
             (ch[1].from, ch[1].to, ch[1].output.as_str()),
             (Health::Absent, Health::Critical, "c0: out critical")
         );
-        let gone = changes(&c, &b, &[], 9);
+        let gone = changes(&b, &Seen::new(), 9);
+        assert_eq!(gone.len(), 2);
         assert!(gone.iter().all(|g| g.to == Health::Absent));
-        assert!(changes(&c, &b, &b, 10).is_empty());
+        assert!(changes(&b, &b, 10).is_empty());
     }
 }

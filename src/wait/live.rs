@@ -14,6 +14,10 @@ const GOOD: Style = AnsiColor::Green.on_default();
 const BAD: Style = AnsiColor::Red.on_default();
 const DIM: Style = Style::new().effects(anstyle::Effects::DIMMED);
 
+/// State-change lines printed per answer off a terminal (the first answer on a catalog of
+/// thousands would otherwise print thousands).
+const MAX_LINES_PER_ANSWER: usize = 20;
+
 pub struct Progress {
     live: bool,
     what: String,
@@ -34,7 +38,12 @@ impl Progress {
     }
 
     pub fn changes(&mut self, changes: &[Change]) {
-        for c in changes {
+        if !self.live && changes.len() > MAX_LINES_PER_ANSWER {
+            self.line(&format!("… {} more change(s) in this answer", changes.len() - MAX_LINES_PER_ANSWER));
+        }
+        // On a terminal only the latest change is shown.
+        let shown = if self.live { &changes[changes.len().saturating_sub(1)..] } else { changes };
+        for c in shown.iter().take(MAX_LINES_PER_ANSWER) {
             let style = match c.to {
                 Health::Passing => GOOD,
                 Health::Absent => DIM,

@@ -113,13 +113,19 @@ fn usage(message: &str) -> ExitStatus {
 /// What the watch loop ended with.
 struct Watched {
     met: bool,
-    last: Vec<Instance>,
+    last: condition::Seen,
     tally: Tally,
     timeline: Vec<Change>,
     /// The last failed request (shown when the wait ends without the condition).
     last_error: Option<String>,
     failures: u32,
+    /// Changes left out of the timeline beyond [`MAX_TIMELINE`].
+    dropped: usize,
 }
+
+/// Most state changes kept in the report's timeline (a catalog of thousands of instances
+/// would otherwise make its first answer thousands of "absent → passing" entries).
+pub const MAX_TIMELINE: usize = 500;
 
 async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
     let started = Instant::now();
@@ -168,7 +174,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
                         outcome_kind,
                         waited,
                         0,
-                        Vec::new(),
+                        (Vec::new(), 0),
                         Tally::default(),
                         Some(outcome.report),
                     );
@@ -190,14 +196,15 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
             Outcome::Failed,
             started.elapsed(),
             client.requests(),
-            Vec::new(),
+            (Vec::new(), 0),
             Tally::default(),
             Some(diagnosis),
         );
     }
 
-    let watched = watch(&client, cond, dc.as_deref(), deadline, step, &mut progress, started, &mut jitter).await;
+    let mut watched = watch(&client, cond, dc.as_deref(), deadline, step, &mut progress, started, &mut jitter).await;
     progress.finish();
+    watched.last = condition::Seen::new();
     if watched.met {
         return finish(
             &target,
@@ -205,7 +212,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
             Outcome::Met,
             started.elapsed(),
             client.requests(),
-            watched.timeline,
+            (watched.timeline, watched.dropped),
             watched.tally,
             None,
         );
@@ -237,7 +244,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
         Outcome::Deadline,
         waited,
         client.requests(),
-        watched.timeline,
+        (watched.timeline, watched.dropped),
         watched.tally,
         Some(diagnosis),
     )
@@ -329,11 +336,12 @@ async fn watch(
 ) -> Watched {
     let mut w = Watched {
         met: false,
-        last: Vec::new(),
+        last: condition::Seen::new(),
         tally: Tally::default(),
         timeline: Vec::new(),
         last_error: None,
         failures: 0,
+        dropped: 0,
     };
     let mut index = 0u64;
     let mut consecutive_failures = 0u32;
@@ -363,11 +371,15 @@ async fn watch(
             Ok(Ok((list, headers))) => {
                 consecutive_failures = 0;
                 let at = started.elapsed().as_millis() as u64;
-                let changes = condition::changes(cond, &w.last, &list, at);
-                progress.changes(&changes);
-                w.timeline.extend(changes);
+                let seen = condition::snapshot(cond, &list);
                 w.tally = condition::judge(cond, &list);
-                w.last = list;
+                drop(list);
+                let changes = condition::changes(&w.last, &seen, at);
+                progress.changes(&changes);
+                let room = MAX_TIMELINE.saturating_sub(w.timeline.len());
+                w.dropped += changes.len().saturating_sub(room);
+                w.timeline.extend(changes.into_iter().take(room));
+                w.last = seen;
                 progress.tally(w.tally);
                 if w.tally.met {
                     w.met = true;
@@ -412,7 +424,7 @@ fn finish(
     outcome: Outcome,
     waited: Duration,
     requests: u64,
-    timeline: Vec<Change>,
+    (timeline, timeline_dropped): (Vec<Change>, usize),
     tally: Tally,
     diagnosis: Option<Report>,
 ) -> WaitReport {
@@ -432,6 +444,7 @@ fn finish(
         matching: tally.matching,
         passing: tally.passing,
         timeline,
+        timeline_dropped,
         root_cause,
         diagnosis,
     }

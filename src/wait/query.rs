@@ -28,11 +28,12 @@ pub fn next_index(sent: u64, answered: Option<u64>) -> u64 {
     }
 }
 
-/// The `wait` of the next blocking request with `remaining` until the deadline. Consul adds up
-/// to wait/16 of jitter, so asking for 16/17 of the rest keeps the answer inside the deadline.
+/// The `wait` of the next blocking request with `remaining` until the deadline: all of it (at
+/// most [`MAX_WAIT`]), never more. Consul may add up to wait/16 of jitter before it answers an
+/// unchanged index; the caller stops waiting at the deadline, so that jitter never delays the
+/// outcome, and no short tail query is needed after an answer that came just before it.
 pub fn wait_for(remaining: Duration) -> Duration {
-    let w = remaining.mul_f64(16.0 / 17.0);
-    w.min(MAX_WAIT)
+    remaining.min(MAX_WAIT)
 }
 
 /// The request's own timeout: longer than its `wait` plus Consul's jitter, by the step timeout.
@@ -103,8 +104,7 @@ mod tests {
     fn wait_stays_inside_the_deadline_and_the_timeout_outlasts_it() {
         let rem = Duration::from_secs(17);
         let w = wait_for(rem);
-        assert_eq!(w, Duration::from_secs(16));
-        assert!(w + w / 16 <= rem);
+        assert_eq!(w, rem);
         assert_eq!(wait_for(Duration::from_secs(3600)), MAX_WAIT);
         let t = request_timeout(w, Duration::from_secs(5));
         assert!(t > w + w / 16);

@@ -39,6 +39,8 @@ pub struct WaitReport {
     pub matching: usize,
     pub passing: usize,
     pub timeline: Vec<Change>,
+    /// State changes beyond the timeline's limit, counted but not listed.
+    pub timeline_dropped: usize,
     pub root_cause: Option<crate::report::RootCause>,
     /// `check`'s report of the connection stages and wait's own checks (only on failure).
     pub diagnosis: Option<Report>,
@@ -101,6 +103,9 @@ impl WaitReport {
                     c.from.as_str(),
                     c.to.as_str()
                 );
+            }
+            if self.timeline_dropped > 0 {
+                let _ = writeln!(out, "  … and {} more change(s)", self.timeline_dropped);
             }
         }
         if let Some(d) = &self.diagnosis {
