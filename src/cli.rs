@@ -345,7 +345,8 @@ pub(crate) fn sourced<T>(m: &ArgMatches, id: &str, env: Option<&'static str>, v:
 }
 
 /// The connection inputs from the shared flags, with where each came from.
-fn consul_inputs(a: ConnectionArgs, m: &ArgMatches) -> ConsulInputs {
+/// The connection inputs of every command, with their provenance.
+pub(crate) fn consul_inputs(a: ConnectionArgs, m: &ArgMatches) -> ConsulInputs {
     let env_var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     // An empty value is the same as no value, as in the Consul CLI.
     let text = |v: Option<String>| v.filter(|s| !s.is_empty());

@@ -5,46 +5,14 @@ use std::path::PathBuf;
 
 use clap::{ArgMatches, Args};
 
-use crate::cli::{sourced, ColorMode, FailOn, Format};
-use crate::inputs::{ConsulInputs, RawInputs, ServiceInputs, Source, Sourced, DEFAULT_HTTP_ADDR};
-use crate::secret::Secret;
+use crate::cli::{ColorMode, FailOn, Format};
+use crate::inputs::{RawInputs, ServiceInputs};
 
 /// Flags of `scan`. No `Debug`: the token must never be printable.
 #[derive(Args)]
 pub struct ScanArgs {
-    /// Agent address: host:port, http://, https:// or unix:///path [default: 127.0.0.1:8500]
-    #[arg(long, env = "CONSUL_HTTP_ADDR", value_name = "ADDR", help_heading = "Consul connection")]
-    pub http_addr: Option<String>,
-    /// ACL token (a non-empty token file takes precedence, as in Consul)
-    #[arg(
-        long,
-        env = "CONSUL_HTTP_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN",
-        help_heading = "Consul connection"
-    )]
-    pub token: Option<String>,
-    /// File holding the ACL token
-    #[arg(long, env = "CONSUL_HTTP_TOKEN_FILE", value_name = "PATH", help_heading = "Consul connection")]
-    pub token_file: Option<PathBuf>,
-    /// PEM CA bundle used to verify the agent's certificate
-    #[arg(long, env = "CONSUL_CACERT", value_name = "PATH", help_heading = "Consul connection")]
-    pub ca_file: Option<PathBuf>,
-    /// Directory of PEM CA certificates
-    #[arg(long, env = "CONSUL_CAPATH", value_name = "DIR", help_heading = "Consul connection")]
-    pub ca_path: Option<PathBuf>,
-    /// PEM client certificate (for verify_incoming)
-    #[arg(long, env = "CONSUL_CLIENT_CERT", value_name = "PATH", help_heading = "Consul connection")]
-    pub client_cert: Option<PathBuf>,
-    /// PEM client key
-    #[arg(long, env = "CONSUL_CLIENT_KEY", value_name = "PATH", help_heading = "Consul connection")]
-    pub client_key: Option<PathBuf>,
-    /// Server name for SNI and certificate verification
-    #[arg(long, env = "CONSUL_TLS_SERVER_NAME", value_name = "NAME", help_heading = "Consul connection")]
-    pub tls_server_name: Option<String>,
-    /// Datacenter to scan (default: the agent's own)
-    #[arg(long, value_name = "DC", help_heading = "Consul connection")]
-    pub datacenter: Option<String>,
+    #[command(flatten)]
+    pub connection: crate::cli::ConnectionArgs,
 
     /// Scan only this service (repeatable; default: the whole catalog)
     #[arg(long, value_name = "NAME", help_heading = "Scan")]
@@ -115,30 +83,7 @@ pub struct ScanRaw {
 }
 
 pub fn raw_inputs(a: ScanArgs, m: &ArgMatches) -> ScanRaw {
-    let env_var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let text = |v: Option<String>| v.filter(|s| !s.is_empty());
-    let path = |v: Option<PathBuf>| v.filter(|p| !p.as_os_str().is_empty());
-    let consul = ConsulInputs {
-        http_addr: sourced(m, "http_addr", Some("CONSUL_HTTP_ADDR"), text(a.http_addr))
-            .unwrap_or(Sourced { value: DEFAULT_HTTP_ADDR.to_string(), source: Source::Default }),
-        token: sourced(m, "token", Some("CONSUL_HTTP_TOKEN"), text(a.token).map(Secret::new)),
-        token_file: sourced(m, "token_file", Some("CONSUL_HTTP_TOKEN_FILE"), path(a.token_file)),
-        ca_file: sourced(m, "ca_file", Some("CONSUL_CACERT"), path(a.ca_file)),
-        ca_path: sourced(m, "ca_path", Some("CONSUL_CAPATH"), path(a.ca_path)),
-        client_cert: sourced(m, "client_cert", Some("CONSUL_CLIENT_CERT"), path(a.client_cert)),
-        client_key: sourced(m, "client_key", Some("CONSUL_CLIENT_KEY"), path(a.client_key)),
-        tls_server_name: sourced(m, "tls_server_name", Some("CONSUL_TLS_SERVER_NAME"), text(a.tls_server_name)),
-        datacenter: sourced(m, "datacenter", None, text(a.datacenter)),
-        http_ssl: std::env::var("CONSUL_HTTP_SSL").ok(),
-        http_ssl_verify: std::env::var("CONSUL_HTTP_SSL_VERIFY").ok(),
-        namespace: env_var("CONSUL_NAMESPACE"),
-        partition: env_var("CONSUL_PARTITION"),
-        http_auth: env_var("CONSUL_HTTP_AUTH").map(Secret::new),
-        proxy_env: ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"]
-            .iter()
-            .filter_map(|k| env_var(k).map(|v| (k.to_string(), v)))
-            .collect(),
-    };
+    let consul = crate::cli::consul_inputs(a.connection, m);
     let raw = RawInputs {
         consul,
         service: ServiceInputs { files: Vec::new(), flags: Default::default(), go_mod: None },
