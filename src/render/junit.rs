@@ -164,7 +164,7 @@ fn hostname() -> String {
 }
 
 /// XML-escapes text and drops characters XML 1.0 cannot carry.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
         match ch {

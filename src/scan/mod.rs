@@ -94,7 +94,7 @@ pub fn run(raw: args::ScanRaw) -> ExitStatus {
     runtime.shutdown_background();
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     report.finish();
-    let text = secret::redact(&render::render(&report, inputs.format, options.list_instances));
+    let text = secret::redact(&render::render(&report, inputs.format, options.list_instances, inputs.fail_on));
     emit(&text, &inputs, report.exit_status(inputs.fail_on))
 }
 

@@ -1,15 +1,19 @@
 //! Scan JUnit XML: a `connection` suite (the connection checks), a `scan` suite with one
 //! testcase per service (and one for the catalog itself), and with `--prune` a `prune` suite
-//! with one testcase per deregistration. Fail findings are `<failure>`s, warnings pass with the
-//! findings in `<system-out>`.
+//! with one testcase per deregistration. A finding is a `<failure>` exactly when it makes the exit
+//! status 1 (fail, and warn with `--fail-on warn`); the others are in `<system-out>`.
 
 use std::fmt::Write;
+
+use crate::render::junit::esc;
 
 use crate::report::Status;
 use crate::scan::prune::Outcome;
 use crate::scan::report::ScanReport;
 
-pub fn render(r: &ScanReport) -> String {
+/// `fail_on` decides what is a `<failure>`, so the CI report agrees with the exit code.
+pub fn render(r: &ScanReport, fail_on: crate::cli::FailOn) -> String {
+    let failing = |s: Status| s == Status::Fail || (s == Status::Warn && fail_on == crate::cli::FailOn::Warn);
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let mut cases: Vec<(String, Vec<&crate::scan::judge::Finding>)> = Vec::new();
     if r.findings.iter().any(|f| f.service.is_empty()) || !r.scanned.complete {
@@ -22,8 +26,8 @@ pub fn render(r: &ScanReport) -> String {
             None => cases.push((f.service.clone(), vec![f])),
         }
     }
-    let conn_fail = r.connection.iter().filter(|c| c.status == Status::Fail).count();
-    let scan_fail = cases.iter().filter(|(_, f)| f.iter().any(|f| f.result.status == Status::Fail)).count();
+    let conn_fail = r.connection.iter().filter(|c| failing(c.status)).count();
+    let scan_fail = cases.iter().filter(|(_, f)| f.iter().any(|f| failing(f.result.status))).count();
     let prune_cases = if r.prune.mode == "prune" { r.prune.actions.len() } else { 0 };
     let prune_fail = r.prune.actions.iter().filter(|a| prune_cases > 0 && a.outcome != Outcome::Removed).count();
     let _ = writeln!(
@@ -41,7 +45,7 @@ pub fn render(r: &ScanReport) -> String {
     for c in &r.connection {
         let _ = write!(out, "    <testcase classname=\"consul-doctor.scan.connection\" name=\"{}\"", esc(c.id));
         match c.status {
-            Status::Fail => {
+            s if failing(s) => {
                 let _ = writeln!(
                     out,
                     ">\n      <failure type=\"{}\" message=\"{}\">{}</failure>\n    </testcase>",
@@ -77,7 +81,7 @@ pub fn render(r: &ScanReport) -> String {
                 )
             })
             .collect();
-        match findings.iter().find(|f| f.result.status == Status::Fail) {
+        match findings.iter().find(|f| failing(f.result.status)) {
             Some(first) => {
                 let _ = writeln!(
                     out,
@@ -121,22 +125,5 @@ pub fn render(r: &ScanReport) -> String {
         out.push_str("  </testsuite>\n");
     }
     out.push_str("</testsuites>\n");
-    out
-}
-
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' | '\t' | '\r' => out.push(ch),
-            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
     out
 }

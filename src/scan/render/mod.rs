@@ -7,10 +7,10 @@ pub mod junit;
 use crate::cli::Format;
 use crate::scan::report::ScanReport;
 
-pub fn render(report: &ScanReport, format: Format, list_instances: bool) -> String {
+pub fn render(report: &ScanReport, format: Format, list_instances: bool, fail_on: crate::cli::FailOn) -> String {
     match format {
         Format::Human => human::render(report, list_instances),
         Format::Json => json::render(report),
-        Format::Junit => junit::render(report),
+        Format::Junit => junit::render(report, fail_on),
     }
 }
