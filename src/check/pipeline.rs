@@ -183,6 +183,9 @@ pub struct Facts {
     pub go_api: Option<String>,
     /// What the caller's token may read (set by the acl stage when a service is given).
     pub visibility: Option<stages::acl::Visibility>,
+    /// The consumers' view of each service's health list, read once by the duplicates stage
+    /// and judged again by the discovery stage.
+    pub health_views: HashMap<String, Vec<stages::discovery::Instance>>,
     /// `/v1/agent/services` as read by the duplicates stage.
     pub agent_services: Option<serde_json::Map<String, serde_json::Value>>,
     /// The doctor's own probes of the services' checks: (service id, check label, failing code).

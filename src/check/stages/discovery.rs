@@ -223,46 +223,48 @@ async fn ask(
 // ---------------------------------------------------------------------------------------------
 // The health API's view
 
+/// One `/v1/health/service/NAME` entry, the fields both the duplicates and this stage use (the
+/// duplicates stage decodes the list once; this stage takes the consumers' view from it).
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct HealthEntry {
-    node: HNode,
-    service: HService,
+pub(crate) struct HealthEntry {
+    pub(crate) node: HNode,
+    pub(crate) service: HService,
     #[serde(default)]
-    checks: Vec<HCheck>,
+    pub(crate) checks: Vec<HCheck>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct HNode {
-    node: String,
+pub(crate) struct HNode {
+    pub(crate) node: String,
     #[serde(default)]
-    address: String,
+    pub(crate) address: String,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct HService {
+pub(crate) struct HService {
     #[serde(rename = "ID")]
-    id: String,
+    pub(crate) id: String,
     #[serde(default)]
-    address: String,
+    pub(crate) address: String,
     #[serde(default)]
-    port: i64,
+    pub(crate) port: i64,
     #[serde(default)]
-    tags: Option<Vec<String>>,
+    pub(crate) tags: Option<Vec<String>>,
     #[serde(default)]
-    meta: Option<std::collections::HashMap<String, String>>,
+    pub(crate) meta: Option<std::collections::HashMap<String, String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct HCheck {
+pub(crate) struct HCheck {
     #[serde(rename = "CheckID")]
-    check_id: String,
-    status: String,
+    pub(crate) check_id: String,
+    pub(crate) status: String,
     #[serde(default)]
-    notes: String,
+    pub(crate) notes: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,7 +288,7 @@ pub struct Instance {
     pub state: State,
 }
 
-fn instance(e: HealthEntry) -> Instance {
+pub(crate) fn instance(e: HealthEntry) -> Instance {
     let maint =
         e.checks.iter().find(|c| c.check_id.starts_with("_service_maintenance:") || c.check_id == "_node_maintenance");
     let state = if let Some(m) = maint {
@@ -311,7 +313,7 @@ fn instance(e: HealthEntry) -> Instance {
 }
 
 /// The doctor's own canaries never count as instances.
-fn is_probe(e: &HealthEntry) -> bool {
+pub(crate) fn is_probe(e: &HealthEntry) -> bool {
     e.service.meta.as_ref().and_then(|m| m.get("consul_doctor")).is_some_and(|v| v == "probe")
 }
 
@@ -357,17 +359,24 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             let def = &svc.def;
             let name = def.display_name().to_string();
             let l = def.label.clone();
+            // The duplicates stage read the same list already; ask again only when it did not.
             let path = format!("/v1/health/service/{}{}", urlencode(&name), crate::consul::dc_query(ctx.datacenter()));
-            let listed = super::streamed::<Vec<HealthEntry>>(
-                &format!("GET {path}"),
-                client.get_json_streamed(&path).await,
-                timeout,
-            );
-            let instances = match listing(&l, listed) {
-                Ok(list) => list,
-                Err(r) => {
-                    out.push(*r);
-                    continue;
+            let read = ctx.facts().health_views.get(&name).cloned();
+            let instances = match read {
+                Some(list) => list,
+                None => {
+                    let listed = super::streamed::<Vec<HealthEntry>>(
+                        &format!("GET {path}"),
+                        client.get_json_streamed(&path).await,
+                        timeout,
+                    );
+                    match listing(&l, listed) {
+                        Ok(list) => list,
+                        Err(r) => {
+                            out.push(*r);
+                            continue;
+                        }
+                    }
                 }
             };
             let named = earlier_cause(&ctx.facts().reported, &l);

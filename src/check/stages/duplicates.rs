@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::check::pipeline::{Ctx, StageFuture};
@@ -28,49 +27,13 @@ pub struct Instance {
     pub critical: bool,
 }
 
-/// The few fields of a `/v1/health/service/<name>` entry the stage uses; everything else in the
-/// (possibly very large) answer is skipped while decoding instead of being kept in memory.
-#[derive(Debug, Deserialize)]
-pub struct HealthEntry {
-    #[serde(rename = "Node")]
-    node: NodeRef,
-    #[serde(rename = "Service")]
-    service: ServiceRef,
-    #[serde(rename = "Checks", default)]
-    checks: Vec<CheckRef>,
-}
-
-#[derive(Debug, Deserialize)]
-struct NodeRef {
-    #[serde(rename = "Node", default)]
-    node: String,
-    #[serde(rename = "Address", default)]
-    address: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct ServiceRef {
-    #[serde(rename = "ID", default)]
-    id: String,
-    #[serde(rename = "Address", default)]
-    address: String,
-    #[serde(rename = "Port", default)]
-    port: i64,
-}
-
-#[derive(Debug, Deserialize)]
-struct CheckRef {
-    #[serde(rename = "Status", default)]
-    status: String,
-}
-
-impl From<HealthEntry> for Instance {
-    fn from(e: HealthEntry) -> Instance {
+impl From<&super::discovery::HealthEntry> for Instance {
+    fn from(e: &super::discovery::HealthEntry) -> Instance {
         Instance {
-            address: if e.service.address.is_empty() { e.node.address.clone() } else { e.service.address },
-            node_address: e.node.address,
-            node: e.node.node,
-            id: e.service.id,
+            address: if e.service.address.is_empty() { e.node.address.clone() } else { e.service.address.clone() },
+            node_address: e.node.address.clone(),
+            node: e.node.node.clone(),
+            id: e.service.id.clone(),
             port: e.service.port,
             critical: e.checks.iter().any(|c| c.status == "critical"),
         }
@@ -100,14 +63,24 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 names.push(name);
             }
         }
+        let dc = crate::consul::dc_query(ctx.datacenter());
         let lists = names.iter().map(|name| {
-            let path = format!("/v1/health/service/{}", urlencode(name));
+            let path = format!("/v1/health/service/{}{dc}", urlencode(name));
             let client = &client;
             Box::pin(async move {
                 // Catalog-sized: decoded while it streams in, so memory holds only the entries.
-                let reply = client.get_json_streamed::<Vec<HealthEntry>>(&path).await;
+                // The consumers' view (for the discovery stage) is taken from the same read.
+                let reply = client.get_json_streamed::<Vec<super::discovery::HealthEntry>>(&path).await;
                 match super::streamed(&format!("GET {path}"), reply, client.timeout) {
-                    super::Answer::Ok(entries) => Ok(entries.into_iter().map(Instance::from).collect::<Vec<_>>()),
+                    super::Answer::Ok(entries) => {
+                        let mut mine = Vec::with_capacity(entries.len());
+                        let mut seen = Vec::with_capacity(entries.len());
+                        for e in entries.into_iter().filter(|e| !super::discovery::is_probe(e)) {
+                            mine.push(Instance::from(&e));
+                            seen.push(super::discovery::instance(e));
+                        }
+                        Ok((mine, seen))
+                    }
                     super::Answer::NotJudged(why) => Err((false, why)),
                     super::Answer::Unusable(what) => Err((true, what)),
                 }
@@ -115,7 +88,14 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         });
         let (reply, lists) =
             tokio::join!(client.get("/v1/agent/services"), crate::check::pipeline::join_all(lists.collect()));
-        let by_name: HashMap<String, Result<Vec<Instance>, (bool, String)>> = names.into_iter().zip(lists).collect();
+        let mut by_name: HashMap<String, Result<Vec<Instance>, (bool, String)>> = HashMap::new();
+        for (name, list) in names.into_iter().zip(lists) {
+            let list = list.map(|(mine, seen)| {
+                ctx.facts().health_views.insert(name.clone(), seen);
+                mine
+            });
+            by_name.insert(name, list);
+        }
         let local = match super::decode::<Map<String, Value>>("GET /v1/agent/services", &reply, client.timeout, false) {
             super::Answer::Ok(m) => Some(m),
             super::Answer::NotJudged(_) => None,
