@@ -159,6 +159,7 @@ pub fn utc_now() -> String {
     format_utc(secs)
 }
 
+/// RFC 3339 UTC (`YYYY-MM-DDTHH:MM:SSZ`) from Unix seconds; the JUnit renderer uses it too.
 pub fn format_utc(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
