@@ -81,3 +81,16 @@ where
         }
     }
 }
+
+/// What every network command does before it runs: colour and log settings from its inputs,
+/// one crypto provider for every TLS user (reqwest, the tls stage; already set is fine), and a
+/// single-threaded runtime.
+pub(crate) fn command_runtime(inputs: &inputs::Inputs) -> Result<tokio::runtime::Runtime, String> {
+    inputs.color.write_global();
+    log::set_verbose(inputs.verbose);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start runtime: {err}"))
+}

@@ -17,14 +17,10 @@ pub fn run(raw: inputs::RawInputs) -> ExitStatus {
             return ExitStatus::Usage;
         }
     };
-    inputs.color.write_global();
-    log::set_verbose(inputs.verbose);
-    // One crypto provider for every TLS user (reqwest, the tls stage); already set is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match crate::command_runtime(&inputs) {
         Ok(rt) => rt,
-        Err(err) => {
-            let _ = writeln!(std::io::stderr(), "consul-doctor: cannot start runtime: {err}");
+        Err(message) => {
+            let _ = writeln!(std::io::stderr(), "consul-doctor: {message}");
             return ExitStatus::Usage;
         }
     };

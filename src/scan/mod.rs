@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use crate::check::pipeline;
 use crate::report::{Status, Tool};
-use crate::{inputs, log, secret, ExitStatus};
+use crate::{inputs, secret, ExitStatus};
 
 fn usage(message: &str) -> ExitStatus {
     let _ = writeln!(std::io::stderr(), "consul-doctor: {message}");
@@ -33,12 +33,9 @@ pub fn run(raw: args::ScanRaw) -> ExitStatus {
     if options.prune && !options.yes && !interactive {
         return usage("--prune deregisters instances: add --yes to confirm when standard input is not a terminal");
     }
-    inputs.color.write_global();
-    log::set_verbose(inputs.verbose);
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match crate::command_runtime(&inputs) {
         Ok(rt) => rt,
-        Err(err) => return usage(&format!("cannot start runtime: {err}")),
+        Err(message) => return usage(&message),
     };
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + inputs.deadline;

@@ -75,12 +75,9 @@ pub fn run(raw: RawWait) -> ExitStatus {
         Ok(inputs) => inputs,
         Err(message) => return usage(&message),
     };
-    inputs.color.write_global();
-    log::set_verbose(inputs.verbose);
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match crate::command_runtime(&inputs) {
         Ok(rt) => rt,
-        Err(err) => return usage(&format!("cannot start runtime: {err}")),
+        Err(message) => return usage(&message),
     };
     let outcome = runtime.block_on(async {
         tokio::select! {
