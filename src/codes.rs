@@ -143,6 +143,7 @@ codes! {
     SYN_DEFINITION = "SYN-003", "sync", Warn, "Catalog holds a different definition than the agent";
     SYN_CHECK_FAILING = "SYN-004", "sync", Warn, "Consul reports the service's check failing";
     SYN_UNREADABLE = "SYN-005", "sync", Fail, "Catalog or check lists are unreadable";
+    SYN_NOT_RUN_YET = "SYN-008", "sync", Warn, "Check has not run yet: the instance is critical until its first run";
     HLT_REFUSED = "HLT-001", "health", Fail, "Health endpoint refused the connection";
     HLT_TIMEOUT = "HLT-002", "health", Fail, "Health endpoint timed out";
     HLT_TLS = "HLT-003", "health", Fail, "Health endpoint TLS error";

@@ -949,7 +949,11 @@ pub fn judge(def: &ServiceDef) -> Vec<CheckResult> {
 /// `https://web:8443/`), or `None` for a host or IP.
 fn url_shaped_address(addr: &str) -> Option<String> {
     let rest = match addr.split_once("://") {
-        Some((scheme, rest)) if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) => rest,
+        Some((scheme, rest))
+            if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            rest
+        }
         _ if addr.contains('/') => addr,
         _ => return None,
     };
@@ -1312,7 +1316,11 @@ mod tests {
             assert_eq!(defs[0].form, Form::Api);
             let r: Vec<_> = judge(&defs[0]).into_iter().filter(|r| r.code == Some("CFG-025")).collect();
             assert_eq!(r.len(), 1, "{text}");
-            assert!(r[0].message.contains("Request decode failed: json: unknown field \"Service\""), "{}", r[0].message);
+            assert!(
+                r[0].message.contains("Request decode failed: json: unknown field \"Service\""),
+                "{}",
+                r[0].message
+            );
             assert!(r[0].message.contains("Name"), "{}", r[0].message);
         }
         // A wrapper is a configuration file.
@@ -1347,9 +1355,14 @@ mod tests {
         )
         .contains(&"CFG-037"));
         // One code, one severity: advice and a value Consul overrides are two findings.
-        let short = load_text(r#"{"Name":"w","ID":"w","Check":{"TTL":"5s","DeregisterCriticalServiceAfter":"30s"}}"#, "x.json").unwrap();
+        let short =
+            load_text(r#"{"Name":"w","ID":"w","Check":{"TTL":"5s","DeregisterCriticalServiceAfter":"30s"}}"#, "x.json")
+                .unwrap();
         let r = judge(&short[0]);
-        assert_eq!(r.iter().map(|r| (r.code, r.status)).collect::<Vec<_>>(), vec![(Some("CFG-037"), crate::report::Status::Warn)]);
+        assert_eq!(
+            r.iter().map(|r| (r.code, r.status)).collect::<Vec<_>>(),
+            vec![(Some("CFG-037"), crate::report::Status::Warn)]
+        );
         assert!(r[0].fix.as_deref().unwrap().contains("\"DeregisterCriticalServiceAfter\": \"1m\""));
         assert!(codes_of(r#"{"Name":"w","ID":"w","Check":{"TTL":"5s"}}"#, "x.json").contains(&"CFG-023"));
         for url in ["http://10.0.0.5", "https://web.internal:8443/", "10.0.0.5/api"] {

@@ -138,7 +138,12 @@ pub fn endpoint(over: Option<SocketAddr>, dns: Option<&AgentDns>, agent_ip: Opti
 /// One DNS answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
-    Records { srv: Vec<(String, u16)>, ips: Vec<IpAddr>, ttl: Option<u32>, soa_rname: Option<String> },
+    Records {
+        srv: Vec<(String, u16)>,
+        ips: Vec<IpAddr>,
+        ttl: Option<u32>,
+        soa_rname: Option<String>,
+    },
     NxDomain,
     Empty,
     Timeout,
@@ -449,7 +454,16 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                     tag_answers.push((tag.clone(), ask(r, &q, RecordType::SRV, timeout).await));
                 }
             }
-            out.push(judge_tags(&l, &name, &def.tags, consul_resolver.is_some(), &tag_answers, &instances, &dns_cfg, read));
+            out.push(judge_tags(
+                &l,
+                &name,
+                &def.tags,
+                consul_resolver.is_some(),
+                &tag_answers,
+                &instances,
+                &dns_cfg,
+                read,
+            ));
 
             let consumer = match ctx.inputs.dns_server {
                 Some(sa) => match super::dns::build_resolver(Some(sa), false, timeout) {

@@ -46,6 +46,23 @@ pub struct CheckView {
     pub name: String,
     pub status: String,
     pub output: String,
+    /// `Type` (`http`, `tcp`, `ttl`, ...; empty in the catalog's view of 1.8).
+    pub kind: String,
+    /// `Notes`: the reason given for maintenance mode.
+    pub notes: String,
+}
+
+impl CheckView {
+    /// The agent's maintenance check (`consul maint`), whose Notes hold the reason.
+    pub fn is_maintenance(&self) -> bool {
+        self.id.starts_with("_service_maintenance:") || self.id == "_node_maintenance"
+    }
+
+    /// Critical with no output at all: Consul creates every check critical with empty output,
+    /// and any run (or TTL update) writes one, so the check has not run yet.
+    pub fn not_run_yet(&self) -> bool {
+        self.status == "critical" && self.output.is_empty() && !self.is_maintenance()
+    }
 }
 
 fn check_views<'a>(items: impl Iterator<Item = &'a Value>, service_id: &str, node: Option<&str>) -> Vec<CheckView> {
@@ -54,7 +71,14 @@ fn check_views<'a>(items: impl Iterator<Item = &'a Value>, service_id: &str, nod
         .filter(|c| node.is_none_or(|n| c.get("Node").and_then(Value::as_str).is_none_or(|cn| cn == n)))
         .map(|c| {
             let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-            CheckView { id: s("CheckID"), name: s("Name"), status: s("Status"), output: s("Output").trim().to_string() }
+            CheckView {
+                id: s("CheckID"),
+                name: s("Name"),
+                status: s("Status"),
+                output: s("Output").trim().to_string(),
+                kind: s("Type"),
+                notes: s("Notes"),
+            }
         })
         .collect()
 }
@@ -228,6 +252,49 @@ pub fn judge_catalog(
     }
 }
 
+/// The definition's check for an agent check ID: its own CheckID, or Consul's default
+/// (`service:<id>` for one check, `service:<id>:<n>` for several).
+fn defined_check<'d>(def: &'d ServiceDef, check_id: &str) -> Option<&'d crate::service::CheckDef> {
+    let sid = def.effective_id().unwrap_or("");
+    def.checks.iter().enumerate().find_map(|(n, c)| {
+        let default = if def.checks.len() == 1 { format!("service:{sid}") } else { format!("service:{sid}:{}", n + 1) };
+        let id = c.id.clone().unwrap_or(default);
+        (id == check_id).then_some(c)
+    })
+}
+
+/// Checks that have not run yet: "not run yet" is not "ran and failed".
+fn not_run_yet(def: &ServiceDef, waiting: &[&CheckView]) -> CheckResult {
+    let l = &def.label;
+    let mut parts = Vec::new();
+    let mut fixes = Vec::new();
+    for c in waiting {
+        let defined = defined_check(def, &c.id);
+        let interval = defined.and_then(|d| d.interval.as_ref()).and_then(crate::service::Dur::nanos);
+        let ttl = defined.is_some_and(|d| d.ttl.is_some()) || c.kind == "ttl";
+        if ttl {
+            parts.push(format!(
+                "{} is critical with no output: a TTL check waits for its first update (PUT /v1/agent/check/pass/{})",
+                c.id, c.id
+            ));
+            fixes.push(format!("have the application report at start (consul-api: agent.PassTTL(\"{}\", \"\"); curl -X PUT .../v1/agent/check/pass/{})", c.id, c.id));
+        } else {
+            let when = match interval {
+                Some(n) if n > 0 => {
+                    format!("within one interval ({}) of its registration", crate::duration::format_go(n))
+                }
+                _ => "within one check interval of its registration".to_string(),
+            };
+            parts.push(format!("{} has not run yet (critical, no output): the agent starts a {} check at a random moment {when}, and until then the instance is critical", c.id, if c.kind.is_empty() { "new" } else { &c.kind }));
+        }
+    }
+    let status = def.assign("status", "Status", "\"passing\"");
+    fixes.push(format!(
+        "to start healthy, give the check an initial {status}; or a shorter interval, so its first run comes sooner"
+    ));
+    CheckResult::finding(codes::SYN_NOT_RUN_YET, "sync.checks", format!("{l}: {}", parts.join("; ")), fixes.join("; "))
+}
+
 /// Compares the agent's and the catalog's check status, and shows Consul's own verdict.
 pub fn judge_checks(
     def: &ServiceDef,
@@ -254,7 +321,13 @@ pub fn judge_checks(
             "usually the token used to register the service was deleted or expired (agent log: \"Check registration blocked by ACLs\"): re-register the service with a valid long-lived token, or set acl.tokens.agent",
         ));
     }
-    let failing: Vec<&CheckView> = agent.iter().filter(|a| a.status != "passing").collect();
+    // Maintenance is an operator's choice, named with its reason by the discovery stage.
+    let failing: Vec<&CheckView> = agent.iter().filter(|a| a.status != "passing" && !a.is_maintenance()).collect();
+    let (waiting, failing): (Vec<&CheckView>, Vec<&CheckView>) = failing.into_iter().partition(|c| c.not_run_yet());
+    if !waiting.is_empty() && failing.is_empty() {
+        out.push(not_run_yet(def, &waiting));
+        return out;
+    }
     if failing.is_empty() {
         if mismatched.is_empty() {
             out.push(CheckResult::pass(
@@ -298,7 +371,37 @@ mod tests {
     }
 
     fn view(status: &str, output: &str) -> CheckView {
-        CheckView { id: "service:web-1".into(), name: "web".into(), status: status.into(), output: output.into() }
+        CheckView {
+            id: "service:web-1".into(),
+            name: "web".into(),
+            status: status.into(),
+            output: output.into(),
+            kind: "http".into(),
+            notes: String::new(),
+        }
+    }
+
+    #[test]
+    fn not_run_yet_is_not_ran_and_failed() {
+        let d = read_service(
+            serde_json::json!({"Name": "web", "ID": "web-1", "Check": {"HTTP": "http://127.0.0.1:1/", "Interval": "5m"}}).as_object().unwrap(),
+            Form::Api,
+            Origin::Flags,
+        );
+        let r = judge_checks(&d, &[view("critical", "")], &[view("critical", "")], None, None);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].code, Some("SYN-008"));
+        assert!(r[0].message.contains("has not run yet") && r[0].message.contains("(5m0s)"), "{}", r[0].message);
+        assert!(r[0].fix.as_deref().unwrap().contains("\"Status\": \"passing\""), "{:?}", r[0].fix);
+        let ran =
+            judge_checks(&d, &[view("critical", "dial tcp 127.0.0.1:1: connect: connection refused")], &[], None, None);
+        assert_eq!(ran[0].code, Some("SYN-004"));
+        assert!(ran[0].message.contains("connection refused"));
+        let mut maint = view("critical", "");
+        maint.id = "_service_maintenance:web-1".into();
+        maint.notes = "deploying".into();
+        let r = judge_checks(&d, &[maint], &[], None, None);
+        assert!(r.iter().all(|r| r.code.is_none()), "maintenance is named by discovery: {r:?}");
     }
 
     #[test]

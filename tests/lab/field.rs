@@ -1,0 +1,84 @@
+//! Failure reports from the field, rebuilt on real Consul 1.8.7: each test sets up the state an
+//! operator reported and asserts the doctor names its root cause (issue 15).
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+fn register(a: &Agent, token: Option<&str>, body: Value) {
+    let (st, b) = a.put("/v1/agent/service/register", token, &body.to_string());
+    assert_eq!(st, 200, "register {body}: {b}");
+}
+
+fn deregister(a: &Agent, token: Option<&str>, id: &str) {
+    let _ = a.put(&format!("/v1/agent/service/deregister/{id}"), token, "");
+}
+
+/// The agent's own view of one check.
+fn agent_check(a: &Agent, check_id: &str) -> Value {
+    let (_, body) = a.get("/v1/agent/checks", None);
+    serde_json::from_str::<Value>(&body).unwrap()[check_id].clone()
+}
+
+fn definition_file(dir: &tempfile::TempDir, body: &Value) -> String {
+    let p = dir.path().join("svc.json");
+    std::fs::write(&p, body.to_string()).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn every_instance_critical_fails_the_check() {
+    // A warning (the check fails) must not hide the failure it causes (consumers find nothing).
+    let a = dev();
+    let dead = free_port();
+    register(
+        a,
+        None,
+        json!({"Name": "field-crit", "ID": "field-crit-1", "Port": dead,
+               "Check": {"TCP": format!("127.0.0.1:{dead}"), "Interval": "1s", "DeregisterCriticalServiceAfter": "90m"}}),
+    );
+    wait_until(
+        Duration::from_secs(10),
+        || agent_check(a, "service:field-crit-1")["Output"].as_str().is_some_and(|o| o.contains("connection refused")),
+        "the check's first run",
+    );
+    let (run, json) =
+        check_json(&["--http-addr", &a.http_addr(), "--service", "field-crit", "--service-id", "field-crit-1"], &[]);
+    deregister(a, None, "field-crit-1");
+    let s = result(&json, "sync.checks");
+    assert_eq!(s["code"], "SYN-004", "{json:#}");
+    assert!(s["message"].as_str().unwrap().contains("connection refused"), "ran and failed, with output: {s:#}");
+    assert_eq!((s["status"].as_str(), s["raised_by"].as_str()), (Some("fail"), Some("DSC-002")), "{s:#}");
+    let h = result(&json, "discovery.health");
+    assert_eq!((h["status"].as_str(), h["blocked_by"].as_str()), (Some("skip"), Some("SYN-004")), "one finding: {h:#}");
+    assert_eq!(root_cause(&json).as_deref(), Some("SYN-004"));
+    assert_eq!(run.code, 1, "{json:#}");
+}
+
+#[test]
+fn a_new_check_with_a_long_interval_has_not_run_yet() {
+    let a = dev();
+    let port = free_port();
+    let body = json!({"Name": "field-slow", "ID": "field-slow-1", "Port": port,
+        "Check": {"HTTP": format!("http://127.0.0.1:{port}/health"), "Interval": "24h", "DeregisterCriticalServiceAfter": "90m"}});
+    register(a, None, body.clone());
+    // What 1.8.7 really shows for a check that has not run: critical, no output, everywhere.
+    let own = agent_check(a, "service:field-slow-1");
+    assert_eq!((own["Status"].as_str(), own["Output"].as_str()), (Some("critical"), Some("")), "{own:#}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = definition_file(&dir, &body);
+    let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--service-file", &file, "--skip", "health"], &[]);
+    deregister(a, None, "field-slow-1");
+    let s = result(&json, "sync.checks");
+    assert_eq!(s["code"], "SYN-008", "{json:#}");
+    let msg = s["message"].as_str().unwrap();
+    assert!(msg.contains("service:field-slow-1 has not run yet") && msg.contains("(24h0m0s)"), "{msg}");
+    assert!(!msg.contains("cannot reach"), "not blamed on the network: {msg}");
+    assert!(s["fix"].as_str().unwrap().contains(r#""Status": "passing""#), "{s:#}");
+    assert!(!codes(&json).contains(&"SYN-004".to_string()), "{json:#}");
+    // The only instance is out of DNS until then: that is a failure, named once.
+    assert_eq!(s["raised_by"], "DSC-002", "{s:#}");
+    assert_eq!(run.code, 1);
+}
