@@ -144,6 +144,7 @@ codes! {
     SYN_CHECK_FAILING = "SYN-004", "sync", Warn, "Consul reports the service's check failing";
     SYN_UNREADABLE = "SYN-005", "sync", Fail, "Catalog or check lists are unreadable";
     SYN_NOT_RUN_YET = "SYN-008", "sync", Warn, "Check has not run yet: the instance is critical until its first run";
+    SYN_CATALOG_ONLY_ON_AGENT_NODE = "SYN-009", "sync", Fail, "Catalog registration on a node whose agent does not know it";
     HLT_REFUSED = "HLT-001", "health", Fail, "Health endpoint refused the connection";
     HLT_TIMEOUT = "HLT-002", "health", Fail, "Health endpoint timed out";
     HLT_TLS = "HLT-003", "health", Fail, "Health endpoint TLS error";
@@ -193,6 +194,7 @@ codes! {
     SCN_UNREADABLE = "SCN-012", "scan", Fail, "Catalog cannot be read";
     SCN_NOT_FOUND = "SCN-013", "scan", Warn, "Service asked for is not in the catalog";
     SCN_PRUNE_FAILED = "SCN-014", "scan", Fail, "Prune could not deregister an instance";
+    SCN_UNKNOWN_TO_ITS_AGENT = "SCN-030", "scan", Warn, "Instance on an agent's node that the agent does not know";
 }
 
 /// Looks a code up after normalising the user's spelling (`acl-002`, `ACL002`, `acl_002`).

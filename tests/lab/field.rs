@@ -82,3 +82,51 @@ fn a_new_check_with_a_long_interval_has_not_run_yet() {
     assert_eq!(s["raised_by"], "DSC-002", "{s:#}");
     assert_eq!(run.code, 1);
 }
+
+#[test]
+fn a_catalog_write_onto_an_agent_node_is_named_before_the_agent_undoes_it() {
+    // hashicorp/consul#729: PUT /v1/catalog/register onto a node an agent owns answers true,
+    // and that agent's anti-entropy removes the service about a minute later.
+    let a = dev();
+    let body = json!({"Node": a.name, "Address": "127.0.0.1",
+        "Service": {"ID": "field-cat-1", "Service": "field-cat", "Port": 7201}});
+    let in_catalog = || a.get("/v1/catalog/service/field-cat", None).1.contains("field-cat-1");
+    for attempt in 1..=3 {
+        let (st, text) = a.put("/v1/catalog/register", None, &body.to_string());
+        assert_eq!((st, text.trim()), (200, "true"));
+        let (run, json) = check_json(
+            &[
+                "--http-addr",
+                &a.http_addr(),
+                "--service",
+                "field-cat",
+                "--service-id",
+                "field-cat-1",
+                "--skip",
+                "health",
+            ],
+            &[],
+        );
+        let scan =
+            run_doctor(&["scan", "--format", "json", "--http-addr", &a.http_addr(), "--service", "field-cat"], &[]);
+        if !in_catalog() && attempt < 3 {
+            continue; // the agent's sync ran in between: set the scene again
+        }
+        let r = result(&json, "sync.catalog");
+        assert_eq!(r["code"], "SYN-009", "{json:#}");
+        let msg = r["message"].as_str().unwrap();
+        assert!(
+            msg.contains(&format!("\"field-cat-1\" on node \"{}\"", a.name)) && msg.contains("anti-entropy"),
+            "{msg}"
+        );
+        assert_eq!(run.code, 1);
+        let sj = scan.json();
+        let f: Vec<&Value> = sj["findings"].as_array().unwrap().iter().filter(|f| f["code"] == "SCN-030").collect();
+        assert_eq!(f.len(), 1, "{sj:#}");
+        assert_eq!(f[0]["service_id"], "field-cat-1");
+        assert!(sj["prune"]["actions"].as_array().is_none_or(|a| a.is_empty()), "never a prune action: {sj:#}");
+        break;
+    }
+    // And the agent really undoes the write.
+    wait_until(Duration::from_secs(180), || !in_catalog(), "the agent's anti-entropy removing field-cat-1");
+}

@@ -119,14 +119,43 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             let def = &svc.def;
             let id = def.effective_id().unwrap_or("").to_string();
             let Some(on_agent) = local.get(&id) else {
-                results.push(CheckResult::pass(
-                    "sync.catalog",
-                    format!("{}: not registered on this agent yet, nothing to compare", def.label),
-                ));
-                results.push(CheckResult::skipped(
-                    "sync.checks",
-                    format!("{}: not registered on this agent yet", def.label),
-                ));
+                // Not on this agent: is it in the catalog on this agent's node all the same
+                // (written with /v1/catalog/register)? The agent's anti-entropy removes it.
+                let path = format!("/v1/catalog/service/{}", urlencode(def.display_name()));
+                let written = match (&node, def.name.is_some()) {
+                    (Some(n), true) => match super::decode::<Vec<CatalogEntry>>(
+                        &format!("GET {path}"),
+                        &client.get(&path).await,
+                        client.timeout,
+                        false,
+                    ) {
+                        super::Answer::Ok(list) => list
+                            .into_iter()
+                            .map(|e| e.0)
+                            .filter(|e| e.get("Node").and_then(Value::as_str) == Some(n.as_str()))
+                            .filter_map(|e| e.get("ServiceID").and_then(Value::as_str).map(str::to_string))
+                            .filter(|sid| !local.contains_key(sid))
+                            .collect(),
+                        _ => Vec::new(),
+                    },
+                    _ => Vec::new(),
+                };
+                match judge_catalog_only(def, &id, node.as_deref(), &written) {
+                    Some(r) => {
+                        results.push(r.with("request", format!("GET {path}")));
+                        results.push(CheckResult::blocked("sync.checks", codes::SYN_CATALOG_ONLY_ON_AGENT_NODE.code));
+                    }
+                    None => {
+                        results.push(CheckResult::pass(
+                            "sync.catalog",
+                            format!("{}: not registered on this agent yet, nothing to compare", def.label),
+                        ));
+                        results.push(CheckResult::skipped(
+                            "sync.checks",
+                            format!("{}: not registered on this agent yet", def.label),
+                        ));
+                    }
+                }
                 continue;
             };
             let name = on_agent.get("Service").and_then(Value::as_str).unwrap_or(def.display_name()).to_string();
@@ -195,6 +224,30 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         }
         results
     })
+}
+
+/// Instances of the service in the catalog on this agent's node that the agent does not know
+/// (`written`: their IDs): written with `PUT /v1/catalog/register`, they are removed by the
+/// agent's next anti-entropy sync, about a minute later (hashicorp/consul#729).
+pub fn judge_catalog_only(def: &ServiceDef, id: &str, node: Option<&str>, written: &[String]) -> Option<CheckResult> {
+    let node = node?;
+    if written.is_empty() {
+        return None;
+    }
+    let l = &def.label;
+    let ids = written.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+    let mine =
+        if written.iter().any(|w| w == id) { String::new() } else { format!(" (the definition's ID is {id:?})") };
+    Some(CheckResult::finding(
+        codes::SYN_CATALOG_ONLY_ON_AGENT_NODE,
+        "sync.catalog",
+        format!(
+            "{l}: the catalog holds {ids} on node {node:?}, but the agent of that node does not know it{mine}: it was written with /v1/catalog/register, and the agent's anti-entropy removes it at its next sync (about a minute)"
+        ),
+        format!(
+            "register through the node's agent instead: consul services register FILE, or PUT /v1/agent/service/register on {node}'s agent (or a service file in its configuration directory); keep /v1/catalog/register for nodes no agent runs on (external services, with a node name of their own)"
+        ),
+    ))
 }
 
 /// Is the agent's service in the catalog, with the same definition?
@@ -435,6 +488,15 @@ mod tests {
         );
         assert_eq!(r[0].status, crate::report::Status::Skip);
         assert_eq!(r[0].blocked_by, Some("HLT-004"));
+    }
+
+    #[test]
+    fn catalog_written_instance_on_an_agent_node() {
+        let r = judge_catalog_only(&def(), "web-1", Some("n1"), &["web-1".into()]).expect("a finding");
+        assert_eq!(r.code, Some("SYN-009"));
+        assert!(r.message.contains("\"web-1\" on node \"n1\"") && r.message.contains("anti-entropy removes it"));
+        assert!(judge_catalog_only(&def(), "web-1", Some("n1"), &[]).is_none());
+        assert!(judge_catalog_only(&def(), "web-1", None, &["web-1".into()]).is_none());
     }
 
     #[test]
