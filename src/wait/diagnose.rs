@@ -42,17 +42,58 @@ pub fn local_matches(
         .collect()
 }
 
-/// Asks whether the token may read the service and the agent's node: Consul filters health
-/// results by both, so without them the list is empty whatever is registered. `None` when
-/// that cannot be asked (ACLs disabled: 401 "ACL support disabled"; an agent without the
-/// endpoint).
+/// Asks whether the token may read the service and the nodes its instances live on: Consul
+/// filters health results by both, so without them the list is empty whatever is registered.
+/// The node asked about is the agent's (`node`, from /v1/agent/self); a token without agent:read
+/// does not learn it there, so it is read from the service's own checks on this agent
+/// (`/v1/agent/checks` entries carry `Node` and need only service:read); failing that, the
+/// question is about every node (`Segment: ""`, what `node_prefix ""` grants; verified on
+/// 1.8.7). `None` when that cannot be asked (ACLs disabled: 401 "ACL support disabled"; an agent
+/// without the endpoint).
 pub async fn read_permission(client: &ConsulClient, service: &str, node: Option<&str>) -> Option<CheckResult> {
-    let mut body = vec![json!({"Resource": "service", "Segment": service, "Access": "read"})];
-    if let Some(n) = node {
-        body.push(json!({"Resource": "node", "Segment": n, "Access": "read"}));
-    }
+    let learned = match node {
+        Some(n) => Some(n.to_string()),
+        None => match client.get("/v1/agent/checks").await {
+            Ok(r) if r.status == 200 => {
+                r.json::<serde_json::Map<String, Value>>().ok().and_then(|m| node_of_service_checks(&m, service))
+            }
+            _ => None,
+        },
+    };
+    let segment = learned.unwrap_or_default();
+    let body = vec![
+        json!({"Resource": "service", "Segment": service, "Access": "read"}),
+        json!({"Resource": "node", "Segment": segment, "Access": "read"}),
+    ];
     let reply = client.post_json("/v1/internal/acl/authorize", &Value::Array(body)).await;
-    judge_read(service, node, &reply, &client.url("/v1/internal/acl/authorize"))
+    judge_read(service, Some(&segment), &reply, &client.url("/v1/internal/acl/authorize"))
+}
+
+/// Puts this agent's current output on the checks of the instances it owns (`node`) where the
+/// catalog has none: Consul 1.8 syncs a change of output alone to the catalog only every
+/// 5 minutes, so the catalog can say nothing while the owning agent already knows why.
+pub fn overlay_agent_view(instances: &mut [Instance], node: &str, agent_checks: &serde_json::Map<String, Value>) {
+    for i in instances.iter_mut().filter(|i| i.node == node) {
+        for c in i.checks.iter_mut().filter(|c| c.status != "passing" && c.output.is_empty()) {
+            let own = agent_checks.values().find(|a| {
+                a.get("ServiceID").and_then(Value::as_str) == Some(i.id.as_str())
+                    && a.get("Name").and_then(Value::as_str) == Some(c.name.as_str())
+            });
+            if let Some(out) =
+                own.and_then(|a| a.get("Output")).and_then(Value::as_str).filter(|o| !o.trim().is_empty())
+            {
+                c.output = super::condition::shorten(out);
+            }
+        }
+    }
+}
+
+/// The node of the service's checks on this agent (`Node` of a `/v1/agent/checks` entry).
+pub fn node_of_service_checks(checks: &serde_json::Map<String, Value>, service: &str) -> Option<String> {
+    checks
+        .values()
+        .filter(|c| c.get("ServiceName").and_then(Value::as_str) == Some(service))
+        .find_map(|c| c.get("Node").and_then(Value::as_str).filter(|n| !n.is_empty()).map(str::to_string))
 }
 
 pub fn judge_read(
@@ -67,14 +108,23 @@ pub fn judge_read(
     let service_ok = allow(0)?;
     let node_ok = if node.is_some() { allow(1)? } else { true };
     let mut r = if service_ok && node_ok {
-        CheckResult::pass("wait.acl", format!("the token may read service {service:?} and its node"))
+        CheckResult::pass(
+            "wait.acl",
+            match node {
+                Some("") => format!("the token may read service {service:?} and every node"),
+                Some(n) => format!("the token may read service {service:?} and node {n:?}"),
+                None => format!("the token may read service {service:?}"),
+            },
+        )
     } else {
         let mut denied = Vec::new();
         if !service_ok {
             denied.push(format!("service:read on {service:?}"));
         }
-        if !node_ok {
-            denied.push(format!("node:read on {:?}", node.unwrap_or("")));
+        match node {
+            Some("") if !node_ok => denied.push("node:read on the nodes the instances live on (asked for every node, node_prefix \"\": the token's own node is not known without agent:read)".to_string()),
+            Some(n) if !node_ok => denied.push(format!("node:read on {n:?}")),
+            _ => {}
         }
         CheckResult::finding(
             codes::WAIT_NO_READ,
@@ -271,5 +321,30 @@ mod tests {
             elapsed: Default::default(),
         });
         assert!(judge_read("web", None, &off, "u").is_none());
+        // A minimal deploy token: service read only, node unknown (no agent:read).
+        let minimal = judge_read("web", Some(""), &reply(r#"[{"Allow": true}, {"Allow": false}]"#), "u").unwrap();
+        assert_eq!(minimal.code, Some("WAIT-004"));
+        assert!(minimal.message.contains("node_prefix"), "{}", minimal.message);
+    }
+
+    #[test]
+    fn the_owning_agents_output_and_the_maintenance_reason_are_shown() {
+        let mut list = vec![inst("a", "critical")];
+        list[0].checks[0].output = String::new();
+        let agent = json!({"service:a": {"ServiceID": "a", "Name": "http", "Output": "dial tcp 10.0.0.1:80: connect: connection refused"}});
+        overlay_agent_view(&mut list, "n2", agent.as_object().unwrap());
+        assert_eq!(list[0].checks[0].output, "", "another node's agent is not asked");
+        overlay_agent_view(&mut list, "n1", agent.as_object().unwrap());
+        assert!(list[0].worst_check().unwrap().contains("connection refused"));
+        let entry = r#"{"Node": {"Node": "n1"}, "Service": {"ID": "a"}, "Checks": [{"CheckID": "_service_maintenance:a", "Name": "Service Maintenance Mode", "Status": "critical", "Output": "", "Notes": "deploying v2"}]}"#;
+        let i: Instance = serde_json::from_str(entry).unwrap();
+        assert_eq!(i.worst_check().unwrap(), "Service Maintenance Mode: maintenance: deploying v2");
+    }
+
+    #[test]
+    fn the_node_comes_from_the_services_own_checks() {
+        let checks = json!({"service:web-1": {"Node": "app01", "ServiceName": "web"}, "other": {"Node": "app01", "ServiceName": "db"}});
+        assert_eq!(node_of_service_checks(checks.as_object().unwrap(), "web").as_deref(), Some("app01"));
+        assert_eq!(node_of_service_checks(checks.as_object().unwrap(), "api"), None);
     }
 }

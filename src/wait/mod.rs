@@ -261,7 +261,7 @@ async fn wait_checks(
     let path = query::query(&cond.service, dc, 0, Duration::ZERO);
     let fresh = client.get_json_streamed_within::<Vec<Instance>>(&path, step).await;
     let mut out = Vec::new();
-    let instances = match fresh {
+    let mut instances = match fresh {
         Ok(Ok((list, _))) => {
             out.push(CheckResult::pass("wait.query", format!("GET {path} answers ({} instance(s))", list.len())));
             list
@@ -286,6 +286,14 @@ async fn wait_checks(
         _ => None,
     };
     let local = local.map(|m| diagnose::local_matches(cond, node, &m));
+    // The owning agent's view of its own instances' checks (fresher than the catalog's).
+    if let Ok(r) = client.get("/v1/agent/checks").await {
+        if let Some(m) =
+            (r.status == 200).then(|| r.json::<serde_json::Map<String, serde_json::Value>>().ok()).flatten()
+        {
+            diagnose::overlay_agent_view(&mut instances, node, &m);
+        }
+    }
     let tally = condition::judge(cond, &instances);
     let mut r = diagnose::judge_condition(cond, &tally, &instances, local.as_deref(), node, &waited_text);
     r = r.with("request", format!("GET {}", client.url(&path)));

@@ -130,3 +130,55 @@ fn a_catalog_write_onto_an_agent_node_is_named_before_the_agent_undoes_it() {
     // And the agent really undoes the write.
     wait_until(Duration::from_secs(180), || !in_catalog(), "the agent's anti-entropy removing field-cat-1");
 }
+
+#[test]
+fn wait_and_scan_show_the_owning_agents_output_where_the_catalog_has_none_yet() {
+    // 1.8 syncs a change of output alone every 5 minutes: after the first failed run the agent
+    // says why, while the catalog still has the empty output of "not run yet".
+    let a = dev();
+    let dead = free_port();
+    register(
+        a,
+        None,
+        json!({"Name": "field-lag", "ID": "field-lag-1", "Port": dead, "Check": {"TCP": format!("127.0.0.1:{dead}"), "Interval": "1s"}}),
+    );
+    wait_until(
+        Duration::from_secs(10),
+        || agent_check(a, "service:field-lag-1")["Output"].as_str().is_some_and(|o| o.contains("connection refused")),
+        "the check's first run",
+    );
+    let (_, catalog) = a.get("/v1/health/checks/field-lag", None);
+    let catalog: Value = serde_json::from_str(&catalog).unwrap();
+    let catalog_output = catalog[0]["Output"].as_str().unwrap_or("").to_string();
+    let wait = run_doctor(
+        &["wait", "--format", "json", "--http-addr", &a.http_addr(), "--service", "field-lag", "--deadline", "2s"],
+        &[],
+    );
+    let scan = run_doctor(&["scan", "--format", "json", "--http-addr", &a.http_addr(), "--service", "field-lag"], &[]);
+    deregister(a, None, "field-lag-1");
+    assert_eq!(catalog_output, "", "the catalog has not caught up (else this scene shows nothing)");
+    let wj = wait.json();
+    assert_eq!(wj["root_cause"]["code"], "WAIT-002", "{wj:#}");
+    let msg = wj["root_cause"]["message"].as_str().unwrap();
+    assert!(msg.contains("connection refused") && !msg.contains("no output yet"), "{msg}");
+    let sj = scan.json();
+    let crit: Vec<&Value> = sj["findings"].as_array().unwrap().iter().filter(|f| f["code"] == "SCN-005").collect();
+    assert_eq!(crit.len(), 1, "{sj:#}");
+    assert!(crit[0]["message"].as_str().unwrap().contains("connection refused"), "{:#}", crit[0]);
+}
+
+#[test]
+fn wait_names_the_maintenance_reason() {
+    let a = dev();
+    register(a, None, json!({"Name": "field-maint", "ID": "field-maint-1", "Port": 7221}));
+    let (st, body) = a.put("/v1/agent/service/maintenance/field-maint-1?enable=true&reason=deploying%20v2", None, "");
+    assert_eq!(st, 200, "{body}");
+    let wait = run_doctor(
+        &["wait", "--format", "json", "--http-addr", &a.http_addr(), "--service", "field-maint", "--deadline", "2s"],
+        &[],
+    );
+    deregister(a, None, "field-maint-1");
+    let wj = wait.json();
+    let msg = wj["root_cause"]["message"].as_str().unwrap();
+    assert!(msg.contains("maintenance: deploying v2"), "{wj:#}");
+}

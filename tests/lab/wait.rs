@@ -284,6 +284,35 @@ fn token_without_service_read_fails_fast_with_the_acl_finding() {
 }
 
 #[test]
+fn minimal_deploy_token_without_node_read_fails_fast_with_the_acl_finding() {
+    // `service "web" { policy = "read" }` only: no agent:read (the node is unknown), no
+    // node:read (the health list is filtered to [] although the instance is there and passing).
+    let a = acl();
+    let master = a.master_token.as_deref().unwrap();
+    register(
+        a,
+        Some(master),
+        r#"{"Name": "wait-minimal", "ID": "wait-minimal-1", "Port": 7531, "Check": {"TTL": "10m", "Status": "passing"}}"#,
+    );
+    let (_, secret) = a.acl_token("wait-minimal", r#"service "wait-minimal" { policy = "read" }"#, "");
+    assert_eq!(a.get("/v1/agent/self", Some(&secret)).0, 403, "no agent:read");
+    assert_eq!(a.get("/v1/health/service/wait-minimal", Some(&secret)).1.trim(), "[]", "filtered by node:read");
+    let addr = a.http_addr();
+    let (run, json) = wait_json(
+        &["--http-addr", &addr, "--service", "wait-minimal", "--deadline", "60s", "--token", &secret],
+        &[],
+        Duration::from_secs(40),
+    );
+    a.put("/v1/agent/service/deregister/wait-minimal-1", Some(master), "");
+    assert_eq!(run.code, 1);
+    assert_eq!(json["outcome"], "failed", "before waiting, not at the deadline: {json:#}");
+    assert_eq!(diagnosis_root(&json).as_deref(), Some("WAIT-004"), "{json:#}");
+    let acl = json["diagnosis"]["checks"].as_array().unwrap().iter().find(|c| c["id"] == "wait.acl").unwrap().clone();
+    assert!(acl["message"].as_str().unwrap().contains(&format!("node:read on {:?}", a.name)), "{acl:#}");
+    assert!(!run.stdout.contains(&secret) && !run.stderr.contains(&secret));
+}
+
+#[test]
 fn agent_restarted_mid_wait_is_reconnected_with_backoff() {
     let a = start("restart", Spec { dev: true, ..Spec::default() }, true);
     let addr = a.http_addr();
