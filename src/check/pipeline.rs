@@ -429,7 +429,7 @@ fn subject(message: &str) -> &str {
 
 /// "One cause, one finding, at the cause's real severity" (see the module header). Applied
 /// once, to the whole run's results in report order.
-pub fn apply_severity_rule(checks: &mut Vec<CheckResult>) {
+pub fn apply_severity_rule(checks: &mut [CheckResult]) {
     for i in 0..checks.len() {
         let Some(verdict) = checks[i].verdict.take() else { continue };
         let Some(by) = checks[i].blocked_by else { continue };

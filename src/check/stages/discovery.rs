@@ -817,8 +817,8 @@ pub fn judge_tags(
         );
         return r;
     }
-    let (odd, plain): (Vec<&(String, Answer)>, Vec<&(String, Answer)>) =
-        silent.into_iter().partition(|(t, _)| !dns_safe(t));
+    type Asked<'a> = Vec<&'a (String, Answer)>;
+    let (odd, plain): (Asked, Asked) = silent.into_iter().partition(|(t, _)| !dns_safe(t));
     if !plain.is_empty() {
         return CheckResult::finding(
             codes::DSC_DNS_WRONG,
