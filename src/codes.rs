@@ -145,6 +145,8 @@ codes! {
     SYN_UNREADABLE = "SYN-005", "sync", Fail, "Catalog or check lists are unreadable";
     SYN_NOT_RUN_YET = "SYN-008", "sync", Warn, "Check has not run yet: the instance is critical until its first run";
     SYN_CATALOG_ONLY_ON_AGENT_NODE = "SYN-009", "sync", Fail, "Catalog registration on a node whose agent does not know it";
+    SYN_NO_AGENT_TOKEN = "SYN-010", "sync", Warn, "Agent may not write its own node (no agent token under default deny)";
+    SYN_NODE_NAME_RESERVED = "SYN-011", "sync", Fail, "Node name is held in the catalog by another node ID";
     HLT_REFUSED = "HLT-001", "health", Fail, "Health endpoint refused the connection";
     HLT_TIMEOUT = "HLT-002", "health", Fail, "Health endpoint timed out";
     HLT_TLS = "HLT-003", "health", Fail, "Health endpoint TLS error";

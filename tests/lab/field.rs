@@ -182,3 +182,86 @@ fn wait_names_the_maintenance_reason() {
     let msg = wj["root_cause"]["message"].as_str().unwrap();
     assert!(msg.contains("maintenance: deploying v2"), "{wj:#}");
 }
+
+#[test]
+fn an_agent_without_a_token_for_its_own_node_is_named_without_a_service() {
+    let a = start(
+        "noagent",
+        Spec { dev: true, acl_master: Some(MASTER_TOKEN.into()), no_agent_token: true, ..Spec::default() },
+        true,
+    );
+    wait_until(
+        Duration::from_secs(30),
+        || a.log().contains("Node info update blocked by ACLs"),
+        "the agent's own complaint",
+    );
+    let (_, node) = a.get(&format!("/v1/catalog/node/{}", a.name), Some(MASTER_TOKEN));
+    let node: Value = serde_json::from_str(&node).unwrap();
+    assert!(node["Node"]["TaggedAddresses"].is_null(), "{node:#}");
+    let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--token", MASTER_TOKEN], &[]);
+    let r = result(&json, "sync.node");
+    assert_eq!((r["code"].as_str(), r["status"].as_str()), (Some("SYN-010"), Some("warn")), "{json:#}");
+    let fix = r["fix"].as_str().unwrap();
+    assert!(fix.contains(&format!("-node-identity \"{}:dc1\"", a.name)), "{fix}");
+    assert!(!run.stdout.contains(MASTER_TOKEN), "the token is never printed");
+    assert_eq!(run.code, 0);
+    // The fix, applied as written (a node-identity token set as the agent token), clears it.
+    let body = json!({"Description": "agent", "NodeIdentities": [{"NodeName": a.name, "Datacenter": "dc1"}]});
+    let (st, tok) = a.put("/v1/acl/token", Some(MASTER_TOKEN), &body.to_string());
+    assert_eq!(st, 200, "{tok}");
+    let secret = serde_json::from_str::<Value>(&tok).unwrap()["SecretID"].as_str().unwrap().to_string();
+    let (st, text) = a.put("/v1/agent/token/agent", Some(MASTER_TOKEN), &json!({"Token": secret}).to_string());
+    assert_eq!(st, 200, "{text}");
+    wait_until(
+        Duration::from_secs(30),
+        || a.get(&format!("/v1/catalog/node/{}", a.name), Some(MASTER_TOKEN)).1.contains("lan_ipv4"),
+        "the agent's node sync",
+    );
+    let (_, json) = check_json(&["--http-addr", &a.http_addr(), "--token", MASTER_TOKEN], &[]);
+    assert_eq!(result(&json, "sync.node")["status"], "pass", "{json:#}");
+}
+
+#[test]
+fn a_node_name_held_by_another_node_id_is_named_as_the_cause() {
+    // A cloned VM or a re-created pod: a second agent with a live node's name, another ID.
+    let server = start("clash-srv", Spec { server: true, bootstrap_expect: Some(1), ..Spec::default() }, true);
+    let spec = |name: &str| Spec { join: Some(server.serf_addr()), node_name: Some(name.into()), ..Spec::default() };
+    let first = start("clash-a", spec("clash-twin"), true);
+    wait_until(
+        Duration::from_secs(30),
+        || server.get("/v1/catalog/node/clash-twin", None).1.contains("lan_ipv4"),
+        "the first twin in the catalog",
+    );
+    let second = start("clash-b", spec("clash-twin"), true);
+    register(&second, None, json!({"Name": "twin-web", "ID": "twin-web-1", "Port": 7231}));
+    wait_until(Duration::from_secs(30), || second.log().contains("is reserved by node"), "the servers' refusal");
+    let (run, json) = check_json(
+        &[
+            "--http-addr",
+            &second.http_addr(),
+            "--service",
+            "twin-web",
+            "--service-id",
+            "twin-web-1",
+            "--skip",
+            "health",
+        ],
+        &[],
+    );
+    let r = result(&json, "sync.node");
+    assert_eq!(r["code"], "SYN-011", "{json:#}");
+    let (_, own) = second.get("/v1/agent/self", None);
+    let own: Value = serde_json::from_str(&own).unwrap();
+    let (_, held) = server.get("/v1/catalog/node/clash-twin", None);
+    let held: Value = serde_json::from_str(&held).unwrap();
+    assert_eq!(r["evidence"]["agent_node_id"], own["Config"]["NodeID"]);
+    assert_eq!(r["evidence"]["catalog_node_id"], held["Node"]["ID"]);
+    // The message quotes what the agent logs.
+    let quoted = format!("Node name clash-twin is reserved by node {}", held["Node"]["ID"].as_str().unwrap());
+    assert!(second.log().contains(&quoted) && r["message"].as_str().unwrap().contains(&quoted), "{r:#}");
+    let c = result(&json, "sync.catalog");
+    assert_eq!((c["status"].as_str(), c["blocked_by"].as_str()), (Some("skip"), Some("SYN-011")), "one cause: {c:#}");
+    assert_eq!(root_cause(&json).as_deref(), Some("SYN-011"));
+    assert_eq!(run.code, 1);
+    drop(first);
+}

@@ -11,7 +11,83 @@ use crate::consul::urlencode;
 use crate::report::CheckResult;
 use crate::service::ServiceDef;
 
-pub const CHECKS: &[&str] = &["sync.catalog", "sync.checks"];
+pub const CHECKS: &[&str] = &["sync.node", "sync.catalog", "sync.checks"];
+
+/// The agent's own node as the catalog holds it (`/v1/catalog/node/NAME`, `Node` object).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogNode {
+    pub id: String,
+    pub address: String,
+    /// Written only by the agent's own node sync (`lan`, `wan`, ...); the leader's serf
+    /// reconciliation creates a node without them.
+    pub tagged_addresses: bool,
+    /// Likewise: every agent's node sync writes `consul-network-segment`.
+    pub meta: bool,
+}
+
+impl CatalogNode {
+    pub fn from_json(v: &Value) -> Option<CatalogNode> {
+        let n = v.get("Node")?.as_object()?;
+        let s = |k: &str| n.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let filled = |k: &str| n.get(k).and_then(Value::as_object).is_some_and(|m| !m.is_empty());
+        Some(CatalogNode {
+            id: s("ID"),
+            address: s("Address"),
+            tagged_addresses: filled("TaggedAddresses"),
+            meta: filled("Meta"),
+        })
+    }
+}
+
+/// The agent's own node: does the catalog hold it under the agent's node ID, and has the
+/// agent ever been allowed to write it? Both fail silently (the agent log only), and either
+/// explains services that never reach the catalog.
+pub fn judge_node(
+    agent_node: &str,
+    agent_id: &str,
+    datacenter: &str,
+    deny_by_default: bool,
+    node: Option<&CatalogNode>,
+) -> CheckResult {
+    let Some(node) = node else {
+        return CheckResult::pass(
+            "sync.node",
+            format!("node {agent_node:?} is not in the catalog yet (the leader adds it when the agent joins)"),
+        );
+    };
+    if !agent_id.is_empty() && !node.id.is_empty() && !node.id.eq_ignore_ascii_case(agent_id) {
+        return CheckResult::finding(
+            codes::SYN_NODE_NAME_RESERVED,
+            "sync.node",
+            format!(
+                "node name {agent_node:?} is held in the catalog by node ID {} ({}), while this agent's node ID is {agent_id}: the servers refuse every sync from this agent (agent log: \"Syncing node info failed.: ... Node name {agent_node} is reserved by node {} with name {agent_node} ({})\"), so nothing it registers reaches the catalog",
+                node.id, node.address, node.id, node.address
+            ),
+            format!(
+                "give each agent its own node_name (a clone or a re-created host keeps the old name): set node_name in the agent configuration, or, if the node {} is gone for good, remove it (consul force-leave {agent_node}, or PUT /v1/catalog/deregister {{\"Node\": \"{agent_node}\"}}) and restart this agent; cloned images must not carry the data directory's node-id file",
+                node.id
+            ),
+        )
+        .with("agent_node_id", agent_id)
+        .with("catalog_node_id", node.id.clone());
+    }
+    if deny_by_default && !node.tagged_addresses && !node.meta {
+        return CheckResult::finding(
+            codes::SYN_NO_AGENT_TOKEN,
+            "sync.node",
+            format!(
+                "node {agent_node:?} is in the catalog without the tagged addresses and meta the agent itself writes: under default deny the agent has no token that may write its node (agent log: \"Node info update blocked by ACLs\", \"Coordinate update blocked by ACLs\")"
+            ),
+            format!(
+                "give the agent a token with node:write on its node: consul acl token create -description \"agent {agent_node}\" -node-identity \"{agent_node}:{datacenter}\" (or a policy with node \"{agent_node}\" {{ policy = \"write\" }}), then consul acl set-agent-token agent <SecretID> on that agent, or acl {{ tokens {{ agent = \"...\" }} }} in its configuration"
+            ),
+        );
+    }
+    CheckResult::pass(
+        "sync.node",
+        format!("node {agent_node:?} is in the catalog under this agent's node ID, as the agent wrote it"),
+    )
+}
 
 /// A catalog entry: any object with `ServiceID` and `Node` strings.
 struct CatalogEntry(Value);
@@ -85,10 +161,28 @@ fn check_views<'a>(items: impl Iterator<Item = &'a Value>, service_id: &str, nod
 
 pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     Box::pin(async move {
-        let (services, client) = match super::service_stage_start(ctx, CHECKS) {
+        let node_result = judge_own_node(ctx).await;
+        let node_blocker =
+            node_result.as_ref().filter(|r| r.status == crate::report::Status::Fail).and_then(|r| r.code);
+        let mut results: Vec<CheckResult> = node_result.into_iter().collect();
+        let (services, client) = match super::service_stage_start(ctx, &CHECKS[1..]) {
             Ok(started) => started,
-            Err(results) => return results,
+            Err(skipped) => {
+                results.extend(skipped);
+                return results;
+            }
         };
+        if let Some(code) = node_blocker {
+            // Nothing this agent registers reaches the catalog: one cause, named once.
+            for svc in &services {
+                for id in &CHECKS[1..] {
+                    let mut r = CheckResult::blocked(id, code);
+                    r.message = format!("{}: skipped: blocked by {code}", svc.def.label);
+                    results.push(r);
+                }
+            }
+            return results;
+        }
         let (node, local, probes, visibility) = {
             let f = ctx.facts();
             (
@@ -110,7 +204,6 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                     return vec![super::unusable(codes::SYN_UNREADABLE, "sync.checks", what)]
                 }
             };
-        let mut results = Vec::new();
         for svc in &services {
             if let Some(skip) = super::service_gate(svc, "sync.catalog") {
                 results.push(skip);
@@ -224,6 +317,39 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         }
         results
     })
+}
+
+/// Reads the agent's own node from the catalog and judges it (`None`: nothing to ask with).
+async fn judge_own_node(ctx: &Ctx<'_>) -> Option<CheckResult> {
+    let client = ctx.client()?;
+    let (agent, policy, node_visible) = {
+        let f = ctx.facts();
+        (f.agent.clone(), f.default_acl_policy.clone(), f.visibility.as_ref().map(|v| !v.local_node_hidden))
+    };
+    let Some(agent) = agent.filter(|a| !a.node.is_empty()) else {
+        return Some(CheckResult::not_judged(
+            "sync.node",
+            "the agent's node name and ID are unknown (GET /v1/agent/self needs agent:read)",
+        ));
+    };
+    let deny = agent.acls_enabled == Some(true)
+        && policy.or(agent.acl_default_policy.clone()).is_some_and(|p| p.eq_ignore_ascii_case("deny"));
+    let path = format!("/v1/catalog/node/{}{}", urlencode(&agent.node), crate::consul::dc_query(ctx.datacenter()));
+    let r = match super::decode::<Value>(&format!("GET {path}"), &client.get(&path).await, client.timeout, false) {
+        super::Answer::Ok(Value::Null) if agent.acls_enabled == Some(true) && node_visible != Some(true) => {
+            // Absent from a filtered answer is not absent from the catalog.
+            CheckResult::not_judged(
+                "sync.node",
+                format!("GET {path} answered null: the token may not read node {:?} (node:read), or the node is not in the catalog yet", agent.node),
+            )
+        }
+        super::Answer::Ok(v) => {
+            judge_node(&agent.node, &agent.node_id, &agent.datacenter, deny, CatalogNode::from_json(&v).as_ref())
+        }
+        super::Answer::NotJudged(why) => CheckResult::not_judged("sync.node", why),
+        super::Answer::Unusable(what) => super::unusable(codes::SYN_UNREADABLE, "sync.node", what),
+    };
+    Some(r.with("request", format!("GET {}", client.url(&path))))
 }
 
 /// Instances of the service in the catalog on this agent's node that the agent does not know
@@ -488,6 +614,41 @@ mod tests {
         );
         assert_eq!(r[0].status, crate::report::Status::Skip);
         assert_eq!(r[0].blocked_by, Some("HLT-004"));
+    }
+
+    #[test]
+    fn the_agents_own_node() {
+        let node = |id: &str, written: bool| CatalogNode {
+            id: id.into(),
+            address: "10.0.0.9".into(),
+            tagged_addresses: written,
+            meta: written,
+        };
+        let r = judge_node("app01", "cccc", "dc1", false, Some(&node("bbbb", true)));
+        assert_eq!(r.code, Some("SYN-011"));
+        assert!(
+            r.message.contains("Node name app01 is reserved by node bbbb with name app01 (10.0.0.9)"),
+            "{}",
+            r.message
+        );
+        assert_eq!(
+            judge_node("app01", "BBBB", "dc1", false, Some(&node("bbbb", true))).code,
+            None,
+            "IDs compare without case"
+        );
+        let r = judge_node("app01", "bbbb", "dc1", true, Some(&node("bbbb", false)));
+        assert_eq!(r.code, Some("SYN-010"));
+        assert!(r.fix.unwrap().contains("consul acl set-agent-token agent"));
+        assert_eq!(
+            judge_node("app01", "bbbb", "dc1", false, Some(&node("bbbb", false))).code,
+            None,
+            "allow: not judged as ACL"
+        );
+        assert_eq!(judge_node("app01", "bbbb", "dc1", true, Some(&node("bbbb", true))).code, None);
+        assert_eq!(judge_node("app01", "bbbb", "dc1", true, None).code, None);
+        let v = serde_json::json!({"Node": {"ID": "x", "Node": "n", "Address": "a", "TaggedAddresses": null, "Meta": null}});
+        assert_eq!(CatalogNode::from_json(&v).unwrap().tagged_addresses, false);
+        assert!(CatalogNode::from_json(&Value::Null).is_none(), "an unknown node answers null");
     }
 
     #[test]
