@@ -647,7 +647,7 @@ mod tests {
         assert_eq!(judge_node("app01", "bbbb", "dc1", true, Some(&node("bbbb", true))).code, None);
         assert_eq!(judge_node("app01", "bbbb", "dc1", true, None).code, None);
         let v = serde_json::json!({"Node": {"ID": "x", "Node": "n", "Address": "a", "TaggedAddresses": null, "Meta": null}});
-        assert_eq!(CatalogNode::from_json(&v).unwrap().tagged_addresses, false);
+        assert!(!CatalogNode::from_json(&v).unwrap().tagged_addresses);
         assert!(CatalogNode::from_json(&Value::Null).is_none(), "an unknown node answers null");
     }
 
