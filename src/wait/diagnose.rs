@@ -200,6 +200,80 @@ pub fn judge_condition(
     }
 }
 
+/// At most how long ago the agent process started, from Go's runtime: the runtime forces a
+/// garbage collection when none ran for 2 minutes (its sysmon looks at least once a minute), so
+/// after `n >= 1` collections (`consul.runtime.total_gc_runs`, `/v1/agent/metrics`) the process
+/// is younger than about `(n + 1) * 3` minutes. Consul 1.8 exposes no start time; this bound is
+/// what its agent does expose. `None` without the gauge, or before the first collection.
+pub fn uptime_bound(metrics: &Value) -> Option<(u64, std::time::Duration)> {
+    let n = metrics
+        .get("Gauges")?
+        .as_array()?
+        .iter()
+        .find(|g| g.get("Name").and_then(Value::as_str) == Some("consul.runtime.total_gc_runs"))?
+        .get("Value")?
+        .as_f64()?;
+    (n >= 1.0).then(|| (n as u64, std::time::Duration::from_secs((n as u64 + 1) * 180)))
+}
+
+/// Reads [`uptime_bound`] from the agent (needs agent:read; `None` otherwise).
+pub async fn agent_uptime_bound(client: &ConsulClient) -> Option<(u64, std::time::Duration)> {
+    let r = client.get("/v1/agent/metrics").await.ok().filter(|r| r.status == 200)?;
+    uptime_bound(&r.json::<Value>().ok()?)
+}
+
+/// The agent started recently: a young agent counts as one that may have lost registrations.
+pub const RECENT_START: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// No matching instance, and the agent restarted recently while the service is known (other
+/// instances of it in the catalog, or the condition names this agent's node): registrations made
+/// through the HTTP API live only in the agent's data directory, and an agent recreated without
+/// it (a container without a volume, a data_dir on tmpfs) comes back without them.
+pub fn judge_lost(
+    cond: &Condition,
+    instances: &[Instance],
+    agent_node: &str,
+    bound: Option<(u64, std::time::Duration)>,
+    waited: &str,
+) -> Option<CheckResult> {
+    let (gcs, bound) = bound.filter(|(_, b)| *b <= RECENT_START)?;
+    if agent_node.is_empty() || instances.iter().any(|i| cond.matches(i) && i.node == agent_node) {
+        return None;
+    }
+    let siblings: Vec<String> = instances
+        .iter()
+        .filter(|i| i.node != agent_node)
+        .take(5)
+        .map(|i| format!("{} on node {}", i.id, i.node))
+        .collect();
+    let named = cond.node.as_deref() == Some(agent_node);
+    if siblings.is_empty() && !named {
+        return None;
+    }
+    let known = if siblings.is_empty() {
+        format!("the condition expects it on node {agent_node}")
+    } else {
+        format!("the catalog still knows {:?} elsewhere ({})", cond.service, siblings.join("; "))
+    };
+    let minutes = bound.as_secs() / 60;
+    Some(
+        CheckResult::finding(
+            codes::WAIT_AGENT_LOST_REGISTRATIONS,
+            "wait.condition",
+            format!(
+                "{}: nothing registered on agent {agent_node} after {waited}, and that agent started less than {minutes} minutes ago ({gcs} garbage collections; Go forces one at least every 2 minutes), while {known}: a service registered through the HTTP API lives only in the agent's data directory, so an agent restarted or recreated without it comes back without the service, and nothing registers it again",
+                cond.describe()
+            ),
+            format!(
+                "make the registration durable: put the definition in the agent's configuration directory (service {{ name = \"{}\" ... }} in a file under -config-dir, read again at every start), or keep data_dir on a persistent volume; or have the application re-register when its agent restarts (consul services register <file> in the agent's start-up hook)",
+                cond.service
+            ),
+        )
+        .with("agent_node", agent_node)
+        .with("agent_started_within", format!("{minutes}m")),
+    )
+}
+
 fn unreachable_registered(what: &str) -> CheckResult {
     // Registered with a matching instance always holds; kept total for any input.
     CheckResult::pass("wait.condition", format!("{what}: holds"))
@@ -339,6 +413,30 @@ mod tests {
         let entry = r#"{"Node": {"Node": "n1"}, "Service": {"ID": "a"}, "Checks": [{"CheckID": "_service_maintenance:a", "Name": "Service Maintenance Mode", "Status": "critical", "Output": "", "Notes": "deploying v2"}]}"#;
         let i: Instance = serde_json::from_str(entry).unwrap();
         assert_eq!(i.worst_check().unwrap(), "Service Maintenance Mode: maintenance: deploying v2");
+    }
+
+    #[test]
+    fn an_agent_that_restarted_recently_lost_the_api_registration() {
+        let metrics = |n: f64| json!({"Gauges": [{"Name": "consul.runtime.total_gc_runs", "Value": n}]});
+        assert_eq!(uptime_bound(&metrics(5.0)).map(|(n, d)| (n, d.as_secs())), Some((5, 18 * 60)));
+        assert_eq!(uptime_bound(&metrics(0.0)), None, "no bound before the first collection");
+        assert_eq!(uptime_bound(&json!({"Gauges": []})), None);
+        let mut c = cond(Goal::Passing(1));
+        c.node = Some("n1".into());
+        let young = uptime_bound(&metrics(5.0));
+        let old = uptime_bound(&metrics(60.0));
+        let sibling = {
+            let mut i = inst("web-2", "passing");
+            i.node = "n2".into();
+            i
+        };
+        let r = judge_lost(&c, &[sibling.clone()], "n1", young, "2s").expect("lost");
+        assert_eq!(r.code, Some("WAIT-013"));
+        assert!(r.message.contains("web-2 on node n2") && r.fix.unwrap().contains("configuration directory"));
+        assert!(judge_lost(&c, &[sibling.clone()], "n1", old, "2s").is_none(), "an old agent lost nothing");
+        assert!(judge_lost(&c, &[], "n1", young, "2s").is_some(), "the condition names this node");
+        let any = cond(Goal::Passing(1));
+        assert!(judge_lost(&any, &[], "n1", young, "2s").is_none(), "nothing says it was ever there");
     }
 
     #[test]

@@ -296,6 +296,13 @@ async fn wait_checks(
     }
     let tally = condition::judge(cond, &instances);
     let mut r = diagnose::judge_condition(cond, &tally, &instances, local.as_deref(), node, &waited_text);
+    if r.code == Some(crate::codes::WAIT_NOT_REGISTERED.code) {
+        // Never registered, or registered and lost with a restarted agent's data directory?
+        let bound = diagnose::agent_uptime_bound(client).await;
+        if let Some(lost) = diagnose::judge_lost(cond, &instances, node, bound, &waited_text) {
+            r = lost;
+        }
+    }
     r = r.with("request", format!("GET {}", client.url(&path)));
     if watched.failures > 0 {
         r = r.with("failed_requests", watched.failures.to_string());

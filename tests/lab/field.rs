@@ -265,3 +265,52 @@ fn a_node_name_held_by_another_node_id_is_named_as_the_cause() {
     assert_eq!(run.code, 1);
     drop(first);
 }
+
+#[test]
+fn wait_says_a_recreated_agent_lost_the_api_registration() {
+    // hashicorp/consul#4955: an agent recreated without its data directory comes back without
+    // the services registered through its HTTP API.
+    let server = start("lost-srv", Spec { server: true, bootstrap_expect: Some(1), ..Spec::default() }, true);
+    let client = start("lost-cl", Spec { join: Some(server.serf_addr()), ..Spec::default() }, true);
+    let ttl =
+        |id: &str| json!({"Name": "lost-web", "ID": id, "Port": 7241, "Check": {"TTL": "10m", "Status": "passing"}});
+    register(&client, None, ttl("lost-web-1"));
+    register(&server, None, ttl("lost-web-2"));
+    let on_client = || server.get("/v1/catalog/service/lost-web", None).1.contains("lost-web-1");
+    wait_until(Duration::from_secs(30), on_client, "the client's instance in the catalog");
+    let (_, before) = client.get("/v1/agent/self", None);
+    let before: Value = serde_json::from_str(&before).unwrap();
+    client.kill();
+    wait_until(
+        Duration::from_secs(60),
+        || server.get(&format!("/v1/health/node/{}", client.name), None).1.contains("\"critical\""),
+        "the servers noticing the client is gone",
+    );
+    std::fs::remove_dir_all(client.file("data")).unwrap();
+    client.restart();
+    wait_until(Duration::from_secs(60), || !on_client(), "the recreated agent dropping what it does not know");
+    let (_, after) = client.get("/v1/agent/self", None);
+    let after: Value = serde_json::from_str(&after).unwrap();
+    assert_ne!(before["Config"]["NodeID"], after["Config"]["NodeID"], "a new data directory, a new node ID");
+    let wait = run_doctor(
+        &[
+            "wait",
+            "--format",
+            "json",
+            "--http-addr",
+            &client.http_addr(),
+            "--service",
+            "lost-web",
+            "--node",
+            &client.name,
+            "--deadline",
+            "2s",
+        ],
+        &[],
+    );
+    let wj = wait.json();
+    assert_eq!(wj["root_cause"]["code"], "WAIT-013", "{wj:#}");
+    let msg = wj["root_cause"]["message"].as_str().unwrap();
+    assert!(msg.contains("lost-web-2 on node") && msg.contains("started less than"), "{msg}");
+    assert_eq!(wait.code, 1);
+}
