@@ -430,10 +430,10 @@ mod tests {
             i.node = "n2".into();
             i
         };
-        let r = judge_lost(&c, &[sibling.clone()], "n1", young, "2s").expect("lost");
+        let r = judge_lost(&c, std::slice::from_ref(&sibling), "n1", young, "2s").expect("lost");
         assert_eq!(r.code, Some("WAIT-013"));
         assert!(r.message.contains("web-2 on node n2") && r.fix.unwrap().contains("configuration directory"));
-        assert!(judge_lost(&c, &[sibling.clone()], "n1", old, "2s").is_none(), "an old agent lost nothing");
+        assert!(judge_lost(&c, std::slice::from_ref(&sibling), "n1", old, "2s").is_none(), "an old agent lost nothing");
         assert!(judge_lost(&c, &[], "n1", young, "2s").is_some(), "the condition names this node");
         let any = cond(Goal::Passing(1));
         assert!(judge_lost(&any, &[], "n1", young, "2s").is_none(), "nothing says it was ever there");
