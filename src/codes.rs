@@ -87,6 +87,7 @@ codes! {
     CFG_CLI_DROPS_ARGS = "CFG-036", "config", Warn, "consul services register (1.8) drops script check args";
     CFG_DEREGISTER_BELOW_MINIMUM = "CFG-037", "config", Warn, "deregister_critical_service_after is below Consul's 1m minimum";
     CFG_ADDRESS_URL = "CFG-038", "config", Fail, "Service address is a URL, not a host";
+    CFG_WRAPPED_API_BODY = "CFG-039", "config", Note, "API body inside a configuration-file wrapper";
     DNS_NXDOMAIN = "DNS-001", "dns", Fail, "Agent host name does not exist (NXDOMAIN)";
     DNS_NO_ADDRESS = "DNS-002", "dns", Fail, "Agent host name has no address records";
     DNS_TIMEOUT = "DNS-003", "dns", Fail, "DNS lookup timed out";

@@ -114,6 +114,9 @@ pub struct ServiceDef {
     pub problems: Vec<CheckResult>,
     /// Written in HCL (fixes are then given in HCL; otherwise in the file's JSON form).
     pub hcl: bool,
+    /// A JSON configuration-file wrapper (`{"service": {...}}`) around an HTTP API body (its keys
+    /// in the API's CamelCase): the wrapper key as written.
+    pub api_body_wrapped_in: Option<String>,
 }
 
 impl ServiceDef {
@@ -379,11 +382,12 @@ pub fn load_text(text: &str, shown: &str) -> Result<Vec<ServiceDef>, Box<CheckRe
         .iter()
         .filter(|(k, _)| matches!(norm(k).as_str(), "service" | "services"))
         .all(|(_, v)| v.is_object() || v.is_array());
-    let wrapped: Vec<&Value> = if !hcl && (own_fields || !wrapper_shaped) {
+    let wrapped: Vec<(&String, &Value)> = if !hcl && (own_fields || !wrapper_shaped) {
         Vec::new()
     } else {
-        top.iter().filter(|(k, _)| matches!(norm(k).as_str(), "service" | "services")).map(|(_, v)| v).collect()
+        top.iter().filter(|(k, _)| matches!(norm(k).as_str(), "service" | "services")).collect()
     };
+    let mut wrapper_of: Vec<Option<String>> = Vec::new();
     if wrapped.is_empty() {
         // Agent settings (datacenter, data_dir, ...) without a service: nothing to check here.
         let agent_keys = [
@@ -408,14 +412,21 @@ pub fn load_text(text: &str, shown: &str) -> Result<Vec<ServiceDef>, Box<CheckRe
         }
         raw.push((top.clone(), if hcl { Form::Config } else { Form::Api }));
     }
-    for v in wrapped {
+    for (key, v) in wrapped {
         let items: Vec<&Value> = match v {
             Value::Array(items) => items.iter().collect(),
             other => vec![other],
         };
         for item in items {
             match item {
-                Value::Object(m) => raw.push((m.clone(), Form::Config)),
+                Value::Object(m) => {
+                    // Every key in the API's CamelCase: an API body someone wrapped.
+                    let api_style = !hcl
+                        && !m.is_empty()
+                        && m.keys().all(|k| k.starts_with(|c: char| c.is_ascii_uppercase()) && !k.contains('_'));
+                    wrapper_of.push((raw.len(), api_style.then(|| key.clone())).1);
+                    raw.push((m.clone(), Form::Config))
+                }
                 other => {
                     return Err(Box::new(finding(
                         codes::CFG_PARSE,
@@ -439,6 +450,7 @@ pub fn load_text(text: &str, shown: &str) -> Result<Vec<ServiceDef>, Box<CheckRe
         .map(|(i, (m, form))| {
             let mut def = read_service(&m, form, Origin::File { path: shown.to_string(), index: i + 1 });
             def.hcl = hcl;
+            def.api_body_wrapped_in = wrapper_of.get(i).cloned().flatten();
             // Findings made while reading were worded before the syntax was known.
             def
         })
@@ -653,6 +665,7 @@ pub fn read_service(m: &Map<String, Value>, form: Form, origin: Origin) -> Servi
         versioned: Vec::new(),
         problems: Vec::new(),
         hcl: false,
+        api_body_wrapped_in: None,
     };
     let mut raw_checks: Vec<&Map<String, Value>> = Vec::new();
     for (field, v) in r.fields("", m, SERVICE_FIELDS, false) {
@@ -865,6 +878,14 @@ pub fn judge(def: &ServiceDef) -> Vec<CheckResult> {
                 "register the API form of this definition with PUT /v1/agent/service/register, or place the file in the agent's configuration directory".into(),
             );
         }
+    }
+    if let Some(key) = &def.api_body_wrapped_in {
+        push(
+            &mut out,
+            codes::CFG_WRAPPED_API_BODY,
+            format!("{l}: an HTTP API body (CamelCase keys) inside the configuration-file wrapper {key:?}: the agent's configuration directory and consul services register read it, but sent as the body of PUT /v1/agent/service/register Consul answers 400: Request decode failed: json: unknown field \"{key}\""),
+            format!("send the object inside {key:?} as the API body (jq .{key} FILE | curl -X PUT --data @- .../v1/agent/service/register), or keep the file for the configuration directory / consul services register"),
+        );
     }
     if def.id.as_deref().is_none_or(str::is_empty) && !name.is_empty() {
         push(
@@ -1323,8 +1344,11 @@ mod tests {
             );
             assert!(r[0].message.contains("Name"), "{}", r[0].message);
         }
-        // A wrapper is a configuration file.
+        // A wrapper is a configuration file; around an API body it earns a note.
         assert_eq!(load_text(r#"{"service":{"name":"web","id":"w"}}"#, "x.json").unwrap()[0].form, Form::Config);
+        assert!(!codes_of(r#"{"service":{"name":"web","id":"w"}}"#, "x.json").contains(&"CFG-039"));
+        let wrapped = codes_of(r#"{"service":{"Name":"web","ID":"w"}}"#, "x.json");
+        assert_eq!(wrapped, vec!["CFG-039"]);
     }
 
     #[test]

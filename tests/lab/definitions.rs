@@ -218,8 +218,13 @@ fn body_shapes_consul_decodes_strictly() {
         let msg = result(&json, "config.service")["message"].as_str().unwrap().to_string();
         assert!(msg.contains(consul_says) && msg.contains("Name"), "{msg}");
     }
-    let (st, text) = agent_verdict(r#"{"service": {"name": "shape", "port": 80}}"#);
+    let wrapped = r#"{"service": {"Name": "shape", "ID": "shape-1", "Port": 80}}"#;
+    let (st, text) = agent_verdict(wrapped);
     assert_eq!((st, text.trim()), (400, r#"Request decode failed: json: unknown field "service""#));
+    let (_, json) = check_definition("wrapped.json", wrapped);
+    let notes: Vec<&Value> = results(&json, "config.service").into_iter().filter(|r| r["code"] == "CFG-039").collect();
+    assert_eq!(notes.len(), 1, "{json:#}");
+    assert!(notes[0]["message"].as_str().unwrap().contains(text.trim()), "{:#}", notes[0]);
 }
 
 #[test]
