@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use condition::{Change, Condition, Goal, Instance, Tally};
 use report::{Outcome, WaitReport};
 
-use crate::check::pipeline::{self, Connected};
 use crate::consul::SharedClient;
+use crate::diagnosis::{self, Connected};
 use crate::inputs::{Inputs, RawInputs};
 use crate::report::{CheckResult, Report, Status};
 use crate::{log, secret, ExitStatus};
@@ -142,7 +142,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
         // The last attempt, at the deadline, gets the diagnosis budget so its report is whole.
         let last_attempt = left.is_zero();
         inputs.deadline = if last_attempt { diagnosis_budget } else { left };
-        match pipeline::connect(inputs).await {
+        match diagnosis::connect(inputs).await {
             Connected::Ready { client, outcome } => {
                 let node = outcome.facts.agent.as_ref().map(|a| a.node.clone());
                 target = outcome.report.target.clone();
@@ -219,7 +219,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
     // wait saw and this agent's own services).
     let waited = started.elapsed();
     inputs.deadline = diagnosis_budget;
-    let diagnosis = match pipeline::connect(inputs).await {
+    let diagnosis = match diagnosis::connect(inputs).await {
         Connected::Failed(outcome) => outcome.report,
         Connected::Ready { client: fresh, outcome } => {
             let node = outcome.facts.agent.as_ref().map(|a| a.node.clone()).unwrap_or_default();

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::condition::{Change, Condition};
-use crate::cli::Format;
+use crate::render::Format;
 use crate::report::{CheckResult, Report, Status};
 
 /// Version of the `wait` JSON document (independent of `check`'s).

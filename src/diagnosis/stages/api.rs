@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::check::pipeline::{Ctx, StageFuture};
 use crate::codes;
 use crate::consul::{ConsulClient, HttpFailure, Reply};
+use crate::diagnosis::pipeline::{Ctx, StageFuture};
 use crate::report::CheckResult;
 
 pub const CHECKS: &[&str] = &["api.agent", "api.datacenter"];
@@ -325,7 +325,7 @@ pub fn judge_enterprise_inputs(
     if a.version.contains("+ent") {
         return None;
     }
-    let v = crate::check::stages::version::parse_version(&a.version)?;
+    let v = crate::diagnosis::stages::version::parse_version(&a.version)?;
     let mut set = Vec::new();
     if let Some(ns) = namespace {
         set.push(format!("CONSUL_NAMESPACE={ns} (Consul answers 400: Bad request: Invalid query parameter: \"ns\" - Namespaces are a Consul Enterprise feature)"));

@@ -5,8 +5,8 @@
 
 use serde_json::Value;
 
-use crate::check::pipeline::{Ctx, StageFuture};
 use crate::codes;
+use crate::diagnosis::pipeline::{Ctx, StageFuture};
 use crate::report::CheckResult;
 
 pub const CHECKS: &[&str] = &["version.members", "version.definition", "version.go_mod"];
