@@ -15,6 +15,7 @@ pub mod duration;
 pub mod explain;
 pub mod hcl;
 pub mod inputs;
+pub mod jsonclip;
 pub mod localfile;
 pub mod log;
 pub mod render;
