@@ -83,7 +83,8 @@ pub fn judge(cat: &Catalog, v: &AgentView) -> Vec<Finding> {
     let Some(n) = cat.nodes.iter().position(|x| x.name == v.node) else { return Vec::new() };
     cat.instances
         .iter()
-        .filter(|i| i.node == n && !v.services.contains(&i.id))
+        // The servers' `consul` service is kept by the leader, never by an agent's own list.
+        .filter(|i| i.node == n && !v.services.contains(&i.id) && i.service != "consul")
         .map(|i| {
             let result = CheckResult::finding(
                 codes::SCN_UNKNOWN_TO_ITS_AGENT,
@@ -135,7 +136,11 @@ mod tests {
         };
         Catalog {
             nodes: vec![node("app01"), node("app02")],
-            instances: vec![inst("web-1", 0), inst("web-2", 0), inst("web-3", 1)],
+            instances: vec![inst("web-1", 0), inst("web-2", 0), inst("web-3", 1), {
+                let mut c = inst("consul", 0);
+                c.service = "consul".into();
+                c
+            }],
             members: None,
         }
     }

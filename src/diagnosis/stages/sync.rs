@@ -162,8 +162,9 @@ fn check_views<'a>(items: impl Iterator<Item = &'a Value>, service_id: &str, nod
 pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     Box::pin(async move {
         let node_result = judge_own_node(ctx).await;
+        // Only a clash of node identity stops everything this agent syncs.
         let node_blocker =
-            node_result.as_ref().filter(|r| r.status == crate::report::Status::Fail).and_then(|r| r.code);
+            node_result.as_ref().and_then(|r| r.code).filter(|c| *c == codes::SYN_NODE_NAME_RESERVED.code);
         let mut results: Vec<CheckResult> = node_result.into_iter().collect();
         let (services, client) = match super::service_stage_start(ctx, &CHECKS[1..]) {
             Ok(started) => started,
@@ -335,7 +336,7 @@ async fn judge_own_node(ctx: &Ctx<'_>) -> Option<CheckResult> {
     let deny = agent.acls_enabled == Some(true)
         && policy.or(agent.acl_default_policy.clone()).is_some_and(|p| p.eq_ignore_ascii_case("deny"));
     let path = format!("/v1/catalog/node/{}{}", urlencode(&agent.node), crate::consul::dc_query(ctx.datacenter()));
-    let r = match super::decode::<Value>(&format!("GET {path}"), &client.get(&path).await, client.timeout, false) {
+    let r = match super::decode::<Value>(&format!("GET {path}"), &client.get(&path).await, client.timeout, true) {
         super::Answer::Ok(Value::Null) if agent.acls_enabled == Some(true) && node_visible != Some(true) => {
             // Absent from a filtered answer is not absent from the catalog.
             CheckResult::not_judged(
@@ -343,9 +344,15 @@ async fn judge_own_node(ctx: &Ctx<'_>) -> Option<CheckResult> {
                 format!("GET {path} answered null: the token may not read node {:?} (node:read), or the node is not in the catalog yet", agent.node),
             )
         }
-        super::Answer::Ok(v) => {
-            judge_node(&agent.node, &agent.node_id, &agent.datacenter, deny, CatalogNode::from_json(&v).as_ref())
-        }
+        super::Answer::Ok(Value::Null) => judge_node(&agent.node, &agent.node_id, &agent.datacenter, deny, None),
+        super::Answer::Ok(v) => match CatalogNode::from_json(&v) {
+            Some(n) => judge_node(&agent.node, &agent.node_id, &agent.datacenter, deny, Some(&n)),
+            None => super::unusable(
+                codes::SYN_UNREADABLE,
+                "sync.node",
+                format!("GET {path} returned a body that is not the JSON Consul sends (no Node object)"),
+            ),
+        },
         super::Answer::NotJudged(why) => CheckResult::not_judged("sync.node", why),
         super::Answer::Unusable(what) => super::unusable(codes::SYN_UNREADABLE, "sync.node", what),
     };
