@@ -918,7 +918,7 @@ pub fn judge(def: &ServiceDef) -> Vec<CheckResult> {
             push(
                 &mut out,
                 codes::CFG_ADDRESS_URL,
-                format!("{l}: address {addr:?} is a URL, not a host: Consul registers it as written (200), so DNS answers it as a name that does not exist and clients build \"{addr}:{}\"", def.port.unwrap_or(0)),
+                format!("{l}: address {addr:?} is a URL, not a host: Consul registers it as written (200), so its DNS answers a CNAME (and an SRV target) \"{addr}.\", a name that does not exist, instead of an address, and HTTP clients build \"{addr}:{}\"", def.port.unwrap_or(0)),
                 format!("give the host alone and the port separately: {}{}", def.assign("address", "Address", &format!("{host:?}")), def.port.map(|p| format!(", {}", def.assign("port", "Port", &p.to_string()))).unwrap_or_default()),
             );
         }
