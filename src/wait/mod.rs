@@ -385,6 +385,16 @@ async fn wait_checks(
             r = lost;
         }
     }
+    if r.code == Some(crate::codes::SYN_MISSING.code) {
+        // On the agent, not in the catalog: a node name held by another node ID explains it.
+        if let Some(cause) = crate::diagnosis::stages::sync::node_identity_cause(client, dc).await {
+            let code = cause.code.unwrap_or_default();
+            let mut blocked = CheckResult::blocked("wait.condition", code);
+            blocked.message = format!("{}; the cause: {code}", r.message);
+            out.push(cause);
+            r = blocked;
+        }
+    }
     r = r.with("request", format!("GET {}", client.url(&path)));
     if watched.failures > 0 {
         r = r.with("failed_requests", watched.failures.to_string());

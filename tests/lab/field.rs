@@ -263,6 +263,14 @@ fn a_node_name_held_by_another_node_id_is_named_as_the_cause() {
     assert_eq!((c["status"].as_str(), c["blocked_by"].as_str()), (Some("skip"), Some("SYN-011")), "one cause: {c:#}");
     assert_eq!(root_cause(&json).as_deref(), Some("SYN-011"));
     assert_eq!(run.code, 1);
+    // wait names the same cause instead of a generic "the agent cannot sync it".
+    let wait = run_doctor(
+        &["wait", "--format", "json", "--http-addr", &second.http_addr(), "--service", "twin-web", "--deadline", "2s"],
+        &[],
+    );
+    let wj = wait.json();
+    assert_eq!(wj["root_cause"]["code"], "SYN-011", "{wj:#}");
+    assert_eq!(wait.code, 1);
     drop(first);
 }
 

@@ -320,6 +320,20 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     })
 }
 
+/// For commands other than `check` (wait's "on the agent, not in the catalog"): the node
+/// identity clash that explains it, when there is one (SYN-011), read from `/v1/agent/self` and
+/// `/v1/catalog/node/NAME`.
+pub async fn node_identity_cause(client: &crate::consul::ConsulClient, dc: Option<&str>) -> Option<CheckResult> {
+    let own = client.get("/v1/agent/self").await.ok().filter(|r| r.status == 200)?;
+    let agent = super::api::AgentSelf::from_json(&own.json::<Value>().ok()?)?;
+    let path = format!("/v1/catalog/node/{}{}", urlencode(&agent.node), crate::consul::dc_query(dc));
+    let reply = client.get(&path).await.ok().filter(|r| r.status == 200)?;
+    let node = CatalogNode::from_json(&reply.json::<Value>().ok()?)?;
+    let r = judge_node(&agent.node, &agent.node_id, &agent.datacenter, false, Some(&node));
+    (r.code == Some(codes::SYN_NODE_NAME_RESERVED.code))
+        .then(|| r.with("request", format!("GET {}", client.url(&path))))
+}
+
 /// Reads the agent's own node from the catalog and judges it (`None`: nothing to ask with).
 async fn judge_own_node(ctx: &Ctx<'_>) -> Option<CheckResult> {
     let client = ctx.client()?;
