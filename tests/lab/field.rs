@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::common::fault::{FaultServer, Route};
 use crate::common::*;
 
 fn register(a: &Agent, token: Option<&str>, body: Value) {
@@ -59,18 +60,21 @@ fn every_instance_critical_fails_the_check() {
 
 #[test]
 fn a_new_check_with_a_long_interval_has_not_run_yet() {
+    // A healthy application (its endpoint answers 200) whose check has a long interval.
     let a = dev();
-    let port = free_port();
+    let app = FaultServer::http(vec![Route::text("/health", 200, "ok")]);
+    let port = app.addr.port();
     let body = json!({"Name": "field-slow", "ID": "field-slow-1", "Port": port,
-        "Check": {"HTTP": format!("http://127.0.0.1:{port}/health"), "Interval": "24h", "DeregisterCriticalServiceAfter": "90m"}});
+        "Check": {"HTTP": format!("http://{}/health", app.addr), "Interval": "24h", "DeregisterCriticalServiceAfter": "90m"}});
     register(a, None, body.clone());
     // What 1.8.7 really shows for a check that has not run: critical, no output, everywhere.
     let own = agent_check(a, "service:field-slow-1");
     assert_eq!((own["Status"].as_str(), own["Output"].as_str()), (Some("critical"), Some("")), "{own:#}");
     let dir = tempfile::tempdir().unwrap();
     let file = definition_file(&dir, &body);
-    let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--service-file", &file, "--skip", "health"], &[]);
+    let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--service-file", &file], &[]);
     deregister(a, None, "field-slow-1");
+    assert_eq!(result(&json, "health.probe")["status"], "pass", "the application is healthy: {json:#}");
     let s = result(&json, "sync.checks");
     assert_eq!(s["code"], "SYN-008", "{json:#}");
     let msg = s["message"].as_str().unwrap();
@@ -80,6 +84,7 @@ fn a_new_check_with_a_long_interval_has_not_run_yet() {
     assert!(!codes(&json).contains(&"SYN-004".to_string()), "{json:#}");
     // The only instance is out of DNS until then: that is a failure, named once.
     assert_eq!(s["raised_by"], "DSC-002", "{s:#}");
+    assert_eq!(root_cause(&json).as_deref(), Some("SYN-008"));
     assert_eq!(run.code, 1);
 }
 

@@ -525,7 +525,16 @@ pub fn judge_checks(
     let failing: Vec<&CheckView> = agent.iter().filter(|a| a.status != "passing" && !a.is_maintenance()).collect();
     let (waiting, failing): (Vec<&CheckView>, Vec<&CheckView>) = failing.into_iter().partition(|c| c.not_run_yet());
     if !waiting.is_empty() && failing.is_empty() {
-        out.push(not_run_yet(def, &waiting));
+        match (probe_passed, probe_failure) {
+            // Not run yet, and the doctor's own probe of the target fails: that is the cause.
+            (Some(false), Some(code)) => {
+                let ids = waiting.iter().map(|c| c.id.as_str()).collect::<Vec<_>>().join(", ");
+                let mut r = CheckResult::blocked("sync.checks", code);
+                r.message = format!("{l}: {ids} has not run yet on the agent, and the doctor's probe of its target fails; see the health stage");
+                out.push(r);
+            }
+            _ => out.push(not_run_yet(def, &waiting)),
+        }
         return out;
     }
     if failing.is_empty() {
@@ -597,6 +606,8 @@ mod tests {
             judge_checks(&d, &[view("critical", "dial tcp 127.0.0.1:1: connect: connection refused")], &[], None, None);
         assert_eq!(ran[0].code, Some("SYN-004"));
         assert!(ran[0].message.contains("connection refused"));
+        let probed = judge_checks(&d, &[view("critical", "")], &[], Some(false), Some("HLT-001"));
+        assert_eq!((probed[0].status, probed[0].blocked_by), (crate::report::Status::Skip, Some("HLT-001")));
         let mut maint = view("critical", "");
         maint.id = "_service_maintenance:web-1".into();
         maint.notes = "deploying".into();
