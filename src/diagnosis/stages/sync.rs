@@ -548,7 +548,8 @@ pub fn judge_checks(
     }
     let view = failing
         .iter()
-        .map(|c| format!("{} {}: {}", c.id, c.status, if c.output.is_empty() { "(no output yet)" } else { &c.output }))
+        .map(|c| format!("{} {}: {}", c.id, c.status, if c.output.is_empty() { "(no output)" } else { &c.output }))
+        .chain(waiting.iter().map(|c| format!("{} critical: has not run yet", c.id)))
         .collect::<Vec<_>>()
         .join("; ");
     match (probe_passed, probe_failure) {
