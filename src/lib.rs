@@ -13,6 +13,7 @@ pub mod clip;
 pub mod codes;
 pub mod connection;
 pub mod consul;
+pub mod consul_facts;
 pub mod diagnosis;
 pub mod duration;
 pub mod explain;
