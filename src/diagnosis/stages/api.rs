@@ -66,7 +66,11 @@ impl AgentSelf {
             node: s(config, "NodeName").unwrap_or_default(),
             server: config.get("Server").and_then(Value::as_bool).unwrap_or(false),
             acls_enabled: debug.and_then(|d| d.get("ACLsEnabled")).and_then(Value::as_bool),
-            acl_default_policy: debug.and_then(|d| s(d, "ACLDefaultPolicy")),
+            // 1.8: DebugConfig.ACLDefaultPolicy; later under ACLResolverSettings (consul_facts).
+            acl_default_policy: crate::consul_facts::DEBUG_ACL_DEFAULT_POLICY_PATHS
+                .iter()
+                .find_map(|p| v.pointer(p).and_then(Value::as_str))
+                .map(|x| x.trim().to_string()),
             known_servers: v
                 .pointer("/Stats/consul/known_servers")
                 .and_then(Value::as_str)
@@ -120,7 +124,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         let url = client.url("/v1/agent/self");
         let reply = client.get("/v1/agent/self").await;
         if let Ok(r) = &reply {
-            if let Some(p) = r.header("x-consul-default-acl-policy") {
+            if let Some(p) = r.header(crate::consul_facts::DEFAULT_ACL_POLICY_HEADER) {
                 ctx.facts().default_acl_policy = Some(p);
             }
         }
