@@ -116,6 +116,7 @@ codes! {
     API_ENTERPRISE_ONLY = "API-007", "api", Fail, "Enterprise namespace or partition set against Consul OSS";
     API_WRITES_REFUSED = "API-008", "api", Fail, "Agent refuses registrations from this host";
     API_PROXY_AUTH = "API-009", "api", Fail, "A proxy in front of the agent asks for HTTP Basic credentials";
+    API_NO_PEERING = "API-010", "api", Fail, "Peer given to an agent without cluster peering";
     LDR_NO_LEADER = "LDR-001", "leader", Fail, "Cluster has no leader";
     LDR_NO_SERVERS = "LDR-002", "leader", Fail, "Agent knows no Consul servers";
     LDR_NO_PATH = "LDR-003", "leader", Fail, "No path to the datacenter";

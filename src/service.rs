@@ -106,6 +106,9 @@ pub struct ServiceDef {
     pub meta: Vec<(String, String)>,
     pub kind: Option<String>,
     pub token: Option<Secret>,
+    /// The definition's own `Namespace` / `Partition` (Consul Enterprise).
+    pub namespace: Option<String>,
+    pub partition: Option<String>,
     pub weights_passing: Option<i64>,
     pub sidecar: bool,
     pub checks: Vec<CheckDef>,
@@ -646,6 +649,8 @@ pub fn read_service(m: &Map<String, Value>, form: Form, origin: Origin) -> Servi
         meta: Vec::new(),
         kind: None,
         token: None,
+        namespace: None,
+        partition: None,
         weights_passing: None,
         sidecar: false,
         checks: Vec::new(),
@@ -661,6 +666,8 @@ pub fn read_service(m: &Map<String, Value>, form: Form, origin: Origin) -> Servi
             "Address" => def.address = v.as_str().map(str::to_string),
             "Port" => def.port = v.as_i64(),
             "Kind" => def.kind = v.as_str().map(str::to_string),
+            "Namespace" => def.namespace = v.as_str().filter(|s| !s.is_empty()).map(str::to_string),
+            "Partition" => def.partition = v.as_str().filter(|s| !s.is_empty()).map(str::to_string),
             "Token" => def.token = v.as_str().filter(|s| !s.is_empty()).map(Secret::new),
             "Tags" => {
                 def.tags = v
