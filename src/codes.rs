@@ -142,6 +142,7 @@ codes! {
     SYN_DEFINITION = "SYN-003", "sync", Warn, "Catalog holds a different definition than the agent";
     SYN_CHECK_FAILING = "SYN-004", "sync", Warn, "Consul reports the service's check failing";
     SYN_UNREADABLE = "SYN-005", "sync", Fail, "Catalog or check lists are unreadable";
+    SYN_OWNED_NOT_READY = "SYN-006", "sync", Warn, "Instance registered by its owner (Kubernetes, a peer) is not passing";
     HLT_REFUSED = "HLT-001", "health", Fail, "Health endpoint refused the connection";
     HLT_TIMEOUT = "HLT-002", "health", Fail, "Health endpoint timed out";
     HLT_TLS = "HLT-003", "health", Fail, "Health endpoint TLS error";
@@ -177,6 +178,7 @@ codes! {
     WAIT_NO_READ = "WAIT-004", "wait", Fail, "Token may not read the service";
     WAIT_STILL_REGISTERED = "WAIT-005", "wait", Fail, "Instance still registered at the deadline";
     WAIT_QUERY_FAILING = "WAIT-006", "wait", Fail, "Health query kept failing";
+    WAIT_OWNED_NOT_READY = "WAIT-010", "wait", Fail, "Instances registered by their owner (Kubernetes, a peer) are not passing";
     SCN_GONE_NODE = "SCN-001", "scan", Warn, "Instance on a node whose agent failed or left";
     SCN_CATALOG_ONLY = "SCN-002", "scan", Warn, "Instance on a catalog-only node that no agent maintains";
     SCN_CATALOG_ONLY_UNCHECKED = "SCN-003", "scan", Warn, "Catalog-only instance with no health check";

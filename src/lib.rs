@@ -7,6 +7,7 @@
 //! connection stages through [`diagnosis::connect`]), the one table of [`codes`], the [`report`]
 //! model and the [`render`]ers (neither depends on [`cli`]).
 
+pub mod agentless;
 pub mod check;
 pub mod cli;
 pub mod clip;

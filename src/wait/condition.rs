@@ -94,6 +94,8 @@ pub struct Instance {
     pub id: String,
     pub tags: Vec<String>,
     pub checks: Vec<CheckState>,
+    /// Who registered it when no agent did (consul-k8s, a cluster peer): crate::agentless.
+    pub owner: Option<crate::agentless::Owner>,
 }
 
 impl Instance {
@@ -127,6 +129,8 @@ impl<'de> Deserialize<'de> for Instance {
         struct Node {
             #[serde(rename = "Node")]
             node: String,
+            #[serde(rename = "Meta", default)]
+            meta: Option<std::collections::HashMap<String, String>>,
         }
         #[derive(Deserialize)]
         struct Service {
@@ -134,6 +138,10 @@ impl<'de> Deserialize<'de> for Instance {
             id: String,
             #[serde(rename = "Tags", default)]
             tags: Option<Vec<String>>,
+            #[serde(rename = "Meta", default)]
+            meta: Option<std::collections::HashMap<String, String>>,
+            #[serde(rename = "PeerName", default)]
+            peer: Option<String>,
         }
         #[derive(Deserialize)]
         struct Check {
@@ -167,7 +175,9 @@ impl<'de> Deserialize<'de> for Instance {
                 status: c.status,
             })
             .collect();
-        Ok(Instance { node: e.node.node, id: e.service.id, tags: e.service.tags.unwrap_or_default(), checks })
+        let owner =
+            crate::agentless::owner_of(e.node.meta.as_ref(), e.service.meta.as_ref(), e.service.peer.as_deref());
+        Ok(Instance { node: e.node.node, id: e.service.id, tags: e.service.tags.unwrap_or_default(), checks, owner })
     }
 }
 
@@ -261,6 +271,7 @@ mod tests {
                 .enumerate()
                 .map(|(n, s)| CheckState { name: format!("c{n}"), status: s.to_string(), output: format!("out {s}") })
                 .collect(),
+            owner: None,
         }
     }
 

@@ -131,6 +131,22 @@ pub fn judge_condition(
         Goal::Registered => unreachable_registered(&what),
         Goal::Passing(n) => {
             let failing: Vec<&Instance> = matching.iter().copied().filter(|i| i.health() != Health::Passing).collect();
+            // Owned instances (consul-k8s pods, a peer's): the owner's side, never agent advice.
+            if let Some(owner) = failing.first().and_then(|i| i.owner.as_ref()) {
+                return CheckResult::finding(
+                    codes::WAIT_OWNED_NOT_READY,
+                    "wait.condition",
+                    format!(
+                        "{what}: {} of {} instance(s) passing after {waited}; not passing, registered by {}: {}",
+                        tally.passing,
+                        matching.len(),
+                        owner.describe(),
+                        list(&failing)
+                    ),
+                    crate::agentless::owner_fix(owner),
+                )
+                .with("owner", owner.describe());
+            }
             if tally.passing == 0 {
                 CheckResult::finding(
                     codes::WAIT_NOT_PASSING,
@@ -212,6 +228,7 @@ mod tests {
             id: id.into(),
             tags: vec![],
             checks: vec![CheckState { name: "http".into(), status: status.into(), output: "HTTP GET /: 503".into() }],
+            owner: None,
         }
     }
 
