@@ -21,6 +21,7 @@ pub mod explain;
 pub mod hcl;
 pub mod inputs;
 pub mod join;
+pub mod jsonclip;
 pub mod localfile;
 pub mod log;
 pub mod render;

@@ -465,7 +465,7 @@ pub fn judge_token_self(
         };
     }
     if r.status == 200 {
-        let v: Value = match serde_json::from_slice(&r.body) {
+        let v: Value = match crate::jsonclip::from_slice(&r.body) {
             Ok(v) => v,
             Err(e) => {
                 return Judged::Done(CheckResult::finding(

@@ -206,7 +206,7 @@ pub fn judge_agent_self(
     let body = r.snippet();
     match r.status {
         200..=299 => {
-            let parsed: Result<Value, _> = serde_json::from_slice(&r.body);
+            let parsed: Result<Value, _> = crate::jsonclip::from_slice(&r.body);
             match parsed {
                 Ok(v) => match AgentSelf::from_json(&v) {
                     Some(a) => {

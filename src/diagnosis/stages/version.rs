@@ -113,7 +113,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         let script_checks = agent.as_ref().and_then(|a| a.script_checks);
         results.extend(judge_definitions(&services, agent_version.as_deref(), script_checks));
         let servers: Vec<String> = match &reply {
-            Ok(r) => serde_json::from_slice::<Value>(&r.body)
+            Ok(r) => crate::jsonclip::from_slice::<Value>(&r.body)
                 .ok()
                 .as_ref()
                 .and_then(parse_members)
