@@ -163,8 +163,9 @@ impl Scope {
     /// and catalog reads of one service (`agent/health_endpoint.go`, `catalog_endpoint.go`).
     pub fn query_for(&self, path: &str) -> String {
         let bare = path.split('?').next().unwrap_or(path);
-        let entity =
-            ["/v1/catalog/", "/v1/health/", "/v1/agent/service", "/v1/agent/check"].iter().any(|p| bare.starts_with(p));
+        let entity = ["/v1/catalog/", "/v1/health/", "/v1/agent/service", "/v1/agent/check", "/v1/internal/ui/"]
+            .iter()
+            .any(|p| bare.starts_with(p));
         let peered = ["/v1/health/service/", "/v1/catalog/service/"].iter().any(|p| bare.starts_with(p));
         let mut q = Vec::new();
         if entity {

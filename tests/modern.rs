@@ -24,11 +24,21 @@ struct Cluster {
     peer_api: bool,
     /// ACLs on: the token may write/read `web` only in `web_namespace`.
     acls: bool,
+    /// `GET /v1/namespaces` is refused (a token without namespace list rights).
+    ns_list_denied: bool,
 }
 
 impl Cluster {
     fn oss(version: &'static str) -> Cluster {
-        Cluster { version, web_namespace: None, agentless: false, web_status: "passing", peer_api: false, acls: false }
+        Cluster {
+            version,
+            web_namespace: None,
+            agentless: false,
+            web_status: "passing",
+            peer_api: false,
+            acls: false,
+            ns_list_denied: false,
+        }
     }
 
     fn enterprise(&self) -> bool {
@@ -118,6 +128,24 @@ impl Cluster {
             // agent/catalog_endpoint.go CatalogServices
             "/v1/catalog/services" if self.ns_ok(r) => Answer::json("{\"web\": []}"),
             "/v1/catalog/services" => Answer::json("{}"),
+            // api/partition.go, api/namespace.go: lists of objects with Name (Enterprise).
+            "/v1/partitions" if ent => Answer::json(json!([{"Name": "default", "Description": ""}]).to_string()),
+            // acl/errors.go: a bare "Permission denied" for a list the token may not read.
+            "/v1/namespaces" if ent && self.ns_list_denied => Answer::text(403, "Permission denied"),
+            "/v1/namespaces" if ent => Answer::json(
+                json!([{"Name": "default", "Partition": "default"}, {"Name": self.web_namespace.unwrap_or("default"), "Partition": "default"}]).to_string(),
+            ),
+            // agent/ui_endpoint.go UINodes: one namespace per request (?ns=), nodes with their services and checks.
+            "/v1/internal/ui/nodes" => {
+                let mut nodes = vec![json!({"Node": "consul-server-0", "Address": "127.0.0.1", "Meta": {}, "Services": [], "Checks": []})];
+                if self.ns_ok(r) {
+                    nodes.push(json!({"Node": self.web_node(), "Address": "10.0.0.12", "Meta": {},
+                        "Services": [{"ID": self.web_id(), "Service": "web", "Tags": [], "Address": "10.42.0.7", "Port": 8080}],
+                        "Checks": [{"Node": self.web_node(), "CheckID": "web-check", "Name": "web", "Status": self.web_status, "Output": "", "ServiceID": self.web_id(),
+                                    "Definition": {"DeregisterCriticalServiceAfter": "10m"}}]}));
+                }
+                Answer::json(Value::Array(nodes).to_string())
+            }
             _ => Answer::json("[]"),
         }
     }
@@ -349,4 +377,41 @@ fn definition_fields_per_version() {
         let def = result(&json, "version.definition");
         assert_eq!(def["code"].as_str(), code, "{version} {}: {def:#}", file.display());
     }
+}
+
+#[test]
+fn scan_on_enterprise_reads_every_namespace_the_token_can_list() {
+    let fake = Cluster { web_namespace: Some("team-a"), ..Cluster::oss("1.22.1+ent") }.start();
+    let addr = fake.http_addr();
+    let run = run_doctor(&["scan", "--http-addr", &addr, "--format", "json"], &[]);
+    let json: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", run.stdout, run.stderr));
+    let endpoints = json["scanned"]["endpoints"].to_string();
+    assert!(endpoints.contains("/v1/namespaces"), "{endpoints}");
+    let reqs = fake.requests();
+    let ui: Vec<&Req> = reqs.iter().filter(|r| r.path == "/v1/internal/ui/nodes").collect();
+    assert!(
+        ui.iter().any(|r| r.q("ns") == Some("team-a")) && ui.iter().any(|r| r.q("ns") == Some("default")),
+        "{ui:?}"
+    );
+    assert!(json["scanned"]["services"].as_u64().unwrap() >= 1, "{json:#}");
+    // OSS: one read, no namespace.
+    let fake = Cluster::oss("2.0.3").start();
+    let addr = fake.http_addr();
+    let _ = run_doctor(&["scan", "--http-addr", &addr, "--format", "json"], &[]);
+    assert!(fake.requests().iter().all(|r| r.path != "/v1/namespaces" && r.q("ns").is_none()));
+}
+
+#[test]
+fn scan_says_which_namespaces_it_left_out() {
+    let fake = Cluster { web_namespace: Some("team-a"), ns_list_denied: true, ..Cluster::oss("2.0.3+ent") }.start();
+    let addr = fake.http_addr();
+    let run = run_doctor(&["scan", "--http-addr", &addr, "--format", "json"], &[]);
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["scanned"]["complete"], false, "{json:#}");
+    let text = json["findings"].to_string();
+    assert!(
+        text.contains("only namespace default of partition default was scanned") && text.contains("SCN-"),
+        "{text}"
+    );
+    assert_eq!(run.code, 1);
 }
