@@ -225,6 +225,8 @@ pub struct ConsulClient {
     /// Set once the agent's edition and version are known (the api stage): never sent to an
     /// agent that cannot take it.
     scope: std::sync::OnceLock<Scope>,
+    /// An answer said `X-Consul-Results-Filtered-By-ACLs: true` (1.11+): ACLs shortened a list.
+    filtered: std::sync::atomic::AtomicBool,
 }
 
 impl ConsulClient {
@@ -293,6 +295,7 @@ impl ConsulClient {
             timeout,
             requests: std::sync::atomic::AtomicU64::new(0),
             scope: std::sync::OnceLock::new(),
+            filtered: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -308,6 +311,22 @@ impl ConsulClient {
     pub fn set_scope(&self, scope: Scope) {
         if !scope.is_empty() {
             let _ = self.scope.set(scope);
+        }
+    }
+
+    /// Whether any answer so far said ACLs filtered it (`X-Consul-Results-Filtered-By-ACLs`,
+    /// 1.11+; older agents never say, so `false` proves nothing there).
+    pub fn saw_filtered_results(&self) -> bool {
+        self.filtered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn note_filtered(&self, headers: &HeaderMap) {
+        let filtered = headers
+            .get(crate::consul_facts::FILTERED_BY_ACLS_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if filtered {
+            self.filtered.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -457,6 +476,7 @@ impl ConsulClient {
         };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        self.note_filtered(&headers);
         if status != 200 {
             let body = read_capped(resp).await?;
             let reply = Reply { status, headers, body, elapsed: start.elapsed() };
@@ -543,6 +563,7 @@ impl ConsulClient {
         let resp = req.send().await.map_err(|e| classify(&e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        self.note_filtered(&headers);
         let body = read_capped(resp).await?;
         Ok(Reply { status, headers, body, elapsed: start.elapsed() })
     }

@@ -94,7 +94,8 @@ impl Cluster {
                     .into_iter()
                     .map(|mut i| {
                         let ns = i.get("Namespace").and_then(Value::as_str).unwrap_or("default").to_string();
-                        let allow = !self.acls || ns == self.web_namespace.unwrap_or("default");
+                        let segment = i.get("Segment").and_then(Value::as_str).unwrap_or("");
+                        let allow = !self.acls || ns == self.web_namespace.unwrap_or("default") || segment != "web";
                         i["Allow"] = Value::Bool(allow);
                         i
                     })
@@ -144,7 +145,12 @@ impl Cluster {
                         "Checks": [{"Node": self.web_node(), "CheckID": "web-check", "Name": "web", "Status": self.web_status, "Output": "", "ServiceID": self.web_id(),
                                     "Definition": {"DeregisterCriticalServiceAfter": "10m"}}]}));
                 }
-                Answer::json(Value::Array(nodes).to_string())
+                let a = Answer::json(Value::Array(nodes).to_string());
+                // agent/http.go setResultsFilteredByACLs (1.11+): the token may not read web's namespace.
+                match self.acls && !self.ns_ok(r) {
+                    true => a.header("X-Consul-Results-Filtered-By-ACLs", "true"),
+                    false => a,
+                }
             }
             _ => Answer::json("[]"),
         }
@@ -414,4 +420,37 @@ fn scan_says_which_namespaces_it_left_out() {
         "{text}"
     );
     assert_eq!(run.code, 1);
+}
+
+#[test]
+fn scan_reads_the_filtered_by_acls_header() {
+    let fake = Cluster { web_namespace: Some("team-a"), acls: true, ..Cluster::oss("1.22.1+ent") }.start();
+    let addr = fake.http_addr();
+    let run = run_doctor(
+        &["scan", "--http-addr", &addr, "--format", "json", "--token", "t-secret-1", "--namespace", "default"],
+        &[],
+    );
+    let json: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", run.stdout, run.stderr));
+    let text = json["findings"].to_string();
+    assert!(text.contains("X-Consul-Results-Filtered-By-ACLs: true"), "{json:#}");
+    assert_eq!(json["scanned"]["complete"], false);
+}
+
+#[test]
+fn a_definitions_namespace_scopes_the_run_on_enterprise() {
+    let fake = Cluster { web_namespace: Some("team-a"), acls: true, ..Cluster::oss("1.22.1+ent") }.start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("web.json");
+    std::fs::write(
+        &path,
+        r#"{"Name": "web", "ID": "web-1", "Port": 8080, "Namespace": "team-a", "Check": {"TTL": "30s"}}"#,
+    )
+    .unwrap();
+    let (_, json) = check(&fake, &["--service-file", path.to_str().unwrap(), "--token", "t-secret-1"]);
+    assert!(!codes_of(&json).contains(&"ACL-006".to_string()), "{}", messages(&json));
+    assert!(fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/health/service/"))
+        .all(|r| r.q("ns") == Some("team-a")));
 }

@@ -331,6 +331,25 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
             ),
         );
     }
+    // 1.11+ agents say when ACLs shortened an answer: then the scan knows, not guesses.
+    if client.saw_filtered_results() && !problems.iter().any(|p| p.result.code == Some(codes::SCN_HIDDEN.code)) {
+        problems.insert(
+            0,
+            Finding::service_wide(
+                "",
+                CheckResult::finding(
+                    codes::SCN_HIDDEN,
+                    "scan.visibility",
+                    format!(
+                        "the agent marked catalog answers as filtered by ACLs ({}: true): this scan saw {} instance(s) and cannot vouch for what the token may not read",
+                        crate::consul_facts::FILTERED_BY_ACLS_HEADER,
+                        catalog.instances.len()
+                    ),
+                    "scan with a token that may read the whole catalog (service_prefix \"\" and node_prefix \"\" with policy read), or limit the scan to the services the token may read with --service",
+                ),
+            ),
+        );
+    }
     let complete = problems.is_empty();
     Gathered { catalog, problems, endpoints, complete }
 }
