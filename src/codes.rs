@@ -180,6 +180,7 @@ codes! {
     WAIT_QUERY_FAILING = "WAIT-006", "wait", Fail, "Health query kept failing";
     WAIT_NOT_BLOCKING = "WAIT-007", "wait", Note, "Blocking queries do not work through this path";
     WAIT_OWNED_NOT_READY = "WAIT-010", "wait", Fail, "Instances registered by their owner (Kubernetes, a peer) are not passing";
+    WAIT_PEER_NOT_EXPORTED = "WAIT-011", "wait", Fail, "No instance of the service is imported from the peer";
     SCN_GONE_NODE = "SCN-001", "scan", Warn, "Instance on a node whose agent failed or left";
     SCN_CATALOG_ONLY = "SCN-002", "scan", Warn, "Instance on a catalog-only node that no agent maintains";
     SCN_CATALOG_ONLY_UNCHECKED = "SCN-003", "scan", Warn, "Catalog-only instance with no health check";

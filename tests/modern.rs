@@ -359,6 +359,11 @@ fn peered_service_is_the_peers() {
     let all = messages(&json);
     assert!(all.contains("registered by cluster peer") && all.contains("(imported)"), "{all}");
     assert!(!codes_of(&json).contains(&"CFG-022".to_string()), "{all}");
+    // A peer that exports nothing: the peer's side, never "register it here".
+    let (run, json) = wait_json(&fake, &["--service", "api", "--peer", "dc3", "--deadline", "2s"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(json["root_cause"]["code"], "WAIT-011", "{json:#}");
+    assert!(json.to_string().contains("consul peering read -name dc3"));
     // Without --peer, a consumer here sees no instance of the imported service.
     let (run, json) = wait_json(&fake, &["--service", "api", "--deadline", "2s"]);
     assert_eq!(run.code, 1);

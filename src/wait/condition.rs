@@ -25,6 +25,9 @@ pub struct Condition {
     pub tags: Vec<String>,
     pub node: Option<String>,
     pub goal: Goal,
+    /// `--peer`: the service is imported from this cluster peer (read with `?peer=`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
 
 impl Condition {
@@ -46,6 +49,9 @@ impl Condition {
         }
         if !self.tags.is_empty() {
             quals.push(format!("tags [{}]", self.tags.join(", ")));
+        }
+        if let Some(p) = &self.peer {
+            quals.push(format!("imported from peer {p}"));
         }
         if !quals.is_empty() {
             what.push_str(&format!(" ({})", quals.join(", ")));
@@ -276,7 +282,7 @@ mod tests {
     }
 
     fn cond(goal: Goal) -> Condition {
-        Condition { service: "web".into(), id: None, tags: vec![], node: None, goal }
+        Condition { service: "web".into(), id: None, tags: vec![], node: None, goal, peer: None }
     }
 
     #[test]

@@ -179,6 +179,19 @@ fn not_in_catalog(
     agent_node: &str,
     waited: &str,
 ) -> CheckResult {
+    // Imported services: nothing registers them here; the peer exports them (or not).
+    if let Some(peer) = &cond.peer {
+        return CheckResult::finding(
+            codes::WAIT_PEER_NOT_EXPORTED,
+            "wait.condition",
+            format!(
+                "{what}: a consumer in this cluster sees no matching instance imported from peer {peer:?} within {waited} (GET /v1/health/service/{}?peer={peer} answered {} instance(s))",
+                cond.service,
+                instances.len()
+            ),
+            crate::agentless::owner_fix(&crate::agentless::Owner::Peer(peer.clone())),
+        );
+    }
     if let Some(on_agent) = local.filter(|l| !l.is_empty()) {
         let ids = on_agent.iter().map(|l| l.id.as_str()).collect::<Vec<_>>().join(", ");
         return CheckResult::finding(
@@ -219,7 +232,7 @@ mod tests {
     use crate::wait::condition::{judge, CheckState};
 
     fn cond(goal: Goal) -> Condition {
-        Condition { service: "web".into(), id: None, tags: vec![], node: None, goal }
+        Condition { service: "web".into(), id: None, tags: vec![], node: None, goal, peer: None }
     }
 
     fn inst(id: &str, status: &str) -> Instance {
