@@ -132,6 +132,7 @@ codes! {
     ACL_NO_SERVICE_WRITE = "ACL-006", "acl", Fail, "Token lacks service:write for the service";
     ACL_NO_SERVICE_READ = "ACL-007", "acl", Warn, "Service not discoverable with the agent's default token";
     ACL_AUTHORIZE_UNUSABLE = "ACL-008", "acl", Fail, "Permission check answer is unusable";
+    ACL_NO_IMPORTED_READ = "ACL-009", "acl", Fail, "Token may not read a service imported from a peer";
     DUP_LOCAL_ID = "DUP-001", "duplicates", Warn, "Service ID already registered on this agent with a different definition";
     DUP_REMOTE_ID = "DUP-002", "duplicates", Warn, "Service ID also registered on another node";
     DUP_ADDRESS = "DUP-003", "duplicates", Warn, "Same address and port registered under other IDs";

@@ -459,3 +459,15 @@ fn a_definitions_namespace_scopes_the_run_on_enterprise() {
         .filter(|r| r.path.starts_with("/v1/health/service/"))
         .all(|r| r.q("ns") == Some("team-a")));
 }
+
+#[test]
+fn check_with_a_peer_asks_for_read_not_write() {
+    let fake =
+        Cluster { peer_api: true, acls: true, web_namespace: Some("team-a"), ..Cluster::oss("1.22.1+ent") }.start();
+    let (_, json) = check(&fake, &["--service", "api", "--peer", "dc2", "--token", "t-secret-1"]);
+    assert!(!codes_of(&json).contains(&"ACL-006".to_string()), "{}", messages(&json));
+    assert_eq!(result(&json, "acl.service")["status"], "pass", "{}", messages(&json));
+    // A token that may not read the imported service here.
+    let (_, json) = check(&fake, &["--service", "web", "--peer", "dc2", "--token", "t-secret-1"]);
+    assert_eq!(root_cause(&json).as_deref(), Some("ACL-009"), "{}", messages(&json));
+}

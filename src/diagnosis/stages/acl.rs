@@ -218,12 +218,36 @@ async fn check_services(
             seen.hidden_services = names.iter().map(|n| n.to_string()).collect();
         }
     }
+    let peer = client.scope().peer;
     for svc in services {
         if let Some(skip) = super::service_gate(svc, "acl.service") {
             out.push(skip);
             continue;
         }
         let def = &svc.def;
+        // An imported service is registered in the peer cluster: a consumer here needs read.
+        if let Some(peer) = &peer {
+            let name = def.display_name();
+            let may_read = !seen.hidden_services.iter().any(|h| h == name);
+            out.push(match may_read {
+                true => CheckResult::pass(
+                    "acl.service",
+                    format!("{}: imported from peer {peer:?}: {} may read it", def.label, caller.desc),
+                ),
+                false => CheckResult::finding(
+                    codes::ACL_NO_IMPORTED_READ,
+                    "acl.service",
+                    format!(
+                        "{}: imported from peer {peer:?}, but {} may not read {name:?} here (service:read): health and DNS answers for it are filtered to nothing",
+                        def.label, caller.desc
+                    ),
+                    format!(
+                        "give the consumer's token read access to the imported service: consul acl policy create -name {name}-read -rules 'service \"{name}\" {{ policy = \"read\" }}', then consul acl token update -id <AccessorID> -policy-name {name}-read -merge-policies"
+                    ),
+                ),
+            });
+            continue;
+        }
         let wanted = needed(def);
         let body = Value::Array(
             wanted
