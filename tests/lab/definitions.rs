@@ -207,11 +207,14 @@ fn field_newer_than_the_agent() {
     assert_eq!(run.code, 1);
     let msg = result(&json, "version.definition")["message"].as_str().unwrap();
     assert!(msg.contains("added in 1.10.0"), "{msg}");
-    // The Enterprise-only Namespace field is rejected by every OSS agent.
-    let (st, _) = agent_verdict(r#"{"Name": "ns", "ID": "ns-1", "Namespace": "team-a"}"#);
+    // The Enterprise-only Namespace field is rejected by every OSS agent: the api stage names it
+    // (API-007, with the agent's own 400 text) before anything is asked in that namespace.
+    let (st, text) = agent_verdict(r#"{"Name": "ns", "ID": "ns-1", "Namespace": "team-a"}"#);
     assert_eq!(st, 400);
     let (_, json) = check_definition("ns.json", r#"{"Name": "ns", "ID": "ns-1", "Namespace": "team-a"}"#);
-    assert!(result(&json, "version.definition")["message"].as_str().unwrap().contains("Enterprise"));
+    assert_eq!(root_cause(&json).as_deref(), Some("API-007"), "{json:#}");
+    let finding = json["checks"].as_array().unwrap().iter().find(|c| c["code"] == "API-007").unwrap();
+    assert!(finding["message"].as_str().unwrap().contains(text.trim().trim_start_matches("Request decode failed: ")), "{text} {finding:#}");
 }
 
 #[test]
