@@ -214,7 +214,10 @@ fn field_newer_than_the_agent() {
     let (_, json) = check_definition("ns.json", r#"{"Name": "ns", "ID": "ns-1", "Namespace": "team-a"}"#);
     assert_eq!(root_cause(&json).as_deref(), Some("API-007"), "{json:#}");
     let finding = json["checks"].as_array().unwrap().iter().find(|c| c["code"] == "API-007").unwrap();
-    assert!(finding["message"].as_str().unwrap().contains(text.trim().trim_start_matches("Request decode failed: ")), "{text} {finding:#}");
+    assert!(
+        finding["message"].as_str().unwrap().contains(text.trim().trim_start_matches("Request decode failed: ")),
+        "{text} {finding:#}"
+    );
 }
 
 #[test]
