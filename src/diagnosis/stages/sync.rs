@@ -213,6 +213,12 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             let def = &svc.def;
             let id = def.effective_id().unwrap_or("").to_string();
             let Some(on_agent) = local.get(&id) else {
+                // Registered by an owner other than an agent (consul-k8s, a peer): judge the catalog.
+                let owned = ctx.facts().owned.get(def.display_name()).cloned().unwrap_or_default();
+                if let Some(verdict) = crate::agentless::judge_owned(&def.label, &owned) {
+                    results.extend(verdict);
+                    continue;
+                }
                 // Not on this agent: is it in the catalog on this agent's node all the same
                 // (written with /v1/catalog/register)? The agent's anti-entropy removes it.
                 let path = format!("/v1/catalog/service/{}", urlencode(def.display_name()));
