@@ -327,3 +327,23 @@ fn wait_says_a_recreated_agent_lost_the_api_registration() {
     assert!(msg.contains("lost-web-2 on node") && msg.contains("started less than"), "{msg}");
     assert_eq!(wait.code, 1);
 }
+
+#[test]
+fn a_name_dns_cannot_answer_is_one_finding_at_its_real_severity() {
+    // 1.8.7 registers "field web" (200) and its DNS answers NXDOMAIN for it, while the health
+    // API lists the passing instance: the name is the one cause.
+    let a = dev();
+    let body = json!({"Name": "field web", "ID": "field-web-1", "Port": 7251, "Check": {"TTL": "10m", "Status": "passing", "DeregisterCriticalServiceAfter": "90m"}});
+    register(a, None, body.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let file = definition_file(&dir, &body);
+    let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--service-file", &file], &[]);
+    deregister(a, None, "field-web-1");
+    let dns = result(&json, "discovery.dns");
+    assert_eq!((dns["status"].as_str(), dns["blocked_by"].as_str()), (Some("skip"), Some("CFG-021")), "{json:#}");
+    assert!(dns["message"].as_str().unwrap().contains("NXDOMAIN"), "{dns:#}");
+    let cfg: Vec<&Value> = results(&json, "config.service").into_iter().filter(|r| r["code"] == "CFG-021").collect();
+    assert_eq!((cfg[0]["status"].as_str(), cfg[0]["raised_by"].as_str()), (Some("fail"), Some("DSC-008")), "{json:#}");
+    assert!(!codes(&json).contains(&"DSC-008".to_string()), "one cause, one finding: {json:#}");
+    assert_eq!(run.code, 1);
+}

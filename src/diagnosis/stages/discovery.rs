@@ -465,18 +465,20 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 None => (None, None),
             };
             let read = default_read.iter().find(|(n, _)| *n == name).map(|(_, r)| *r);
-            out.push(judge_dns(
-                &l,
-                &name,
-                &base,
-                &ep,
-                &dns_cfg,
-                &instances,
-                srv.as_ref(),
-                a.as_ref(),
-                read,
-                health_code,
-            ));
+            let dns =
+                judge_dns(&l, &name, &base, &ep, &dns_cfg, &instances, srv.as_ref(), a.as_ref(), read, health_code);
+            // A name the config stage already called undiscoverable (CFG-021): DNS answering
+            // nothing is that cause, kept at its real severity by the runner.
+            let named = ctx.facts().reported.iter().any(|(id, code, _, m)| {
+                *id == "config.service" && *code == Some(codes::CFG_DNS_NAME.code) && m.starts_with(&format!("{l}: "))
+            });
+            out.push(match (named, dns.code == Some(codes::DSC_DNS_WRONG.code)) {
+                (true, true) => {
+                    let message = format!("{}; the name is the cause (CFG-021)", dns.message);
+                    CheckResult::blocked_with("discovery.dns", codes::CFG_DNS_NAME.code, message, dns)
+                }
+                _ => dns,
+            });
             out.push(judge_addresses(&l, &instances));
 
             let mut tag_answers = Vec::new();
