@@ -61,10 +61,14 @@ pub async fn read_permission(client: &ConsulClient, service: &str, node: Option<
         },
     };
     let segment = learned.unwrap_or_default();
-    let body = vec![
+    let mut body = vec![
         json!({"Resource": "service", "Segment": service, "Access": "read"}),
         json!({"Resource": "node", "Segment": segment, "Access": "read"}),
     ];
+    if !segment.is_empty() {
+        // And every node: instances elsewhere are filtered out of the answer without it.
+        body.push(json!({"Resource": "node", "Segment": "", "Access": "read"}));
+    }
     let reply = client.post_json("/v1/internal/acl/authorize", &Value::Array(body)).await;
     judge_read(service, Some(&segment), &reply, &client.url("/v1/internal/acl/authorize"))
 }
@@ -107,15 +111,24 @@ pub fn judge_read(
     let allow = |i: usize| items.get(i).and_then(|v| v.get("Allow")).and_then(Value::as_bool);
     let service_ok = allow(0)?;
     let node_ok = if node.is_some() { allow(1)? } else { true };
+    let every_node = match node {
+        Some("") => Some(node_ok),
+        _ => allow(2),
+    };
     let mut r = if service_ok && node_ok {
-        CheckResult::pass(
+        let r = CheckResult::pass(
             "wait.acl",
-            match node {
-                Some("") => format!("the token may read service {service:?} and every node"),
-                Some(n) => format!("the token may read service {service:?} and node {n:?}"),
-                None => format!("the token may read service {service:?}"),
+            match (node, every_node) {
+                (Some(""), _) => format!("the token may read service {service:?} and every node"),
+                (Some(n), Some(false)) => format!("the token may read service {service:?} and node {n:?}, but not every node: instances registered on other nodes are filtered out of its answers"),
+                (Some(n), _) => format!("the token may read service {service:?} and node {n:?}"),
+                (None, _) => format!("the token may read service {service:?}"),
             },
-        )
+        );
+        match every_node {
+            Some(false) => r.with("every_node_read", "false"),
+            _ => r,
+        }
     } else {
         let mut denied = Vec::new();
         if !service_ok {
@@ -140,6 +153,33 @@ pub fn judge_read(
     };
     r = r.with("request", format!("POST {url}"));
     r.elapsed_ms = r.elapsed_ms.max(reply.as_ref().map(|x| x.elapsed.as_millis() as u64).unwrap_or(0));
+    Some(r)
+}
+
+/// At the deadline, a condition that found too few instances while the token may read this
+/// agent's node but not every node: instances elsewhere are filtered out of the answer, so
+/// "none registered" cannot be told from "hidden" (WAIT-004, with what was asked).
+pub fn hidden_elsewhere(read: &CheckResult, condition: &CheckResult, service: &str) -> Option<CheckResult> {
+    let partial = read.evidence.get("every_node_read").is_some_and(|v| v == "false");
+    let too_few = matches!(
+        condition.code,
+        Some(c) if c == codes::WAIT_NOT_REGISTERED.code || c == codes::WAIT_TOO_FEW.code || c == codes::WAIT_AGENT_LOST_REGISTRATIONS.code
+    );
+    if !partial || !too_few {
+        return None;
+    }
+    let mut r = CheckResult::finding(
+        codes::WAIT_NO_READ,
+        "wait.condition",
+        format!(
+            "{}; but the token may not read every node (node_prefix \"\"), so Consul leaves instances registered on other nodes out of GET /v1/health/service/{service}: whether they exist cannot be told",
+            condition.message
+        ),
+        format!(
+            "give the deploy token read on every node: consul acl policy create -name {service}-read -rules 'service \"{service}\" {{ policy = \"read\" }} node_prefix \"\" {{ policy = \"read\" }}', then consul acl token update -id <AccessorID> -policy-name {service}-read -merge-policies"
+        ),
+    );
+    r.evidence = condition.evidence.clone();
     Some(r)
 }
 
@@ -429,6 +469,17 @@ mod tests {
         let minimal = judge_read("web", Some(""), &reply(r#"[{"Allow": true}, {"Allow": false}]"#), "u").unwrap();
         assert_eq!(minimal.code, Some("WAIT-004"));
         assert!(minimal.message.contains("node_prefix"), "{}", minimal.message);
+        // This node readable, not every node: a pass that remembers it, and at the deadline
+        // "none registered" becomes "hidden" (WAIT-004).
+        let partial =
+            judge_read("web", Some("n1"), &reply(r#"[{"Allow": true}, {"Allow": true}, {"Allow": false}]"#), "u")
+                .unwrap();
+        assert_eq!((partial.code, partial.evidence.get("every_node_read").map(String::as_str)), (None, Some("false")));
+        let none = judge_condition(&cond(Goal::Passing(1)), &Tally::default(), &[], Some(&[]), "n1", "2s");
+        assert_eq!(hidden_elsewhere(&partial, &none, "web").and_then(|r| r.code), Some("WAIT-004"));
+        let ok = judge_read("web", Some("n1"), &reply(r#"[{"Allow": true}, {"Allow": true}, {"Allow": true}]"#), "u")
+            .unwrap();
+        assert!(hidden_elsewhere(&ok, &none, "web").is_none());
     }
 
     #[test]

@@ -298,6 +298,7 @@ async fn diagnose_at_deadline(
         Connected::Ready { client: fresh, outcome } => {
             let node = outcome.facts.agent.as_ref().map(|a| a.node.clone()).unwrap_or_default();
             let mut checks = outcome.report.checks.clone();
+            let read_answer = read.clone();
             if let Some(r) = read {
                 checks.push(r);
             }
@@ -305,6 +306,12 @@ async fn diagnose_at_deadline(
             match tokio::time::timeout_at(hard, own).await {
                 Ok(own) => checks.extend(own),
                 Err(_) => checks.push(unanswered_at_deadline(cond, dc, &fresh, watched)),
+            }
+            // Too few seen, with a token that cannot see every node: say they may be hidden.
+            if let (Some(read), Some(at)) = (&read_answer, checks.iter().position(|c| c.id == "wait.condition")) {
+                if let Some(hidden) = diagnose::hidden_elsewhere(read, &checks[at], &cond.service) {
+                    checks[at] = hidden;
+                }
             }
             checks.iter_mut().filter(|c| c.stage.is_empty()).for_each(|c| c.stage = "wait");
             let report = outcome.report;
