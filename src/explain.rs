@@ -15,10 +15,10 @@ pub fn explain(input: &str) -> ExitStatus {
         }
         None => {
             let mut err = anstream::stderr();
-            let _ = writeln!(err, "consul-doctor: unknown code {input:?}");
+            let _ = writeln!(err, "consul-doctor: code {input:?} does not exist");
             let near = codes::suggest(input);
             if !near.is_empty() {
-                let _ = writeln!(err, "did you mean: {}", near.join(", "));
+                let _ = writeln!(err, "codes with a similar name: {}", near.join(", "));
             }
             let _ = writeln!(err, "run `consul-doctor codes` for the full list");
             ExitStatus::Usage

@@ -42,7 +42,7 @@ pub struct ScanArgs {
     #[arg(long, value_enum, default_value_t = Format::Human, help_heading = "Output")]
     pub format: Format,
     /// Write the report to this file instead of standard output
-    #[arg(long, short = 'o', value_name = "PATH", help_heading = "Output")]
+    #[arg(long, short = 'o', value_name = "PATH", value_parser = crate::cli::output_path, help_heading = "Output")]
     pub output: Option<PathBuf>,
     /// Lowest status that makes the exit code 1
     #[arg(long, value_enum, default_value_t = FailOn::Fail, help_heading = "Output")]
