@@ -489,7 +489,7 @@ pub fn output_path(value: &str) -> Result<PathBuf, String> {
     ))
 }
 
-fn source_of(m: &ArgMatches, id: &str, env: Option<&'static str>) -> Source {
+pub(crate) fn source_of(m: &ArgMatches, id: &str, env: Option<&'static str>) -> Source {
     match m.value_source(id) {
         Some(ValueSource::CommandLine) => Source::Flag,
         Some(ValueSource::EnvVariable) => env.map(Source::Env).unwrap_or(Source::Flag),
@@ -552,6 +552,7 @@ fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
         service,
         dns_server: a.dns_server,
         timeout: a.timeout,
+        timeout_source: source_of(m, "timeout", None),
         deadline: a.deadline,
         wait: a.wait,
         skip: a.skip.iter().map(|s| s.name()).collect(),
@@ -665,6 +666,7 @@ fn raw_wait(a: WaitArgs, m: &ArgMatches) -> crate::wait::RawWait {
         service: ServiceInputs { files: Vec::new(), flags: FlagServiceArgs::default(), go_mod: None },
         dns_server: a.dns_server,
         timeout: a.timeout,
+        timeout_source: source_of(m, "timeout", None),
         deadline: a.deadline,
         wait: None,
         skip: Vec::new(),

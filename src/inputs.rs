@@ -102,6 +102,8 @@ pub struct RawInputs {
     pub service: ServiceInputs,
     pub dns_server: Option<String>,
     pub timeout: String,
+    /// Where `timeout` came from (`--timeout`, or the command's default).
+    pub timeout_source: Source,
     pub deadline: String,
     pub wait: Option<String>,
     pub skip: Vec<&'static str>,
@@ -127,6 +129,7 @@ pub struct Inputs {
     pub service: ServiceInputs,
     pub dns_server: Option<SocketAddr>,
     pub timeout: Duration,
+    pub timeout_source: Source,
     pub deadline: Duration,
     pub wait: Option<Duration>,
     /// Stages left out with --skip (names from the stage table).
@@ -197,6 +200,7 @@ impl Inputs {
             service: raw.service,
             dns_server,
             timeout,
+            timeout_source: raw.timeout_source,
             deadline,
             wait,
             skip: raw.skip,
@@ -296,7 +300,7 @@ impl Inputs {
         out.push(InputEntry {
             name: "timeout",
             value: crate::duration::format_go(self.timeout.as_nanos() as i64),
-            source: "flag or default".into(),
+            source: self.timeout_source.describe(),
         });
         out
     }

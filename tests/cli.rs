@@ -460,3 +460,32 @@ fn every_flag_has_its_own_unique_help() {
     let text = run.stdout.replace('\n', " ");
     assert!(text.contains("--consul-dns <IP:PORT>") && text.contains("--deadline <DURATION>"), "{}", run.stdout);
 }
+
+/// JUnit readers take a timestamp without a zone for local time: the doctor's are UTC and say so.
+#[test]
+fn junit_timestamps_carry_the_utc_zone() {
+    let run = run_doctor(&["check", "--http-addr", &dead_addr(), "--format", "junit"], &[]);
+    assert_eq!(run.code, 1);
+    let stamps: Vec<&str> = run.stdout.split(" timestamp=\"").skip(1).map(|s| &s[..s.find('"').unwrap()]).collect();
+    assert!(!stamps.is_empty(), "{}", run.stdout);
+    for t in stamps {
+        let b = t.as_bytes();
+        assert!(t.len() == 20 && b[4] == b'-' && b[10] == b'T' && b[19] == b'Z', "timestamp {t:?}");
+    }
+}
+
+/// The JSON inputs say where each value came from, the timeout included.
+#[test]
+fn timeout_provenance_is_the_flag_or_the_default() {
+    let addr = dead_addr();
+    let timeout = |json: &serde_json::Value| {
+        json["inputs"].as_array().unwrap().iter().find(|i| i["name"] == "timeout").cloned().unwrap()
+    };
+    let (_, json) = check_json(&["--http-addr", &addr, "--timeout", "3s"], &[]);
+    assert_eq!(timeout(&json)["source"], "flag", "{json:#}");
+    assert_eq!(timeout(&json)["value"], "3s");
+    let (_, json) = check_json(&["--http-addr", &addr], &[]);
+    assert_eq!(timeout(&json)["source"], "default", "{json:#}");
+    let scan = run_doctor(&["scan", "--http-addr", &addr, "-timeout=2s", "--format", "json"], &[]).json();
+    assert_eq!(timeout(&scan)["source"], "flag", "{scan:#}");
+}

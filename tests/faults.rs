@@ -264,6 +264,9 @@ fn port_that_closes_at_once_is_not_http() {
     let s = FaultServer::close_on_accept();
     let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
     assert_root(&run, &json, "TCP-004", &["tls", "api"]);
+    let msg = result(&json, "tcp.answer")["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("accepted the connection but closed it without answering (EOF)"), "{msg}");
+    assert!(!msg.contains("closed the connection"), "says the connection twice: {msg}");
 }
 
 #[test]
@@ -271,7 +274,8 @@ fn port_that_resets_is_not_http() {
     let s = FaultServer::reset_on_data();
     let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
     assert_root(&run, &json, "TCP-004", &["tls", "api"]);
-    assert!(result(&json, "tcp.answer")["message"].as_str().unwrap().contains("reset"));
+    let msg = result(&json, "tcp.answer")["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("accepted the connection but dropped it (connection reset by peer)"), "{msg}");
 }
 
 #[test]

@@ -47,7 +47,7 @@ pub fn render(report: &Report, opts: &Options) -> String {
     let given: Vec<String> = report
         .inputs
         .iter()
-        .filter(|i| i.name != "http_addr" && i.name != "timeout" && i.source != "default")
+        .filter(|i| i.name != "http_addr" && i.source != "default")
         .map(|i| format!("{} {} ({})", i.name, i.value, i.source))
         .collect();
     if !given.is_empty() {

@@ -89,6 +89,7 @@ pub fn raw_inputs(a: ScanArgs, m: &ArgMatches) -> ScanRaw {
         service: ServiceInputs { files: Vec::new(), flags: Default::default(), go_mod: None },
         dns_server: a.dns_server,
         timeout: a.timeout,
+        timeout_source: crate::cli::source_of(m, "timeout", None),
         deadline: a.deadline,
         wait: None,
         skip: Vec::new(),
