@@ -170,7 +170,7 @@ codes! {
     PRB_REJECTED = "PRB-001", "probe", Fail, "The agent rejected the probe registration";
     PRB_NOT_SYNCED = "PRB-002", "probe", Fail, "Probe registration never reached the catalog";
     PRB_LEFTOVER = "PRB-003", "probe", Fail, "Probe instance may be left behind";
-    WAIT_NOT_REGISTERED = "WAIT-001", "wait", Fail, "Service is not registered on any agent";
+    WAIT_NOT_REGISTERED = "WAIT-001", "wait", Fail, "No instance matching the condition is registered";
     WAIT_NOT_PASSING = "WAIT-002", "wait", Fail, "Service is in the catalog but not passing";
     WAIT_TOO_FEW = "WAIT-003", "wait", Fail, "Fewer instances passing than required";
     WAIT_NO_READ = "WAIT-004", "wait", Fail, "Token may not read the service";

@@ -136,6 +136,8 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
 
     // Connect (again, with backoff, while the failure is one time can fix).
     let mut attempt = 0;
+    // Requests of connection attempts whose client was dropped (an agent still starting).
+    let mut earlier_requests = 0u64;
     let diagnosis_budget = (step * 2).min(Duration::from_secs(15));
     let (client, agent_node, connection) = loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -149,6 +151,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
                 break (client, node, outcome.report);
             }
             Connected::Failed(outcome) => {
+                earlier_requests += outcome.facts.client.as_ref().map_or(0, |c| c.requests());
                 let root = outcome.report.checks.iter().find(|c| c.status == Status::Fail);
                 let transient = root.is_some_and(|c| TRANSIENT_STAGES.contains(&c.stage));
                 let why = root.map(|c| format!("{} {}", c.code.unwrap_or(""), c.message)).unwrap_or_default();
@@ -170,7 +173,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
                         cond,
                         outcome_kind,
                         waited,
-                        0,
+                        earlier_requests,
                         (Vec::new(), 0),
                         Tally::default(),
                         Some(outcome.report),
@@ -192,7 +195,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
             cond,
             Outcome::Failed,
             started.elapsed(),
-            client.requests(),
+            earlier_requests + client.requests(),
             (Vec::new(), 0),
             Tally::default(),
             Some(diagnosis),
@@ -208,7 +211,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
             cond,
             Outcome::Met,
             started.elapsed(),
-            client.requests(),
+            earlier_requests + client.requests(),
             (watched.timeline, watched.dropped),
             watched.tally,
             None,
@@ -240,7 +243,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
         cond,
         Outcome::Deadline,
         waited,
-        client.requests(),
+        earlier_requests + client.requests(),
         (watched.timeline, watched.dropped),
         watched.tally,
         Some(diagnosis),
@@ -342,6 +345,8 @@ async fn watch(
     };
     let mut index = 0u64;
     let mut consecutive_failures = 0u32;
+    // The first answer is the state the wait started from, not a change.
+    let mut answered = false;
     loop {
         let now = tokio::time::Instant::now();
         let remaining = deadline.saturating_duration_since(now);
@@ -371,7 +376,8 @@ async fn watch(
                 let seen = condition::snapshot(cond, &list);
                 w.tally = condition::judge(cond, &list);
                 drop(list);
-                let changes = condition::changes(&w.last, &seen, at);
+                let changes = if answered { condition::changes(&w.last, &seen, at) } else { Vec::new() };
+                answered = true;
                 progress.changes(&changes);
                 let room = MAX_TIMELINE.saturating_sub(w.timeline.len());
                 w.dropped += changes.len().saturating_sub(room);

@@ -75,10 +75,19 @@ impl WaitReport {
         let red = anstyle::AnsiColor::Red.on_default().effects(anstyle::Effects::BOLD);
         match self.outcome {
             Outcome::Met => {
+                let state = match self.condition.goal {
+                    super::condition::Goal::Gone => "no matching instance left in the catalog".to_string(),
+                    super::condition::Goal::Registered => {
+                        format!("{} matching instance(s) registered ({} passing)", self.matching, self.passing)
+                    }
+                    super::condition::Goal::Passing(_) => {
+                        format!("{} of {} matching instance(s) passing", self.passing, self.matching)
+                    }
+                };
                 let _ = writeln!(
                     out,
-                    "{green}✔{green:#} {}: {} of {} matching instance(s) passing after {secs} ({} requests to {})",
-                    self.description, self.passing, self.matching, self.requests, self.target
+                    "{green}✔{green:#} {}: {state} after {secs} ({} requests to {})",
+                    self.description, self.requests, self.target
                 );
             }
             Outcome::Deadline | Outcome::Failed => {
