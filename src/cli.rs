@@ -366,7 +366,13 @@ pub fn consul_style(root: &clap::Command, args: Vec<OsString>) -> Vec<OsString> 
             out.push(arg);
             continue;
         }
-        let dashes = if text.starts_with("--") { 2 } else if text.starts_with('-') && text.len() > 1 { 1 } else { 0 };
+        let dashes = if text.starts_with("--") {
+            2
+        } else if text.starts_with('-') && text.len() > 1 {
+            1
+        } else {
+            0
+        };
         if dashes == 0 {
             if let Some(sub) = cmd.find_subcommand(&text) {
                 cmd = sub;
@@ -410,7 +416,9 @@ pub fn consul_style(root: &clap::Command, args: Vec<OsString>) -> Vec<OsString> 
                     value_next = takes(first);
                 } else if dashes == 1
                     && !takes(first)
-                    && !body.chars().all(|c| short(c).is_some() || c == 'h' || (c == 'V' && cmd.get_version().is_some()))
+                    && !body
+                        .chars()
+                        .all(|c| short(c).is_some() || c == 'h' || (c == 'V' && cmd.get_version().is_some()))
                 {
                     // Not a cluster of short flags (`-vh`) nor a short flag with its value
                     // (`-oreport.json`): an unknown or misspelt long flag, which clap names as such.

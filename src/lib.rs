@@ -11,6 +11,7 @@ pub mod clip;
 pub mod codes;
 pub mod connection;
 pub mod consul;
+pub mod consul_cli;
 pub mod duration;
 pub mod explain;
 pub mod hcl;

@@ -453,7 +453,8 @@ fn every_flag_has_its_own_unique_help() {
     }
     // The two that once traded places.
     let check = root.find_subcommand("check").unwrap();
-    let help = |l: &str| check.get_arguments().find(|a| a.get_long() == Some(l)).unwrap().get_help().unwrap().to_string();
+    let help =
+        |l: &str| check.get_arguments().find(|a| a.get_long() == Some(l)).unwrap().get_help().unwrap().to_string();
     assert!(help("deadline").starts_with("Deadline of the whole invocation"), "{}", help("deadline"));
     assert!(help("consul-dns").starts_with("Consul DNS to ask"), "{}", help("consul-dns"));
     let run = run_doctor(&["check", "--help"], &[]);

@@ -71,6 +71,10 @@ fn fish_completes_codes_for_explain() {
     let values = &script[at..];
     let values = &values[..values.find("\"\n").unwrap()];
     for code in consul_doctor::codes::ALL {
-        assert!(values.contains(&format!("\n{}\\t'", code.code)) || values.contains(&format!("\"{}\\t'", code.code)), "{} not offered", code.code);
+        assert!(
+            values.contains(&format!("\n{}\\t'", code.code)) || values.contains(&format!("\"{}\\t'", code.code)),
+            "{} not offered",
+            code.code
+        );
     }
 }

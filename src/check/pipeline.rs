@@ -382,6 +382,8 @@ pub async fn run_stages_until(inputs: &Inputs, wanted: &[StageId], deadline: tok
     checks.extend(stages::probe::cleanup_pending(inputs.timeout).await);
     let summary = ctx.facts().summary.clone();
     let target = ctx.conn().map(|c| c.display.clone()).unwrap_or_else(|| inputs.consul.http_addr.value.clone());
+    // Every `consul …` command in a fix reaches the agent diagnosed here.
+    crate::consul_cli::ConsulCli::new(&inputs.consul).apply(&mut checks);
     let report = Report::new(target, inputs.entries(), summary, checks, started.elapsed().as_millis() as u64);
     let facts = ctx.facts.into_inner().unwrap_or_else(|p| p.into_inner());
     Outcome { report, facts }

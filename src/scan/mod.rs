@@ -167,10 +167,11 @@ async fn scan(
         expect: options.expect.clone(),
         target: if target.contains("://") { target.clone() } else { format!("http://{target}") },
         datacenter: datacenter.clone(),
+        consul: crate::consul_cli::ConsulCli::new(&inputs.consul),
     };
     let cat = &gathered.catalog;
     let judged = judge::judge(cat, &judge_options);
-    let plan = prune::plan(cat, &judged, datacenter.as_deref());
+    let plan = prune::plan(cat, &judged, datacenter.as_deref(), &judge_options.consul);
     let instances = options.list_instances.then(|| {
         cat.instances
             .iter()
@@ -191,6 +192,9 @@ async fn scan(
     });
     let mut findings = gathered.problems;
     findings.extend(judged.findings);
+    for f in &mut findings {
+        judge_options.consul.apply(std::slice::from_mut(&mut f.result));
+    }
     let report = report::ScanReport {
         schema_version: report::SCAN_SCHEMA_VERSION,
         command: "scan",

@@ -86,10 +86,13 @@ pub fn run(raw: RawWait) -> ExitStatus {
         }
     });
     runtime.shutdown_background();
-    let Some(report) = outcome else {
+    let Some(mut report) = outcome else {
         let _ = writeln!(std::io::stderr(), "\nconsul-doctor: interrupted");
         return ExitStatus::Interrupted;
     };
+    if let Some(d) = report.diagnosis.as_mut() {
+        crate::consul_cli::ConsulCli::new(&inputs.consul).apply(&mut d.checks);
+    }
     let opts = crate::render::Options::new(inputs.verbose, inputs.fail_on, inputs.output.as_deref());
     let text = secret::redact(&report.render(inputs.format, &opts));
     let status = if report.outcome == Outcome::Met { ExitStatus::Clean } else { ExitStatus::Findings };

@@ -221,3 +221,33 @@ fn token_secrets_never_leak_in_any_acl_scenario() {
         }
     }
 }
+
+/// Every `consul` command in a fix can be pasted: it reaches the agent diagnosed (address and
+/// datacenter as given), and names the token file, never the token.
+#[test]
+fn acl_fix_commands_carry_the_address_and_datacenter_never_the_token() {
+    let a = acl();
+    let (accessor, secret) = a.acl_token("paste-deploy", r#"service "payments" { policy = "write" }"#, "");
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("deploy.token");
+    std::fs::write(&token, &secret).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (run, json) = check_json(
+        &["-http-addr", &a.http_addr(), "-datacenter=dc1", "-token-file", token.to_str().unwrap(), "-service", "web"],
+        &[],
+    );
+    assert_eq!(root_cause(&json).as_deref(), Some("ACL-006"), "{json:#}");
+    let fix = result(&json, "acl.service")["fix"].as_str().unwrap().to_string();
+    let commands: Vec<&str> = fix.match_indices("consul acl ").map(|(i, _)| &fix[..i]).collect();
+    assert_eq!(commands.len(), 2, "{fix}");
+    for before in commands {
+        assert!(
+            before.ends_with(&format!("CONSUL_HTTP_ADDR={} ", a.http_addr())),
+            "a command without the address: {fix}"
+        );
+    }
+    assert!(fix.contains("consul acl policy create -datacenter=dc1 -name web-register"), "{fix}");
+    assert!(fix.contains(&format!("consul acl token update -datacenter=dc1 -id {accessor}")), "{fix}");
+    assert!(!run.stdout.contains(&secret) && !fix.contains(&secret));
+}

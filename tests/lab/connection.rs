@@ -205,6 +205,9 @@ fn server_waiting_for_bootstrap_expect_has_no_leader() {
     let r = result(&json, "leader.status");
     assert_eq!(r["evidence"]["bootstrap_expect"], "3", "{r:#}");
     assert!(r["fix"].as_str().unwrap().contains("bootstrap_expect"));
+    // The command in the fix reaches this agent, not the CLI's default address.
+    let fix = r["fix"].as_str().unwrap();
+    assert!(fix.contains(&format!("CONSUL_HTTP_ADDR={} consul operator raft list-peers", a.http_addr())), "{fix}");
     assert_eq!(result(&json, "leader.peers")["blocked_by"], "LDR-001");
     // The version stage does not depend on the leader and still runs.
     assert_eq!(result(&json, "version.members")["status"], "pass");

@@ -367,8 +367,7 @@ fn missing_write(l: &str, name: &str, caller: &Caller, detail: &str) -> CheckRes
         "acl.service",
         format!("{l}: {whose} may not register {name:?} ({detail}); Consul answers 403 \"{denied}\""),
         format!(
-            "grant it (as an operator whose token has acl:write): CONSUL_HTTP_ADDR={addr} consul acl policy create -name {name}-register -rules 'service \"{name}\" {{ policy = \"write\" }}', then {token} (or create a token with -service-identity {name})",
-            addr = caller.agent_addr
+            "grant it (as an operator whose token has acl:write): consul acl policy create -name {name}-register -rules 'service \"{name}\" {{ policy = \"write\" }}', then {token} (or create a token with -service-identity {name})",
         ),
     )
     .with("denied", denied)
