@@ -91,7 +91,8 @@ pub fn run(raw: args::ScanRaw) -> ExitStatus {
     runtime.shutdown_background();
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     report.finish();
-    let text = secret::redact(&render::render(&report, inputs.format, options.list_instances, inputs.fail_on));
+    let width = crate::render::Options::new(false, inputs.fail_on, inputs.output.as_deref()).width;
+    let text = secret::redact(&render::render(&report, inputs.format, options.list_instances, inputs.fail_on, width));
     emit(&text, &inputs, report.exit_status(inputs.fail_on))
 }
 

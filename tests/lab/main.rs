@@ -12,5 +12,6 @@ mod probe;
 mod readme;
 mod scan;
 mod service;
+mod terminal;
 mod tls;
 mod wait;
