@@ -123,8 +123,23 @@ pub struct RawInputs {
     pub probe_name: Option<String>,
 }
 
+/// What the command needs the token for: registering (`check`), or only reading (`wait`,
+/// `scan`), so advice about a missing or weak token asks for the grant the command needs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Access {
+    /// Registering services: `service:write` on each name.
+    #[default]
+    Register,
+    /// Reading one service's health (`wait`): `service:read` on it and `node:read`.
+    ReadService(String),
+    /// Reading the whole catalog (`scan`): `service_prefix ""` and `node_prefix ""` read.
+    ReadCatalog,
+}
+
 /// Validated inputs for one run.
 pub struct Inputs {
+    /// What the token is needed for (set by the command; `check` registers).
+    pub access: Access,
     pub consul: ConsulInputs,
     pub service: ServiceInputs,
     pub dns_server: Option<SocketAddr>,
@@ -196,6 +211,7 @@ impl Inputs {
             crate::secret::forbid(password);
         }
         Ok(Inputs {
+            access: Access::Register,
             consul: raw.consul,
             service: raw.service,
             dns_server,

@@ -72,6 +72,16 @@ pub fn render(report: &Report, opts: &Options) -> String {
     } else {
         by_stage(&mut out, report, opts);
     }
+    let (ids, rules) = crate::report::read_grants(&report.checks);
+    if !rules.is_empty() {
+        out.push('\n');
+        let text = format!(
+            "not judged for lack of read permission: {}; the smallest read-only grant that lets the doctor see them: {}",
+            ids.join(", "),
+            rules.join(" ")
+        );
+        wrapped(&mut out, &format!("{} ", paint(UNJUDGED, "?")), &text, 2, opts.width);
+    }
     out.push('\n');
     match &report.root_cause {
         Some(rc) => {

@@ -25,10 +25,11 @@ fn usage(message: &str) -> ExitStatus {
 
 pub fn run(raw: args::ScanRaw) -> ExitStatus {
     let args::ScanRaw { raw, options } = raw;
-    let inputs = match inputs::Inputs::resolve(raw) {
+    let mut inputs = match inputs::Inputs::resolve(raw) {
         Ok(inputs) => inputs,
         Err(message) => return usage(&message),
     };
+    inputs.access = inputs::Access::ReadCatalog;
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if options.prune && !options.yes && !interactive {
         return usage("--prune deregisters instances: add --yes to confirm when standard input is not a terminal");

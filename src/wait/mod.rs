@@ -75,6 +75,7 @@ pub fn run(raw: RawWait) -> ExitStatus {
         Ok(inputs) => inputs,
         Err(message) => return usage(&message),
     };
+    inputs.access = crate::inputs::Access::ReadService(cond.service.clone());
     let runtime = match crate::command_runtime(&inputs) {
         Ok(rt) => rt,
         Err(message) => return usage(&message),
