@@ -62,6 +62,19 @@ fn healthy() -> Example {
     Example { name: "healthy", text: normalise(&String::from_utf8_lossy(&out.stdout), &pairs) }
 }
 
+/// What a newcomer sees first: `consul-doctor check` against a local dev agent, no service given.
+fn first_run() -> Example {
+    let a = start("readme-first", Spec { dev: true, ..Spec::default() }, true);
+    let out = run_doctor(&["check", "--color", "never"], &[("CONSUL_HTTP_ADDR", &a.http_addr())]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let pairs = [
+        (a.http_addr(), "127.0.0.1:8500"),
+        (format!("127.0.0.1:{}", a.server_port), "127.0.0.1:8300"),
+        (a.name.clone(), "my-laptop"),
+    ];
+    Example { name: "first-run", text: normalise(&out.stdout, &pairs) }
+}
+
 fn acl_denied() -> Example {
     let a = acl();
     let (accessor, secret) = a.acl_token("readme-deploy", r#"service "payments" { policy = "write" }"#, "");
@@ -117,7 +130,7 @@ fn readme_examples_are_real_runs() {
     let mut readme = std::fs::read_to_string(&path).unwrap();
     let update = std::env::var_os("UPDATE_README").is_some();
     let mut stale = Vec::new();
-    for ex in [healthy(), acl_denied(), refused()] {
+    for ex in [first_run(), healthy(), acl_denied(), refused()] {
         let marker = format!("<!-- example: {} -->\n```text\n", ex.name);
         let start = readme.find(&marker).unwrap_or_else(|| panic!("README has no {marker:?}")) + marker.len();
         let end = start + readme[start..].find("```\n").expect("closing fence");
