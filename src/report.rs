@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::cli::FailOn;
 use crate::codes::{Code, Severity};
 use crate::inputs::InputEntry;
 use crate::ExitStatus;
@@ -42,6 +41,15 @@ pub fn read_grants(checks: &[CheckResult]) -> (Vec<&'static str>, Vec<String>) {
     let kept: Vec<String> =
         rules.iter().filter(|r| !["service", "node", "agent"].iter().any(|k| covered(r, k))).cloned().collect();
     (ids, kept)
+}
+
+/// Which findings make the run exit 1 (`--fail-on`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailOn {
+    /// Exit 1 only when a check fails
+    Fail,
+    /// Exit 1 when a check fails or warns
+    Warn,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -18,7 +18,10 @@ fn layout(tmp: &Path) -> PathBuf {
 }
 
 fn run(repo: &Path, env: &[(&str, &str)]) -> (i32, String, String) {
-    let dead = format!("http://127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let dead = format!(
+        "http://127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    );
     let mut cmd = Command::new("bash");
     cmd.arg(repo.join("scripts/install-consul.sh"))
         .env_clear()
@@ -32,7 +35,11 @@ fn run(repo: &Path, env: &[(&str, &str)]) -> (i32, String, String) {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]

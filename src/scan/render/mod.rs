@@ -4,7 +4,7 @@ pub mod human;
 pub mod json;
 pub mod junit;
 
-use crate::cli::Format;
+use crate::render::Format;
 use crate::scan::report::ScanReport;
 
 /// `width`: the terminal's columns to lay the human report out in (`None`: a file or a pipe).
@@ -12,7 +12,7 @@ pub fn render(
     report: &ScanReport,
     format: Format,
     list_instances: bool,
-    fail_on: crate::cli::FailOn,
+    fail_on: crate::report::FailOn,
     width: Option<usize>,
 ) -> String {
     match format {
