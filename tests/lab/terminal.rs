@@ -124,3 +124,30 @@ fn scan_report_fits_60_columns_with_whole_commands() {
         assert_laid_out(&text, cols, &cmds);
     }
 }
+
+#[test]
+fn wait_reports_fit_60_columns_with_whole_commands() {
+    let a = dev();
+    let (st, text) = a.put(
+        "/v1/agent/service/register",
+        None,
+        r#"{"Name": "narrow-wait-service", "ID": "narrow-wait-1", "Port": 7601, "Tags": ["canary", "v2"]}"#,
+    );
+    assert_eq!(st, 200, "{text}");
+    let met = ["wait", "--color", "never", "--http-addr", &a.http_addr(), "--service", "narrow-wait-service", "--tag", "canary", "--tag", "v2"];
+    let text = in_terminal(&met, 60);
+    assert!(text.contains("matching instance(s) passing"), "{text}");
+    for line in text.lines() {
+        assert!(line.chars().count() <= 60, "wider than 60 columns: {line:?}\n{text}");
+    }
+    // At the deadline: the diagnosis, its fix commands whole.
+    let args = ["wait", "--http-addr", &a.http_addr(), "--service", "narrow-wait-service", "--tag", "nope", "--deadline", "1s"];
+    let run = run_doctor(&[&args[..], &["--format", "json"]].concat(), &[]);
+    let json = run.json();
+    let fixes: Vec<&Value> = json["diagnosis"]["checks"].as_array().unwrap().iter().map(|c| &c["fix"]).collect();
+    let cmds = commands(&fixes);
+    let text = in_terminal(&[&args[..], &["--color", "never"]].concat(), 60);
+    assert!(text.contains("WAIT-001"), "{text}");
+    assert_laid_out(&text, 60, &cmds);
+    a.put("/v1/agent/service/deregister/narrow-wait-1", None, "");
+}
