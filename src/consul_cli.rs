@@ -16,7 +16,8 @@ use crate::report::CheckResult;
 /// where one is a prefix of another), and whether they take `-datacenter` (checked against each
 /// command's `-h` in Consul 1.8.7). `services`, `maint` and `reload` are not here: they act on one
 /// node's own agent (its local services, its configuration files), so a fix names that node and
-/// builds the command with [`ConsulCli::on_host`] where it knows the node's address.
+/// builds the command with [`ConsulCli::on_host`] where it knows the node's address (a
+/// `services deregister` meant for the diagnosed agent itself is prefixed, see `local_deregister`).
 const API_COMMANDS: &[(&str, bool)] = &[
     ("acl policy create", true),
     ("acl policy update", true),
@@ -151,7 +152,7 @@ impl ConsulCli {
             let (before, from) = rest.split_at(at);
             out.push_str(before);
             let after = &from["consul ".len()..];
-            let command = API_COMMANDS.iter().map(|(c, _)| *c).find(|c| {
+            let command = API_COMMANDS.iter().map(|(c, _)| *c).chain(self.local_deregister(text)).find(|c| {
                 after.starts_with(c)
                     && after[c.len()..].chars().next().is_none_or(|ch| !ch.is_ascii_alphanumeric() && ch != '-')
             });
@@ -173,7 +174,15 @@ impl ConsulCli {
         out
     }
 
-    /// Rewrites the fix (and message) of every result.
+    /// `services deregister` acts on one agent's own services: it is aimed at the diagnosed agent
+    /// when the fix names no other (no "on node …", "their nodes", "own agent"); fixes about
+    /// instances elsewhere name their node, and scan builds theirs with [`ConsulCli::on_host`].
+    fn local_deregister(&self, fix: &str) -> Option<&'static str> {
+        let elsewhere = ["on node ", "their nodes", "own agent"].iter().any(|w| fix.contains(w));
+        (!elsewhere).then_some("services deregister")
+    }
+
+    /// Rewrites the fix of every result.
     pub fn apply(&self, checks: &mut [CheckResult]) {
         for c in checks {
             if let Some(fix) = &c.fix {
@@ -245,6 +254,14 @@ mod tests {
             "{out}"
         );
         assert!(out.ends_with("; consul tls cert create -server"), "{out}");
+        // The diagnosed agent's own services; another node's are left to the fix's own words.
+        assert_eq!(
+            c.rewrite("deregister it first (consul services deregister -id=web-1)"),
+            "deregister it first (CONSUL_HTTP_ADDR=https://127.0.0.1:8501 CONSUL_CACERT=/etc/consul/ca.pem consul services deregister -datacenter=dc2 -id=web-1)"
+        );
+        let elsewhere = "on node n2 (10.0.0.2): consul services deregister -id=web-2";
+        assert_eq!(c.rewrite(elsewhere), elsewhere);
+        assert_eq!(c.rewrite("consul services register web.json"), "consul services register web.json");
         // Words that merely contain "consul" are not commands.
         assert_eq!(
             c.rewrite("the consul_doctor meta, name.service.consul answers"),

@@ -90,8 +90,10 @@ impl WaitReport {
                         format!("{} of {} matching instance(s) passing", self.passing, self.matching)
                     }
                 };
-                let text =
-                    format!("{}: {state} after {secs} ({} requests to {})", self.description, self.requests, self.target);
+                let text = format!(
+                    "{}: {state} after {secs} ({} requests to {})",
+                    self.description, self.requests, self.target
+                );
                 wrapped(&mut out, &format!("{green}✔{green:#} "), &text, 2, opts.width);
             }
             Outcome::Deadline | Outcome::Failed => {
@@ -109,8 +111,7 @@ impl WaitReport {
             let _ = writeln!(out, "timeline:");
             for c in &self.timeline {
                 let output = if c.output.is_empty() { String::new() } else { format!(": {}", c.output) };
-                let text =
-                    format!("{} ({})  {} → {}{output}", c.instance, c.node, c.from.as_str(), c.to.as_str());
+                let text = format!("{} ({})  {} → {}{output}", c.instance, c.node, c.from.as_str(), c.to.as_str());
                 wrapped(&mut out, &format!("  +{:>6} ms  ", c.at_ms), &text, 6, opts.width);
             }
             if self.timeline_dropped > 0 {

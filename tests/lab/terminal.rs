@@ -134,14 +134,36 @@ fn wait_reports_fit_60_columns_with_whole_commands() {
         r#"{"Name": "narrow-wait-service", "ID": "narrow-wait-1", "Port": 7601, "Tags": ["canary", "v2"]}"#,
     );
     assert_eq!(st, 200, "{text}");
-    let met = ["wait", "--color", "never", "--http-addr", &a.http_addr(), "--service", "narrow-wait-service", "--tag", "canary", "--tag", "v2"];
+    let met = [
+        "wait",
+        "--color",
+        "never",
+        "--http-addr",
+        &a.http_addr(),
+        "--service",
+        "narrow-wait-service",
+        "--tag",
+        "canary",
+        "--tag",
+        "v2",
+    ];
     let text = in_terminal(&met, 60);
     assert!(text.contains("matching instance(s) passing"), "{text}");
     for line in text.lines() {
         assert!(line.chars().count() <= 60, "wider than 60 columns: {line:?}\n{text}");
     }
     // At the deadline: the diagnosis, its fix commands whole.
-    let args = ["wait", "--http-addr", &a.http_addr(), "--service", "narrow-wait-service", "--tag", "nope", "--deadline", "1s"];
+    let args = [
+        "wait",
+        "--http-addr",
+        &a.http_addr(),
+        "--service",
+        "narrow-wait-service",
+        "--tag",
+        "nope",
+        "--deadline",
+        "1s",
+    ];
     let run = run_doctor(&[&args[..], &["--format", "json"]].concat(), &[]);
     let json = run.json();
     let fixes: Vec<&Value> = json["diagnosis"]["checks"].as_array().unwrap().iter().map(|c| &c["fix"]).collect();
