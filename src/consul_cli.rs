@@ -156,8 +156,10 @@ impl ConsulCli {
                 after.starts_with(c)
                     && after[c.len()..].chars().next().is_none_or(|ch| !ch.is_ascii_alphanumeric() && ch != '-')
             });
-            // Already prefixed (a command built with `command`, or run twice): leave it.
-            let prefixed = out.trim_end().rsplit(' ').next().is_some_and(|w| w.starts_with("CONSUL_"));
+            // Already prefixed (a command built with `command`, or run twice): leave it; so is a
+            // command inside a `<placeholder>`, which says how to get a value, with another token.
+            let prefixed = out.trim_end().rsplit(' ').next().is_some_and(|w| w.starts_with("CONSUL_"))
+                || out.matches('<').count() > out.matches('>').count();
             match command {
                 Some(c) if !prefixed => {
                     let built = self.command(c, "");
@@ -262,6 +264,9 @@ mod tests {
         let elsewhere = "on node n2 (10.0.0.2): consul services deregister -id=web-2";
         assert_eq!(c.rewrite(elsewhere), elsewhere);
         assert_eq!(c.rewrite("consul services register web.json"), "consul services register web.json");
+        let placeholder =
+            "consul acl token update -id <AccessorID: consul acl token read -self with that token> -merge-policies";
+        assert!(!c.rewrite(placeholder).contains("TOKEN_FILE"), "{}", c.rewrite(placeholder));
         // Words that merely contain "consul" are not commands.
         assert_eq!(
             c.rewrite("the consul_doctor meta, name.service.consul answers"),

@@ -365,6 +365,10 @@ const CONSUL_COMMANDS: &[&str] = &[
     "watch",
 ];
 
+/// Words that end a command written inside a sentence (none is an argument of the commands
+/// the fixes give; quoted values and `<placeholders>` are not looked at).
+const PROSE: &[&str] = &["and", "or", "to", "for", "on", "then", "shows", "lists", "with", "/", "if", "when"];
+
 /// The length of the command that starts `text`, if one does.
 fn command_at(text: &str) -> Option<usize> {
     let mut words = text.split(' ');
@@ -389,10 +393,18 @@ fn command_at(text: &str) -> Option<usize> {
     let b = text.as_bytes();
     let ends_word = |at: usize| at + 1 >= b.len() || b[at + 1] == b' ';
     for (at, &c) in b.iter().enumerate() {
+        // A word of prose after the arguments ends the command: "consul members -wan shows …".
+        if quote.is_none() && c == b' ' {
+            let word = text[at + 1..].split(' ').next().unwrap_or("");
+            if PROSE.contains(&word) {
+                return Some(at);
+            }
+        }
         match (quote, c) {
             (Some(q), _) if c == q => quote = None,
             (Some(_), _) => {}
             (None, b'\'' | b'"') => quote = Some(c),
+            (None, b'<') => quote = Some(b'>'),
             (None, b'(') if at > 0 && b[at - 1] == b' ' => return Some(at),
             (None, b'(') => depth += 1,
             (None, b')') if depth == 0 => return Some(at),
@@ -506,6 +518,16 @@ mod tests {
         assert!(split_commands("the consul_doctor meta and name.service.consul, consul or curl")
             .iter()
             .all(|(c, _)| !c));
+        let prose = "check with consul members and consul operator raft list-peers on a server; consul force-leave <node> for a node that is gone; consul acl set-agent-token default <token with service_prefix> now";
+        assert_eq!(
+            commands_of(prose),
+            vec![
+                "consul members",
+                "consul operator raft list-peers",
+                "consul force-leave <node>",
+                "consul acl set-agent-token default <token with service_prefix> now"
+            ]
+        );
         let mut out = String::new();
         fix_lines(&mut out, "    fix: ", fix, 9, Some(60));
         assert!(out.lines().any(|l| l.trim() == commands_of(fix)[0]), "{out}");

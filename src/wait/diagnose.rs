@@ -193,7 +193,7 @@ fn not_in_catalog(
         codes::WAIT_NOT_REGISTERED,
         "wait.condition",
         format!("{what}: no matching instance registered on any agent within {waited}{local_note}{others}"),
-        "check that the application registers itself (its log, the agent address it uses) under this name, ID and tags: consul catalog services -tags lists what is registered; register by hand to confirm: consul services register <definition>",
+        "check that the application registers itself (its log, the agent address it uses) under this name, ID and tags: consul catalog services -tags (it lists what is registered); register by hand to confirm: consul services register <definition>",
     )
 }
 

@@ -23,9 +23,33 @@ fn in_terminal(args: &[&str], cols: usize) -> String {
         .output()
         .expect("script(1) from util-linux");
     // What the terminal shows: a line redrawn after a carriage return (the progress line on
-    // standard error) shows only its last drawing.
+    // standard error) shows only its last drawing. Each drawing must fit, or the terminal wraps
+    // it and clearing it leaves its first part on the screen.
     let text = String::from_utf8_lossy(&out.stdout).replace("\x1b[2K", "");
+    for line in text.split('\n') {
+        let line = line.trim_end_matches('\r');
+        let Some((drawings, _)) = line.rsplit_once('\r') else { continue };
+        for drawing in drawings.split('\r') {
+            let visible: String = strip_styles(drawing);
+            assert!(visible.chars().count() <= cols, "a progress line wider than {cols} columns: {visible:?}");
+        }
+    }
     text.lines().map(|l| l.trim_end_matches('\r').rsplit('\r').next().unwrap_or("")).collect::<Vec<_>>().join("\n")
+}
+
+/// Text without ANSI style sequences.
+fn strip_styles(s: &str) -> String {
+    let mut out = String::new();
+    let mut esc = false;
+    for c in s.chars() {
+        match (esc, c) {
+            (false, '\x1b') => esc = true,
+            (true, c) if c.is_ascii_alphabetic() => esc = false,
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    out
 }
 
 /// The commands in every fix of a JSON report's results.
