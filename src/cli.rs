@@ -27,7 +27,8 @@ use crate::secret::Secret;
                   with a concrete fix; wait is the deploy gate; scan checks the whole catalog. \
                   Read-only: nothing in the cluster changes, except the two writes a flag asks for \
                   (check --probe-register: one throwaway canary registration, removed again; \
-                  scan --prune: deregisters what is safe to remove)."
+                  scan --prune: deregisters what is safe to remove). Flags may be written as in the \
+                  Consul CLI, with one dash (-http-addr=127.0.0.1:8500, -token-file PATH)."
 )]
 pub struct Cli {
     #[command(subcommand)]
