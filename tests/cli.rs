@@ -490,3 +490,21 @@ fn timeout_provenance_is_the_flag_or_the_default() {
     let scan = run_doctor(&["scan", "--http-addr", &addr, "-timeout=2s", "--format", "json"], &[]).json();
     assert_eq!(timeout(&scan)["source"], "flag", "{scan:#}");
 }
+
+/// `codes` on a narrow terminal: titles wrap under themselves; piped, one code per line.
+#[test]
+fn codes_fit_a_60_column_terminal() {
+    let cmd = format!("{} codes", env!("CARGO_BIN_EXE_consul-doctor"));
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("COLUMNS", "60")
+        .output()
+        .expect("script(1) from util-linux");
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(text.contains("ACL-001"), "{text}");
+    for line in text.lines() {
+        assert!(line.chars().count() <= 60, "too wide: {line:?}");
+    }
+    let piped = run_doctor(&["codes"], &[("COLUMNS", "60")]);
+    assert!(piped.stdout.lines().all(|l| l.len() > 24 && l.as_bytes()[0].is_ascii_uppercase()), "{}", piped.stdout);
+}
