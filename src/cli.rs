@@ -359,8 +359,9 @@ where
 /// `-flag=value` (and `--flag`) are one flag, and a boolean takes `-flag=true|false`. Clap reads a
 /// single dash as short flags (`-http-addr=…` would be `-h` + more: help and exit 0), so every
 /// single-dash word whose name is a long option of the command at hand is rewritten to two
-/// dashes first. A word that is exactly a short flag (`-o`, `-v`, `-h`) keeps its meaning; values
-/// (the word after a flag that takes one) and everything after `--` are left alone.
+/// dashes first. A word that is exactly a short flag (`-o`, `-v`, `-h`) keeps its meaning, as do
+/// clusters of them (`-vo FILE`); values (the word after a flag that takes one) and everything
+/// after `--` are left alone.
 pub fn consul_style(root: &clap::Command, args: Vec<OsString>) -> Vec<OsString> {
     let mut out = Vec::with_capacity(args.len());
     let mut cmd = root;
@@ -442,6 +443,9 @@ pub fn consul_style(root: &clap::Command, args: Vec<OsString>) -> Vec<OsString> 
                     // (`-oreport.json`): an unknown or misspelt long flag, which clap names as such.
                     out.push(format!("--{body}").into());
                     continue;
+                } else if dashes == 1 && !takes(first) {
+                    // A cluster (`-vo`) whose last flag takes the next word as its value.
+                    value_next = body.chars().last().is_some_and(takes);
                 }
                 out.push(arg);
             }
