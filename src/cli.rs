@@ -723,3 +723,29 @@ fn raw_wait(a: WaitArgs, m: &ArgMatches) -> crate::wait::RawWait {
         gone: a.gone,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(args: &[&str]) -> Vec<String> {
+        let args: Vec<OsString> = std::iter::once("consul-doctor").chain(args.iter().copied()).map(OsString::from).collect();
+        consul_style(&command(), args).into_iter().skip(1).map(|a| a.into_string().unwrap()).collect()
+    }
+
+    #[test]
+    fn single_dash_long_flags_become_long_flags() {
+        assert_eq!(
+            rewritten(&["check", "-http-addr=127.0.0.1:1", "-token-file", "-odd-name", "-verbose", "-pre-start=false"]),
+            ["check", "--http-addr=127.0.0.1:1", "--token-file", "-odd-name", "--verbose"]
+        );
+        // Exact short flags, clusters and their values stay; so does everything after `--`.
+        assert_eq!(rewritten(&["check", "-o", "-x", "-v", "-h"]), ["check", "-o", "-x", "-v", "-h"]);
+        assert_eq!(rewritten(&["check", "-vo", "r.json", "-oreport.json"]), ["check", "-vo", "r.json", "-oreport.json"]);
+        assert_eq!(rewritten(&["wait", "-service", "check", "-id=web-1"]), ["wait", "--service", "check", "--id=web-1"]);
+        assert_eq!(rewritten(&["check", "--", "-service"]), ["check", "--", "-service"]);
+        // A misspelt one is named as the long flag it would be, never read as -h + more.
+        assert_eq!(rewritten(&["check", "-htt-addr=x"]), ["check", "--htt-addr=x"]);
+        assert_eq!(rewritten(&["-help"]), ["--help"]);
+    }
+}
