@@ -729,7 +729,8 @@ mod tests {
     use super::*;
 
     fn rewritten(args: &[&str]) -> Vec<String> {
-        let args: Vec<OsString> = std::iter::once("consul-doctor").chain(args.iter().copied()).map(OsString::from).collect();
+        let args: Vec<OsString> =
+            std::iter::once("consul-doctor").chain(args.iter().copied()).map(OsString::from).collect();
         consul_style(&command(), args).into_iter().skip(1).map(|a| a.into_string().unwrap()).collect()
     }
 
@@ -741,8 +742,14 @@ mod tests {
         );
         // Exact short flags, clusters and their values stay; so does everything after `--`.
         assert_eq!(rewritten(&["check", "-o", "-x", "-v", "-h"]), ["check", "-o", "-x", "-v", "-h"]);
-        assert_eq!(rewritten(&["check", "-vo", "r.json", "-oreport.json"]), ["check", "-vo", "r.json", "-oreport.json"]);
-        assert_eq!(rewritten(&["wait", "-service", "check", "-id=web-1"]), ["wait", "--service", "check", "--id=web-1"]);
+        assert_eq!(
+            rewritten(&["check", "-vo", "r.json", "-oreport.json"]),
+            ["check", "-vo", "r.json", "-oreport.json"]
+        );
+        assert_eq!(
+            rewritten(&["wait", "-service", "check", "-id=web-1"]),
+            ["wait", "--service", "check", "--id=web-1"]
+        );
         assert_eq!(rewritten(&["check", "--", "-service"]), ["check", "--", "-service"]);
         // A misspelt one is named as the long flag it would be, never read as -h + more.
         assert_eq!(rewritten(&["check", "-htt-addr=x"]), ["check", "--htt-addr=x"]);

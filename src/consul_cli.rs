@@ -131,6 +131,34 @@ impl ConsulCli {
         line
     }
 
+    /// `curl` for an HTTP API call the CLI has no command for, with the same CA, client
+    /// certificate and token source (`$(cat FILE)` or `$CONSUL_HTTP_TOKEN`, never the token).
+    /// `url` is the agent's address as the doctor reached it plus the path.
+    pub fn curl(&self, method: &str, url: &str, data: Option<&str>, token_from_env: bool) -> String {
+        let mut line = format!("curl --fail --request {method}");
+        for (name, v) in &self.tls {
+            let flag = match *name {
+                "CONSUL_CACERT" => "--cacert",
+                "CONSUL_CAPATH" => "--capath",
+                "CONSUL_CLIENT_CERT" => "--cert",
+                "CONSUL_CLIENT_KEY" => "--key",
+                _ => continue,
+            };
+            line.push_str(&format!(" {flag} {}", quote(v)));
+        }
+        match (&self.token_file, token_from_env) {
+            (Some(f), _) => line.push_str(&format!(" --header \"X-Consul-Token: $(cat {})\"", quote(f))),
+            (None, true) => line.push_str(" --header \"X-Consul-Token: $CONSUL_HTTP_TOKEN\""),
+            (None, false) => {}
+        }
+        if let Some(d) = data {
+            line.push_str(&format!(" --data {}", quote(d)));
+        }
+        line.push(' ');
+        line.push_str(&quote(url));
+        line
+    }
+
     fn env(&self, command: &str) -> String {
         let mut vars: Vec<String> = Vec::new();
         if let Some(a) = &self.addr {
@@ -271,6 +299,15 @@ mod tests {
         assert_eq!(
             c.rewrite("the consul_doctor meta, name.service.consul answers"),
             "the consul_doctor meta, name.service.consul answers"
+        );
+    }
+
+    #[test]
+    fn curl_carries_the_ca_and_names_the_token_file() {
+        let c = cli(Some("https://127.0.0.1:8501"), None);
+        assert_eq!(
+            c.curl("PUT", "https://127.0.0.1:8501/v1/catalog/deregister", Some(r#"{"Node":"n1"}"#), false),
+            r#"curl --fail --request PUT --cacert /etc/consul/ca.pem --header "X-Consul-Token: $(cat '/etc/consul/deploy token')" --data '{"Node":"n1"}' https://127.0.0.1:8501/v1/catalog/deregister"#
         );
     }
 

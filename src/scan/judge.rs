@@ -84,6 +84,8 @@ pub struct JudgeOptions {
     pub datacenter: Option<String>,
     /// The settings every `consul` command in a fix carries.
     pub consul: crate::consul_cli::ConsulCli,
+    /// The token came from `CONSUL_HTTP_TOKEN` (a `curl` in a fix names the variable).
+    pub token_from_env: bool,
 }
 
 /// Per-service counts for the summary table.
@@ -133,7 +135,8 @@ pub fn deregister_body(dc: Option<&str>, node: &str, service_id: &str) -> serde_
 
 fn catalog_deregister_cmd(o: &JudgeOptions, node: &str, id: &str) -> String {
     let body = deregister_body(o.datacenter.as_deref(), node, id);
-    format!("curl --request PUT --data '{body}' {}/v1/catalog/deregister", o.target.trim_end_matches('/'))
+    let url = format!("{}/v1/catalog/deregister", o.target.trim_end_matches('/'));
+    o.consul.curl("PUT", &url, Some(&body.to_string()), o.token_from_env)
 }
 
 /// The agent-side removal, aimed at the node's own agent with the settings the scan was given.

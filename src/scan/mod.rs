@@ -169,6 +169,11 @@ async fn scan(
         target: if target.contains("://") { target.clone() } else { format!("http://{target}") },
         datacenter: datacenter.clone(),
         consul: crate::consul_cli::ConsulCli::new(&inputs.consul),
+        token_from_env: inputs
+            .consul
+            .token
+            .as_ref()
+            .is_some_and(|t| t.source == inputs::Source::Env("CONSUL_HTTP_TOKEN")),
     };
     let cat = &gathered.catalog;
     let judged = judge::judge(cat, &judge_options);

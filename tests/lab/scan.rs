@@ -166,6 +166,16 @@ fn seeded_catalog_gives_exact_counts_and_prune_removes_exactly_the_plan() {
     assert!(dup["message"].as_str().unwrap().contains("the current one is web-new"), "{dup:#}");
     assert_eq!(findings(&json, "SCN-003")[0]["service_id"], "legacy-2");
     assert_eq!(findings(&json, "SCN-002")[0]["evidence"]["status"], "critical");
+    // The catalog call in its fix can be pasted: the address the scan reached, a failing exit
+    // status on an error answer.
+    let fix = findings(&json, "SCN-002")[0]["fix"].as_str().unwrap().to_string();
+    assert!(
+        fix.contains(&format!(
+            r#"curl --fail --request PUT --data '{{"Node":"legacy-crit","ServiceID":"legacy-1"}}' http://{}/v1/catalog/deregister"#,
+            a.http_addr()
+        )),
+        "{fix}"
+    );
     assert_eq!(findings(&json, "SCN-009")[0]["evidence"]["tags"], "v1.2");
     let web = json["services"].as_array().unwrap().iter().find(|s| s["name"] == "web").unwrap();
     assert_eq!(
