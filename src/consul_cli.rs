@@ -186,10 +186,18 @@ impl ConsulCli {
             });
             // Already prefixed (a command built with `command`, or run twice): leave it; so is a
             // command inside a `<placeholder>`, which says how to get a value, with another token.
-            let prefixed = out.trim_end().rsplit(' ').next().is_some_and(|w| w.starts_with("CONSUL_"))
-                || out.matches('<').count() > out.matches('>').count();
+            let after_env = |c: &str| {
+                let env = self.env(c);
+                (!env.is_empty() && out.ends_with(&env))
+                    || out
+                        .trim_end()
+                        .rsplit(' ')
+                        .next()
+                        .is_some_and(|w| w.trim_start_matches(['(', '`', ':', ',']).starts_with("CONSUL_"))
+            };
+            let in_placeholder = out.matches('<').count() > out.matches('>').count();
             match command {
-                Some(c) if !prefixed => {
+                Some(c) if !in_placeholder && !after_env(c) => {
                     let built = self.command(c, "");
                     out.push_str(&built);
                     rest = &after[c.len()..];
@@ -275,6 +283,9 @@ mod tests {
             "grant it: CONSUL_HTTP_ADDR=https://127.0.0.1:8501 CONSUL_CACERT=/etc/consul/ca.pem consul acl policy create -datacenter=dc2 -name x -rules 'y', then CONSUL_HTTP_ADDR=https://127.0.0.1:8501 CONSUL_CACERT=/etc/consul/ca.pem consul acl token update -datacenter=dc2 -id A -merge-policies"
         );
         assert_eq!(c.rewrite(&out), out, "idempotent");
+        let once = c.rewrite("check the servers (consul operator raft list-peers) and `consul members`");
+        assert_eq!(c.rewrite(&once), once, "idempotent after punctuation too");
+        assert_eq!(once.matches("CONSUL_HTTP_ADDR=").count(), 2, "{once}");
         // A read with the caller's token names its file, quoted; local commands are left alone.
         let out = c.rewrite("check with consul operator raft list-peers; consul tls cert create -server");
         assert!(

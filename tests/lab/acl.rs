@@ -270,6 +270,7 @@ fn read_only_commands_without_a_token_get_read_only_advice() {
     let fix = acl_token["fix"].as_str().unwrap();
     assert!(fix.contains(r#"service "web" { policy = "read" } node_prefix "" { policy = "read" }"#), "{fix}");
     assert!(fix.contains(&format!("CONSUL_HTTP_ADDR={} consul acl policy create", a.http_addr())), "{fix}");
+    assert_eq!(fix.matches("CONSUL_HTTP_ADDR=").count(), 2, "one prefix per command: {fix}");
 
     let run = run_doctor(&["scan", "--format", "json", "--http-addr", &a.http_addr()], &[]);
     let json = run.json();
