@@ -76,11 +76,19 @@ pub fn render(report: &Report, opts: &Options) -> String {
     if !rules.is_empty() {
         out.push('\n');
         let text = format!(
-            "not judged for lack of read permission: {}; the smallest read-only grant that lets the doctor see them: {}",
-            ids.join(", "),
-            rules.join(" ")
+            "not judged for lack of read permission: {}; the smallest read-only grant that lets the doctor see them:",
+            ids.join(", ")
         );
-        wrapped(&mut out, &format!("{} ", paint(UNJUDGED, "?")), &text, 2, opts.width);
+        let mark = format!("{} ", paint(UNJUDGED, "?"));
+        if opts.width.is_some() {
+            // Each rule whole on its own line, to paste into a policy.
+            wrapped(&mut out, &mark, &text, 2, opts.width);
+            for rule in &rules {
+                let _ = writeln!(out, "    {rule}");
+            }
+        } else {
+            wrapped(&mut out, &mark, &format!("{text} {}", rules.join(" ")), 2, None);
+        }
     }
     out.push('\n');
     match &report.root_cause {

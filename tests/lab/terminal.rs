@@ -112,6 +112,9 @@ fn check_fixes_keep_their_commands_whole_at_100_and_60_columns() {
         let text = in_terminal(&args, cols);
         assert!(text.contains("ACL-006"), "{text}");
         assert_laid_out(&text, cols, &cmds);
+        // The read grant's rules, whole, one a line.
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        assert!(lines.contains(&r#"agent_prefix "" { policy = "read" }"#), "{text}");
     }
 }
 
