@@ -58,7 +58,7 @@ const READS_WITH_CALLERS_TOKEN: &[&str] = &[
 pub struct ConsulCli {
     /// `CONSUL_HTTP_ADDR` as given (none when it was the default, which the CLI shares).
     addr: Option<String>,
-    /// TLS and scheme settings, as `NAME=value`, in the CLI's variable names.
+    /// TLS, scheme and Enterprise scope settings, as `NAME=value`, in the CLI's variable names.
     tls: Vec<(&'static str, String)>,
     /// `CONSUL_HTTP_TOKEN_FILE`, when the doctor read its token from a file.
     token_file: Option<String>,
@@ -82,6 +82,12 @@ impl ConsulCli {
         }
         if let Some(n) = &c.tls_server_name {
             tls.push(("CONSUL_TLS_SERVER_NAME", n.value.clone()));
+        }
+        // The Enterprise scope the doctor asked in; the CLI reads the same variables.
+        for (name, v) in [("CONSUL_NAMESPACE", &c.namespace), ("CONSUL_PARTITION", &c.partition)] {
+            if let Some(v) = v {
+                tls.push((name, v.value.clone()));
+            }
         }
         for (name, v) in [("CONSUL_HTTP_SSL", &c.http_ssl), ("CONSUL_HTTP_SSL_VERIFY", &c.http_ssl_verify)] {
             if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
@@ -352,6 +358,7 @@ mod tests {
             http_ssl_verify: None,
             namespace: None,
             partition: None,
+            peer: None,
             http_auth: None,
             proxy_env: Vec::new(),
         };

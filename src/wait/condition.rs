@@ -25,6 +25,9 @@ pub struct Condition {
     pub tags: Vec<String>,
     pub node: Option<String>,
     pub goal: Goal,
+    /// `--peer`: the service is imported from this cluster peer (read with `?peer=`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
 
 impl Condition {
@@ -46,6 +49,9 @@ impl Condition {
         }
         if !self.tags.is_empty() {
             quals.push(format!("tags [{}]", self.tags.join(", ")));
+        }
+        if let Some(p) = &self.peer {
+            quals.push(format!("imported from peer {p}"));
         }
         if !quals.is_empty() {
             what.push_str(&format!(" ({})", quals.join(", ")));
@@ -94,6 +100,8 @@ pub struct Instance {
     pub id: String,
     pub tags: Vec<String>,
     pub checks: Vec<CheckState>,
+    /// Who registered it when no agent did (consul-k8s, a cluster peer): crate::agentless.
+    pub owner: Option<crate::agentless::Owner>,
 }
 
 impl Instance {
@@ -127,6 +135,8 @@ impl<'de> Deserialize<'de> for Instance {
         struct Node {
             #[serde(rename = "Node")]
             node: String,
+            #[serde(rename = "Meta", default)]
+            meta: Option<std::collections::HashMap<String, String>>,
         }
         #[derive(Deserialize)]
         struct Service {
@@ -134,6 +144,10 @@ impl<'de> Deserialize<'de> for Instance {
             id: String,
             #[serde(rename = "Tags", default)]
             tags: Option<Vec<String>>,
+            #[serde(rename = "Meta", default)]
+            meta: Option<std::collections::HashMap<String, String>>,
+            #[serde(rename = "PeerName", default)]
+            peer: Option<String>,
         }
         #[derive(Deserialize)]
         struct Check {
@@ -167,7 +181,9 @@ impl<'de> Deserialize<'de> for Instance {
                 status: c.status,
             })
             .collect();
-        Ok(Instance { node: e.node.node, id: e.service.id, tags: e.service.tags.unwrap_or_default(), checks })
+        let owner =
+            crate::agentless::owner_of(e.node.meta.as_ref(), e.service.meta.as_ref(), e.service.peer.as_deref());
+        Ok(Instance { node: e.node.node, id: e.service.id, tags: e.service.tags.unwrap_or_default(), checks, owner })
     }
 }
 
@@ -261,11 +277,12 @@ mod tests {
                 .enumerate()
                 .map(|(n, s)| CheckState { name: format!("c{n}"), status: s.to_string(), output: format!("out {s}") })
                 .collect(),
+            owner: None,
         }
     }
 
     fn cond(goal: Goal) -> Condition {
-        Condition { service: "web".into(), id: None, tags: vec![], node: None, goal }
+        Condition { service: "web".into(), id: None, tags: vec![], node: None, goal, peer: None }
     }
 
     #[test]

@@ -63,6 +63,7 @@ pub fn condition_of(raw: &RawWait) -> Result<Condition, String> {
         tags: raw.tags.clone(),
         node: raw.node.clone(),
         goal,
+        peer: raw.inputs.consul.peer.as_ref().map(|p| p.value.clone()),
     })
 }
 
