@@ -85,6 +85,7 @@ pub enum SkippableStage {
     Sync,
     Version,
     Discovery,
+    Mesh,
 }
 
 impl SkippableStage {
@@ -95,6 +96,7 @@ impl SkippableStage {
             SkippableStage::Sync => "sync",
             SkippableStage::Version => "version",
             SkippableStage::Discovery => "discovery",
+            SkippableStage::Mesh => "mesh",
         }
     }
 }
@@ -223,6 +225,9 @@ pub struct CheckArgs {
     /// Name to probe under instead of the service's own (needs --probe-register)
     #[arg(long, value_name = "NAME", help_heading = "Diagnosis")]
     pub probe_name: Option<String>,
+    /// A mesh consumer: the mesh stage checks that intentions let NAME call the service
+    #[arg(long = "from", value_name = "NAME", help_heading = "Diagnosis")]
+    pub mesh_from: Option<String>,
     #[arg(long, default_value = "30s", value_name = "DURATION", help_heading = "Diagnosis")]
     pub deadline: String,
 
@@ -409,6 +414,7 @@ fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
         consul_dns: a.consul_dns,
         probe_register: a.probe_register,
         probe_name: a.probe_name,
+        mesh_from: a.mesh_from,
     }
 }
 
@@ -507,6 +513,7 @@ fn raw_wait(a: WaitArgs, m: &ArgMatches) -> crate::wait::RawWait {
         consul_dns: None,
         probe_register: false,
         probe_name: None,
+        mesh_from: None,
     };
     crate::wait::RawWait {
         inputs,
