@@ -275,6 +275,10 @@ pub struct WaitArgs {
     /// Wait until the --id instance (or every instance on --node) has left the catalog
     #[arg(long, help_heading = "Condition")]
     pub gone: bool,
+    /// Service mesh: an instance counts only when its sidecar proxy passes too and
+    /// /v1/health/connect/NAME?passing lists it
+    #[arg(long, conflicts_with_all = ["gone", "registered"], help_heading = "Condition")]
+    pub connect: bool,
 
     /// Resolve the agent host through this DNS server (IP or IP:PORT) instead of the system's
     #[arg(long, value_name = "IP:PORT", help_heading = "Diagnosis")]
@@ -524,5 +528,6 @@ fn raw_wait(a: WaitArgs, m: &ArgMatches) -> crate::wait::RawWait {
         min_passing: a.min_passing,
         registered: a.registered,
         gone: a.gone,
+        connect: a.connect,
     }
 }
