@@ -6,6 +6,7 @@
 pub mod args;
 pub mod gather;
 pub mod judge;
+pub mod mesh;
 pub mod model;
 pub mod prune;
 pub mod render;
@@ -191,6 +192,11 @@ async fn scan(
     });
     let mut findings = gathered.problems;
     findings.extend(judged.findings);
+    findings.extend(
+        tokio::time::timeout_at(deadline, mesh::findings(&client, datacenter.as_deref(), &options.services))
+            .await
+            .unwrap_or_default(),
+    );
     let report = report::ScanReport {
         schema_version: report::SCAN_SCHEMA_VERSION,
         command: "scan",

@@ -188,7 +188,13 @@ impl<'de> Deserialize<'de> for Instance {
             Some("connect-proxy") => e.service.proxy.and_then(|p| p.destination_service_id).filter(|d| !d.is_empty()),
             _ => None,
         };
-        Ok(Instance { node: e.node.node, id: e.service.id, tags: e.service.tags.unwrap_or_default(), checks, proxy_for })
+        Ok(Instance {
+            node: e.node.node,
+            id: e.service.id,
+            tags: e.service.tags.unwrap_or_default(),
+            checks,
+            proxy_for,
+        })
     }
 }
 

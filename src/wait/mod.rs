@@ -307,8 +307,7 @@ async fn wait_checks(
         // The service passes: what its sidecars say.
         let path = mesh_path(&query::query(&cond.service, dc, 0, Duration::ZERO));
         if let Ok(Ok((mesh, _))) = client.get_json_streamed_within::<Vec<Instance>>(&path, step).await {
-            let start =
-                |id: &str| crate::check::stages::mesh::proxy_command(ProxyKind::BuiltIn, id, cli, None);
+            let start = |id: &str| crate::check::stages::mesh::proxy_command(ProxyKind::BuiltIn, id, cli, None);
             if let Some(m) = diagnose::judge_mesh_condition(cond, &instances, &mesh, &waited_text, &start) {
                 r = m.with("mesh_request", format!("GET {}", client.url(&path)));
             }

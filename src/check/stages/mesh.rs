@@ -251,9 +251,9 @@ pub fn agent_mesh(v: &Value) -> AgentMesh {
         connect_enabled: d.and_then(|d| d.get("ConnectEnabled")).and_then(Value::as_bool),
         grpc_port: di("GRPCPort"),
         grpc_tls_port: di("GRPCTLSPort"),
-        xds_ports: v.pointer("/xDS/Ports").and_then(|p| {
-            Some((p.get("Plaintext")?.as_i64().unwrap_or(0), p.get("TLS")?.as_i64().unwrap_or(0)))
-        }),
+        xds_ports: v
+            .pointer("/xDS/Ports")
+            .and_then(|p| Some((p.get("Plaintext")?.as_i64().unwrap_or(0), p.get("TLS")?.as_i64().unwrap_or(0)))),
         grpc_addrs: d
             .and_then(|d| d.get("GRPCAddrs"))
             .and_then(Value::as_array)
@@ -513,7 +513,8 @@ pub fn judge_sidecar(l: &str, def: &MeshDef, r: &Registration<'_>) -> CheckResul
             format!("{l}: {:?} is registered Connect-native: no sidecar needed", r.id),
         );
     }
-    let expected_id = def.sidecar.as_ref().and_then(|s| s.id.clone()).unwrap_or_else(|| format!("{}-sidecar-proxy", r.id));
+    let expected_id =
+        def.sidecar.as_ref().and_then(|s| s.id.clone()).unwrap_or_else(|| format!("{}-sidecar-proxy", r.id));
     let Some(sc) = r.sidecar else {
         if let Some(e) = r.mesh.iter().find(|e| e.destination_id == r.id && e.node != r.node) {
             return CheckResult::finding(
@@ -571,7 +572,10 @@ pub fn judge_sidecar(l: &str, def: &MeshDef, r: &Registration<'_>) -> CheckResul
     }
     CheckResult::pass(
         "mesh.sidecar",
-        format!("{l}: sidecar {} is registered on {} (port {}) and forwards to {local_addr}:{local_port}", sc.id, r.node, sc.port),
+        format!(
+            "{l}: sidecar {} is registered on {} (port {}) and forwards to {local_addr}:{local_port}",
+            sc.id, r.node, sc.port
+        ),
     )
 }
 
@@ -614,7 +618,8 @@ pub fn judge_proxy(l: &str, sc: &Sidecar, checks: &[ProxyCheck], start: &str) ->
                 if alias { &" (it follows the service's own checks: the service itself is failing)"[..] } else { "" }
             ),
             if alias {
-                "fix the service's own failing check (the health and sync stages name it); the sidecar follows it".to_string()
+                "fix the service's own failing check (the health and sync stages name it); the sidecar follows it"
+                    .to_string()
             } else {
                 format!("fix what the check reports; the proxy was started with: {start}")
             },
@@ -636,7 +641,13 @@ pub enum Dial {
 }
 
 /// The gRPC (xDS) port Envoy gets its configuration on.
-pub fn judge_xds(l: &str, a: &AgentMesh, envoy_hints: &[String], target: Option<SocketAddr>, dial: &Dial) -> CheckResult {
+pub fn judge_xds(
+    l: &str,
+    a: &AgentMesh,
+    envoy_hints: &[String],
+    target: Option<SocketAddr>,
+    dial: &Dial,
+) -> CheckResult {
     let expects = if envoy_hints.is_empty() { None } else { Some(envoy_hints.join(", ")) };
     let shown = match (a.xds_ports, a.grpc_port) {
         (Some((p, t)), _) => format!("xDS.Ports Plaintext {p}, TLS {t}"),
@@ -716,7 +727,10 @@ pub fn bind_collisions(ups: &[Upstream]) -> Vec<(String, String, String)> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamSeen {
     /// Instances in the catalog, and passing connect-capable ones.
-    Seen { instances: usize, mesh_passing: usize },
+    Seen {
+        instances: usize,
+        mesh_passing: usize,
+    },
     NotJudged(String),
     Unusable(String),
 }
@@ -773,7 +787,10 @@ pub fn judge_upstreams(l: &str, ups: &[Upstream], seen: &[UpstreamSeen]) -> Vec<
         }
     }
     if out.is_empty() {
-        out.push(CheckResult::pass("mesh.upstreams", format!("{l}: upstream(s) reachable in the mesh: {}", fine.join(", "))));
+        out.push(CheckResult::pass(
+            "mesh.upstreams",
+            format!("{l}: upstream(s) reachable in the mesh: {}", fine.join(", ")),
+        ));
     }
     out
 }
@@ -836,7 +853,13 @@ pub fn judge_intentions(l: &str, a: &AgentMesh, seen: &[IntentionSeen]) -> Vec<C
 }
 
 /// What consumers' proxies route to: `/v1/health/connect/NAME?passing`.
-pub fn judge_consumers(l: &str, name: &str, all: &[MeshEntry], passing: usize, earlier: Option<&'static str>) -> CheckResult {
+pub fn judge_consumers(
+    l: &str,
+    name: &str,
+    all: &[MeshEntry],
+    passing: usize,
+    earlier: Option<&'static str>,
+) -> CheckResult {
     if passing > 0 {
         return CheckResult::pass(
             "mesh.consumers",
@@ -862,11 +885,20 @@ pub fn judge_consumers(l: &str, name: &str, all: &[MeshEntry], passing: usize, e
 }
 
 /// `NAME.connect` DNS against the mesh health API.
-pub fn judge_dns(l: &str, qname: &str, ep: &super::discovery::Endpoint, srv: Option<&super::discovery::Answer>, passing: usize) -> CheckResult {
+pub fn judge_dns(
+    l: &str,
+    qname: &str,
+    ep: &super::discovery::Endpoint,
+    srv: Option<&super::discovery::Answer>,
+    passing: usize,
+) -> CheckResult {
     use super::discovery::{Answer, Endpoint};
     let (sa, how) = match ep {
         Endpoint::Disabled => {
-            return CheckResult::skipped("mesh.dns", format!("{l}: the agent's DNS interface is disabled (see DSC-001)"))
+            return CheckResult::skipped(
+                "mesh.dns",
+                format!("{l}: the agent's DNS interface is disabled (see DSC-001)"),
+            )
         }
         Endpoint::NotHere(why) => return CheckResult::skipped("mesh.dns", format!("{l}: not asked: {why}")),
         Endpoint::At(sa, how) => (sa, how),
@@ -906,7 +938,13 @@ pub fn judge_dns(l: &str, qname: &str, ep: &super::discovery::Endpoint, srv: Opt
 // The stage (I/O)
 
 /// Whether the service belongs in the mesh, and why not when it does not.
-fn applies(def: &MeshDef, has_block: bool, service: Option<&Map<String, Value>>, sidecar: bool, catalog_mesh: bool) -> Option<&'static str> {
+fn applies(
+    def: &MeshDef,
+    has_block: bool,
+    service: Option<&Map<String, Value>>,
+    sidecar: bool,
+    catalog_mesh: bool,
+) -> Option<&'static str> {
     let native = service
         .and_then(|s| first_object(field(s, "Connect")))
         .and_then(|c| field(c, "Native"))
@@ -986,8 +1024,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             };
             let mesh_mine: Vec<MeshEntry> =
                 mesh_all.iter().filter(|e| e.destination_id == id || e.service_id == id).cloned().collect();
-            if let Some(why) =
-                applies(&mdef, def.connect.is_some(), service, sidecar.is_some(), !mesh_mine.is_empty())
+            if let Some(why) = applies(&mdef, def.connect.is_some(), service, sidecar.is_some(), !mesh_mine.is_empty())
             {
                 for c in CHECKS {
                     out.push(CheckResult::skipped(c, format!("{l}: not in the mesh: {why}")));
@@ -1052,7 +1089,8 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 .or_else(|| mdef.sidecar.as_ref().map(|s| s.proxy.clone()))
                 .unwrap_or_default();
             let grpc = grpc_port(&a);
-            let kind = if !spec.envoy_hints.is_empty() || grpc.is_some() { ProxyKind::Envoy } else { ProxyKind::BuiltIn };
+            let kind =
+                if !spec.envoy_hints.is_empty() || grpc.is_some() { ProxyKind::Envoy } else { ProxyKind::BuiltIn };
             let grpc_flag = match (grpc, agent_ip) {
                 (Some((p, true)), Some(ip)) => Some(format!("https://{}", SocketAddr::new(ip, p as u16))),
                 _ => None,
@@ -1120,10 +1158,9 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                             super::Answer::Unusable(w) => UpstreamSeen::Unusable(w),
                         }
                     }
-                    super::Answer::NotJudged(w) => UpstreamSeen::NotJudged(format!(
-                        "{w} (the token needs service:read on {:?})",
-                        u.name
-                    )),
+                    super::Answer::NotJudged(w) => {
+                        UpstreamSeen::NotJudged(format!("{w} (the token needs service:read on {:?})", u.name))
+                    }
                     super::Answer::Unusable(w) => UpstreamSeen::Unusable(w),
                 };
                 seen.push(s);
@@ -1150,7 +1187,11 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             }
 
             // What consumers see.
-            let passing_path = format!("/v1/health/connect/{}{dcq}{}passing", urlencode(&name), if dcq.is_empty() { "?" } else { "&" });
+            let passing_path = format!(
+                "/v1/health/connect/{}{dcq}{}passing",
+                urlencode(&name),
+                if dcq.is_empty() { "?" } else { "&" }
+            );
             let passing = match get_value(&client, &passing_path).await {
                 super::Answer::Ok(v) => Ok(mesh_entries(&list(&v)).iter().filter(|e| e.passing).count()),
                 super::Answer::NotJudged(w) => Err(CheckResult::not_judged("mesh.consumers", format!("{l}: {w}"))),
@@ -1173,7 +1214,11 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             );
             let ep = super::discovery::endpoint(ctx.inputs.consul_dns, agent_dns.as_ref(), agent_ip);
             let domain = agent_dns.as_ref().map(|d| d.domain.clone()).unwrap_or_else(|| "consul.".into());
-            let dc = ctx.datacenter().filter(|d| agent_dc.as_deref() != Some(*d)).map(|d| format!("{d}.")).unwrap_or_default();
+            let dc = ctx
+                .datacenter()
+                .filter(|d| agent_dc.as_deref() != Some(*d))
+                .map(|d| format!("{d}."))
+                .unwrap_or_default();
             let qname = format!("{name}.connect.{dc}{domain}");
             let srv = match &ep {
                 super::discovery::Endpoint::At(sa, _) => match super::dns::build_resolver(Some(*sa), true, timeout) {
@@ -1218,7 +1263,9 @@ async fn intention(client: &SharedClient, src: &str, dst: &str, timeout: Duratio
     // The intentions on the destination, highest precedence first: the first whose source
     // matches decided.
     let path = format!("/v1/connect/intentions/match?by=destination&name={}", urlencode(dst));
-    if let super::Answer::Ok(v) = super::decode::<Value>(&format!("GET {path}"), &client.get(&path).await, timeout, false) {
+    if let super::Answer::Ok(v) =
+        super::decode::<Value>(&format!("GET {path}"), &client.get(&path).await, timeout, false)
+    {
         seen.matched = v.get(dst).and_then(Value::as_array).and_then(|list| {
             list.iter()
                 .find(|i| matches!(i.get("SourceName").and_then(Value::as_str), Some(s) if s == src || s == "*"))
@@ -1293,7 +1340,14 @@ mod tests {
         let sc = sidecar_of(&sidecar_json(9091)).unwrap();
         let service = svc_entry("web", 9090);
         let mesh = vec![entry("n1", "web-sidecar-proxy", "web")];
-        let r = Registration { id: "web", name: "web", service: Some(&service), sidecar: Some(&sc), mesh: &mesh, node: "n1" };
+        let r = Registration {
+            id: "web",
+            name: "web",
+            service: Some(&service),
+            sidecar: Some(&sc),
+            mesh: &mesh,
+            node: "n1",
+        };
         let res = judge_sidecar("s", &MeshDef::default(), &r);
         assert_eq!(res.code, Some("MSH-005"));
         assert!(res.message.contains("127.0.0.1:9091") && res.message.contains("port 9090"), "{}", res.message);
@@ -1344,9 +1398,17 @@ mod tests {
                 status: "critical".into(),
                 output: "dial tcp 127.0.0.1:21000: connect: connection refused".into(),
             },
-            ProxyCheck { name: "Connect Sidecar Aliasing web".into(), kind: "alias".into(), status: "passing".into(), output: String::new() },
+            ProxyCheck {
+                name: "Connect Sidecar Aliasing web".into(),
+                kind: "alias".into(),
+                status: "passing".into(),
+                output: String::new(),
+            },
         ];
-        let cli = CliFlags { flags: vec!["-http-addr=127.0.0.1:8500".into()], token_hint: Some("with CONSUL_HTTP_TOKEN set as for the doctor".into()) };
+        let cli = CliFlags {
+            flags: vec!["-http-addr=127.0.0.1:8500".into()],
+            token_hint: Some("with CONSUL_HTTP_TOKEN set as for the doctor".into()),
+        };
         let start = proxy_command(ProxyKind::BuiltIn, "web", &cli, None);
         assert_eq!(
             start,
@@ -1384,7 +1446,9 @@ mod tests {
     fn connect_on_agent_and_servers() {
         let off = AgentMesh { connect_enabled: Some(false), ..agent(-1) };
         assert_eq!(judge_connect("s", &off, &Ok(1)).code, Some("MSH-001"));
-        let servers = Err("GET /v1/connect/ca/roots answered 500 \"Connect must be enabled in order to use this endpoint\"".to_string());
+        let servers =
+            Err("GET /v1/connect/ca/roots answered 500 \"Connect must be enabled in order to use this endpoint\""
+                .to_string());
         assert_eq!(judge_connect("s", &agent(8502), &servers).code, Some("MSH-002"));
         assert_eq!(judge_connect("s", &agent(8502), &Ok(0)).code, Some("MSH-002"));
         assert_eq!(judge_connect("s", &agent(8502), &Ok(1)).code, None);
@@ -1441,7 +1505,8 @@ mod tests {
         ];
         let codes: Vec<_> = judge_upstreams("s", &sc.proxy.upstreams, &seen).iter().map(|r| r.code).collect();
         assert_eq!(codes, vec![Some("MSH-014"), Some("MSH-012"), Some("MSH-013")]);
-        let fine = vec![Upstream { name: "api".into(), datacenter: None, bind_address: "127.0.0.1".into(), bind_port: 1 }];
+        let fine =
+            vec![Upstream { name: "api".into(), datacenter: None, bind_address: "127.0.0.1".into(), bind_port: 1 }];
         let r = judge_upstreams("s", &fine, &[UpstreamSeen::Seen { instances: 1, mesh_passing: 1 }]);
         assert_eq!((r.len(), r[0].code), (1, None));
     }
