@@ -26,7 +26,10 @@ fn register(a: &Agent, token: Option<&str>, body: &Value) {
     let path = format!("/v1/catalog/service/{name}");
     wait_until(
         Duration::from_secs(20),
-        || a.get(&path, a.master_token.as_deref()).1.contains(&format!("\"ServiceID\": \"{id}\"")),
+        || {
+            let list: Value = serde_json::from_str(&a.get(&path, a.master_token.as_deref()).1).unwrap_or(Value::Null);
+            list.as_array().is_some_and(|l| l.iter().any(|e| e["ServiceID"] == id))
+        },
         "service in the catalog",
     );
 }
@@ -431,4 +434,53 @@ fn scan_reports_orphan_sidecars_and_instances_without_theirs() {
     assert_eq!(get("SCN-035")["service_id"], "msh-orphan-sidecar-proxy");
     assert_eq!(get("SCN-036")["service_id"], "msh-half-2");
     assert_eq!(json["prune"]["planned"], 0, "sidecar findings never make anything prunable: {json:#}");
+}
+
+#[test]
+fn connect_on_the_client_but_not_on_the_servers() {
+    let server = start(
+        "mesh-srv-off",
+        Spec { dev: true, extra_hcl: "connect {\n  enabled = false\n}\n".into(), ..Spec::default() },
+        true,
+    );
+    let client = start(
+        "mesh-client",
+        Spec {
+            join: Some(server.serf_addr()),
+            extra_hcl: "connect {\n  enabled = true\n}\n".into(),
+            ..Spec::default()
+        },
+        true,
+    );
+    let (_dir, file) = registered(
+        &client,
+        None,
+        json!({"name": "msh-srv", "port": 7391, "connect": {"sidecar_service": sidecar(json!({}))}}),
+    );
+    let (run, json) = check_json(&["--http-addr", &client.http_addr(), "--service-file", &file], &[]);
+    assert_eq!(root_cause(&json).as_deref(), Some("MSH-002"), "{json:#}");
+    assert_eq!(run.code, 1);
+    let msg = result(&json, "mesh.connect")["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("Connect must be enabled in order to use this endpoint"), "{msg}");
+    assert_eq!(result(&json, "mesh.proxy")["blocked_by"], "MSH-002");
+}
+
+#[test]
+fn a_grpc_port_bound_where_the_proxy_does_not_reach_it() {
+    // gRPC listens on 127.0.0.2 only; the agent (and Envoy beside it) is reached on 127.0.0.1.
+    let a = start(
+        "mesh-grpc-elsewhere",
+        Spec { dev: true, grpc: true, extra_hcl: "addresses {\n  grpc = \"127.0.0.2\"\n}\n".into(), ..Spec::default() },
+        true,
+    );
+    let (_dir, file) = registered(
+        &a,
+        None,
+        json!({"name": "msh-grpc", "port": 7392, "connect": {"sidecar_service": sidecar(json!({}))}}),
+    );
+    let (_, json) = check_json(&["--http-addr", &a.http_addr(), "--service-file", &file], &[]);
+    let xds = result(&json, "mesh.xds");
+    assert_eq!(xds["code"], "MSH-010", "{json:#}");
+    let msg = xds["message"].as_str().unwrap();
+    assert!(msg.contains(&format!("127.0.0.1:{}", a.grpc.unwrap())) && msg.contains("127.0.0.2"), "{msg}");
 }
