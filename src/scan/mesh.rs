@@ -61,6 +61,9 @@ pub async fn findings(client: &SharedClient, dc: Option<&str>, wanted: &[String]
     }
 }
 
+/// Instances of one service with a sidecar (or native), and the (node, ID) of those without.
+type Coverage<'a> = (usize, Vec<(&'a str, &'a str)>);
+
 pub fn judge(nodes: &[MeshNode], wanted: &[String]) -> Vec<Finding> {
     let in_scope = |name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
     let mut out = Vec::new();
@@ -78,7 +81,7 @@ pub fn judge(nodes: &[MeshNode], wanted: &[String]) -> Vec<Finding> {
         }
     }
     // Services with at least one sidecar: name -> (instances with one, instances without).
-    let mut meshed: BTreeMap<&str, (usize, Vec<(&str, &str)>)> = BTreeMap::new();
+    let mut meshed: BTreeMap<&str, Coverage<'_>> = BTreeMap::new();
     for n in nodes {
         for s in n.services.iter().flatten() {
             if s.kind.as_deref() == Some("connect-proxy") {

@@ -615,7 +615,7 @@ pub fn judge_proxy(l: &str, sc: &Sidecar, checks: &[ProxyCheck], start: &str) ->
                 sc.id,
                 c.name,
                 c.status,
-                if alias { &" (it follows the service's own checks: the service itself is failing)"[..] } else { "" }
+                if alias { " (it follows the service's own checks: the service itself is failing)" } else { "" }
             ),
             if alias {
                 "fix the service's own failing check (the health and sync stages name it); the sidecar follows it"
@@ -858,8 +858,15 @@ pub fn judge_consumers(
     name: &str,
     all: &[MeshEntry],
     passing: usize,
+    registered: bool,
     earlier: Option<&'static str>,
 ) -> CheckResult {
+    if passing == 0 && all.is_empty() && !registered {
+        return CheckResult::pass(
+            "mesh.consumers",
+            format!("{l}: {name:?} is not registered yet; mesh consumers will find it in /v1/health/connect/{name}?passing once its sidecar passes"),
+        );
+    }
     if passing > 0 {
         return CheckResult::pass(
             "mesh.consumers",
@@ -1011,14 +1018,24 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             let service = local.get(&id).and_then(Value::as_object);
             let sidecar = find_sidecar(&local, &id, mdef.sidecar.as_ref().and_then(|s| s.id.as_deref()));
             let mesh_path = format!("/v1/health/connect/{}{dcq}", urlencode(&name));
+            // Meant for the mesh by the definition or this agent, before the catalog is asked.
+            let meant = def.connect.is_some() || sidecar.is_some();
             let mesh_all = match get_value(&client, &mesh_path).await {
                 super::Answer::Ok(v) => mesh_entries(&list(&v)),
-                super::Answer::NotJudged(why) => {
+                super::Answer::NotJudged(why) if meant => {
                     out.push(CheckResult::not_judged("mesh.connect", format!("{l}: {why}")));
                     continue;
                 }
-                super::Answer::Unusable(what) => {
+                super::Answer::Unusable(what) if meant => {
                     out.push(super::unusable(codes::MSH_UNREADABLE, "mesh.connect", format!("{l}: {what}")));
+                    continue;
+                }
+                super::Answer::NotJudged(what) | super::Answer::Unusable(what) => {
+                    // Nothing says the service is meshed: an unreadable catalog is no finding.
+                    out.push(CheckResult::skipped(
+                        "mesh.connect",
+                        format!("{l}: no connect block and no sidecar on this agent; whether the catalog holds one cannot be told: {what}"),
+                    ));
                     continue;
                 }
             };
@@ -1209,7 +1226,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             };
             let earlier = proxy_code.or(sidecar_code);
             out.push(
-                judge_consumers(&l, &name, &mesh_all, passing, earlier)
+                judge_consumers(&l, &name, &mesh_all, passing, service.is_some(), earlier)
                     .with("request", format!("GET {}", client.url(&passing_path))),
             );
             let ep = super::discovery::endpoint(ctx.inputs.consul_dns, agent_dns.as_ref(), agent_ip);
@@ -1535,10 +1552,15 @@ mod tests {
     #[test]
     fn consumers_and_dns() {
         let all = vec![entry("n1", "web-sidecar-proxy", "web")];
-        assert_eq!(judge_consumers("s", "web", &all, 0, None).code, Some("MSH-018"));
-        let b = judge_consumers("s", "web", &all, 0, Some("MSH-006"));
+        assert_eq!(judge_consumers("s", "web", &all, 0, true, None).code, Some("MSH-018"));
+        let b = judge_consumers("s", "web", &all, 0, true, Some("MSH-006"));
         assert_eq!((b.code, b.blocked_by), (None, Some("MSH-006")));
-        assert_eq!(judge_consumers("s", "web", &all, 1, None).code, None);
+        assert_eq!(judge_consumers("s", "web", &all, 1, true, None).code, None);
+        let before = judge_consumers("s", "web", &[], 0, false, None);
+        assert_eq!(before.code, None);
+        assert!(before.message.contains("not registered yet"), "{}", before.message);
+        // Registered without anything in the mesh: consumers find nothing.
+        assert_eq!(judge_consumers("s", "web", &[], 0, true, None).code, Some("MSH-018"));
         use super::super::discovery::{Answer, Endpoint};
         let ep = Endpoint::At("127.0.0.1:8600".parse().unwrap(), "test".into());
         assert_eq!(judge_dns("s", "web.connect.consul.", &ep, Some(&Answer::NxDomain), 1).code, Some("MSH-019"));
