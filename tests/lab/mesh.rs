@@ -484,3 +484,20 @@ fn a_grpc_port_bound_where_the_proxy_does_not_reach_it() {
     let msg = xds["message"].as_str().unwrap();
     assert!(msg.contains(&format!("127.0.0.1:{}", a.grpc.unwrap())) && msg.contains("127.0.0.2"), "{msg}");
 }
+
+#[test]
+fn a_definition_not_registered_yet_is_judged_without_failures() {
+    let a = mesh();
+    register(a, None, &json!({"name": "msh-pre-api", "port": 7393}));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pre.json");
+    let def = json!({"service": {"name": "msh-pre", "port": 7394, "connect": {"sidecar_service": {"proxy": {
+        "upstreams": [{"destination_name": "msh-pre-api", "local_bind_port": 7395}]}}}}});
+    std::fs::write(&file, def.to_string()).unwrap();
+    let (_, json) = check_json(&["--http-addr", &a.http_addr(), "--service-file", file.to_str().unwrap()], &[]);
+    // Preflight: the sidecar and consumers are judged "not yet"; the upstream already tells.
+    assert!(result(&json, "mesh.sidecar")["message"].as_str().unwrap().contains("not registered on this agent yet"));
+    assert!(result(&json, "mesh.consumers")["message"].as_str().unwrap().contains("not registered yet"));
+    assert_eq!(result(&json, "mesh.consumers")["status"], "pass");
+    assert_eq!(mesh_codes(&json), vec!["MSH-013".to_string()], "{json:#}");
+}
