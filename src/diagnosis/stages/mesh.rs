@@ -28,9 +28,9 @@ use std::time::Duration;
 use hickory_resolver::proto::rr::RecordType;
 use serde_json::{Map, Value};
 
-use crate::check::pipeline::{Ctx, StageFuture};
 use crate::codes;
 use crate::consul::{urlencode, SharedClient};
+use crate::diagnosis::pipeline::{Ctx, StageFuture};
 use crate::report::CheckResult;
 
 pub const CHECKS: &[&str] = &[
