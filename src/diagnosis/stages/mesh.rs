@@ -1544,6 +1544,11 @@ mod tests {
         assert!(r.message.contains("default_policy \"deny\""), "{}", r.message);
         let ok = IntentionSeen { answer: Ok(true), matched: None, ..deny.clone() };
         assert_eq!(judge_intentions("s", &a, &[ok])[0].code, None);
+        let broken =
+            IntentionSeen { answer: Err("GET /v1/connect/intentions/check answered 502".into()), ..deny.clone() };
+        assert_eq!(judge_intentions("s", &a, &[broken])[0].code, Some("MSH-020"));
+        let roots = Err("GET /v1/connect/ca/roots answered 500 \"rpc error: No cluster leader\"".to_string());
+        assert_eq!(judge_connect("s", &a, &roots).code, Some("MSH-020"));
         let hidden = IntentionSeen { not_judged: Some("403".into()), ..deny };
         assert!(judge_intentions("s", &a, &[hidden])[0].not_judged);
     }
