@@ -2,9 +2,10 @@
 //! node (SCN-035), and instances of a meshed service that lack the sidecar their other instances
 //! have (SCN-036). Findings only: a sidecar finding never makes anything prunable.
 //!
-//! One read of `/v1/internal/ui/nodes` (the services' `Kind`, `Proxy.DestinationServiceID` and
-//! `Connect.Native`, which the scan model does not keep), decoded while it streams; `judge` is
-//! pure.
+//! The scan model keeps no `Kind` or `Proxy`, so this reads them itself: `/v1/internal/ui/services`
+//! (one summary per service name) tells whether the catalog has a `connect-proxy` at all, and
+//! only then `/v1/internal/ui/nodes` (`Kind`, `Proxy.DestinationServiceID`, `Connect.Native`),
+//! decoded while it streams. `judge` is pure.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -51,14 +52,67 @@ struct MeshConnect {
     native: bool,
 }
 
-/// Reads the nodes and judges their sidecars. A failed read is left to the catalog read's own
-/// findings (the same endpoint): nothing is reported twice.
-pub async fn findings(client: &SharedClient, dc: Option<&str>, wanted: &[String]) -> Vec<Finding> {
-    let path = format!("/v1/internal/ui/nodes{}", crate::consul::dc_query(dc));
-    match client.get_json_streamed::<Vec<MeshNode>>(&path).await {
-        Ok(Ok(nodes)) => judge(&nodes, wanted),
-        _ => Vec::new(),
+/// What the sidecar read found, and the endpoints it asked.
+#[derive(Default)]
+pub struct Sidecars {
+    pub findings: Vec<Finding>,
+    pub endpoints: Vec<String>,
+}
+
+/// One entry of `/v1/internal/ui/services` (a summary per service name; 1.8.7 shape).
+#[derive(Debug, Deserialize)]
+struct ServiceSummary {
+    #[serde(rename = "Kind", default)]
+    kind: Option<String>,
+}
+
+/// Reads the nodes and judges their sidecars, by `deadline`. Only when the catalog itself was
+/// read (an unreadable catalog is reported once, by the gather), and only when the catalog holds
+/// a `connect-proxy` service at all: one small `/v1/internal/ui/services` answers that, so a
+/// catalog without a mesh costs one request more, not a second read of every node.
+pub async fn scan(
+    client: &SharedClient,
+    gathered: &crate::scan::gather::Gathered,
+    dc: Option<&str>,
+    wanted: &[String],
+    deadline: tokio::time::Instant,
+) -> Sidecars {
+    let unreadable = gathered.problems.iter().any(|p| p.result.code == Some(codes::SCN_UNREADABLE.code));
+    if unreadable {
+        return Sidecars::default();
     }
+    tokio::time::timeout_at(deadline, read(client, dc, wanted)).await.unwrap_or_default()
+}
+
+async fn read(client: &SharedClient, dc: Option<&str>, wanted: &[String]) -> Sidecars {
+    let dcq = crate::consul::dc_query(dc);
+    let summary_path = format!("/v1/internal/ui/services{dcq}");
+    let mut out = Sidecars { findings: Vec::new(), endpoints: vec![format!("GET {summary_path}")] };
+    let meshed = match client.get_json_streamed::<Vec<ServiceSummary>>(&summary_path).await {
+        Ok(Ok(list)) => list.iter().any(|s| s.kind.as_deref() == Some("connect-proxy")),
+        other => {
+            // Not readable (an older agent, a blocked endpoint): said in the debug log; the
+            // catalog read already reported whatever it could not see.
+            crate::log::debug(format!(
+                "sidecar hygiene not judged: GET {summary_path} {}",
+                match other {
+                    Ok(Err((r, _))) => format!("answered {}", r.status),
+                    Err(f) => f.describe(client.timeout),
+                    Ok(Ok(_)) => String::new(),
+                }
+            ));
+            false
+        }
+    };
+    if !meshed {
+        return out;
+    }
+    let path = format!("/v1/internal/ui/nodes{dcq}");
+    out.endpoints.push(format!("GET {path}"));
+    if let Ok(Ok(nodes)) = client.get_json_streamed::<Vec<MeshNode>>(&path).await {
+        out.findings = judge(&nodes, wanted);
+    }
+    out
 }
 
 /// Instances of one service with a sidecar (or native), and the (node, ID) of those without.

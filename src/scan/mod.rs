@@ -189,13 +189,10 @@ async fn scan(
             })
             .collect()
     });
+    let sidecars = mesh::scan(&client, &gathered, datacenter.as_deref(), &options.services, deadline).await;
     let mut findings = gathered.problems;
     findings.extend(judged.findings);
-    findings.extend(
-        tokio::time::timeout_at(deadline, mesh::findings(&client, datacenter.as_deref(), &options.services))
-            .await
-            .unwrap_or_default(),
-    );
+    findings.extend(sidecars.findings);
     let report = report::ScanReport {
         schema_version: report::SCAN_SCHEMA_VERSION,
         command: "scan",
@@ -212,7 +209,7 @@ async fn scan(
             instances: cat.instances.len(),
             nodes: cat.nodes.len(),
             complete: gathered.complete,
-            endpoints: gathered.endpoints,
+            endpoints: gathered.endpoints.into_iter().chain(sidecars.endpoints).collect(),
         },
         services: judged.services,
         findings,
