@@ -978,7 +978,11 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     Box::pin(async move {
         let (services, client) = match super::service_stage_start(ctx, CHECKS) {
             Ok(started) => started,
-            Err(results) => return results,
+            // Nothing to look at: one line says so, not one per mesh check.
+            Err(mut results) => {
+                results.truncate(1);
+                return results;
+            }
         };
         let timeout = ctx.inputs.timeout;
         let dcq = crate::consul::dc_query(ctx.datacenter());
