@@ -503,3 +503,58 @@ fn a_definition_not_registered_yet_is_judged_without_failures() {
     assert_eq!(result(&json, "mesh.consumers")["status"], "pass");
     assert_eq!(mesh_codes(&json), vec!["MSH-013".to_string()], "{json:#}");
 }
+
+/// Writes a service (and optionally its proxy with a check) onto a node no agent runs, the way
+/// an external registrar does.
+fn catalog_register(a: &Agent, node: &str, service: Value, check: Option<Value>) {
+    let mut body = json!({"Node": node, "Address": "127.0.0.1", "Service": service});
+    if let Some(c) = check {
+        body["Check"] = c;
+    }
+    let (st, b) = a.put("/v1/catalog/register", None, &body.to_string());
+    assert_eq!(st, 200, "{b}");
+}
+
+#[test]
+fn sidecars_on_other_nodes() {
+    let a = mesh();
+    // The service runs here without its sidecar; a sidecar for its ID sits on another node.
+    register(a, None, &json!({"name": "msh-away", "port": 7396}));
+    catalog_register(
+        a,
+        "msh-other-node",
+        json!({"Kind": "connect-proxy", "ID": "msh-away-sidecar-proxy", "Service": "msh-away-sidecar-proxy",
+               "Port": 21096, "Proxy": {"DestinationServiceName": "msh-away", "DestinationServiceID": "msh-away"}}),
+        None,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("away.json");
+    std::fs::write(
+        &file,
+        json!({"service": {"name": "msh-away", "port": 7396, "connect": {"sidecar_service": {}}}}).to_string(),
+    )
+    .unwrap();
+    let (_, json) = check_json(&["--http-addr", &a.http_addr(), "--service-file", file.to_str().unwrap()], &[]);
+    let sidecar = result(&json, "mesh.sidecar");
+    assert_eq!(sidecar["code"], "MSH-004", "{json:#}");
+    assert!(sidecar["message"].as_str().unwrap().contains("msh-other-node"), "{sidecar:#}");
+
+    // Asked from a node that does not run it: the mesh has only a failing sidecar elsewhere.
+    catalog_register(a, "msh-far-node", json!({"ID": "msh-far", "Service": "msh-far", "Port": 7397}), None);
+    catalog_register(
+        a,
+        "msh-far-node",
+        json!({"Kind": "connect-proxy", "ID": "msh-far-sidecar-proxy", "Service": "msh-far-sidecar-proxy",
+               "Port": 21097, "Proxy": {"DestinationServiceName": "msh-far", "DestinationServiceID": "msh-far"}}),
+        Some(json!({"CheckID": "msh-far-listening", "Name": "Connect Sidecar Listening", "Status": "critical",
+                    "ServiceID": "msh-far-sidecar-proxy", "Output": "dial tcp 127.0.0.1:21097: connect: connection refused"})),
+    );
+    let (_, json) = check_json(&["--http-addr", &a.http_addr(), "--service", "msh-far"], &[]);
+    let consumers = result(&json, "mesh.consumers");
+    assert_eq!(consumers["code"], "MSH-018", "{json:#}");
+    assert!(result(&json, "mesh.sidecar")["message"].as_str().unwrap().contains("the mesh has it on msh-far-node"));
+    assert!(
+        consumers["message"].as_str().unwrap().contains("1 connect-capable instance(s), none passing"),
+        "{consumers:#}"
+    );
+}

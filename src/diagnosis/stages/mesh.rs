@@ -486,10 +486,18 @@ pub struct Registration<'a> {
 /// The sidecar (or, Connect-native, the service itself): registered, where, forwarding where.
 pub fn judge_sidecar(l: &str, def: &MeshDef, r: &Registration<'_>) -> CheckResult {
     let Some(service) = r.service else {
-        return CheckResult::pass(
-            "mesh.sidecar",
-            format!("{l}: {:?} is not registered on this agent yet; the sidecar is created with it", r.id),
-        );
+        let mut nodes: Vec<&str> = r.mesh.iter().map(|e| e.node.as_str()).collect();
+        nodes.dedup();
+        let msg = if nodes.is_empty() {
+            format!("{l}: {:?} is not registered on this agent yet; the sidecar is created with it", r.id)
+        } else {
+            format!(
+                "{l}: {:?} is not registered on this agent; the mesh has it on {}: run the doctor on that agent to judge its sidecar",
+                r.id,
+                nodes.join(", ")
+            )
+        };
+        return CheckResult::pass("mesh.sidecar", msg);
     };
     let registered_native =
         first_object(field(service, "Connect")).and_then(|c| field(c, "Native")).and_then(Value::as_bool) == Some(true);
@@ -697,9 +705,10 @@ pub fn judge_xds(
         Dial::Open => CheckResult::pass(
             "mesh.xds",
             format!(
-                "{l}: the agent's gRPC (xDS) port {} accepts connections{}",
+                "{l}: the agent's gRPC (xDS) port {} accepts connections{}; consul connect envoy -bootstrap points Envoy at {}localhost:{port} on the agent host",
                 target.map(|t| t.to_string()).unwrap_or_else(|| port.to_string()),
-                if tls { " (TLS)" } else { "" }
+                if tls { " (TLS)" } else { "" },
+                if tls { "https://" } else { "" }
             ),
         ),
         Dial::NotTried(why) => CheckResult::pass(
@@ -707,6 +716,24 @@ pub fn judge_xds(
             format!("{l}: the agent offers gRPC port {port} ({shown}); not dialled: {why}"),
         ),
     }
+}
+
+/// Why the gRPC port is not dialled from here, if it is not: a sidecar's Envoy runs on the agent
+/// host and dials `localhost:<port>` there (the bootstrap's default), so from another host only a
+/// port that listens beyond loopback can be tried.
+pub fn dial_from_here(a: &AgentMesh, agent_ip: Option<IpAddr>) -> Option<String> {
+    let remote = agent_ip.is_some_and(|ip| !ip.is_loopback());
+    let loopback_only = !a.grpc_addrs.is_empty()
+        && a.grpc_addrs.iter().all(|x| {
+            let hostport = x.trim_start_matches("tcp://");
+            hostport.parse::<SocketAddr>().is_ok_and(|sa| sa.ip().is_loopback()) || x.starts_with("unix://")
+        });
+    (remote && loopback_only).then(|| {
+        format!(
+            "it listens on the agent host's loopback only ({}), which is where a sidecar's Envoy dials it; run the doctor on that host to try it",
+            a.grpc_addrs.join(", ")
+        )
+    })
 }
 
 /// Upstreams that share a local bind address and port: (bind, first name, second name).
@@ -1148,13 +1175,14 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 out.push(CheckResult::skipped("mesh.xds", format!("{l}: no sidecar: no proxy needs the gRPC port")));
             } else {
                 let target = grpc.and_then(|(p, _)| agent_ip.map(|ip| SocketAddr::new(ip, p as u16)));
-                let dial = match target {
-                    Some(t) => match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(t)).await {
+                let dial = match (target, dial_from_here(&a, agent_ip)) {
+                    (Some(t), None) => match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(t)).await {
                         Ok(Ok(_)) => Dial::Open,
                         Ok(Err(e)) => Dial::Failed(format!("refused the connection ({e})")),
                         Err(_) => Dial::Failed(format!("did not answer within {}", super::fmt_timeout(timeout))),
                     },
-                    None => Dial::NotTried("the agent's address is unknown".into()),
+                    (Some(_), Some(why)) => Dial::NotTried(why),
+                    (None, _) => Dial::NotTried("the agent's address is unknown".into()),
                 };
                 out.push(judge_xds(&l, &a, &spec.envoy_hints, target, &dial));
             }
@@ -1514,6 +1542,16 @@ mod tests {
         let old = json!({"Config": {}, "DebugConfig": {"GRPCPort": 8502, "ConnectEnabled": true, "ACLsEnabled": true, "ACLDefaultPolicy": "deny"}, "xDS": {"SupportedProxies": {}}});
         let a = agent_mesh(&old);
         assert_eq!((grpc_port(&a), a.acl_default_deny), (Some((8502, false)), true));
+    }
+
+    #[test]
+    fn the_grpc_port_is_dialled_only_where_envoy_would_dial_it() {
+        let a = AgentMesh { grpc_addrs: vec!["tcp://127.0.0.1:8502".into()], ..agent(8502) };
+        assert_eq!(dial_from_here(&a, Some("127.0.0.1".parse().unwrap())), None);
+        let why = dial_from_here(&a, Some("10.0.0.5".parse().unwrap())).unwrap();
+        assert!(why.contains("loopback only"), "{why}");
+        let wide = AgentMesh { grpc_addrs: vec!["tcp://0.0.0.0:8502".into()], ..agent(8502) };
+        assert_eq!(dial_from_here(&wide, Some("10.0.0.5".parse().unwrap())), None);
     }
 
     #[test]
