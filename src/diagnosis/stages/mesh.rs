@@ -554,15 +554,6 @@ pub fn judge_sidecar(l: &str, def: &MeshDef, r: &Registration<'_>) -> CheckResul
         .with("local_service", format!("{local_addr}:{local_port}"))
         .with("service_port", port.to_string());
     }
-    let loopback = |a: &str| a.is_empty() || a == "localhost" || a.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if !loopback(&svc_addr) && loopback(&local_addr) && sc.proxy.local_service_address.is_none() {
-        // The proxy forwards to 127.0.0.1; an application bound to its advertised address only
-        // never sees the traffic. Not provable from here: said, not failed.
-        return CheckResult::pass(
-            "mesh.sidecar",
-            format!("{l}: the sidecar {} forwards to {local_addr}:{local_port}; {:?} advertises {svc_addr}, so the application must listen on loopback too (or set local_service_address = {svc_addr:?})", sc.id, r.id),
-        );
-    }
     if !r.mesh.iter().any(|e| e.service_id == sc.id && e.node == r.node) {
         let dup = bind_collisions(&sc.proxy.upstreams);
         let why = match dup.first() {
@@ -578,10 +569,28 @@ pub fn judge_sidecar(l: &str, def: &MeshDef, r: &Registration<'_>) -> CheckResul
             if dup.is_empty() { "fix the registration the agent log names and re-register".to_string() } else { "give each upstream its own local_bind_port and re-register the service".to_string() },
         );
     }
+    let loopback = |a: &str| a.is_empty() || a == "localhost" || a.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback(&local_addr) && !svc_addr.is_empty() && local_addr != svc_addr {
+        return CheckResult::finding(
+            codes::MSH_WRONG_LOCAL,
+            "mesh.sidecar",
+            format!("{l}: the sidecar {} forwards to {local_addr}:{local_port}, but {:?} is registered at {svc_addr}: the proxy sends mesh traffic to another host or interface", sc.id, r.id),
+            format!("set local_service_address = {svc_addr:?} in the sidecar_service proxy block (or remove it: the proxy then uses 127.0.0.1) and re-register"),
+        )
+        .with("local_service", format!("{local_addr}:{local_port}"))
+        .with("service_address", svc_addr);
+    }
+    // The proxy forwards to 127.0.0.1 by default; an application bound only to the address it
+    // advertises never sees the traffic. Not provable from here: said, not failed.
+    let bound = if !loopback(&svc_addr) && loopback(&local_addr) {
+        format!("; {:?} advertises {svc_addr}, so the application must listen on loopback too (or set local_service_address = {svc_addr:?})", r.id)
+    } else {
+        String::new()
+    };
     CheckResult::pass(
         "mesh.sidecar",
         format!(
-            "{l}: sidecar {} is registered on {} (port {}) and forwards to {local_addr}:{local_port}",
+            "{l}: sidecar {} is registered on {} (port {}) and forwards to {local_addr}:{local_port}{bound}",
             sc.id, r.node, sc.port
         ),
     )
@@ -1402,6 +1411,18 @@ mod tests {
         let sc = sidecar_of(&sidecar_json(9090)).unwrap();
         let r = Registration { sidecar: Some(&sc), ..r };
         assert_eq!(judge_sidecar("s", &MeshDef::default(), &r).code, None);
+        // The service on 10.0.0.5: the default 127.0.0.1 is said, another address is wrong.
+        let at = json!({"ID": "web", "Port": 9090, "Address": "10.0.0.5"}).as_object().unwrap().clone();
+        let r = Registration { service: Some(&at), ..r };
+        let res = judge_sidecar("s", &MeshDef::default(), &r);
+        assert_eq!(res.code, None);
+        assert!(res.message.contains("must listen on loopback too"), "{}", res.message);
+        let mut other = sidecar_of(&sidecar_json(9090)).unwrap();
+        other.proxy.local_service_address = Some("10.0.0.9".into());
+        let r = Registration { sidecar: Some(&other), ..r };
+        let res = judge_sidecar("s", &MeshDef::default(), &r);
+        assert_eq!(res.code, Some("MSH-005"));
+        assert!(res.message.contains("10.0.0.9:9090") && res.message.contains("10.0.0.5"), "{}", res.message);
     }
 
     #[test]
