@@ -170,6 +170,12 @@ pub struct ConnectionArgs {
     /// Datacenter to query (default: the agent's own)
     #[arg(long, value_name = "DC", help_heading = "Consul connection")]
     pub datacenter: Option<String>,
+    /// Consul Enterprise namespace of every request (?ns=; default: the token's or "default")
+    #[arg(long, env = "CONSUL_NAMESPACE", value_name = "NS", help_heading = "Consul connection")]
+    pub namespace: Option<String>,
+    /// Consul Enterprise admin partition of every request (?partition=; default: the agent's)
+    #[arg(long, env = "CONSUL_PARTITION", value_name = "PARTITION", help_heading = "Consul connection")]
+    pub partition: Option<String>,
 }
 
 /// Flags of `check`. No `Debug`: the token must never be printable.
@@ -208,6 +214,9 @@ pub struct CheckArgs {
     /// go.mod of the application, to report its github.com/hashicorp/consul/api version
     #[arg(long, value_name = "PATH", help_heading = "Service to register")]
     pub go_mod: Option<PathBuf>,
+    /// The --service is imported from this cluster peer: judge what consumers here see (?peer=)
+    #[arg(long, value_name = "PEER", help_heading = "Service to register")]
+    pub peer: Option<String>,
 
     /// Resolve the agent host through this DNS server (IP or IP:PORT) instead of the system's
     #[arg(long, value_name = "IP:PORT", help_heading = "Diagnosis")]
@@ -283,6 +292,9 @@ pub struct WaitArgs {
     /// Only instances on this node count
     #[arg(long, value_name = "NODE", help_heading = "Condition")]
     pub node: Option<String>,
+    /// The service is imported from this cluster peer: wait for what consumers here see (?peer=)
+    #[arg(long, value_name = "PEER", help_heading = "Condition")]
+    pub peer: Option<String>,
     /// How many matching instances must have all checks passing
     #[arg(long, default_value_t = 1, value_name = "N", help_heading = "Condition")]
     pub min_passing: usize,
@@ -390,8 +402,9 @@ pub(crate) fn consul_inputs(a: ConnectionArgs, m: &ArgMatches) -> ConsulInputs {
         datacenter: sourced(m, "datacenter", None, text(a.datacenter)),
         http_ssl: std::env::var("CONSUL_HTTP_SSL").ok(),
         http_ssl_verify: std::env::var("CONSUL_HTTP_SSL_VERIFY").ok(),
-        namespace: env_var("CONSUL_NAMESPACE"),
-        partition: env_var("CONSUL_PARTITION"),
+        namespace: sourced(m, "namespace", Some("CONSUL_NAMESPACE"), text(a.namespace)),
+        partition: sourced(m, "partition", Some("CONSUL_PARTITION"), text(a.partition)),
+        peer: None,
         http_auth: env_var("CONSUL_HTTP_AUTH").map(Secret::new),
         proxy_env: ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"]
             .iter()
@@ -401,7 +414,8 @@ pub(crate) fn consul_inputs(a: ConnectionArgs, m: &ArgMatches) -> ConsulInputs {
 }
 
 fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
-    let consul = consul_inputs(a.connection, m);
+    let mut consul = consul_inputs(a.connection, m);
+    consul.peer = sourced(m, "peer", None, a.peer.filter(|p| !p.is_empty()));
     let service = ServiceInputs {
         files: a.service_file,
         flags: FlagServiceArgs {
@@ -513,8 +527,10 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
 ];
 
 fn raw_wait(a: WaitArgs, m: &ArgMatches) -> crate::wait::RawWait {
+    let mut consul = consul_inputs(a.connection, m);
+    consul.peer = sourced(m, "peer", None, a.peer.clone().filter(|p| !p.is_empty()));
     let inputs = RawInputs {
-        consul: consul_inputs(a.connection, m),
+        consul,
         // No service for the connection stages: wait judges its service itself (a read-only
         // deploy token must not be reported for lacking service:write).
         service: ServiceInputs { files: Vec::new(), flags: FlagServiceArgs::default(), go_mod: None },

@@ -116,6 +116,7 @@ codes! {
     API_ENTERPRISE_ONLY = "API-007", "api", Fail, "Enterprise namespace or partition set against Consul OSS";
     API_WRITES_REFUSED = "API-008", "api", Fail, "Agent refuses registrations from this host";
     API_PROXY_AUTH = "API-009", "api", Fail, "A proxy in front of the agent asks for HTTP Basic credentials";
+    API_NO_PEERING = "API-010", "api", Fail, "Peer given to an agent without cluster peering";
     LDR_NO_LEADER = "LDR-001", "leader", Fail, "Cluster has no leader";
     LDR_NO_SERVERS = "LDR-002", "leader", Fail, "Agent knows no Consul servers";
     LDR_NO_PATH = "LDR-003", "leader", Fail, "No path to the datacenter";
@@ -131,6 +132,7 @@ codes! {
     ACL_NO_SERVICE_WRITE = "ACL-006", "acl", Fail, "Token lacks service:write for the service";
     ACL_NO_SERVICE_READ = "ACL-007", "acl", Warn, "Service not discoverable with the agent's default token";
     ACL_AUTHORIZE_UNUSABLE = "ACL-008", "acl", Fail, "Permission check answer is unusable";
+    ACL_NO_IMPORTED_READ = "ACL-009", "acl", Fail, "Token may not read a service imported from a peer";
     DUP_LOCAL_ID = "DUP-001", "duplicates", Warn, "Service ID already registered on this agent with a different definition";
     DUP_REMOTE_ID = "DUP-002", "duplicates", Warn, "Service ID also registered on another node";
     DUP_ADDRESS = "DUP-003", "duplicates", Warn, "Same address and port registered under other IDs";
@@ -141,6 +143,7 @@ codes! {
     SYN_DEFINITION = "SYN-003", "sync", Warn, "Catalog holds a different definition than the agent";
     SYN_CHECK_FAILING = "SYN-004", "sync", Warn, "Consul reports the service's check failing";
     SYN_UNREADABLE = "SYN-005", "sync", Fail, "Catalog or check lists are unreadable";
+    SYN_OWNED_NOT_READY = "SYN-006", "sync", Warn, "Instance registered by its owner (Kubernetes, a peer) is not passing";
     HLT_REFUSED = "HLT-001", "health", Fail, "Health endpoint refused the connection";
     HLT_TIMEOUT = "HLT-002", "health", Fail, "Health endpoint timed out";
     HLT_TLS = "HLT-003", "health", Fail, "Health endpoint TLS error";
@@ -177,6 +180,8 @@ codes! {
     WAIT_STILL_REGISTERED = "WAIT-005", "wait", Fail, "Instance still registered at the deadline";
     WAIT_QUERY_FAILING = "WAIT-006", "wait", Fail, "Health query kept failing";
     WAIT_NOT_BLOCKING = "WAIT-007", "wait", Note, "Blocking queries do not work through this path";
+    WAIT_OWNED_NOT_READY = "WAIT-010", "wait", Fail, "Instances registered by their owner (Kubernetes, a peer) are not passing";
+    WAIT_PEER_NOT_EXPORTED = "WAIT-011", "wait", Fail, "No instance of the service is imported from the peer";
     WAIT_SIDECAR_NOT_PASSING = "WAIT-015", "wait", Fail, "Service passes but its sidecar proxy does not";
     WAIT_NOT_IN_MESH = "WAIT-016", "wait", Fail, "Service has no sidecar proxy or Connect-native instance in the mesh";
     SCN_GONE_NODE = "SCN-001", "scan", Warn, "Instance on a node whose agent failed or left";

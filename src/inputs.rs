@@ -81,9 +81,12 @@ pub struct ConsulInputs {
     /// CONSUL_HTTP_SSL / CONSUL_HTTP_SSL_VERIFY (environment only, unparsed).
     pub http_ssl: Option<String>,
     pub http_ssl_verify: Option<String>,
-    /// CONSUL_NAMESPACE / CONSUL_PARTITION: Enterprise-only, sent on every request by Go clients.
-    pub namespace: Option<String>,
-    pub partition: Option<String>,
+    /// `--namespace`/CONSUL_NAMESPACE, `--partition`/CONSUL_PARTITION: Enterprise-only; the
+    /// client carries them on every request an Enterprise agent reads them from.
+    pub namespace: Option<Sourced<String>>,
+    pub partition: Option<Sourced<String>>,
+    /// `--peer` (check, wait): the service is imported from this cluster peer.
+    pub peer: Option<Sourced<String>>,
     /// CONSUL_HTTP_AUTH (`user[:password]`): HTTP Basic credentials for a reverse proxy.
     pub http_auth: Option<Secret>,
     pub proxy_env: Vec<(String, String)>,
@@ -279,12 +282,11 @@ impl Inputs {
                 source: "env CONSUL_HTTP_AUTH".into(),
             });
         }
-        for (name, env, v) in [
-            ("namespace", "CONSUL_NAMESPACE", &self.consul.namespace),
-            ("partition", "CONSUL_PARTITION", &self.consul.partition),
-        ] {
+        for (name, v) in
+            [("namespace", &self.consul.namespace), ("partition", &self.consul.partition), ("peer", &self.consul.peer)]
+        {
             if let Some(v) = v {
-                out.push(InputEntry { name, value: v.clone(), source: format!("env {env}") });
+                out.push(InputEntry { name, value: v.value.clone(), source: v.source.describe() });
             }
         }
         if let Some(d) = self.dns_server {

@@ -137,10 +137,17 @@ async fn scan(
         Connected::Failed(outcome) => return Scanned::Connection(Box::new(outcome.report)),
     };
     let agent_dc = outcome.facts.summary.datacenter.clone();
+    // Enterprise: every namespace and partition the token can list is scanned (consul_facts).
+    let enterprise = outcome.facts.agent.as_ref().and_then(|a| {
+        let mut v = crate::consul_facts::ConsulVersion::parse(&a.version)?;
+        v.enterprise = crate::consul_facts::edition_of(&a.version, a.tags.get("build").map(String::as_str))
+            == crate::consul_facts::Edition::Enterprise;
+        v.enterprise.then_some(gather::Enterprise { partitions: v.at_least((1, 11, 0)) })
+    });
     let datacenter = inputs.consul.datacenter.as_ref().map(|d| d.value.clone());
     let same_dc = datacenter.is_none() || datacenter == agent_dc;
     let gather_options =
-        gather::GatherOptions { datacenter: datacenter.clone(), same_dc, wanted: options.services.clone() };
+        gather::GatherOptions { datacenter: datacenter.clone(), same_dc, wanted: options.services.clone(), enterprise };
     let gathered = match tokio::time::timeout_at(deadline, gather::gather(&client, &gather_options, progress)).await {
         Ok(g) => g,
         Err(_) => gather::Gathered {

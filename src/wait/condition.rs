@@ -29,6 +29,9 @@ pub struct Condition {
     /// Connect-native) passes too, as `/v1/health/connect/<name>?passing` lists it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub connect: bool,
+    /// `--peer`: the service is imported from this cluster peer (read with `?peer=`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
 
 impl Condition {
@@ -50,6 +53,9 @@ impl Condition {
         }
         if !self.tags.is_empty() {
             quals.push(format!("tags [{}]", self.tags.join(", ")));
+        }
+        if let Some(p) = &self.peer {
+            quals.push(format!("imported from peer {p}"));
         }
         if !quals.is_empty() {
             what.push_str(&format!(" ({})", quals.join(", ")));
@@ -102,6 +108,8 @@ pub struct Instance {
     /// For a `connect-proxy` entry (of `/v1/health/connect/<name>`): the service ID it is the
     /// sidecar of (`Proxy.DestinationServiceID`).
     pub proxy_for: Option<String>,
+    /// Who registered it when no agent did (consul-k8s, a cluster peer): crate::agentless.
+    pub owner: Option<crate::agentless::Owner>,
 }
 
 impl Instance {
@@ -135,6 +143,8 @@ impl<'de> Deserialize<'de> for Instance {
         struct Node {
             #[serde(rename = "Node")]
             node: String,
+            #[serde(rename = "Meta", default)]
+            meta: Option<std::collections::HashMap<String, String>>,
         }
         #[derive(Deserialize)]
         struct Proxy {
@@ -151,6 +161,10 @@ impl<'de> Deserialize<'de> for Instance {
             kind: Option<String>,
             #[serde(rename = "Proxy", default)]
             proxy: Option<Proxy>,
+            #[serde(rename = "Meta", default)]
+            meta: Option<std::collections::HashMap<String, String>>,
+            #[serde(rename = "PeerName", default)]
+            peer: Option<String>,
         }
         #[derive(Deserialize)]
         struct Check {
@@ -184,6 +198,8 @@ impl<'de> Deserialize<'de> for Instance {
                 status: c.status,
             })
             .collect();
+        let owner =
+            crate::agentless::owner_of(e.node.meta.as_ref(), e.service.meta.as_ref(), e.service.peer.as_deref());
         let proxy_for = match e.service.kind.as_deref() {
             Some("connect-proxy") => e.service.proxy.and_then(|p| p.destination_service_id).filter(|d| !d.is_empty()),
             _ => None,
@@ -194,6 +210,7 @@ impl<'de> Deserialize<'de> for Instance {
             tags: e.service.tags.unwrap_or_default(),
             checks,
             proxy_for,
+            owner,
         })
     }
 }
@@ -314,11 +331,12 @@ mod tests {
                 .enumerate()
                 .map(|(n, s)| CheckState { name: format!("c{n}"), status: s.to_string(), output: format!("out {s}") })
                 .collect(),
+            owner: None,
         }
     }
 
     fn cond(goal: Goal) -> Condition {
-        Condition { service: "web".into(), id: None, tags: vec![], node: None, goal, connect: false }
+        Condition { service: "web".into(), id: None, tags: vec![], node: None, goal, connect: false, peer: None }
     }
 
     #[test]

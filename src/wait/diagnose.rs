@@ -131,6 +131,22 @@ pub fn judge_condition(
         Goal::Registered => unreachable_registered(&what),
         Goal::Passing(n) => {
             let failing: Vec<&Instance> = matching.iter().copied().filter(|i| i.health() != Health::Passing).collect();
+            // Owned instances (consul-k8s pods, a peer's): the owner's side, never agent advice.
+            if let Some(owner) = failing.first().and_then(|i| i.owner.as_ref()) {
+                return CheckResult::finding(
+                    codes::WAIT_OWNED_NOT_READY,
+                    "wait.condition",
+                    format!(
+                        "{what}: {} of {} instance(s) passing after {waited}; not passing, registered by {}: {}",
+                        tally.passing,
+                        matching.len(),
+                        owner.describe(),
+                        list(&failing)
+                    ),
+                    crate::agentless::owner_fix(owner),
+                )
+                .with("owner", owner.describe());
+            }
             if tally.passing == 0 {
                 CheckResult::finding(
                     codes::WAIT_NOT_PASSING,
@@ -163,6 +179,19 @@ fn not_in_catalog(
     agent_node: &str,
     waited: &str,
 ) -> CheckResult {
+    // Imported services: nothing registers them here; the peer exports them (or not).
+    if let Some(peer) = &cond.peer {
+        return CheckResult::finding(
+            codes::WAIT_PEER_NOT_EXPORTED,
+            "wait.condition",
+            format!(
+                "{what}: a consumer in this cluster sees no matching instance imported from peer {peer:?} within {waited} (GET /v1/health/service/{}?peer={peer} answered {} instance(s))",
+                cond.service,
+                instances.len()
+            ),
+            crate::agentless::owner_fix(&crate::agentless::Owner::Peer(peer.clone())),
+        );
+    }
     if let Some(on_agent) = local.filter(|l| !l.is_empty()) {
         let ids = on_agent.iter().map(|l| l.id.as_str()).collect::<Vec<_>>().join(", ");
         return CheckResult::finding(
@@ -264,7 +293,7 @@ mod tests {
     use crate::wait::condition::{judge, CheckState};
 
     fn cond(goal: Goal) -> Condition {
-        Condition { service: "web".into(), id: None, tags: vec![], node: None, goal, connect: false }
+        Condition { service: "web".into(), id: None, tags: vec![], node: None, goal, connect: false, peer: None }
     }
 
     fn inst(id: &str, status: &str) -> Instance {
@@ -274,6 +303,7 @@ mod tests {
             id: id.into(),
             tags: vec![],
             checks: vec![CheckState { name: "http".into(), status: status.into(), output: "HTTP GET /: 503".into() }],
+            owner: None,
         }
     }
 

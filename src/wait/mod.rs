@@ -70,6 +70,7 @@ pub fn condition_of(raw: &RawWait) -> Result<Condition, String> {
         node: raw.node.clone(),
         goal,
         connect: raw.connect,
+        peer: raw.inputs.consul.peer.as_ref().map(|p| p.value.clone()),
     })
 }
 

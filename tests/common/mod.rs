@@ -6,6 +6,7 @@
 //! though statics are never dropped. A missing Consul binary is a test failure, never a skip.
 #![allow(dead_code)]
 
+pub mod fakeconsul;
 pub mod fakedns;
 pub mod fault;
 

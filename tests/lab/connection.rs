@@ -359,3 +359,51 @@ fn wait_follows_a_server_until_it_elects_itself() {
         assert!(lines[0].ends_with("left, retrying"), "{}", run.stderr);
     }
 }
+
+#[test]
+fn namespace_and_partition_flags_on_oss_are_named_with_their_origin() {
+    let a = dev();
+    // What the real 1.8.7 does with them: ?ns= (even "default") is refused, ?partition= ignored.
+    let (status, body) = a.get("/v1/health/service/consul?ns=default", None);
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = a.get("/v1/catalog/services?partition=p1", None);
+    assert_eq!(status, 200, "1.8.7 ignores ?partition=");
+    let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--namespace", "team-a", "--partition", "p1"], &[]);
+    assert_root(&run, &json, "API-007", &["leader", "acl"]);
+    let finding = json["checks"].as_array().unwrap().iter().find(|c| c["code"] == "API-007").unwrap();
+    let text = finding["message"].as_str().unwrap();
+    assert!(text.contains("namespace \"team-a\" (flag;"), "{text}");
+    assert!(text.contains("partition \"p1\" (flag; this version ignores ?partition="), "{text}");
+    let input = json["inputs"].as_array().unwrap().iter().find(|i| i["name"] == "namespace").unwrap();
+    assert_eq!(input["source"], "flag");
+}
+
+#[test]
+fn a_definitions_own_namespace_on_oss_is_named() {
+    let a = dev();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("web.json");
+    std::fs::write(&path, r#"{"Name": "web-ns", "Port": 8080, "Namespace": "team-a"}"#).unwrap();
+    let (status, body) =
+        a.put("/v1/agent/service/register", None, r#"{"Name": "web-ns", "Port": 8080, "Namespace": "team-a"}"#);
+    assert_eq!(status, 400, "the real 1.8.7 refuses a Namespace field: {body}");
+    let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--service-file", path.to_str().unwrap()], &[]);
+    assert_eq!(run.code, 1);
+    let finding = json["checks"].as_array().unwrap().iter().find(|c| c["code"] == "API-007").expect("API-007");
+    let text = finding["message"].as_str().unwrap();
+    assert!(
+        text.contains("(definition service \"web-ns\"") && text.contains("unknown field \"Namespace\""),
+        "{finding:#}"
+    );
+}
+
+#[test]
+fn peer_on_an_agent_without_peering() {
+    let a = dev();
+    // 1.8.7 ignores ?peer= and answers with the local instances.
+    let (status, body) = a.get("/v1/health/service/consul?peer=dc2", None);
+    assert_eq!(status, 200);
+    assert!(body.contains("\"Service\""), "{body}");
+    let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--service", "consul", "--peer", "dc2"], &[]);
+    assert_root(&run, &json, "API-010", &["leader", "acl"]);
+}

@@ -75,11 +75,16 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                     super::Answer::Ok(entries) => {
                         let mut mine = Vec::with_capacity(entries.len());
                         let mut seen = Vec::with_capacity(entries.len());
+                        let mut owned = Vec::new();
                         for e in entries.into_iter().filter(|e| !super::discovery::is_probe(e)) {
                             mine.push(Instance::from(&e));
+                            let reg = super::discovery::registration(&e);
+                            if reg.owner.is_some() {
+                                owned.push(reg);
+                            }
                             seen.push(super::discovery::instance(e));
                         }
-                        Ok((mine, seen))
+                        Ok((mine, seen, owned))
                     }
                     super::Answer::NotJudged(why) => Err((false, why)),
                     super::Answer::Unusable(what) => Err((true, what)),
@@ -90,8 +95,12 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             tokio::join!(client.get("/v1/agent/services"), crate::check::pipeline::join_all(lists.collect()));
         let mut by_name: HashMap<String, Result<Vec<Instance>, (bool, String)>> = HashMap::new();
         for (name, list) in names.into_iter().zip(lists) {
-            let list = list.map(|(mine, seen)| {
-                ctx.facts().health_views.insert(name.clone(), seen);
+            let list = list.map(|(mine, seen, owned)| {
+                let mut f = ctx.facts();
+                f.health_views.insert(name.clone(), seen);
+                if !owned.is_empty() {
+                    f.owned.insert(name.clone(), owned);
+                }
                 mine
             });
             by_name.insert(name, list);
