@@ -202,7 +202,8 @@ mod tests {
 
     #[test]
     fn orphan_and_missing_sidecars() {
-        // The shape of a real 1.8.7 /v1/internal/ui/nodes answer (fields the judge reads).
+        // The shape of a real 1.8.7 /v1/internal/ui/nodes answer (agent/ui_endpoint.go `UINodes`,
+        // NodeServices with Kind and Proxy), the fields the judge reads.
         let body = r#"[
           {"Node": "n1", "Services": [
             {"ID": "web", "Service": "web", "Kind": null, "Proxy": {"MeshGateway": {}, "Expose": {}}},

@@ -341,7 +341,8 @@ mod tests {
 
     #[test]
     fn connect_needs_the_sidecar_to_pass_too() {
-        // Shapes of a real 1.8.7 /v1/health/connect/web answer (a sidecar and its checks).
+        // Shapes of a real 1.8.7 /v1/health/connect/web answer (a sidecar and its checks;
+        // agent/health_endpoint.go `HealthConnectServiceNodes`).
         let body = r#"[{"Node": {"Node": "n1"}, "Service": {"Kind": "connect-proxy", "ID": "web-sidecar-proxy",
             "Proxy": {"DestinationServiceName": "web", "DestinationServiceID": "web"}},
             "Checks": [{"CheckID": "service:web-sidecar-proxy:1", "Name": "Connect Sidecar Listening", "Status": "critical",

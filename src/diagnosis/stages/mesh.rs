@@ -1344,8 +1344,9 @@ mod tests {
         json!({"ID": id, "Service": id, "Port": port, "Address": ""}).as_object().unwrap().clone()
     }
 
-    // Shapes below are copied from a real 1.8.7 agent's /v1/agent/services and
-    // /v1/health/connect answers.
+    // Shapes below are those a real 1.8.7 agent answered in the lab: /v1/agent/services
+    // (agent/agent_endpoint.go `buildAgentService`: Kind, Proxy) and /v1/health/connect/NAME
+    // (agent/health_endpoint.go `HealthConnectServiceNodes`).
     fn sidecar_json(local_port: i64) -> Value {
         json!({"Kind": "connect-proxy", "ID": "web-sidecar-proxy", "Service": "web-sidecar-proxy", "Port": 21000,
                "Address": "", "Proxy": {"DestinationServiceName": "web", "DestinationServiceID": "web",
@@ -1638,6 +1639,7 @@ mod tests {
 
     #[test]
     fn health_connect_entries_name_the_service_they_stand_for() {
+        // agent/health_endpoint.go `HealthConnectServiceNodes` (CheckServiceNodes), as 1.8.7 sends.
         let body = json!([
             {"Node": {"Node": "n1", "Address": "127.0.0.1"},
              "Service": {"Kind": "connect-proxy", "ID": "web-sidecar-proxy", "Port": 21000,
