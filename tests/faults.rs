@@ -1076,7 +1076,8 @@ fn mesh_on_a_1_14_agent_with_only_the_tls_grpc_port() {
     // /v1/agent/services, /v1/agent/checks and /v1/health/connect/web in the shapes of
     // agent/agent_endpoint.go (`buildAgentService`: Kind, Proxy) and agent/health_endpoint.go
     // (`HealthConnectServiceNodes`, the same entries as /v1/health/service), as the 1.8.7 lab
-    // shows them; /v1/connect/ca/roots from agent/connect_ca_endpoint.go (`IndexedCARoots`).
+    // shows them; /v1/connect/ca/roots from agent/connect_ca_endpoint.go (`ConnectCARoots`,
+    // structs.IndexedCARoots).
     let s = consul_with(vec![
         Route::json("/v1/agent/self", 200, &self_body.to_string()),
         Route::json("/v1/agent/members", 200, &members.to_string()),
