@@ -35,13 +35,11 @@ fn register(a: &Agent, token: Option<&str>, body: &Value) {
 }
 
 /// A `sidecar_service` block with its own free port (the agent's default 21000+ range is
-/// shared by every agent on this host) and a public listener on loopback.
+/// shared by every agent on this host) and address 127.0.0.1, which is where the built-in
+/// proxy then binds its public listener (without it, 0.0.0.0; a `bind_address` in the proxy
+/// config did not change that on 1.8.7).
 fn sidecar(proxy: Value) -> Value {
-    let mut proxy = proxy;
-    let p = proxy.as_object_mut().unwrap();
-    let config = p.entry("config").or_insert_with(|| json!({}));
-    config.as_object_mut().unwrap().insert("bind_address".into(), json!("127.0.0.1"));
-    json!({"port": free_port(), "proxy": proxy})
+    json!({"port": free_port(), "address": "127.0.0.1", "proxy": proxy})
 }
 
 /// Registers `service` on the agent and writes the same definition to a file for the doctor.
