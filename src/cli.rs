@@ -111,6 +111,7 @@ pub enum SkippableStage {
     Sync,
     Version,
     Discovery,
+    Mesh,
 }
 
 impl SkippableStage {
@@ -121,6 +122,7 @@ impl SkippableStage {
             SkippableStage::Sync => "sync",
             SkippableStage::Version => "version",
             SkippableStage::Discovery => "discovery",
+            SkippableStage::Mesh => "mesh",
         }
     }
 }
@@ -248,6 +250,9 @@ pub struct CheckArgs {
     /// Name to probe under instead of the service's own (needs --probe-register)
     #[arg(long, value_name = "NAME", help_heading = "Diagnosis")]
     pub probe_name: Option<String>,
+    /// A mesh consumer: the mesh stage checks that intentions let NAME call the service
+    #[arg(long = "from", value_name = "NAME", help_heading = "Diagnosis")]
+    pub mesh_from: Option<String>,
     /// Deadline of the whole invocation, --wait included (Go duration syntax) [with --wait:
     /// the wait plus 30s]
     #[arg(long, default_value = "30s", value_name = "DURATION", help_heading = "Diagnosis")]
@@ -300,6 +305,10 @@ pub struct WaitArgs {
     /// Wait until the --id instance (or every instance on --node) has left the catalog
     #[arg(long, help_heading = "Condition")]
     pub gone: bool,
+    /// Service mesh: an instance counts only when its sidecar proxy passes too and
+    /// /v1/health/connect/NAME?passing lists it
+    #[arg(long, conflicts_with_all = ["gone", "registered"], help_heading = "Condition")]
+    pub connect: bool,
 
     /// Resolve the agent host through this DNS server (IP or IP:PORT) instead of the system's
     #[arg(long, value_name = "IP:PORT", help_heading = "Diagnosis")]
@@ -611,6 +620,7 @@ fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
         consul_dns: a.consul_dns,
         probe_register: a.probe_register,
         probe_name: a.probe_name,
+        mesh_from: a.mesh_from,
     }
 }
 
@@ -727,6 +737,7 @@ fn raw_wait(a: WaitArgs, m: &ArgMatches) -> crate::wait::RawWait {
         consul_dns: None,
         probe_register: false,
         probe_name: None,
+        mesh_from: None,
     };
     crate::wait::RawWait {
         inputs,
@@ -737,6 +748,7 @@ fn raw_wait(a: WaitArgs, m: &ArgMatches) -> crate::wait::RawWait {
         min_passing: a.min_passing,
         registered: a.registered,
         gone: a.gone,
+        connect: a.connect,
     }
 }
 

@@ -124,6 +124,8 @@ pub struct RawInputs {
     /// `--probe-register`: the one write `check` may make.
     pub probe_register: bool,
     pub probe_name: Option<String>,
+    /// `--from NAME`: a mesh consumer whose intention to call the service is checked.
+    pub mesh_from: Option<String>,
 }
 
 /// What the command needs the token for: registering (`check`), or only reading (`wait`,
@@ -164,6 +166,7 @@ pub struct Inputs {
     pub consul_dns: Option<SocketAddr>,
     pub probe_register: bool,
     pub probe_name: Option<String>,
+    pub mesh_from: Option<String>,
 }
 
 /// One line of the "effective inputs" part of a report.
@@ -239,6 +242,10 @@ impl Inputs {
             probe_name: match raw.probe_name {
                 Some(n) if n.trim().is_empty() => return Err("invalid --probe-name: empty".into()),
                 Some(n) if !raw.probe_register => return Err(format!("--probe-name {n:?} needs --probe-register")),
+                other => other,
+            },
+            mesh_from: match raw.mesh_from {
+                Some(n) if n.trim().is_empty() => return Err("invalid --from: empty".into()),
                 other => other,
             },
         })

@@ -38,6 +38,7 @@ pub enum StageId {
     Duplicates,
     Sync,
     Discovery,
+    Mesh,
     Probe,
 }
 
@@ -148,6 +149,15 @@ pub const STAGES: &[Stage] = &[
         // What consumers see never blocks the probe: it asks another question.
         soft: stages::discovery::CHECKS,
         run: stages::discovery::run,
+    },
+    Stage {
+        id: StageId::Mesh,
+        name: "mesh",
+        // After sync: the sidecar is judged once its service is known to be in the catalog.
+        requires: &[StageId::Sync],
+        checks: stages::mesh::CHECKS,
+        soft: &[],
+        run: stages::mesh::run,
     },
     Stage {
         id: StageId::Probe,

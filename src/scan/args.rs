@@ -104,6 +104,7 @@ pub fn raw_inputs(a: ScanArgs, m: &ArgMatches) -> ScanRaw {
         consul_dns: None,
         probe_register: false,
         probe_name: None,
+        mesh_from: None,
     };
     let mut services: Vec<String> = Vec::new();
     for s in a.service.into_iter().filter(|s| !s.is_empty()) {

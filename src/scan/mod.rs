@@ -6,6 +6,7 @@
 pub mod args;
 pub mod gather;
 pub mod judge;
+pub mod mesh;
 pub mod model;
 pub mod prune;
 pub mod render;
@@ -203,8 +204,10 @@ async fn scan(
             })
             .collect()
     });
+    let sidecars = mesh::scan(&client, &gathered, datacenter.as_deref(), &options.services, deadline).await;
     let mut findings = gathered.problems;
     findings.extend(judged.findings);
+    findings.extend(sidecars.findings);
     for f in &mut findings {
         judge_options.consul.apply(std::slice::from_mut(&mut f.result));
     }
@@ -224,7 +227,7 @@ async fn scan(
             instances: cat.instances.len(),
             nodes: cat.nodes.len(),
             complete: gathered.complete,
-            endpoints: gathered.endpoints,
+            endpoints: gathered.endpoints.into_iter().chain(sidecars.endpoints).collect(),
         },
         services: judged.services,
         findings,

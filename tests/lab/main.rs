@@ -8,6 +8,7 @@ mod acl;
 mod connection;
 mod definitions;
 mod discovery;
+mod mesh;
 mod probe;
 mod readme;
 mod scan;

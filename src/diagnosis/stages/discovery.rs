@@ -174,7 +174,7 @@ impl Answer {
 }
 
 /// Asks one question through `resolver`, bounded by `timeout`.
-async fn ask(
+pub(crate) async fn ask(
     resolver: &hickory_resolver::Resolver<hickory_resolver::net::runtime::TokioRuntimeProvider>,
     name: &str,
     rtype: RecordType,
