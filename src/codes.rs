@@ -180,7 +180,7 @@ codes! {
     PRB_REJECTED = "PRB-001", "probe", Fail, "The agent rejected the probe registration";
     PRB_NOT_SYNCED = "PRB-002", "probe", Fail, "Probe registration never reached the catalog";
     PRB_LEFTOVER = "PRB-003", "probe", Fail, "Probe instance may be left behind";
-    WAIT_NOT_REGISTERED = "WAIT-001", "wait", Fail, "Service is not registered on any agent";
+    WAIT_NOT_REGISTERED = "WAIT-001", "wait", Fail, "No instance matching the condition is registered";
     WAIT_NOT_PASSING = "WAIT-002", "wait", Fail, "Service is in the catalog but not passing";
     WAIT_TOO_FEW = "WAIT-003", "wait", Fail, "Fewer instances passing than required";
     WAIT_NO_READ = "WAIT-004", "wait", Fail, "Token may not read the service";
@@ -190,6 +190,8 @@ codes! {
     WAIT_OWNED_NOT_READY = "WAIT-010", "wait", Fail, "Instances registered by their owner (Kubernetes, a peer) are not passing";
     WAIT_PEER_NOT_EXPORTED = "WAIT-011", "wait", Fail, "No instance of the service is imported from the peer";
     WAIT_AGENT_LOST_REGISTRATIONS = "WAIT-013", "wait", Fail, "Agent restarted recently without the service: API registrations were lost";
+    WAIT_SIDECAR_NOT_PASSING = "WAIT-015", "wait", Fail, "Service passes but its sidecar proxy does not";
+    WAIT_NOT_IN_MESH = "WAIT-016", "wait", Fail, "Service has no sidecar proxy or Connect-native instance in the mesh";
     SCN_GONE_NODE = "SCN-001", "scan", Warn, "Instance on a node whose agent failed or left";
     SCN_CATALOG_ONLY = "SCN-002", "scan", Warn, "Instance on a catalog-only node that no agent maintains";
     SCN_CATALOG_ONLY_UNCHECKED = "SCN-003", "scan", Warn, "Catalog-only instance with no health check";
@@ -205,6 +207,28 @@ codes! {
     SCN_NOT_FOUND = "SCN-013", "scan", Warn, "Service asked for is not in the catalog";
     SCN_PRUNE_FAILED = "SCN-014", "scan", Fail, "Prune could not deregister an instance";
     SCN_UNKNOWN_TO_ITS_AGENT = "SCN-030", "scan", Warn, "Instance on an agent's node that the agent does not know";
+    SCN_ORPHAN_SIDECAR = "SCN-035", "scan", Warn, "Sidecar proxy whose parent service is gone";
+    SCN_MISSING_SIDECAR = "SCN-036", "scan", Warn, "Instance without the sidecar its other instances have";
+    MSH_AGENT_DISABLED = "MSH-001", "mesh", Fail, "Connect is disabled on the agent";
+    MSH_SERVERS_DISABLED = "MSH-002", "mesh", Fail, "Connect is disabled on the servers: no CA roots";
+    MSH_NO_SIDECAR = "MSH-003", "mesh", Fail, "Sidecar proxy is not registered";
+    MSH_SIDECAR_ELSEWHERE = "MSH-004", "mesh", Fail, "Sidecar proxy is registered on another node than its service";
+    MSH_WRONG_LOCAL = "MSH-005", "mesh", Fail, "Sidecar proxy forwards to the wrong local service port or address";
+    MSH_PROXY_NOT_RUNNING = "MSH-006", "mesh", Fail, "Nothing listens on the sidecar proxy port";
+    MSH_SIDECAR_CHECK = "MSH-007", "mesh", Fail, "Sidecar proxy check is failing";
+    MSH_SIDECAR_NOT_SYNCED = "MSH-008", "mesh", Fail, "Sidecar proxy is on the agent but not in the catalog";
+    MSH_NO_GRPC = "MSH-009", "mesh", Fail, "Agent offers no gRPC (xDS) port for Envoy";
+    MSH_GRPC_CLOSED = "MSH-010", "mesh", Fail, "The agent's gRPC (xDS) port does not accept connections";
+    MSH_GRPC_TLS_ONLY = "MSH-011", "mesh", Warn, "Only the TLS gRPC port is open: Envoy needs an https:// gRPC address";
+    MSH_UPSTREAM_MISSING = "MSH-012", "mesh", Fail, "Upstream service does not exist";
+    MSH_UPSTREAM_NOT_PASSING = "MSH-013", "mesh", Fail, "Upstream has no passing connect-capable instance";
+    MSH_BIND_COLLISION = "MSH-014", "mesh", Fail, "Upstreams collide on a local bind address and port";
+    MSH_INTENTION_DENY = "MSH-015", "mesh", Fail, "An intention denies the call";
+    MSH_DEFAULT_DENY = "MSH-016", "mesh", Fail, "No intention allows the call under default-deny ACLs";
+    MSH_NATIVE_NOT_REGISTERED = "MSH-017", "mesh", Fail, "Connect-native service is registered without Native";
+    MSH_CONSUMERS_NONE = "MSH-018", "mesh", Fail, "Mesh consumers find no passing instance";
+    MSH_DNS_WRONG = "MSH-019", "mesh", Fail, "NAME.connect DNS does not answer what the mesh health API holds";
+    MSH_UNREADABLE = "MSH-020", "mesh", Fail, "A Connect endpoint cannot be read";
 }
 
 /// Looks a code up after normalising the user's spelling (`acl-002`, `ACL002`, `acl_002`).
@@ -298,6 +322,7 @@ mod tests {
                 "probe" => "PRB",
                 "wait" => "WAIT",
                 "scan" => "SCN",
+                "mesh" => "MSH",
                 other => panic!("unknown stage {other}"),
             };
             assert_eq!(tag, expected, "{} is in stage {}", c.code, c.stage);

@@ -14,6 +14,7 @@ pub mod clip;
 pub mod codes;
 pub mod connection;
 pub mod consul;
+pub mod consul_cli;
 pub mod consul_facts;
 pub mod diagnosis;
 pub mod duration;

@@ -111,6 +111,8 @@ pub struct ServiceDef {
     pub partition: Option<String>,
     pub weights_passing: Option<i64>,
     pub sidecar: bool,
+    /// The `connect` block as written (any key spelling), for the mesh stage.
+    pub connect: Option<Value>,
     pub checks: Vec<CheckDef>,
     pub versioned: Vec<VersionedField>,
     /// Findings made while reading (unknown fields, wrong types, bad durations).
@@ -680,6 +682,7 @@ pub fn read_service(m: &Map<String, Value>, form: Form, origin: Origin) -> Servi
         partition: None,
         weights_passing: None,
         sidecar: false,
+        connect: None,
         checks: Vec::new(),
         versioned: Vec::new(),
         problems: Vec::new(),
@@ -722,7 +725,10 @@ pub fn read_service(m: &Map<String, Value>, form: Form, origin: Origin) -> Servi
                 Value::Array(a) => raw_checks.extend(a.iter().filter_map(Value::as_object)),
                 _ => {}
             },
-            "Connect" => def.sidecar = v.as_object().is_some_and(|o| o.keys().any(|k| norm(k) == "sidecarservice")),
+            "Connect" => {
+                def.sidecar = v.as_object().is_some_and(|o| o.keys().any(|k| norm(k) == "sidecarservice"));
+                def.connect = Some(v.clone());
+            }
             _ => {}
         }
     }

@@ -48,6 +48,7 @@ pub enum StageId {
     Duplicates,
     Sync,
     Discovery,
+    Mesh,
     Probe,
 }
 
@@ -158,6 +159,15 @@ pub const STAGES: &[Stage] = &[
         // What consumers see never blocks the probe: it asks another question.
         soft: stages::discovery::CHECKS,
         run: stages::discovery::run,
+    },
+    Stage {
+        id: StageId::Mesh,
+        name: "mesh",
+        // After sync: the sidecar is judged once its service is known to be in the catalog.
+        requires: &[StageId::Sync],
+        checks: stages::mesh::CHECKS,
+        soft: &[],
+        run: stages::mesh::run,
     },
     Stage {
         id: StageId::Probe,
@@ -415,6 +425,8 @@ pub async fn run_stages_until(inputs: &Inputs, wanted: &[StageId], deadline: tok
     apply_severity_rule(&mut checks);
     let summary = ctx.facts().summary.clone();
     let target = ctx.conn().map(|c| c.display.clone()).unwrap_or_else(|| inputs.consul.http_addr.value.clone());
+    // Every `consul …` command in a fix reaches the agent diagnosed here.
+    crate::consul_cli::ConsulCli::new(&inputs.consul).apply(&mut checks);
     let report = Report::new(target, inputs.entries(), summary, checks, started.elapsed().as_millis() as u64);
     let facts = ctx.facts.into_inner().unwrap_or_else(|p| p.into_inner());
     Outcome { report, facts }

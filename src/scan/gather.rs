@@ -133,7 +133,8 @@ impl Progress {
             return;
         }
         *last = Some(std::time::Instant::now());
-        let _ = write!(std::io::stderr(), "\r\x1b[2Kconsul-doctor scan: {text}");
+        let line = crate::render::fit(&format!("consul-doctor scan: {text}"), crate::render::stderr_width() - 1);
+        let _ = write!(std::io::stderr(), "\r\x1b[2K{line}");
     }
 
     pub fn bar(&self, what: &str, done: usize, total: usize) {

@@ -7,6 +7,7 @@ pub mod agent_view;
 pub mod args;
 pub mod gather;
 pub mod judge;
+pub mod mesh;
 pub mod model;
 pub mod prune;
 pub mod render;
@@ -26,10 +27,11 @@ fn usage(message: &str) -> ExitStatus {
 
 pub fn run(raw: args::ScanRaw) -> ExitStatus {
     let args::ScanRaw { raw, options } = raw;
-    let inputs = match inputs::Inputs::resolve(raw) {
+    let mut inputs = match inputs::Inputs::resolve(raw) {
         Ok(inputs) => inputs,
         Err(message) => return usage(&message),
     };
+    inputs.access = inputs::Access::ReadCatalog;
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if options.prune && !options.yes && !interactive {
         return usage("--prune deregisters instances: add --yes to confirm when standard input is not a terminal");
@@ -92,7 +94,8 @@ pub fn run(raw: args::ScanRaw) -> ExitStatus {
     runtime.shutdown_background();
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     report.finish();
-    let text = secret::redact(&render::render(&report, inputs.format, options.list_instances, inputs.fail_on));
+    let width = crate::render::Options::new(false, inputs.fail_on, inputs.output.as_deref()).width;
+    let text = secret::redact(&render::render(&report, inputs.format, options.list_instances, inputs.fail_on, width));
     emit(&text, &inputs, report.exit_status(inputs.fail_on))
 }
 
@@ -184,10 +187,16 @@ async fn scan(
         expect: options.expect.clone(),
         target: if target.contains("://") { target.clone() } else { format!("http://{target}") },
         datacenter: datacenter.clone(),
+        consul: crate::consul_cli::ConsulCli::new(&inputs.consul),
+        token_from_env: inputs
+            .consul
+            .token
+            .as_ref()
+            .is_some_and(|t| t.source == inputs::Source::Env("CONSUL_HTTP_TOKEN")),
     };
     let cat = &gathered.catalog;
     let judged = judge::judge(cat, &judge_options);
-    let plan = prune::plan(cat, &judged, datacenter.as_deref());
+    let plan = prune::plan(cat, &judged, datacenter.as_deref(), &judge_options.consul);
     let instances = options.list_instances.then(|| {
         cat.instances
             .iter()
@@ -206,9 +215,14 @@ async fn scan(
             })
             .collect()
     });
+    let sidecars = mesh::scan(&client, &gathered, datacenter.as_deref(), &options.services, deadline).await;
     let mut findings = gathered.problems;
     findings.extend(judged.findings);
     findings.extend(own.as_ref().map(|v| agent_view::judge(cat, v)).unwrap_or_default());
+    findings.extend(sidecars.findings);
+    for f in &mut findings {
+        judge_options.consul.apply(std::slice::from_mut(&mut f.result));
+    }
     let report = report::ScanReport {
         schema_version: report::SCAN_SCHEMA_VERSION,
         command: "scan",
@@ -225,7 +239,7 @@ async fn scan(
             instances: cat.instances.len(),
             nodes: cat.nodes.len(),
             complete: gathered.complete,
-            endpoints: gathered.endpoints,
+            endpoints: gathered.endpoints.into_iter().chain(sidecars.endpoints).collect(),
         },
         services: judged.services,
         findings,

@@ -82,7 +82,7 @@ impl PruneReport {
 }
 
 /// What `--prune` would deregister, and the agent-side commands for the rest.
-pub fn plan(cat: &Catalog, judged: &Judged, dc: Option<&str>) -> PruneReport {
+pub fn plan(cat: &Catalog, judged: &Judged, dc: Option<&str>, cli: &crate::consul_cli::ConsulCli) -> PruneReport {
     let mut actions = Vec::new();
     for i in &cat.instances {
         let health = crate::scan::judge::instance_health(cat, i);
@@ -121,14 +121,13 @@ pub fn plan(cat: &Catalog, judged: &Judged, dc: Option<&str>) -> PruneReport {
         {
             continue;
         }
-        let addr = &cat.nodes[n].address;
-        let host = if addr.contains(':') { format!("[{addr}]") } else { addr.clone() };
+        let on_node = cli.on_host(&cat.nodes[n].address);
         agent_side.push(AgentSide {
             service: f.service.clone(),
             node: node.clone(),
             service_id: id.clone(),
             code,
-            command: format!("CONSUL_HTTP_ADDR={host}:8500 consul services deregister -id={id}"),
+            command: on_node.command("services deregister", &format!("-id={id}")),
         });
     }
     let mut r = PruneReport {

@@ -124,6 +124,8 @@ pub struct Agent {
     pub serf_lan: u16,
     pub server_port: u16,
     pub master_token: Option<String>,
+    /// The gRPC (xDS) port, when the spec opened one.
+    pub grpc: Option<u16>,
 }
 
 impl Drop for Agent {
@@ -212,6 +214,8 @@ pub struct Spec {
     pub no_agent_token: bool,
     /// The node name instead of `<name>-<http port>` (for name clashes).
     pub node_name: Option<String>,
+    /// Open a gRPC (xDS) port for Envoy (otherwise `ports { grpc = -1 }`).
+    pub grpc: bool,
 }
 
 /// Starts an agent and waits until its HTTP API answers (and, with `wait_leader`, has a leader).
@@ -220,6 +224,7 @@ pub fn start(name: &str, spec: Spec, wait_leader: bool) -> Agent {
     let (http, dns, serf_lan, serf_wan, server_port) =
         (free_port(), free_port(), free_port(), free_port(), free_port());
     let https = spec.tls.then(free_port);
+    let grpc = spec.grpc.then(free_port);
     let node = spec.node_name.clone().unwrap_or_else(|| format!("{name}-{http}"));
     let mut hcl = format!(
         r#"node_name = "{node}"
@@ -235,10 +240,11 @@ ports {{
   serf_lan = {serf_lan}
   serf_wan = {serf_wan}
   server = {server_port}
-  grpc = -1
+  grpc = {grpc_port}
   https = {https}
 }}
 "#,
+        grpc_port = grpc.map(|p| p.to_string()).unwrap_or_else(|| "-1".into()),
         https = https.map(|p| p.to_string()).unwrap_or_else(|| "-1".into()),
         dns_port = if spec.no_dns { "-1".to_string() } else { dns.to_string() },
     );
@@ -291,6 +297,7 @@ ports {{
         serf_lan,
         server_port,
         master_token: spec.acl_master.clone(),
+        grpc,
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

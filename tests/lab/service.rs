@@ -205,6 +205,12 @@ fn same_id_on_this_agent_with_another_port() {
     assert_eq!(codes(&json), vec!["DUP-001"], "{json:#}");
     assert_eq!(run.code, 0);
     assert!(result(&json, "duplicates.local_id")["message"].as_str().unwrap().contains("port 7001 -> 7002"));
+    // The removal it suggests reaches this agent, where the ID lives.
+    let fix = result(&json, "duplicates.local_id")["fix"].as_str().unwrap().to_string();
+    assert!(
+        fix.contains(&format!("CONSUL_HTTP_ADDR={} consul services deregister -id=dupl-1", a.http_addr())),
+        "{fix}"
+    );
     a.put("/v1/agent/service/deregister/dupl-1", None, "");
 }
 

@@ -4,6 +4,7 @@
 //! anonymous requests can do anything; it is read from the agent or probed with
 //! `/v1/internal/acl/authorize` (read-only).
 
+use crate::inputs::Access;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -41,7 +42,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 };
                 let names: Vec<String> =
                     ctx.facts().services.iter().map(|s| s.def.display_name().to_string()).collect();
-                judge_no_token(&policy, &names)
+                judge_no_token(&policy, &names, &ctx.inputs.access)
             }
         };
         result = result.with("request", format!("GET {}", client.url("/v1/acl/token/self")));
@@ -388,8 +389,7 @@ fn missing_write(l: &str, name: &str, caller: &Caller, detail: &str) -> CheckRes
         "acl.service",
         format!("{l}: {whose} may not register {name:?} ({detail}); Consul answers 403 \"{denied}\""),
         format!(
-            "grant it (as an operator whose token has acl:write): CONSUL_HTTP_ADDR={addr} consul acl policy create -name {name}-register -rules 'service \"{name}\" {{ policy = \"write\" }}', then {token} (or create a token with -service-identity {name})",
-            addr = caller.agent_addr
+            "grant it (as an operator whose token has acl:write): consul acl policy create -name {name}-register -rules 'service \"{name}\" {{ policy = \"write\" }}', then {token} (or create a token with -service-identity {name})",
         ),
     )
     .with("denied", denied)
@@ -601,8 +601,11 @@ async fn probe_anonymous(client: &crate::consul::ConsulClient) -> DefaultPolicy 
     }
 }
 
-pub fn judge_no_token(policy: &DefaultPolicy, services: &[String]) -> CheckResult {
+pub fn judge_no_token(policy: &DefaultPolicy, services: &[String], access: &Access) -> CheckResult {
     let deny = || {
+        if let Some(read) = read_only_no_token(access) {
+            return read;
+        }
         let (fails, identity) = match services.first() {
             Some(name) => (
                 format!(
@@ -643,6 +646,38 @@ pub fn judge_no_token(policy: &DefaultPolicy, services: &[String]) -> CheckResul
             format!("ACLs are enabled and no token was given; the default policy could not be determined ({why})"),
         ),
     }
+}
+
+/// ACL-001 for a command that only reads (`wait`, `scan`): what it cannot see without a token,
+/// and a read-only token to create, never a write grant.
+fn read_only_no_token(access: &Access) -> Option<CheckResult> {
+    let (sees, rules, name) = match access {
+        Access::Register => return None,
+        Access::ReadService(service) => (
+            format!("so the health of {service:?} reads as empty, as if no instance were registered"),
+            format!("service \"{service}\" {{ policy = \"read\" }} node_prefix \"\" {{ policy = \"read\" }}"),
+            format!("{service}-read"),
+        ),
+        Access::ReadCatalog => (
+            "so the catalog reads as empty or partial".to_string(),
+            "service_prefix \"\" { policy = \"read\" } node_prefix \"\" { policy = \"read\" }".to_string(),
+            "catalog-read".to_string(),
+        ),
+    };
+    Some(
+        CheckResult::finding(
+            codes::ACL_NO_TOKEN,
+            "acl.token",
+            format!(
+                "no ACL token was given and ACLs deny by default: requests run as the anonymous token (AccessorID {ANONYMOUS_ACCESSOR}), which may not read services or nodes, {sees}"
+            ),
+            format!(
+                "give it a read-only token (an operator whose token has acl:write runs): consul acl policy create -name {name} -rules '{rules}', then consul acl token create -description \"{name}\" -policy-name {name}, and pass its SecretID with --token-file / CONSUL_HTTP_TOKEN_FILE (service:read and node:read suffice; no write)"
+            ),
+        )
+        .with("accessor_id", ANONYMOUS_ACCESSOR)
+        .with("needed", rules),
+    )
 }
 
 /// Parses `2026-11-27T10:00:00Z`, `…T10:00:00.123456Z` or `…T10:00:00+01:00` to Unix seconds.

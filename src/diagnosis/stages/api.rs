@@ -238,13 +238,24 @@ pub fn judge_agent_self(
                 Err(_) => (not_consul(url, r, &body), None),
             }
         }
-        403 if body.contains("Permission denied") || body.contains("ACL not found") => (
+        // An unknown token: no grant would help it (the acl stage reports ACL-002).
+        403 if body.contains("ACL not found") => (
             CheckResult::not_judged(
                 "api.agent",
-                format!("the agent answered 403 \"{body}\": the token may not read agent:read, so the agent's version, node and settings are unknown (grant agent_prefix \"\" {{ policy = \"read\" }} to let the doctor see them); the acl stage judges the token"),
+                format!("the agent answered 403 \"{body}\": the cluster does not know the token, so the agent's version, node and settings are unknown; the acl stage judges the token"),
             )
             .with("request", format!("GET {url}"))
             .with("status", "403"),
+            None,
+        ),
+        403 if body.contains("Permission denied") => (
+            CheckResult::not_judged(
+                "api.agent",
+                format!("the agent answered 403 \"{body}\": the token may not read agent:read, so the agent's version, node and settings are unknown; the acl stage judges the token"),
+            )
+            .with("request", format!("GET {url}"))
+            .with("status", "403")
+            .with(crate::report::READ_GRANT, "agent_prefix \"\" { policy = \"read\" }"),
             None,
         ),
         403 if body.contains("Endpoint is blocked by agent configuration") || body.contains("Access is restricted") => (

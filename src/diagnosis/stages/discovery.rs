@@ -199,7 +199,7 @@ pub fn query_name(name: &str) -> Result<hickory_resolver::proto::rr::Name, Strin
 }
 
 /// Asks one question through `resolver`, bounded by `timeout`.
-async fn ask(
+pub(crate) async fn ask(
     resolver: &hickory_resolver::Resolver<hickory_resolver::net::runtime::TokioRuntimeProvider>,
     name: &str,
     rtype: RecordType,

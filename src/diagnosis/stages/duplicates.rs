@@ -204,14 +204,11 @@ impl Seen {
     /// Keeps findings; turns a pass (a claim that nothing conflicts) into "not judged".
     pub fn absent(&self, r: CheckResult) -> CheckResult {
         match (&self.filtered, r.status) {
-            (Some(why), crate::report::Status::Pass) => CheckResult::not_judged(
-                r.id,
-                format!(
-                    "{} — among the entries this token can see; {why} (grant {} to let the doctor see them)",
-                    r.message, self.rules
-                ),
-            )
-            .with("acl_filtered", "true"),
+            (Some(why), crate::report::Status::Pass) => {
+                CheckResult::not_judged(r.id, format!("{} — among the entries this token can see; {why}", r.message))
+                    .with(crate::report::READ_GRANT, self.rules.clone())
+                    .with("acl_filtered", "true")
+            }
             _ => r,
         }
     }

@@ -287,8 +287,12 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 results.push(
                     CheckResult::not_judged(
                         "sync.catalog",
-                        format!("{}: ID {id:?} is on this agent, but {why}, so whether the catalog has it cannot be told (grant {rules} to let the doctor see)", def.label),
+                        format!(
+                            "{}: ID {id:?} is on this agent, but {why}, so whether the catalog has it cannot be told",
+                            def.label
+                        ),
                     )
+                    .with(crate::report::READ_GRANT, rules)
                     .with("request", format!("GET {path}"))
                     .with("acl_filtered", "true"),
                 );

@@ -313,8 +313,9 @@ pub fn judge(agent: Option<(&str, &str, bool)>, members: &[Member]) -> Vec<Check
     if members.is_empty() {
         return vec![CheckResult::not_judged(
             "version.members",
-            "/v1/agent/members is empty, so the token lacks node:read (ACLs filter the list silently; grant node_prefix \"\" { policy = \"read\" } to let the doctor see the members)",
-        )];
+            "/v1/agent/members is empty, so the token lacks node:read (ACLs filter the list silently)",
+        )
+        .with(crate::report::READ_GRANT, "node_prefix \"\" { policy = \"read\" }")];
     }
     let alive: Vec<&Member> = members.iter().filter(|m| m.alive).collect();
     let servers: Vec<&Member> = alive.iter().copied().filter(|m| m.server).collect();
