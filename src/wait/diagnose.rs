@@ -279,7 +279,9 @@ pub async fn agent_uptime_bound(client: &ConsulClient) -> Option<(u64, std::time
 }
 
 /// The agent started recently: a young agent counts as one that may have lost registrations.
-pub const RECENT_START: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+/// Collections the heap triggers (a busy start-up allocates a lot) make the bound loose, never
+/// too small, so the limit is generous: an hour, about 19 collections.
+pub const RECENT_START: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 
 /// No matching instance, and the agent restarted recently while the service is known (other
 /// instances of it in the catalog, or the condition names this agent's node): registrations made

@@ -317,12 +317,13 @@ fn wait_says_a_recreated_agent_lost_the_api_registration() {
             "--node",
             &client.name,
             "--deadline",
-            "2s",
+            "5s",
         ],
         &[],
     );
     let wj = wait.json();
-    assert_eq!(wj["root_cause"]["code"], "WAIT-013", "{wj:#}");
+    let (_, metrics) = client.get("/v1/agent/metrics", None);
+    assert_eq!(wj["root_cause"]["code"], "WAIT-013", "{wj:#}\nthe agent's metrics then: {metrics}");
     let msg = wj["root_cause"]["message"].as_str().unwrap();
     assert!(msg.contains("lost-web-2 on node") && msg.contains("started less than"), "{msg}");
     assert_eq!(wait.code, 1);
