@@ -190,6 +190,9 @@ codes! {
     SCN_UNREADABLE = "SCN-012", "scan", Fail, "Catalog cannot be read";
     SCN_NOT_FOUND = "SCN-013", "scan", Warn, "Service asked for is not in the catalog";
     SCN_PRUNE_FAILED = "SCN-014", "scan", Fail, "Prune could not deregister an instance";
+    SCN_OWNED_UNHEALTHY = "SCN-015", "scan", Warn, "Registration kept by another owner is not passing";
+    SCN_PEERED_UNHEALTHY = "SCN-016", "scan", Warn, "Instance imported from a cluster peer is not passing";
+    SCN_MEMBERS_UNREADABLE = "SCN-017", "scan", Warn, "Cluster membership could not be read";
 }
 
 /// Looks a code up after normalising the user's spelling (`acl-002`, `ACL002`, `acl_002`).

@@ -109,26 +109,33 @@ pub fn render(r: &ScanReport, list_instances: bool) -> String {
     }
 
     let p = &r.prune;
-    if !p.actions.is_empty() || !p.agent_side.is_empty() {
+    if !p.actions.is_empty() || !p.agent_side.is_empty() || !p.kept.is_empty() || p.blocked.is_some() {
         let _ = writeln!(out);
     }
+    if let Some(why) = &p.blocked {
+        let _ = writeln!(out, "{}", paint(HEAD, &format!("prune: nothing can be pruned: {why}")));
+    }
     if !p.actions.is_empty() {
-        let head = if p.mode == "dry-run" {
-            format!("prune (dry run): --prune would deregister {} instance(s)", p.planned)
-        } else {
-            format!(
-                "prune: {} removed, {} failed, {} unknown, {} not attempted",
-                p.removed, p.failed, p.unknown, p.not_attempted
-            )
+        let head = match p.mode {
+            "dry-run" => format!("prune (dry run): --prune would deregister {} instance(s)", p.planned),
+            "declined" => {
+                format!("prune: not confirmed, nothing deregistered ({} instance(s) were planned)", p.planned)
+            }
+            _ => format!(
+                "prune: {} removed, {} skipped, {} failed, {} unknown, {} not attempted",
+                p.removed, p.skipped, p.failed, p.unknown, p.not_attempted
+            ),
         };
         let _ = writeln!(out, "{}", paint(HEAD, &head));
         for a in &p.actions {
-            let mark = match a.outcome {
-                Outcome::Planned => "would",
-                Outcome::Removed => "removed",
-                Outcome::Failed => "FAILED",
-                Outcome::Unknown => "unknown",
-                Outcome::NotAttempted => "not attempted",
+            let mark = match (p.mode, a.outcome) {
+                ("declined", _) => "not confirmed",
+                (_, Outcome::Planned) => "would",
+                (_, Outcome::Removed) => "removed",
+                (_, Outcome::Skipped) => "skipped",
+                (_, Outcome::Failed) => "FAILED",
+                (_, Outcome::Unknown) => "unknown",
+                (_, Outcome::NotAttempted) => "not attempted",
             };
             let _ = writeln!(
                 out,
@@ -144,7 +151,24 @@ pub fn render(r: &ScanReport, list_instances: bool) -> String {
             );
         }
         if p.mode == "dry-run" {
-            let _ = writeln!(out, "  run again with --prune (and --yes when not on a terminal) to deregister them");
+            let _ = writeln!(
+                out,
+                "  run again with --prune (and --yes when standard input is not a terminal) to deregister them; each is re-checked right before its deregistration"
+            );
+        }
+    }
+    if !p.kept.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(HEAD, &format!("kept by the prune contract ({} instance(s) that looked stale):", p.kept.len()))
+        );
+        const SHOWN: usize = 50;
+        for k in p.kept.iter().take(SHOWN) {
+            let _ = writeln!(out, "  {} {} on {} ({}): {}", k.service, k.service_id, k.node, k.address, k.reason);
+        }
+        if p.kept.len() > SHOWN {
+            let _ = writeln!(out, "  … and {} more (all listed in --format json)", p.kept.len() - SHOWN);
         }
     }
     if !p.agent_side.is_empty() {
