@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::codes;
 use crate::consul::{urlencode, ConsulClient};
 use crate::report::CheckResult;
-use crate::scan::judge::{deregister_body, Finding, Judged};
+use crate::scan::judge::{deregister_body, Finding, Judged, NodeState};
 use crate::scan::model::{Builder, Catalog, CatalogNode, Health, Instance, Member, Membership, WireCheck, WireMember};
 
 /// The contract, as `scan --help` prints it (the README "scan --prune contract" says the same).
@@ -421,7 +421,12 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
                 });
             }
             Verdict::Keep(reason) => {
-                if judged.stale.get(n).copied().unwrap_or(false) {
+                // "Looked stale": judged stale, or not passing on a node without a live agent,
+                // or every own check critical.
+                let own_critical = !i.checks.is_empty() && i.checks.iter().all(|c| c.status == Health::Critical);
+                let off_agent = judged.states.get(i.node).is_some_and(|s| *s != NodeState::Alive)
+                    && crate::scan::judge::instance_health(cat, i) != Health::Passing;
+                if judged.stale.get(n).copied().unwrap_or(false) || off_agent || own_critical {
                     kept.push(Kept {
                         service: i.service.to_string(),
                         node: node.key(),

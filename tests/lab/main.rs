@@ -9,6 +9,7 @@ mod connection;
 mod definitions;
 mod discovery;
 mod probe;
+mod prune;
 mod readme;
 mod scan;
 mod service;
