@@ -219,7 +219,8 @@ fn a_paused_agent_is_never_pruned_while_it_is_only_paused() {
     //    of the passing instance goes.
     pause(&server, &client);
     let before = dump(&server, None);
-    let (run, json) = scan(&["--http-addr", &addr, "--service", "paused-web", "--prune", "--yes", "--grace", "0s"], &[]);
+    let (run, json) =
+        scan(&["--http-addr", &addr, "--service", "paused-web", "--prune", "--yes", "--grace", "0s"], &[]);
     assert_eq!(json["prune"]["planned"], 0, "{:#}", json["prune"]);
     assert!(kept(&json, "paused-web-1")["reason"].as_str().unwrap().contains("is passing"), "{:#}", json["prune"]);
     assert_eq!(dump(&server, None), before, "nothing removed; run: {}", run.stderr);
@@ -263,7 +264,18 @@ fn a_paused_agent_is_never_pruned_while_it_is_only_paused() {
     pause(&server, &client);
     let before = dump(&server, None);
     let (run, json) = scan(
-        &["--http-addr", &addr, "--prune", "--yes", "--grace", "2s", "--service", "paused-crit", "--service", "paused-web"],
+        &[
+            "--http-addr",
+            &addr,
+            "--prune",
+            "--yes",
+            "--grace",
+            "2s",
+            "--service",
+            "paused-crit",
+            "--service",
+            "paused-web",
+        ],
         &[],
     );
     assert_eq!(run.code, 0, "{json:#}");
@@ -331,11 +343,11 @@ fn owners_and_catalog_only_instances() {
         &a,
         None,
         json!({"Node": "esm-ext", "Address": "127.0.0.51", "NodeMeta": {"external-node": "true", "external-probe": "true"},
-            "Service": {"ID": "esm-web-1", "Service": "esm-web", "Port": 80},
-            "Checks": [
-                {"CheckID": "externalNodeHealth", "Name": "External Node Status", "Status": "critical"},
-                {"CheckID": "service:esm-web-1", "Name": "web", "Status": "passing", "ServiceID": "esm-web-1"}
-            ]}),
+        "Service": {"ID": "esm-web-1", "Service": "esm-web", "Port": 80},
+        "Checks": [
+            {"CheckID": "externalNodeHealth", "Name": "External Node Status", "Status": "critical"},
+            {"CheckID": "service:esm-web-1", "Name": "web", "Status": "passing", "ServiceID": "esm-web-1"}
+        ]}),
     );
     catalog_register(
         &a,
@@ -363,7 +375,8 @@ fn owners_and_catalog_only_instances() {
         ("co-crit", "co-crit-1", Some("critical")),
         ("co-bare", "co-bare-1", None),
     ] {
-        let mut body = json!({"Node": node, "Address": "127.0.0.53", "Service": {"ID": id, "Service": "legacy", "Port": 7000}});
+        let mut body =
+            json!({"Node": node, "Address": "127.0.0.53", "Service": {"ID": id, "Service": "legacy", "Port": 7000}});
         if let Some(s) = status {
             body["Check"] = json!({"CheckID": format!("{id}-alive"), "Name": "alive", "Status": s, "ServiceID": id});
         }
@@ -483,7 +496,8 @@ impl Terminal {
 #[test]
 fn two_prunes_at_once_and_a_question_answered_after_the_catalog_changed() {
     let a = settled(start("prune-race", Spec { dev: true, ..Spec::default() }, true));
-    for (node, id, addr) in [("race-a", "race-1", "127.0.0.61"), ("race-b", "race-2", "127.0.0.62"), ("race-c", "race-3", "127.0.0.63")]
+    for (node, id, addr) in
+        [("race-a", "race-1", "127.0.0.61"), ("race-b", "race-2", "127.0.0.62"), ("race-c", "race-3", "127.0.0.63")]
     {
         catalog_register(
             &a,
@@ -520,7 +534,8 @@ fn two_prunes_at_once_and_a_question_answered_after_the_catalog_changed() {
         json!({"Node": "race-c", "Address": "127.0.0.63", "Service": {"ID": "race-3", "Service": "race", "Port": 7000},
             "Check": {"CheckID": "race-3-alive", "Name": "alive", "Status": "passing", "ServiceID": "race-3"}}),
     );
-    let (run, first) = scan(&["--http-addr", &a.http_addr(), "--service", "race", "--prune", "--yes", "--grace", "0s"], &[]);
+    let (run, first) =
+        scan(&["--http-addr", &a.http_addr(), "--service", "race", "--prune", "--yes", "--grace", "0s"], &[]);
     assert_eq!(run.code, 0, "{first:#}");
     assert_eq!(first["prune"]["removed"], 2, "{:#}", first["prune"]);
     let after_first = dump(&a, None);
@@ -543,7 +558,10 @@ fn two_prunes_at_once_and_a_question_answered_after_the_catalog_changed() {
         .into_iter()
         .chain(lines_of(&before, "race-b", "race-2"))
         .cloned()
-        .chain(["check race-c \"race-3-alive\" \"race-3\" \"critical\"".to_string(), "check race-c \"race-3-alive\" \"race-3\" \"passing\"".to_string()])
+        .chain([
+            "check race-c \"race-3-alive\" \"race-3\" \"critical\"".to_string(),
+            "check race-c \"race-3-alive\" \"race-3\" \"passing\"".to_string(),
+        ])
         .collect();
     assert_eq!(changed, expected);
 
@@ -555,7 +573,8 @@ fn two_prunes_at_once_and_a_question_answered_after_the_catalog_changed() {
             "Check": {"CheckID": "race-3-alive", "Name": "alive", "Status": "critical", "ServiceID": "race-3"}}),
     );
     let before = dump(&a, None);
-    let mut third = Terminal::start(&["scan", "--http-addr", &a.http_addr(), "--service", "race", "--prune", "--color", "never"]);
+    let mut third =
+        Terminal::start(&["scan", "--http-addr", &a.http_addr(), "--service", "race", "--prune", "--color", "never"]);
     assert!(third.wait_for("[y/N]").contains("race-3"));
     let (code, shown) = third.answer("n\n");
     assert_eq!(code, 0, "{shown}");
