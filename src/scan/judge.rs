@@ -115,6 +115,82 @@ impl ServiceRow {
     }
 }
 
+/// Instance findings listed one by one per code; beyond that they are counted per service and
+/// summed up in one finding per code, so a catalog of 100,000 stale instances gives a report a
+/// person can read (and a few MB of JSON), not 100,000 paragraphs.
+pub const LISTED_PER_CODE: usize = 200;
+
+/// Instance findings of one code: how many, and per service how many were not listed.
+type CodeCount = (usize, BTreeMap<String, usize>);
+
+#[derive(Default)]
+pub struct Findings {
+    list: Vec<Finding>,
+    /// Per code: instance findings seen, and how many were not listed per service.
+    per_code: HashMap<&'static str, CodeCount>,
+    /// Per service: findings not listed, and their worst status (for the summary table).
+    unlisted_by_service: HashMap<String, (usize, Status)>,
+}
+
+impl Findings {
+    pub fn push(&mut self, f: Finding) {
+        if let (Some(code), Some(_)) = (f.result.code, &f.service_id) {
+            let e = self.per_code.entry(code).or_default();
+            e.0 += 1;
+            if e.0 > LISTED_PER_CODE {
+                match e.1.get_mut(f.service.as_str()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        e.1.insert(f.service.clone(), 1);
+                    }
+                }
+                match self.unlisted_by_service.get_mut(f.service.as_str()) {
+                    Some((n, st)) => {
+                        *n += 1;
+                        *st = (*st).max(f.result.status);
+                    }
+                    None => {
+                        self.unlisted_by_service.insert(f.service, (1, f.result.status));
+                    }
+                }
+                return;
+            }
+        }
+        self.list.push(f);
+    }
+
+    /// The listed findings and one summary per code with unlisted ones.
+    pub fn finish(self) -> Vec<Finding> {
+        let mut list = self.list;
+        let mut codes: Vec<(&'static str, CodeCount)> =
+            self.per_code.into_iter().filter(|(_, (n, _))| *n > LISTED_PER_CODE).collect();
+        codes.sort_by_key(|(c, _)| *c);
+        for (code, (total, by_service)) in codes {
+            let Some(c) = codes::find(code) else { continue };
+            let unlisted = total - LISTED_PER_CODE;
+            let mut top: Vec<(&String, &usize)> = by_service.iter().collect();
+            top.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+            let top: Vec<String> = top.iter().map(|(s, n)| format!("{s} ({n})")).collect();
+            list.push(Finding::service_wide(
+                "",
+                CheckResult::finding(
+                    c,
+                    "scan.summary",
+                    format!(
+                        "{total} instances have {code} ({}); the first {LISTED_PER_CODE} are listed one by one, the other {unlisted} are in {}",
+                        c.title,
+                        summarise(&top, 8)
+                    ),
+                    format!("scan those services one at a time (consul-doctor scan --service NAME) to list every instance; consul-doctor explain {code}"),
+                )
+                .with("instances", total.to_string())
+                .with("not_listed", unlisted.to_string()),
+            ));
+        }
+        list
+    }
+}
+
 pub struct Judged {
     pub findings: Vec<Finding>,
     pub services: Vec<ServiceRow>,
@@ -183,7 +259,7 @@ pub fn dns_key(name: &str) -> String {
 pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
     let states: Vec<NodeState> = cat.nodes.iter().map(|n| node_state(n, cat.members.as_ref())).collect();
     let health: Vec<Health> = cat.instances.iter().map(|i| instance_health(cat, i)).collect();
-    let mut findings: Vec<Finding> = Vec::new();
+    let mut findings = Findings::default();
     let mut stale = vec![false; cat.instances.len()];
 
     let mut agent_side: Vec<(usize, &'static str)> = Vec::new();
@@ -309,13 +385,20 @@ pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
             r.stale += 1;
         }
     }
-    for f in &findings {
+    for f in &findings.list {
         if let Some(r) = rows.get_mut(f.service.as_str()) {
             r.findings += 1;
             r.status = r.status.max(f.result.status);
         }
     }
+    for (service, (n, status)) in &findings.unlisted_by_service {
+        if let Some(r) = rows.get_mut(service.as_str()) {
+            r.findings += n;
+            r.status = r.status.max(*status);
+        }
+    }
     let services = rows.into_values().collect();
+    let findings = findings.finish();
     Judged { findings, services, states, stale, agent_side }
 }
 
@@ -484,7 +567,7 @@ fn duplicates(
     health: &[Health],
     stale: &mut [bool],
     agent_side: &mut Vec<(usize, &'static str)>,
-    findings: &mut Vec<Finding>,
+    findings: &mut Findings,
 ) {
     let mut groups: HashMap<(&str, &str, i64), Vec<usize>> = HashMap::new();
     for (n, i) in cat.instances.iter().enumerate() {
@@ -575,7 +658,7 @@ fn duplicates(
     }
 }
 
-fn dns(cat: &Catalog, findings: &mut Vec<Finding>) {
+fn dns(cat: &Catalog, findings: &mut Findings) {
     let mut tags: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for i in &cat.instances {
         let t = tags.entry(&i.service).or_default();
@@ -672,7 +755,7 @@ fn suggest_name(name: &str) -> String {
     }
 }
 
-fn expectations(cat: &Catalog, o: &JudgeOptions, stale: &[bool], findings: &mut Vec<Finding>) {
+fn expectations(cat: &Catalog, o: &JudgeOptions, stale: &[bool], findings: &mut Findings) {
     let mut names: Vec<&str> = o.wanted.iter().map(String::as_str).collect();
     names.extend(o.expect.iter().map(|(n, _)| n.as_str()));
     let mut reported = Vec::new();
@@ -922,5 +1005,49 @@ mod tests {
         let r = critical_forever(&node, &i).unwrap();
         assert_eq!(r.code, Some("SCN-005"));
         assert_eq!(r.evidence["deregister_critical_service_after"], "none");
+    }
+
+    #[test]
+    fn three_thousand_copies_of_one_address_are_one_bounded_finding() {
+        let mut b = Builder::default();
+        let entries: Vec<HealthEntry> = (0..3000)
+            .map(|n| {
+                let id = format!("web-{n}");
+                entry(
+                    "n1",
+                    "10.0.0.1",
+                    &id,
+                    "web",
+                    80,
+                    &[("serfHealth", "", "passing"), ("c", id.as_str(), "critical")],
+                )
+            })
+            .collect();
+        b.add_health_entries("web", entries);
+        let cat = b.finish();
+        let j = judge(&cat, &JudgeOptions::default());
+        let dups: Vec<&Finding> = j.findings.iter().filter(|f| f.result.code == Some("SCN-004")).collect();
+        assert_eq!(dups.len(), 1, "one finding per group");
+        let size = serde_json::to_string(&dups[0]).unwrap().len();
+        assert!(size < 4096, "bounded evidence: {size} bytes");
+        assert_eq!(dups[0].result.evidence["instances"], "3000");
+        // The 3,000 SCN-005 findings (critical, nothing deregisters them) are listed up to the cap.
+        let listed = j.findings.iter().filter(|f| f.result.code == Some("SCN-005") && f.service_id.is_some()).count();
+        assert_eq!(listed, LISTED_PER_CODE);
+        let summary = j.findings.iter().find(|f| f.result.id == "scan.summary").unwrap();
+        assert_eq!(summary.result.evidence["not_listed"], (3000 - LISTED_PER_CODE).to_string());
+        assert!(summary.result.message.contains("web (2800)"), "{}", summary.result.message);
+        assert_eq!(j.services[0].findings, 3000 + 1, "the table still counts every instance's finding");
+    }
+
+    #[test]
+    fn service_names_are_interned() {
+        let mut b = Builder::default();
+        b.add_health_entries(
+            "web",
+            (0..3).map(|n| entry(&format!("n{n}"), "10.0.0.1", &format!("w{n}"), "web", 80, &[])).collect(),
+        );
+        let cat = b.finish();
+        assert!(std::sync::Arc::ptr_eq(&cat.instances[0].service, &cat.instances[2].service));
     }
 }

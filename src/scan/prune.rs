@@ -183,6 +183,9 @@ pub struct Action {
     not_before: Option<tokio::time::Instant>,
 }
 
+/// Kept instances listed one by one (all are counted in `kept_by_clause`).
+pub const KEPT_LISTED: usize = 1000;
+
 /// An instance that looked stale (on a failed, left or catalog-only node, or a superseded
 /// duplicate) and that prune keeps, with the clause of the contract that keeps it.
 #[derive(Debug, Clone, Serialize)]
@@ -220,7 +223,11 @@ pub struct PruneReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocked: Option<String>,
     pub actions: Vec<Action>,
+    /// The first [`KEPT_LISTED`] kept instances, each with its reason.
     pub kept: Vec<Kept>,
+    /// Every kept instance counted by the clause that keeps it (stable keys, e.g. `owner`,
+    /// `own-check-not-critical`, `live-agent`).
+    pub kept_by_clause: std::collections::BTreeMap<&'static str, usize>,
     pub agent_side: Vec<AgentSide>,
     #[serde(skip)]
     recheck: Recheck,
@@ -251,15 +258,13 @@ impl PruneReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Remove it; `after_grace` when its node is gone (the grace period applies).
-    Remove {
-        reason: String,
-        after_grace: bool,
-    },
-    Keep(String),
+    Remove { reason: String, after_grace: bool },
+    /// Kept: the clause of the contract that keeps it (a stable key) and why, in words.
+    Keep { clause: &'static str, why: String },
 }
 
-fn keep(why: impl Into<String>) -> Verdict {
-    Verdict::Keep(why.into())
+fn keep(clause: &'static str, why: impl Into<String>) -> Verdict {
+    Verdict::Keep { clause, why: why.into() }
 }
 
 /// THE prune contract, clause by clause (README "scan --prune contract"). `incomplete` is why
@@ -267,57 +272,80 @@ fn keep(why: impl Into<String>) -> Verdict {
 pub fn verdict(cat: &Catalog, i: &Instance, incomplete: Option<&str>) -> Verdict {
     let node = &cat.nodes[i.node];
     if let Some(why) = incomplete {
-        return keep(format!("the scan is incomplete ({why}): nothing is pruned from a partial view"));
+        return keep(
+            "incomplete-scan",
+            format!("the scan is incomplete ({why}): nothing is pruned from a partial view"),
+        );
     }
     if node.name.is_empty() {
-        return keep("the catalog entry has an empty node name: a deregistration could not name it");
+        return keep("no-node-name", "the catalog entry has an empty node name: a deregistration could not name it");
     }
     if i.id.is_empty() {
         return keep(
+            "no-service-id",
             "the catalog entry has no ServiceID: {\"Node\": …, \"ServiceID\": \"\"} would deregister the whole node",
         );
     }
     let peer = if node.peer.is_empty() { &i.peer } else { &node.peer };
     if !peer.is_empty() {
-        return keep(format!(
+        return keep(
+            "peer",
+            format!(
             "imported from cluster peer \"{peer}\": the peering stream owns it, it is removed in the exporting cluster"
-        ));
+        ),
+        );
     }
     if let Some(c) = i.checks.iter().find(|c| c.id.starts_with("_service_maintenance:")) {
-        return keep(format!("the instance is in maintenance mode ({}): someone put it there on purpose", c.id));
+        return keep(
+            "maintenance",
+            format!("the instance is in maintenance mode ({}): someone put it there on purpose", c.id),
+        );
     }
     if node.checks.iter().any(|c| c.id == "_node_maintenance") {
-        return keep("its node is in maintenance mode (_node_maintenance): someone put it there on purpose");
+        return keep(
+            "maintenance",
+            "its node is in maintenance mode (_node_maintenance): someone put it there on purpose",
+        );
     }
     if let Some(o) = &i.owner {
-        return keep(format!("maintained by {} ({}): {}", o.name, o.mark, owner_advice(o)));
+        return keep("owner", format!("maintained by {} ({}): {}", o.name, o.mark, owner_advice(o)));
     }
     if i.checks.is_empty() {
-        return keep(
+        return keep("no-own-check", 
             "it has no health check of its own: nothing says the service is down (node-level checks never make a service prunable)",
         );
     }
     if let Some(c) = i.checks.iter().find(|c| c.status != Health::Critical) {
-        return keep(format!("its check {} is {}: the service answers", c.id, c.status.as_str()));
+        return keep(
+            "own-check-not-critical",
+            format!("its check {} is {}: the service answers", c.id, c.status.as_str()),
+        );
     }
     let member =
         match &cat.membership {
             Membership::OtherDatacenter => return keep(
+                "other-datacenter",
                 "the scanned datacenter is not the agent's own, so its member list cannot say whether the node is gone",
             ),
             Membership::Unreadable(why) => {
-                return keep(format!("the member list could not be read ({why}), so no node counts as gone"))
+                return keep(
+                    "members-unreadable",
+                    format!("the member list could not be read ({why}), so no node counts as gone"),
+                )
             }
             Membership::Read => match cat.members.as_ref() {
                 Some(m) => m.get(&node.name).copied(),
-                None => return keep("the member list was not read, so no node counts as gone"),
+                None => return keep("members-unreadable", "the member list was not read, so no node counts as gone"),
             },
         };
     if !node.partition.is_empty() && node.partition != "default" {
-        return keep(format!(
-            "its node is in admin partition \"{}\": the agent's member list cannot vouch for it",
-            node.partition
-        ));
+        return keep(
+            "partition",
+            format!(
+                "its node is in admin partition \"{}\": the agent's member list cannot vouch for it",
+                node.partition
+            ),
+        );
     }
     match (&node.serf, member) {
         (None, None) => Verdict::Remove {
@@ -327,7 +355,7 @@ pub fn verdict(cat: &Catalog, i: &Instance, incomplete: Option<&str>) -> Verdict
             ),
             after_grace: false,
         },
-        (None, Some(m)) => keep(format!(
+        (None, Some(m)) => keep("member-without-serf-health", format!(
             "node {} has no serfHealth yet but is a serf member ({}): an agent runs there",
             node.name,
             member_word(Some(m))
@@ -341,18 +369,18 @@ pub fn verdict(cat: &Catalog, i: &Instance, incomplete: Option<&str>) -> Verdict
             ),
             after_grace: true,
         },
-        (Some(serf), Some(m @ (Member::Failed | Member::Left))) => keep(format!(
+        (Some(serf), Some(m @ (Member::Failed | Member::Left))) => keep("members-and-serf-disagree", format!(
             "the member list says node {} {} but its serfHealth is {}: the two disagree, so it does not count as gone",
             node.name,
             member_word(Some(m)),
             serf.status.as_str()
         )),
-        (Some(serf), m) if serf.status == Health::Critical => keep(format!(
+        (Some(serf), m) if serf.status == Health::Critical => keep("serf-critical-member-not-gone", format!(
             "node {} has serfHealth critical but the member list says {}: a leader that has not reconciled yet shows this for a live agent",
             node.name,
             member_word(m)
         )),
-        (Some(_), _) => keep(format!(
+        (Some(_), _) => keep("live-agent", format!(
             "node {} runs a live agent: deregister it there (a catalog deregistration would be undone by its anti-entropy)",
             node.name
         )),
@@ -390,6 +418,7 @@ pub struct PlanOptions<'a> {
 pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
     let mut actions = Vec::new();
     let mut kept = Vec::new();
+    let mut kept_by_clause: std::collections::BTreeMap<&'static str, usize> = Default::default();
     for (n, i) in cat.instances.iter().enumerate() {
         let node = &cat.nodes[i.node];
         match verdict(cat, i, o.incomplete.as_deref()) {
@@ -413,20 +442,24 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
                     },
                     outcome: Outcome::Planned,
                     detail: None,
-                    grace_wait_ms: after_grace.then(|| o.grace.as_millis() as u64),
+                    grace_wait_ms: after_grace.then_some(o.grace.as_millis() as u64),
                     seen: Seen::of(cat, i),
                     namespace: i.namespace.clone(),
                     partition: node.partition.clone(),
                     not_before,
                 });
             }
-            Verdict::Keep(reason) => {
+            Verdict::Keep { clause, why: reason } => {
                 // "Looked stale": judged stale, or not passing on a node without a live agent,
                 // or every own check critical.
                 let own_critical = !i.checks.is_empty() && i.checks.iter().all(|c| c.status == Health::Critical);
                 let off_agent = judged.states.get(i.node).is_some_and(|s| *s != NodeState::Alive)
                     && crate::scan::judge::instance_health(cat, i) != Health::Passing;
                 if judged.stale.get(n).copied().unwrap_or(false) || off_agent || own_critical {
+                    *kept_by_clause.entry(clause).or_insert(0) += 1;
+                    if kept.len() >= KEPT_LISTED {
+                        continue;
+                    }
                     kept.push(Kept {
                         service: i.service.to_string(),
                         node: node.key(),
@@ -441,10 +474,11 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
     // Catalog-only removals first: they do not wait for a grace period.
     actions.sort_by_key(|a| a.not_before.is_some());
     let mut agent_side = Vec::new();
+    let mut listed = std::collections::HashSet::new();
     for &(n, code) in &judged.agent_side {
         let i = &cat.instances[n];
         let node = &cat.nodes[i.node];
-        if agent_side.iter().any(|a: &AgentSide| a.service_id == i.id && a.node == node.name) {
+        if !listed.insert(n) {
             continue;
         }
         let addr = &node.address;
@@ -472,6 +506,7 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
             .map(|why| format!("the scan is incomplete ({why}): nothing is pruned from a partial view")),
         actions,
         kept,
+        kept_by_clause,
         agent_side,
         recheck: Recheck { dc: o.dc.map(str::to_string), same_dc: o.same_dc, grace: o.grace },
     };
@@ -647,7 +682,7 @@ async fn recheck_instance(client: &ConsulClient, a: &Action, rc: &Recheck) -> Re
     let Some(i) = cat.instances.iter().find(|i| i.id == a.service_id) else {
         return Err(format!("already gone: {} is no longer registered on node {}", a.service_id, a.node));
     };
-    if let Verdict::Keep(why) = verdict(&cat, i, None) {
+    if let Verdict::Keep { why, .. } = verdict(&cat, i, None) {
         return Err(format!("kept on the re-read before deregistering: {why}"));
     }
     let now = Seen::of(&cat, i);
@@ -753,7 +788,7 @@ mod tests {
 
     fn kept(v: Verdict, words: &str) {
         match v {
-            Verdict::Keep(why) => assert!(why.contains(words), "kept, but why = {why:?}"),
+            Verdict::Keep { why, .. } => assert!(why.contains(words), "kept, but why = {why:?}"),
             other => panic!("expected Keep({words:?}), got {other:?}"),
         }
     }

@@ -158,17 +158,25 @@ pub fn render(r: &ScanReport, list_instances: bool) -> String {
         }
     }
     if !p.kept.is_empty() {
+        let total: usize = p.kept_by_clause.values().sum();
         let _ = writeln!(
             out,
             "{}",
-            paint(HEAD, &format!("kept by the prune contract ({} instance(s) that looked stale):", p.kept.len()))
+            paint(HEAD, &format!("kept by the prune contract ({total} instance(s) that looked stale):"))
         );
         const SHOWN: usize = 50;
         for k in p.kept.iter().take(SHOWN) {
             let _ = writeln!(out, "  {} {} on {} ({}): {}", k.service, k.service_id, k.node, k.address, k.reason);
         }
-        if p.kept.len() > SHOWN {
-            let _ = writeln!(out, "  … and {} more (all listed in --format json)", p.kept.len() - SHOWN);
+        if total > SHOWN {
+            let by: Vec<String> = p.kept_by_clause.iter().map(|(c, n)| format!("{c} {n}")).collect();
+            let _ = writeln!(
+                out,
+                "  … and {} more (--format json lists the first {}; by clause: {})",
+                total - SHOWN,
+                crate::scan::prune::KEPT_LISTED,
+                by.join(", ")
+            );
         }
     }
     if !p.agent_side.is_empty() {
