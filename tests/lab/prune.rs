@@ -438,10 +438,16 @@ struct Terminal {
 
 impl Terminal {
     fn start(args: &[&str]) -> Terminal {
+        Terminal::shell(args, "")
+    }
+
+    /// `tail` is appended to the shell command line (e.g. `| cat` to pipe standard output only).
+    fn shell(args: &[&str], tail: &str) -> Terminal {
         let mut cmd = env!("CARGO_BIN_EXE_consul-doctor").to_string();
         for a in args {
             cmd.push_str(&format!(" '{a}'"));
         }
+        cmd.push_str(tail);
         let mut c = std::process::Command::new("script");
         c.args(["-qec", &cmd, "/dev/null"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
         for (k, _) in std::env::vars() {
@@ -580,6 +586,19 @@ fn two_prunes_at_once_and_a_question_answered_after_the_catalog_changed() {
     assert_eq!(code, 0, "{shown}");
     assert!(shown.contains("not confirmed, nothing deregistered"), "{shown}");
     assert!(!shown.contains("run again with --prune"), "{shown}");
+    assert_eq!(dump(&a, None), before, "nothing deregistered after n");
+
+    // Standard output piped (--format json | jq): standard input and error are still a terminal,
+    // so the question is asked, not refused with "--yes when standard input is not a terminal".
+    let mut piped = Terminal::shell(
+        &["scan", "--http-addr", &a.http_addr(), "--service", "race", "--prune", "--format", "json"],
+        " | cat",
+    );
+    let asked = piped.wait_for("[y/N]");
+    assert!(!asked.contains("--yes"), "{asked}");
+    let (code, shown) = piped.answer("n\n");
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("\"mode\": \"declined\""), "{shown}");
     assert_eq!(dump(&a, None), before, "nothing deregistered after n");
 }
 
