@@ -5,6 +5,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use clap::builder::PossibleValue;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
@@ -70,11 +71,35 @@ pub enum CodesFormat {
     Json,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Human,
-    Json,
-    Junit,
+// The report side owns these; the command line only parses them.
+pub use crate::render::Format;
+pub use crate::report::FailOn;
+
+impl ValueEnum for Format {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Format::Human, Format::Json, Format::Junit]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(match self {
+            Format::Human => "human",
+            Format::Json => "json",
+            Format::Junit => "junit",
+        }))
+    }
+}
+
+impl ValueEnum for FailOn {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[FailOn::Fail, FailOn::Warn]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            FailOn::Fail => PossibleValue::new("fail").help("Exit 1 only when a check fails"),
+            FailOn::Warn => PossibleValue::new("warn").help("Exit 1 when a check fails or warns"),
+        })
+    }
 }
 
 /// Stages that nothing else needs, so they can be left out.
@@ -97,14 +122,6 @@ impl SkippableStage {
             SkippableStage::Discovery => "discovery",
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum FailOn {
-    /// Exit 1 only when a check fails
-    Fail,
-    /// Exit 1 when a check fails or warns
-    Warn,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -451,7 +468,7 @@ pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
 /// The clap command with what the derive cannot say: `check`'s help names every stage, from the
 /// stage table itself. Parsing, completions and man pages all start here.
 pub fn command() -> clap::Command {
-    let stages: Vec<&str> = crate::check::pipeline::STAGES.iter().map(|s| s.name).collect();
+    let stages: Vec<&str> = crate::diagnosis::pipeline::STAGES.iter().map(|s| s.name).collect();
     let list = stages.join(", ");
     Cli::command().mut_subcommand("check", |c| {
         c.long_about(format!(

@@ -24,6 +24,19 @@ pub fn clip_to(s: &str, max: usize) -> Cow<'_, str> {
     if count <= max {
         return Cow::Borrowed(s);
     }
+    // A secret inside is removed before the cut, which could otherwise leave a piece of it.
+    let redacted = crate::secret::redact(s);
+    if redacted != s {
+        return Cow::Owned(cut(&redacted, redacted.chars().count(), max).into_owned());
+    }
+    cut(s, count, max)
+}
+
+/// `s` (of `count` characters) cut to `max`: its start, an ellipsis and its end.
+fn cut(s: &str, count: usize, max: usize) -> Cow<'_, str> {
+    if count <= max {
+        return Cow::Borrowed(s);
+    }
     let tail = (max / 8).max(1);
     let head = max - tail - 1;
     let head_end = s.char_indices().nth(head).map(|(i, _)| i).unwrap_or(s.len());

@@ -176,6 +176,7 @@ codes! {
     WAIT_NO_READ = "WAIT-004", "wait", Fail, "Token may not read the service";
     WAIT_STILL_REGISTERED = "WAIT-005", "wait", Fail, "Instance still registered at the deadline";
     WAIT_QUERY_FAILING = "WAIT-006", "wait", Fail, "Health query kept failing";
+    WAIT_NOT_BLOCKING = "WAIT-007", "wait", Note, "Blocking queries do not work through this path";
     SCN_GONE_NODE = "SCN-001", "scan", Warn, "Instance on a node whose agent failed or left";
     SCN_CATALOG_ONLY = "SCN-002", "scan", Warn, "Instance on a catalog-only node that no agent maintains";
     SCN_CATALOG_ONLY_UNCHECKED = "SCN-003", "scan", Warn, "Catalog-only instance with no health check";

@@ -34,9 +34,10 @@ impl Reply {
         String::from_utf8_lossy(&self.body).trim().to_string()
     }
 
-    /// The body shortened for messages.
+    /// The body shortened for messages. Secrets are removed before the cut, so a token the
+    /// server echoes can never be left half-redacted by it.
     pub fn snippet(&self) -> String {
-        let t = self.text();
+        let t = crate::secret::redact(&self.text());
         let mut s: String = t.chars().take(200).collect();
         if t.chars().count() > 200 {
             s.push('…');
@@ -44,8 +45,9 @@ impl Reply {
         s
     }
 
+    /// The body decoded, every string clipped to [`crate::jsonclip::MAX_STRING`] bytes.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, String> {
-        serde_json::from_slice(&self.body).map_err(|e| e.to_string())
+        crate::jsonclip::from_slice(&self.body).map_err(|e| e.to_string())
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
@@ -366,9 +368,11 @@ impl ConsulClient {
         }
         let (tx, rx) = tokio::sync::mpsc::channel::<bytes_chunk::Chunk>(8);
         let decoder = tokio::task::spawn_blocking(move || {
+            // Strings are clipped as they stream past, so memory follows the number of values
+            // decoded, never the length of one of them.
             serde_json::from_reader::<_, T>(std::io::BufReader::with_capacity(
                 64 * 1024,
-                bytes_chunk::ChannelReader::new(rx),
+                crate::jsonclip::ClipStrings::new(bytes_chunk::ChannelReader::new(rx)),
             ))
         });
         let mut head = Vec::new();

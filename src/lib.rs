@@ -1,9 +1,11 @@
 //! consul-doctor: diagnoses why a service cannot register with a HashiCorp Consul agent.
 //!
 //! `run` parses the command line and hands it to one command: [`check`] (the staged diagnosis), [`wait`] (the deploy gate),
-//! `explain`/`codes` (lookups in [`codes`]) or `completions`. The commands share the client side
-//! ([`connection`] inputs, the [`consul`] HTTP client, [`transport`]), the one table of
-//! [`codes`], the [`report`] model and the [`render`]ers.
+//! `explain`/`codes` (lookups in [`codes`]) or `completions`. The commands share what no command
+//! owns: the client side ([`connection`] inputs, the [`consul`] HTTP client, [`transport`],
+//! [`join`]), the staged [`diagnosis`] (`check` runs all of it; `wait` and `scan` run its
+//! connection stages through [`diagnosis::connect`]), the one table of [`codes`], the [`report`]
+//! model and the [`render`]ers (neither depends on [`cli`]).
 
 pub mod check;
 pub mod cli;
@@ -11,10 +13,13 @@ pub mod clip;
 pub mod codes;
 pub mod connection;
 pub mod consul;
+pub mod diagnosis;
 pub mod duration;
 pub mod explain;
 pub mod hcl;
 pub mod inputs;
+pub mod join;
+pub mod jsonclip;
 pub mod localfile;
 pub mod log;
 pub mod render;

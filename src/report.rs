@@ -4,12 +4,20 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::cli::FailOn;
 use crate::codes::{Code, Severity};
 use crate::inputs::InputEntry;
 use crate::ExitStatus;
 
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// Which findings make the run exit 1 (`--fail-on`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailOn {
+    /// Exit 1 only when a check fails
+    Fail,
+    /// Exit 1 when a check fails or warns
+    Warn,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -1051,3 +1051,125 @@ fn unreadable_members_make_the_scan_incomplete_and_prune_nothing() {
     assert!(json["prune"]["blocked"].as_str().unwrap().contains("incomplete"), "{json:#}");
     assert!(s.requests().iter().all(|r| r.method != "PUT"));
 }
+
+// --- wait: answers that cannot block, an agent that goes silent, a token echoed back ----------
+
+const ONE_PASSING_WEB: &str = r#"[{"Node": {"Node": "srv-1", "Address": "127.0.0.1"}, "Service": {"ID": "web-1", "Service": "web", "Address": "", "Port": 8080}, "Checks": [{"CheckID": "service:web-1", "Status": "passing", "ServiceID": "web-1"}]}]"#;
+
+#[test]
+fn wait_paces_answers_that_cannot_block_and_says_why() {
+    // Each of these turns a blocking query into an immediate answer (a proxy that strips or
+    // rewrites the header, or drops `wait`); before pacing, wait sent thousands of requests a
+    // second through such a path.
+    let health = || Route::json("/v1/health/service/web", 200, ONE_PASSING_WEB);
+    let cases: Vec<(&str, Route, &str)> = vec![
+        ("no header", health(), "no X-Consul-Index"),
+        ("zero", health().with_header("X-Consul-Index", "0"), "X-Consul-Index 0"),
+        ("garbage", health().with_header("X-Consul-Index", "12abc"), "not a number"),
+        ("unchanged at once", health().with_header("X-Consul-Index", "7"), "at once"),
+        ("backwards", health().with_header_cycle("X-Consul-Index", &["90", "40", "20", "10"]), "backwards"),
+    ];
+    let runs: Vec<_> = cases
+        .into_iter()
+        .map(|(label, route, why)| {
+            std::thread::spawn(move || {
+                let s = consul_with(vec![route]);
+                let run = run_doctor(
+                    &[
+                        "wait",
+                        "--format",
+                        "json",
+                        "--http-addr",
+                        &addr(&s),
+                        "--service",
+                        "web",
+                        "--min-passing",
+                        "2",
+                        "--deadline",
+                        "3s",
+                    ],
+                    &[],
+                );
+                let queries = s.requests().iter().filter(|r| r.path.starts_with("/v1/health/service/web")).count();
+                (label, why, run, queries)
+            })
+        })
+        .collect();
+    for handle in runs {
+        let (label, why, run, queries) = handle.join().unwrap();
+        assert_eq!(run.code, 1, "{label}: {}", run.stderr);
+        let json = run.json();
+        // About one poll a second at first, then fewer (a reset costs one immediate re-read);
+        // the deadline's diagnosis adds one. Before pacing: thousands.
+        assert!((2..=8).contains(&queries), "{label}: {queries} health queries in 3 s");
+        assert_eq!(root_cause(&json).as_deref(), Some("WAIT-003"), "{label}: {json:#}");
+        let note = json["blocking_queries"].as_str().unwrap_or_else(|| panic!("{label}: {json:#}"));
+        assert!(note.contains(why), "{label}: {note}");
+        let r = result(&json["diagnosis"], "wait.blocking");
+        assert_eq!((r["code"].as_str(), r["status"].as_str()), (Some("WAIT-007"), Some("note")), "{label}: {r:#}");
+    }
+    // Through a path that blocks (the index is honoured), no note: the same fake with a changing
+    // index is not paced because every answer is a change.
+    let s = consul_with(vec![health().with_header_cycle("X-Consul-Index", &["10", "11", "12"])]);
+    let run = run_doctor(
+        &["wait", "--format", "json", "--http-addr", &addr(&s), "--service", "web", "--deadline", "3s"],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.json().get("blocking_queries").is_none());
+}
+
+#[test]
+fn wait_ends_by_its_deadline_when_the_agent_goes_silent_mid_wait() {
+    let s = std::sync::Arc::new(consul_with(vec![Route::json("/v1/health/service/web", 200, ONE_PASSING_WEB)
+        .with_header_cycle("X-Consul-Index", &["10", "11", "12", "13", "14", "15", "16", "17"])]));
+    let freezer = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1200));
+            s.go_silent();
+        })
+    };
+    let run = run_doctor(
+        &[
+            "wait",
+            "--format",
+            "json",
+            "--http-addr",
+            &addr(&s),
+            "--service",
+            "web",
+            "--min-passing",
+            "2",
+            "--deadline",
+            "4s",
+        ],
+        &[],
+    );
+    freezer.join().unwrap();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let json = run.json();
+    assert!(json["diagnosis"].is_object(), "a whole report, diagnosis included: {json:#}");
+    // The diagnosis fits inside the deadline (it took 9 s before: twice --timeout after it).
+    assert!(run.elapsed < Duration::from_millis(4800), "ended after {:?}", run.elapsed);
+}
+
+#[test]
+fn a_token_the_server_echoes_never_leaks_where_a_message_cuts_it() {
+    let token = "5b7c1d2e-aaaa-4bbb-8ccc-0123456789ab";
+    // The 200-character snippet of the body ends 27 characters into the token.
+    let body = format!("{}{token} was rejected", "x".repeat(173));
+    let s = consul_with(vec![Route::text("/v1/agent/self", 500, &body)]);
+    for format in ["human", "json", "junit"] {
+        let run = run_doctor(
+            &["check", "--http-addr", &addr(&s), "--token", token, "--format", format, "--verbose"],
+            &[("NO_COLOR", "1")],
+        );
+        assert_eq!(run.code, 1, "{}", run.stdout);
+        assert!(run.stdout.contains("xxxxxxxx"), "the body is quoted: {}", run.stdout);
+        for part in token.as_bytes().windows(8).map(|w| std::str::from_utf8(w).unwrap()) {
+            assert!(!run.stdout.contains(part), "{format}: {part:?} in stdout:\n{}", run.stdout);
+            assert!(!run.stderr.contains(part), "{format}: {part:?} in stderr:\n{}", run.stderr);
+        }
+    }
+}

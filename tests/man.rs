@@ -290,7 +290,7 @@ fn environment_lists_every_variable_the_program_reads() {
 fn check_help_names_every_stage_of_the_table() {
     let mut cmd = consul_doctor::cli::command();
     let help = cmd.find_subcommand_mut("check").unwrap().render_long_help().to_string();
-    for stage in consul_doctor::check::pipeline::STAGES {
+    for stage in consul_doctor::diagnosis::pipeline::STAGES {
         assert!(help.contains(stage.name), "check --help does not name the {} stage", stage.name);
     }
     assert!(help.contains("--deadline bounds the whole invocation"), "{help}");

@@ -8,7 +8,7 @@
 use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cli::FailOn;
+use crate::report::FailOn;
 use crate::report::{CheckResult, Report, Status};
 
 pub fn render(report: &Report, fail_on: FailOn) -> String {
@@ -132,7 +132,7 @@ fn finding_text(c: &CheckResult) -> String {
 /// `YYYY-MM-DDTHH:MM:SS` in UTC, the form of JUnit's `timestamp` attribute (no zone suffix).
 fn iso8601(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mut text = crate::wait::live::format_utc(secs as i64);
+    let mut text = crate::duration::format_utc(secs as i64);
     text.pop(); // the trailing "Z"
     text
 }

@@ -7,8 +7,15 @@ pub mod junit;
 use std::io::Write;
 use std::path::Path;
 
-use crate::cli::{FailOn, Format};
-use crate::report::Report;
+use crate::report::{FailOn, Report};
+
+/// The report formats (`--format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+    Junit,
+}
 
 /// How to lay a report out (the same report feeds every format).
 #[derive(Debug, Clone, Copy)]

@@ -268,7 +268,7 @@ async fn per_service(
             let path = format!("/v1/health/service/{}{dcq}", urlencode(name));
             Box::pin(async move { get_list::<Vec<HealthEntry>>(client, &path).await })
         });
-        let answers = crate::check::pipeline::join_all(fetches.collect()).await;
+        let answers = crate::join::join_all(fetches.collect()).await;
         for (name, answer) in pair.iter().zip(answers) {
             match answer {
                 Ok(entries) => b.add_health_entries(name, entries),

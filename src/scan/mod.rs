@@ -1,5 +1,5 @@
 //! `scan`: fleet hygiene across the catalog. It connects the way `check` does (the connection
-//! stages of [`crate::check::pipeline`]; a broken connection is reported in `check`'s shape),
+//! stages of [`crate::diagnosis`]; a broken connection is reported in `check`'s shape),
 //! then [`gather`] reads the catalog, [`judge`] turns it into coded findings, [`prune`] plans
 //! (and with `--prune` makes) the one write, and `render/` prints the [`report`].
 
@@ -14,7 +14,7 @@ pub mod report;
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
-use crate::check::pipeline;
+use crate::diagnosis::{self, Connected};
 use crate::report::{Status, Tool};
 use crate::{inputs, secret, ExitStatus};
 
@@ -166,10 +166,9 @@ async fn scan(
     progress: &gather::Progress,
 ) -> Scanned {
     let started = Instant::now();
-    let outcome = pipeline::run_stages(inputs, pipeline::CONNECTION).await;
-    let client = match outcome.facts.client.clone() {
-        Some(c) if outcome.report.status != Status::Fail => c,
-        _ => return Scanned::Connection(Box::new(outcome.report)),
+    let (client, outcome) = match diagnosis::connect(inputs).await {
+        Connected::Ready { client, outcome } => (client, outcome),
+        Connected::Failed(outcome) => return Scanned::Connection(Box::new(outcome.report)),
     };
     let agent_dc = outcome.facts.summary.datacenter.clone();
     let datacenter = inputs.consul.datacenter.as_ref().map(|d| d.value.clone());

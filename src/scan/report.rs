@@ -162,12 +162,12 @@ impl ScanReport {
         self.summary = summary;
     }
 
-    pub fn exit_status(&self, fail_on: crate::cli::FailOn) -> crate::ExitStatus {
+    pub fn exit_status(&self, fail_on: crate::report::FailOn) -> crate::ExitStatus {
         if self.interrupted {
             return crate::ExitStatus::Interrupted;
         }
         match (self.status, fail_on) {
-            (Status::Fail, _) | (Status::Warn, crate::cli::FailOn::Warn) => crate::ExitStatus::Findings,
+            (Status::Fail, _) | (Status::Warn, crate::report::FailOn::Warn) => crate::ExitStatus::Findings,
             _ => crate::ExitStatus::Clean,
         }
     }

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use condition::{Change, Condition, Goal, Instance, Tally};
 use report::{Outcome, WaitReport};
 
-use crate::check::pipeline::{self, Connected};
 use crate::consul::SharedClient;
+use crate::diagnosis::{self, Connected};
 use crate::inputs::{Inputs, RawInputs};
 use crate::report::{CheckResult, Report, Status};
 use crate::{log, secret, ExitStatus};
@@ -118,6 +118,18 @@ struct Watched {
     failures: u32,
     /// Changes left out of the timeline beyond [`MAX_TIMELINE`].
     dropped: usize,
+    /// Why blocking queries did not work through this path (answers paced as polls instead).
+    not_blocking: Option<&'static str>,
+    /// Answers that did not block, in all and in a row (the pace of the next poll).
+    polls: u32,
+    consecutive_polls: u32,
+}
+
+/// The part of `--deadline` kept for the diagnosis at its end, so that the report, connection
+/// diagnosis included, is out by the deadline even when the agent has gone silent: a quarter of
+/// the deadline, at most one `--timeout` and at most 5 s.
+pub fn diagnosis_reserve(total: Duration, step: Duration) -> Duration {
+    (total / 4).min(step).min(Duration::from_secs(5))
 }
 
 /// Most state changes kept in the report's timeline (a catalog of thousands of instances
@@ -127,8 +139,11 @@ pub const MAX_TIMELINE: usize = 500;
 async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
     let started = Instant::now();
     let total = inputs.deadline;
-    let deadline = tokio::time::Instant::now() + total;
     let step = inputs.timeout;
+    // Everything ends by `hard`; watching ends `reserve` earlier, so the diagnosis fits in.
+    let hard = tokio::time::Instant::now() + total;
+    let reserve = diagnosis_reserve(total, step);
+    let deadline = hard - reserve;
     let mut progress = live::Progress::new(cond.describe(), deadline);
     progress.redraw();
     let mut jitter = query::Jitter::seeded();
@@ -136,13 +151,15 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
 
     // Connect (again, with backoff, while the failure is one time can fix).
     let mut attempt = 0;
-    let diagnosis_budget = (step * 2).min(Duration::from_secs(15));
+    // The last whole diagnosis of a failed attempt: if the final attempt is cut short by the
+    // deadline (a silent port needs a whole --timeout to be named), this one tells the cause.
+    let mut previous: Option<Report> = None;
     let (client, agent_node, connection) = loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        // The last attempt, at the deadline, gets the diagnosis budget so its report is whole.
+        // The last attempt, at the end of watching, gets the reserve so its report is whole.
         let last_attempt = left.is_zero();
-        inputs.deadline = if last_attempt { diagnosis_budget } else { left };
-        match pipeline::connect(inputs).await {
+        inputs.deadline = if last_attempt { hard.saturating_duration_since(tokio::time::Instant::now()) } else { left };
+        match diagnosis::connect(inputs).await {
             Connected::Ready { client, outcome } => {
                 let node = outcome.facts.agent.as_ref().map(|a| a.node.clone());
                 target = outcome.report.target.clone();
@@ -161,10 +178,16 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
                     tokio::time::sleep_until(deadline).await;
                     continue;
                 }
+                let cut_short =
+                    |r: &Report| r.root_cause.as_ref().is_some_and(|c| c.code == crate::codes::RUN_DEADLINE.code);
                 if !transient || last_attempt {
                     progress.finish();
                     let waited = started.elapsed();
                     let outcome_kind = if transient { Outcome::Deadline } else { Outcome::Failed };
+                    let report = match previous {
+                        Some(p) if cut_short(&outcome.report) && !cut_short(&p) => p,
+                        _ => outcome.report,
+                    };
                     return finish(
                         &target,
                         cond,
@@ -173,8 +196,11 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
                         0,
                         (Vec::new(), 0),
                         Tally::default(),
-                        Some(outcome.report),
+                        Some(report),
                     );
+                }
+                if !cut_short(&outcome.report) {
+                    previous = Some(outcome.report);
                 }
                 progress.retrying(&format!("agent not usable yet: {why}"), pause);
                 tokio::time::sleep(pause).await;
@@ -199,11 +225,31 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
         );
     }
 
-    let mut watched = watch(&client, cond, dc.as_deref(), deadline, step, &mut progress, started, &mut jitter).await;
+    let mut watched = Watched {
+        met: false,
+        last: condition::Seen::new(),
+        tally: Tally::default(),
+        timeline: Vec::new(),
+        last_error: None,
+        failures: 0,
+        dropped: 0,
+        not_blocking: None,
+        polls: 0,
+        consecutive_polls: 0,
+    };
+    watch(&client, cond, dc.as_deref(), deadline, step, &mut progress, started, &mut jitter, &mut watched).await;
+    let mut diagnosis = None;
+    if !watched.met {
+        // Diagnose in the reserve, then watch on to the deadline with whatever it left: the
+        // report is out by the deadline, and an instance that passes in its last seconds counts.
+        diagnosis = Some(diagnose_at_deadline(inputs, cond, dc.as_deref(), read, &watched, started, hard, step).await);
+        watch(&client, cond, dc.as_deref(), hard, step, &mut progress, started, &mut jitter, &mut watched).await;
+    }
     progress.finish();
     watched.last = condition::Seen::new();
+    let blocking_queries = watched.not_blocking.map(|why| not_blocking_note(why, watched.polls).message);
     if watched.met {
-        return finish(
+        let mut report = finish(
             &target,
             cond,
             Outcome::Met,
@@ -213,13 +259,40 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
             watched.tally,
             None,
         );
+        report.blocking_queries = blocking_queries;
+        return report;
     }
 
-    // The deadline passed: diagnose, root cause first (a fresh connection diagnosis, then what
-    // wait saw and this agent's own services).
+    let mut report = finish(
+        &target,
+        cond,
+        Outcome::Deadline,
+        started.elapsed(),
+        client.requests(),
+        (watched.timeline, watched.dropped),
+        watched.tally,
+        diagnosis,
+    );
+    report.blocking_queries = blocking_queries;
+    report
+}
+
+/// The diagnosis when the condition did not hold in time, root cause first: a fresh connection
+/// diagnosis, then what wait saw and this agent's own services; all of it by `hard`.
+#[allow(clippy::too_many_arguments)]
+async fn diagnose_at_deadline(
+    inputs: &mut Inputs,
+    cond: &Condition,
+    dc: Option<&str>,
+    read: Option<CheckResult>,
+    watched: &Watched,
+    started: Instant,
+    hard: tokio::time::Instant,
+    step: Duration,
+) -> Report {
     let waited = started.elapsed();
-    inputs.deadline = diagnosis_budget;
-    let diagnosis = match pipeline::connect(inputs).await {
+    inputs.deadline = hard.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(1));
+    match diagnosis::connect(inputs).await {
         Connected::Failed(outcome) => outcome.report,
         Connected::Ready { client: fresh, outcome } => {
             let node = outcome.facts.agent.as_ref().map(|a| a.node.clone()).unwrap_or_default();
@@ -227,24 +300,30 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
             if let Some(r) = read {
                 checks.push(r);
             }
-            checks.extend(wait_checks(&fresh, cond, dc.as_deref(), &node, &watched, waited, step).await);
+            let own = wait_checks(&fresh, cond, dc, &node, watched, waited, step);
+            match tokio::time::timeout_at(hard, own).await {
+                Ok(own) => checks.extend(own),
+                Err(_) => checks.push(unanswered_at_deadline(cond, dc, &fresh, watched)),
+            }
             checks.iter_mut().filter(|c| c.stage.is_empty()).for_each(|c| c.stage = "wait");
-            let mut report = outcome.report;
-            report =
-                Report::new(report.target, report.inputs, report.agent, checks, started.elapsed().as_millis() as u64);
-            report
+            let report = outcome.report;
+            Report::new(report.target, report.inputs, report.agent, checks, started.elapsed().as_millis() as u64)
         }
-    };
-    finish(
-        &target,
-        cond,
-        Outcome::Deadline,
-        waited,
-        client.requests(),
-        (watched.timeline, watched.dropped),
-        watched.tally,
-        Some(diagnosis),
+    }
+}
+
+/// The health query did not answer again before the hard deadline (an agent that went silent).
+fn unanswered_at_deadline(cond: &Condition, dc: Option<&str>, client: &SharedClient, watched: &Watched) -> CheckResult {
+    let path = query::query(&cond.service, dc, 0, Duration::ZERO);
+    let last =
+        watched.last_error.clone().map(|e| format!("; the last failure seen while waiting: {e}")).unwrap_or_default();
+    CheckResult::finding(
+        crate::codes::WAIT_QUERY_FAILING,
+        "wait.query",
+        format!("GET {path} had no answer before the deadline: the agent accepted the request and went silent{last}"),
+        "query it by hand: curl -sv --max-time 10 \"<agent>/v1/health/service/<name>\"; read the agent log (consul monitor -log-level=debug): an agent that accepts connections and never answers is overloaded, paused or stuck",
     )
+    .with("request", format!("GET {}", client.url(&path)))
 }
 
 /// wait's own checks at the deadline: the health query, then the condition.
@@ -261,6 +340,9 @@ async fn wait_checks(
     let path = query::query(&cond.service, dc, 0, Duration::ZERO);
     let fresh = client.get_json_streamed_within::<Vec<Instance>>(&path, step).await;
     let mut out = Vec::new();
+    if let Some(why) = watched.not_blocking {
+        out.push(not_blocking_note(why, watched.polls));
+    }
     let instances = match fresh {
         Ok(Ok((list, _))) => {
             out.push(CheckResult::pass("wait.query", format!("GET {path} answers ({} instance(s))", list.len())));
@@ -294,6 +376,22 @@ async fn wait_checks(
     }
     out.push(r);
     out
+}
+
+/// WAIT-007: the health query could not block through this path, so wait polled instead.
+pub fn not_blocking_note(why: &str, polls: u32) -> CheckResult {
+    CheckResult::finding(
+        crate::codes::WAIT_NOT_BLOCKING,
+        "wait.blocking",
+        format!(
+            "blocking queries are not working through this path: {why}, so wait polled with a {}–{} s pause instead of blocking ({polls} answer(s) did not block)",
+            query::POLL_FLOOR.as_secs(),
+            query::POLL_CAP.as_secs()
+        ),
+        "a proxy or load balancer in front of the agent probably strips the X-Consul-Index header or the index/wait parameters; point wait at the agent itself, or let the proxy pass them through (curl -si \"<agent>/v1/health/service/<name>\" | grep -i x-consul-index)",
+    )
+    .with("reason", why.to_string())
+    .with("polls", polls.to_string())
 }
 
 fn describe_failure<T>(
@@ -330,23 +428,15 @@ async fn watch(
     progress: &mut live::Progress,
     started: Instant,
     jitter: &mut query::Jitter,
-) -> Watched {
-    let mut w = Watched {
-        met: false,
-        last: condition::Seen::new(),
-        tally: Tally::default(),
-        timeline: Vec::new(),
-        last_error: None,
-        failures: 0,
-        dropped: 0,
-    };
+    w: &mut Watched,
+) {
     let mut index = 0u64;
     let mut consecutive_failures = 0u32;
     loop {
         let now = tokio::time::Instant::now();
         let remaining = deadline.saturating_duration_since(now);
         if remaining.is_zero() {
-            return w;
+            return;
         }
         let wait = query::wait_for(remaining);
         let path = query::query(&cond.service, dc, index, wait);
@@ -362,7 +452,7 @@ async fn watch(
                 _ = tick.tick(), if progress.is_live() => progress.redraw(),
             }
         };
-        let Some(answer) = answer else { return w };
+        let Some(answer) = answer else { return };
         let took = sent.elapsed();
         let failure = match answer {
             Ok(Ok((list, headers))) => {
@@ -380,17 +470,26 @@ async fn watch(
                 progress.tally(w.tally);
                 if w.tally.met {
                     w.met = true;
-                    return w;
+                    return;
                 }
-                let answered = headers.get("x-consul-index").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-                let next = query::next_index(index, answered);
-                let unchanged = index > 0 && next == index;
-                index = next;
-                if unchanged && took < query::MIN_UNCHANGED_SPACING {
-                    let pause = query::MIN_UNCHANGED_SPACING - took;
-                    log::debug(format!("blocking query returned unchanged after {} ms; pausing", took.as_millis()));
-                    tokio::time::sleep(pause.min(deadline.saturating_duration_since(tokio::time::Instant::now())))
-                        .await;
+                let answered = query::Answered::parse(headers.get("x-consul-index").and_then(|v| v.to_str().ok()));
+                let sent = index;
+                index = query::next_index(sent, answered.index());
+                match query::not_blocking(sent, answered, took) {
+                    Some(why) => {
+                        // Not a blocking query after all: poll, paced, never in a tight loop.
+                        w.consecutive_polls += 1;
+                        w.polls += 1;
+                        w.not_blocking = Some(why);
+                        let pause = query::poll_pause(w.consecutive_polls);
+                        log::debug(format!("{why}; polling again in {} ms", pause.as_millis()));
+                        tokio::time::sleep(pause.min(deadline.saturating_duration_since(tokio::time::Instant::now())))
+                            .await;
+                    }
+                    // Only a blocking request that behaved shows the path works again (the
+                    // immediate re-baselining query after a reset proves nothing).
+                    None if sent > 0 => w.consecutive_polls = 0,
+                    None => {}
                 }
                 None
             }
@@ -443,6 +542,7 @@ fn finish(
         timeline,
         timeline_dropped,
         root_cause,
+        blocking_queries: None,
         diagnosis,
     }
 }

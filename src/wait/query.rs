@@ -15,6 +15,60 @@ pub const BACKOFF_FLOOR: Duration = Duration::from_millis(50);
 /// drops `wait`, an index Consul cannot block on): the next one waits out the rest.
 pub const MIN_UNCHANGED_SPACING: Duration = Duration::from_secs(1);
 
+/// First pause between polls once answers show that blocking queries do not work through this
+/// path, and the longest: a proxy that strips `X-Consul-Index` or ignores `wait` turns every
+/// answer into an immediate one, so without this pacing wait would query in a tight loop.
+pub const POLL_FLOOR: Duration = Duration::from_secs(1);
+pub const POLL_CAP: Duration = Duration::from_secs(5);
+
+/// The `X-Consul-Index` header as answered: absent, not a number, or a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    Missing,
+    Garbage,
+    Index(u64),
+}
+
+impl Answered {
+    pub fn parse(header: Option<&str>) -> Answered {
+        match header {
+            None => Answered::Missing,
+            Some(v) => v.trim().parse().map_or(Answered::Garbage, Answered::Index),
+        }
+    }
+
+    pub fn index(self) -> Option<u64> {
+        match self {
+            Answered::Index(i) => Some(i),
+            _ => None,
+        }
+    }
+}
+
+/// Why an answer shows that this request was not a working blocking query, if it does: no
+/// usable index to block on next time, or a blocking request that came back unchanged at once.
+pub fn not_blocking(sent: u64, answered: Answered, took: Duration) -> Option<&'static str> {
+    match answered {
+        Answered::Missing => Some("answers carry no X-Consul-Index header"),
+        Answered::Garbage => Some("answers carry an X-Consul-Index that is not a number"),
+        Answered::Index(0) => Some("answers carry X-Consul-Index 0"),
+        Answered::Index(a) if a < sent => Some("the X-Consul-Index answered went backwards"),
+        Answered::Index(a) if sent > 0 && a == sent && took < MIN_UNCHANGED_SPACING => {
+            Some("blocking queries return unchanged at once (the wait parameter is not honoured)")
+        }
+        Answered::Index(_) => None,
+    }
+}
+
+/// The pause before the next poll after `consecutive` answers in a row that did not block:
+/// [`POLL_FLOOR`], doubling, at most [`POLL_CAP`]; none while queries block.
+pub fn poll_pause(consecutive: u32) -> Duration {
+    if consecutive == 0 {
+        return Duration::ZERO;
+    }
+    POLL_FLOOR.saturating_mul(1u32 << (consecutive - 1).min(8)).min(POLL_CAP)
+}
+
 /// The index for the next request, from the one sent and the `X-Consul-Index` answered.
 /// An index that goes backwards (a restored snapshot, a restarted agent) resets to 0, so the
 /// next answer is immediate and re-baselines; an answered 0 is clamped to 1, so the next
@@ -98,6 +152,27 @@ mod tests {
         assert_eq!(next_index(42, Some(7)), 0, "backwards resets");
         assert_eq!(next_index(0, Some(0)), 1, "zero is clamped so the next query blocks");
         assert_eq!(next_index(42, None), 0);
+    }
+
+    #[test]
+    fn answers_that_cannot_block_are_named_and_paced() {
+        let fast = Duration::from_millis(3);
+        assert_eq!(Answered::parse(None), Answered::Missing);
+        assert_eq!(Answered::parse(Some("x7")), Answered::Garbage);
+        assert_eq!(Answered::parse(Some(" 42 ")), Answered::Index(42));
+        assert!(not_blocking(0, Answered::Missing, fast).is_some());
+        assert!(not_blocking(0, Answered::Garbage, fast).is_some());
+        assert!(not_blocking(0, Answered::Index(0), fast).is_some());
+        assert!(not_blocking(50, Answered::Index(7), fast).unwrap().contains("backwards"));
+        assert!(not_blocking(50, Answered::Index(50), fast).unwrap().contains("at once"));
+        // The first answer, a change, or an unchanged answer after a real wait: blocking works.
+        assert_eq!(not_blocking(0, Answered::Index(42), fast), None);
+        assert_eq!(not_blocking(42, Answered::Index(43), fast), None);
+        assert_eq!(not_blocking(42, Answered::Index(42), Duration::from_secs(30)), None);
+        assert_eq!(poll_pause(0), Duration::ZERO);
+        assert_eq!(poll_pause(1), POLL_FLOOR);
+        assert_eq!(poll_pause(2), POLL_FLOOR * 2);
+        assert_eq!(poll_pause(40), POLL_CAP);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::condition::{Change, Condition};
-use crate::cli::Format;
+use crate::render::Format;
 use crate::report::{CheckResult, Report, Status};
 
 /// Version of the `wait` JSON document (independent of `check`'s).
@@ -42,6 +42,10 @@ pub struct WaitReport {
     /// State changes beyond the timeline's limit, counted but not listed.
     pub timeline_dropped: usize,
     pub root_cause: Option<crate::report::RootCause>,
+    /// Set when answers showed that blocking queries do not work through this path (WAIT-007's
+    /// message): wait then polled, paced, instead of blocking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocking_queries: Option<String>,
     /// `check`'s report of the connection stages and wait's own checks (only on failure).
     pub diagnosis: Option<Report>,
 }
@@ -89,6 +93,10 @@ impl WaitReport {
                     self.description, self.requests, self.target
                 );
             }
+        }
+        if let (Some(note), None) = (&self.blocking_queries, &self.diagnosis) {
+            // With a diagnosis, WAIT-007 is one of its lines already.
+            let _ = writeln!(out, "note WAIT-007: {note}");
         }
         if !self.timeline.is_empty() {
             let _ = writeln!(out, "timeline:");

@@ -41,6 +41,7 @@ pub struct FaultServer {
     acceptor: Option<JoinHandle<()>>,
     handlers: Arc<Mutex<Vec<JoinHandle<()>>>>,
     recorded: Arc<Mutex<Vec<Recorded>>>,
+    silent: Arc<AtomicBool>,
 }
 
 /// One request received by [`FaultServer::http`].
@@ -76,6 +77,9 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub behavior: Behavior,
+    /// A header whose value cycles through a list, one value per response (for example an
+    /// `X-Consul-Index` that goes backwards).
+    pub cycle: Option<(String, Arc<Vec<String>>, Arc<std::sync::atomic::AtomicUsize>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -100,7 +104,7 @@ pub enum Behavior {
 impl Response {
     /// A normal response with no headers besides the framing ones.
     pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Response {
-        Response { status, headers: Vec::new(), body: body.into(), behavior: Behavior::Normal }
+        Response { status, headers: Vec::new(), body: body.into(), behavior: Behavior::Normal, cycle: None }
     }
 }
 
@@ -139,6 +143,13 @@ impl Route {
             Some(h) => h.1 = value.to_string(),
             None => headers.push((name.to_string(), value.to_string())),
         }
+        self
+    }
+
+    /// Answer with header `name` set to the next of `values` on each response, round and round.
+    pub fn with_header_cycle(mut self, name: &str, values: &[&str]) -> Route {
+        let values = values.iter().map(|v| v.to_string()).collect();
+        self.response.cycle = Some((name.to_string(), Arc::new(values), Arc::default()));
         self
     }
 
@@ -203,6 +214,11 @@ impl FaultServer {
         FaultServer::start_on(port, Mode::Http(routes))
     }
 
+    /// From now on the HTTP server reads every request and never answers (an agent that froze).
+    pub fn go_silent(&self) {
+        self.silent.store(true, Ordering::SeqCst);
+    }
+
     /// Every request the HTTP server received, in arrival order.
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.recorded).clone()
@@ -223,7 +239,8 @@ impl FaultServer {
         let stop = Arc::new(AtomicBool::new(false));
         let handlers = Arc::new(Mutex::new(Vec::new()));
         let recorded = Arc::new(Mutex::new(Vec::new()));
-        let ctx = Ctx { stop: stop.clone(), recorded: recorded.clone(), mode: Arc::new(mode) };
+        let silent = Arc::new(AtomicBool::new(false));
+        let ctx = Ctx { stop: stop.clone(), recorded: recorded.clone(), mode: Arc::new(mode), silent: silent.clone() };
         let acceptor = {
             let handlers = handlers.clone();
             thread::Builder::new()
@@ -231,7 +248,7 @@ impl FaultServer {
                 .spawn(move || accept_loop(listener, ctx, handlers))
                 .expect("spawn acceptor")
         };
-        FaultServer { addr, stop, acceptor: Some(acceptor), handlers, recorded }
+        FaultServer { addr, stop, acceptor: Some(acceptor), handlers, recorded, silent }
     }
 }
 
@@ -257,6 +274,7 @@ struct Ctx {
     stop: Arc<AtomicBool>,
     recorded: Arc<Mutex<Vec<Recorded>>>,
     mode: Arc<Mode>,
+    silent: Arc<AtomicBool>,
 }
 
 impl Ctx {
@@ -602,6 +620,10 @@ fn response_head(resp: &Response, framing: Option<&str>, close: bool) -> Vec<u8>
         head.push_str(f);
         head.push_str("\r\n");
     }
+    if let Some((name, values, next)) = &resp.cycle {
+        let n = next.fetch_add(1, Ordering::SeqCst);
+        head.push_str(&format!("{name}: {}\r\n", values[n % values.len()]));
+    }
     if close {
         head.push_str("Connection: close\r\n");
     }
@@ -658,6 +680,10 @@ fn serve_http(s: &TcpStream, routes: &[Route], ctx: &Ctx) {
             headers: req.headers.clone(),
         });
         if consumed_ok.is_err() {
+            return;
+        }
+        if ctx.silent.load(Ordering::SeqCst) {
+            drain(s, ctx);
             return;
         }
 

@@ -244,6 +244,29 @@ fn sigint_mid_probe_leaves_the_catalog_clean() {
 }
 
 #[test]
+fn a_probe_left_by_a_killed_doctor_is_reaped_by_its_agent_within_two_minutes() {
+    // kill -9: no cleanup runs. The probe's TTL check expires after 10 s, which starts Consul's
+    // deregister-critical clock (1m); the agent's reaper runs every 30 s. PRB-003 promises about
+    // 100 s (measured 87-90 s); before, a check created critical with a 10m TTL lived 690 s.
+    let (_server, client, secret) = blocked_sync();
+    let child = start_probe_and_wait_for_register(&client, &secret);
+    let registered = Instant::now();
+    let id = probe_ids(&client, Some(MASTER_TOKEN)).pop().expect("registered");
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGKILL);
+    }
+    let _ = child.wait_with_output();
+    assert_eq!(probe_ids(&client, Some(MASTER_TOKEN)), vec![id.clone()], "left behind by the kill");
+    while probe_ids(&client, Some(MASTER_TOKEN)).contains(&id) {
+        assert!(registered.elapsed() < Duration::from_secs(125), "{id} still registered after 125 s");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // The agent's own reaper removed it (1.8.7's log line), not anything else.
+    let reaped = format!("Check for service has been critical for too long; deregistered service: service={id}");
+    assert!(client.log().contains(&reaped), "{}", client.log());
+}
+
+#[test]
 fn agent_killed_mid_probe_names_the_leftover_id() {
     let (_server, client, secret) = blocked_sync();
     let child = start_probe_and_wait_for_register(&client, &secret);

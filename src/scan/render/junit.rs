@@ -12,8 +12,8 @@ use crate::scan::prune::Outcome;
 use crate::scan::report::ScanReport;
 
 /// `fail_on` decides what is a `<failure>`, so the CI report agrees with the exit code.
-pub fn render(r: &ScanReport, fail_on: crate::cli::FailOn) -> String {
-    let failing = |s: Status| s == Status::Fail || (s == Status::Warn && fail_on == crate::cli::FailOn::Warn);
+pub fn render(r: &ScanReport, fail_on: crate::report::FailOn) -> String {
+    let failing = |s: Status| s == Status::Fail || (s == Status::Warn && fail_on == crate::report::FailOn::Warn);
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let mut cases: Vec<(String, Vec<&crate::scan::judge::Finding>)> = Vec::new();
     if r.findings.iter().any(|f| f.service.is_empty()) || !r.scanned.complete {

@@ -4,10 +4,10 @@ pub mod human;
 pub mod json;
 pub mod junit;
 
-use crate::cli::Format;
+use crate::render::Format;
 use crate::scan::report::ScanReport;
 
-pub fn render(report: &ScanReport, format: Format, list_instances: bool, fail_on: crate::cli::FailOn) -> String {
+pub fn render(report: &ScanReport, format: Format, list_instances: bool, fail_on: crate::report::FailOn) -> String {
     match format {
         Format::Human => human::render(report, list_instances),
         Format::Json => json::render(report),

@@ -11,9 +11,9 @@ use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::Resolver;
 
-use crate::check::pipeline::{Ctx, StageFuture};
 use crate::codes;
 use crate::connection::Target;
+use crate::diagnosis::pipeline::{Ctx, StageFuture};
 use crate::report::CheckResult;
 
 pub const CHECKS: &[&str] = &["dns.resolve"];

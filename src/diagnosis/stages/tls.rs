@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use rustls::{AlertDescription, CertificateError};
 use tokio::io::AsyncWriteExt;
 
-use crate::check::pipeline::{Ctx, StageFuture};
 use crate::codes;
 use crate::connection::{Connection, Scheme, Target, TlsSettings};
+use crate::diagnosis::pipeline::{Ctx, StageFuture};
 use crate::report::CheckResult;
 use crate::transport::{self, read_some, rustls_error, ReadEnd, Sniff};
 

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::check::pipeline::{Ctx, StageFuture};
 use crate::codes;
 use crate::connection::evaluate;
+use crate::diagnosis::pipeline::{Ctx, StageFuture};
 use crate::inputs::Inputs;
 use crate::report::CheckResult;
 

@@ -1,4 +1,5 @@
-//! The stage table and its runner.
+//! The stage table and its runner. `check` runs the whole table; the other commands run the
+//! connection rows through [`crate::diagnosis::connect`].
 //!
 //! Stages run in dependency order; stages whose prerequisites are all done run concurrently.
 //! When a prerequisite fails, every check of the dependent stage is reported `skip` with
@@ -10,16 +11,18 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::Instant;
 
-use crate::check::stages;
 use crate::codes;
 use crate::connection::Connection;
 use crate::consul::SharedClient;
+use crate::diagnosis::stages;
 use crate::inputs::Inputs;
 use crate::report::{AgentSummary, CheckResult, Report, Status};
 use crate::transport::Sniff;
+
+pub use super::{connect, Connected, CONNECTION};
+pub use crate::join::join_all;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StageId {
@@ -221,11 +224,6 @@ impl Ctx<'_> {
     }
 }
 
-/// The stages that establish a usable, authorised connection to the agent: what every command
-/// needs before it asks its own questions, and what it reports when that fails.
-pub const CONNECTION: &[StageId] =
-    &[StageId::Config, StageId::Dns, StageId::Tcp, StageId::Tls, StageId::Api, StageId::Leader, StageId::Acl];
-
 /// Stage names of the commands other than `check` (their codes' `stage`): `wait`.
 pub const COMMAND_STAGES: &[&str] = &["wait", "scan"];
 
@@ -242,8 +240,8 @@ pub async fn run(inputs: &Inputs) -> Report {
 }
 
 /// Runs only the `wanted` stages (in table order, with the same skip propagation); the others
-/// are left out of the report entirely. Other commands use it with [`CONNECTION`] to get a
-/// diagnosed client before they ask their own questions.
+/// are left out of the report entirely. [`connect`] uses it with [`CONNECTION`] to give the
+/// other commands a diagnosed client before they ask their own questions.
 pub async fn run_stages(inputs: &Inputs, wanted: &[StageId]) -> Outcome {
     run_stages_until(inputs, wanted, tokio::time::Instant::now() + inputs.deadline).await
 }
@@ -387,49 +385,8 @@ pub async fn run_stages_until(inputs: &Inputs, wanted: &[StageId], deadline: tok
     Outcome { report, facts }
 }
 
-/// What a command gets from [`connect`]: the diagnosed client, or the report naming why there
-/// is none (connection stages in `check`'s shape, root cause first).
-pub enum Connected {
-    Ready { client: SharedClient, outcome: Outcome },
-    Failed(Outcome),
-}
-
-/// Runs the connection stages and hands out the API client when none of them failed: the one
-/// way every command other than `check` gets a client (same inputs, same diagnosis, same codes).
-/// Warnings (a cleartext token, an even server count) do not stop a command.
-pub async fn connect(inputs: &Inputs) -> Connected {
-    let outcome = run_stages(inputs, CONNECTION).await;
-    match (&outcome.facts.client, outcome.report.status) {
-        (Some(client), s) if s != Status::Fail => Connected::Ready { client: client.clone(), outcome },
-        _ => Connected::Failed(outcome),
-    }
-}
-
 fn fmt_dur(d: std::time::Duration) -> String {
     crate::duration::format_go(d.as_nanos() as i64)
-}
-
-/// Polls every future until all are done; results in input order.
-pub async fn join_all<F: Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in futures.iter_mut().enumerate() {
-            if outputs[i].is_none() {
-                match Pin::new(f).poll(cx) {
-                    Poll::Ready(v) => outputs[i] = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().map(|o| o.expect("every future completed")).collect()
 }
 
 #[cfg(test)]

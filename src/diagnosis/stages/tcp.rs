@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::check::pipeline::{join_all, Ctx, StageFuture};
 use crate::codes;
 use crate::connection::{Connection, Scheme, Target};
+use crate::diagnosis::pipeline::{join_all, Ctx, StageFuture};
 use crate::report::CheckResult;
 use crate::transport::{self, ConnectFailure, Sniff};
 

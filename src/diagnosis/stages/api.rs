@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::check::pipeline::{Ctx, StageFuture};
 use crate::codes;
 use crate::consul::{ConsulClient, HttpFailure, Reply};
+use crate::diagnosis::pipeline::{Ctx, StageFuture};
 use crate::report::CheckResult;
 
 pub const CHECKS: &[&str] = &["api.agent", "api.datacenter"];
@@ -186,7 +186,7 @@ pub fn judge_agent_self(
     let body = r.snippet();
     match r.status {
         200..=299 => {
-            let parsed: Result<Value, _> = serde_json::from_slice(&r.body);
+            let parsed: Result<Value, _> = crate::jsonclip::from_slice(&r.body);
             match parsed {
                 Ok(v) => match AgentSelf::from_json(&v) {
                     Some(a) => {
@@ -325,7 +325,7 @@ pub fn judge_enterprise_inputs(
     if a.version.contains("+ent") {
         return None;
     }
-    let v = crate::check::stages::version::parse_version(&a.version)?;
+    let v = crate::diagnosis::stages::version::parse_version(&a.version)?;
     let mut set = Vec::new();
     if let Some(ns) = namespace {
         set.push(format!("CONSUL_NAMESPACE={ns} (Consul answers 400: Bad request: Invalid query parameter: \"ns\" - Namespaces are a Consul Enterprise feature)"));

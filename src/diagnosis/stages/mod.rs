@@ -76,7 +76,7 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
             let location = r.header("location").map(|l| format!(", redirect to {l}")).unwrap_or_default();
             Answer::Unusable(format!("{method_path} answered {}{location} \"{}\"", r.status, r.snippet()))
         }
-        Ok(r) => match serde_json::from_slice::<T>(&r.body) {
+        Ok(r) => match crate::jsonclip::from_slice::<T>(&r.body) {
             Ok(v) => Answer::Ok(v),
             Err(e) => Answer::Unusable(format!(
                 "{method_path} returned a body that is not the JSON Consul sends ({e}): \"{}\"",

@@ -5,8 +5,8 @@
 
 use serde_json::Value;
 
-use crate::check::pipeline::{Ctx, StageFuture};
 use crate::codes;
+use crate::diagnosis::pipeline::{Ctx, StageFuture};
 use crate::report::CheckResult;
 
 pub const CHECKS: &[&str] = &["version.members", "version.definition", "version.go_mod"];
@@ -117,7 +117,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         let script_checks = agent.as_ref().and_then(|a| a.script_checks);
         results.extend(judge_definitions(&services, agent_version.as_deref(), script_checks));
         let servers: Vec<String> = match &reply {
-            Ok(r) => serde_json::from_slice::<Value>(&r.body)
+            Ok(r) => crate::jsonclip::from_slice::<Value>(&r.body)
                 .ok()
                 .as_ref()
                 .and_then(parse_members)

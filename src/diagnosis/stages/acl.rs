@@ -8,9 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::check::pipeline::{Ctx, StageFuture};
 use crate::codes;
 use crate::consul::{HttpFailure, Reply};
+use crate::diagnosis::pipeline::{Ctx, StageFuture};
 use crate::report::CheckResult;
 
 pub const CHECKS: &[&str] = &["acl.token", "acl.service"];
@@ -470,7 +470,7 @@ pub fn judge_token_self(
         };
     }
     if r.status == 200 {
-        let v: Value = match serde_json::from_slice(&r.body) {
+        let v: Value = match crate::jsonclip::from_slice(&r.body) {
             Ok(v) => v,
             Err(e) => {
                 return Judged::Done(CheckResult::finding(

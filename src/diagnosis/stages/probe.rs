@@ -129,8 +129,17 @@ async fn probe(
     out
 }
 
+/// How long the probe's TTL check runs before it expires. A check created critical does not
+/// start Consul's deregister-critical clock (Consul 1.8.7 starts it when the check is next
+/// updated to critical, here when the TTL expires), so a leftover probe is reaped by its agent
+/// after this TTL, plus [`PROBE_REAP_AFTER`], plus up to one 30 s reaper pass: measured on a real
+/// 1.8.7 agent, 87 s after registration (benches/probe_leftover.sh).
+pub const PROBE_TTL: &str = "10s";
+/// `DeregisterCriticalServiceAfter` of the probe's check: Consul's minimum.
+pub const PROBE_REAP_AFTER: &str = "1m";
+
 /// The probe's registration body: the definition's shape, the probe's ID and meta, and a TTL
-/// check that stays critical (never routed to) and lets the agent reap it after a minute.
+/// check that stays critical (never routed to) and lets the agent reap it within about 100 s.
 pub fn body_for(def: &ServiceDef, name: &str, id: &str) -> Value {
     let mut meta: Map<String, Value> =
         def.meta.iter().filter(|(k, _)| k != "consul_doctor").map(|(k, v)| (k.clone(), json!(v))).collect();
@@ -143,9 +152,9 @@ pub fn body_for(def: &ServiceDef, name: &str, id: &str) -> Value {
         "Check": {
             "CheckID": format!("{id}:ttl"),
             "Name": "consul-doctor probe (stays critical, never routed to)",
-            "TTL": "10m",
+            "TTL": PROBE_TTL,
             "Status": "critical",
-            "DeregisterCriticalServiceAfter": "1m"
+            "DeregisterCriticalServiceAfter": PROBE_REAP_AFTER
         }
     });
     if let Some(a) = def.address.as_ref().filter(|a| !a.is_empty()) {
@@ -270,7 +279,7 @@ fn leftover(id: &str, why: &str, client: &SharedClient) -> CheckResult {
         "probe.cleanup",
         format!("probe {id} may be left behind: {why}"),
         format!(
-            "remove it: consul services deregister -id {id} (against the same agent), or curl -X PUT {}; while the agent runs it also removes it by itself about a minute after registration (its check stays critical, DeregisterCriticalServiceAfter 1m)",
+            "remove it: consul services deregister -id {id} (against the same agent), or curl -X PUT {}; while the agent runs it also removes it by itself within about 100 s of registration (its check stays critical: the {PROBE_TTL} TTL expires, then DeregisterCriticalServiceAfter {PROBE_REAP_AFTER}, then the agent's next 30 s reaper pass)",
             client.url(&format!("/v1/agent/service/deregister/{id}"))
         ),
     )
