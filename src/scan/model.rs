@@ -507,7 +507,18 @@ impl Builder {
     fn add_service(&mut self, node: usize, s: WireService, checks: Vec<Check>) {
         let address = if s.address.is_empty() { self.catalog.nodes[node].address.clone() } else { s.address };
         let service = self.intern(s.service);
-        let owner = match self.owner(service_owner(&s.meta)) {
+        let found = service_owner(&s.meta).or_else(|| {
+            // consul-lambda-registrator (hashicorp/terraform-aws-consul-lambda
+            // consul-lambda/consul-lambda-registrator/upsert_event.go): tag on an external node.
+            s.tags.iter().any(|t| t == "managed-by-lambda-registrator").then(|| {
+                (
+                    OwnerKind::Other,
+                    "consul-lambda-registrator".to_string(),
+                    "service tag managed-by-lambda-registrator".to_string(),
+                )
+            })
+        });
+        let owner = match self.owner(found) {
             Some(o) => Some(o),
             None => self.catalog.nodes[node].owner.clone(),
         };

@@ -43,8 +43,8 @@ An instance is removed only when ALL of these hold:
 Never removed: an instance with any passing or warning check of its own; one in maintenance
 (_service_maintenance:<id>, _node_maintenance); anything an owner keeps (consul-esm node meta
 external-node; consul-k8s service meta managed-by / node meta synthetic-node; consul-k8s catalog
-sync and Nomad external-source; consul-ecs source; any other managed-by / external-source /
-synthetic-node mark); instances imported from a cluster peer (PeerName); an entry without a
+sync and Nomad external-source; consul-ecs source; consul-lambda-registrator's tag; any other
+managed-by / external-source / synthetic-node mark); instances imported from a cluster peer (PeerName); an entry without a
 ServiceID or node name (an empty ServiceID deregisters the whole node); nothing at all when the
 scan is incomplete (hidden from the token, unreadable, or /v1/agent/members unreadable), nor when
 --datacenter names another datacenter's nodes as gone.
@@ -955,6 +955,15 @@ mod tests {
             "Services": [{"ID": "_nomad-task-1", "Service": "api", "Port": 80, "Meta": {"external-source": "nomad"}}],
             "Checks": [check("c", "_nomad-task-1", "critical"), check("serfHealth", "", "critical")]}]);
         kept(one(&catalog(nomad, members("n1", FAILED))), "Nomad");
+        // consul-lambda-registrator (hashicorp/terraform-aws-consul-lambda
+        // consul-lambda/consul-lambda-registrator/upsert_event.go): external node, service tag.
+        let lambda = json!([{"Node": "lambdas", "Address": "127.0.0.1", "Meta": {"external-node": "true", "external-probe": "true"},
+            "Services": [{"ID": "payments", "Service": "payments", "Tags": ["managed-by-lambda-registrator"]}],
+            "Checks": [check("c", "payments", "critical")]}]);
+        kept(
+            one(&catalog(lambda, Some(json!([])))),
+            "consul-lambda-registrator (service tag managed-by-lambda-registrator)",
+        );
     }
 
     #[test]
