@@ -569,10 +569,17 @@ fn duplicates(
     agent_side: &mut Vec<(usize, &'static str)>,
     findings: &mut Findings,
 ) {
-    let mut groups: HashMap<(&str, &str, i64), Vec<usize>> = HashMap::new();
+    // Keyed by partition and namespace too: the same address:port in two namespaces is two
+    // services, not a duplicate.
+    type Key<'a> = (&'a str, &'a str, i64, &'a str, &'a str);
+    let mut groups: HashMap<Key, Vec<usize>> = HashMap::new();
     for (n, i) in cat.instances.iter().enumerate() {
-        if i.port > 0 && !i.address.is_empty() && i.peer.is_empty() && cat.nodes[i.node].peer.is_empty() {
-            groups.entry((&i.service, i.address.as_str(), i.port)).or_default().push(n);
+        let node = &cat.nodes[i.node];
+        if i.port > 0 && !i.address.is_empty() && i.peer.is_empty() && node.peer.is_empty() {
+            groups
+                .entry((&i.service, i.address.as_str(), i.port, i.namespace.as_str(), node.partition.as_str()))
+                .or_default()
+                .push(n);
         }
     }
     let mut groups: Vec<Vec<usize>> = groups.into_values().filter(|g| g.len() > 1).collect();
@@ -1049,5 +1056,24 @@ mod tests {
         );
         let cat = b.finish();
         assert!(std::sync::Arc::ptr_eq(&cat.instances[0].service, &cat.instances[2].service));
+    }
+
+    #[test]
+    fn the_same_address_in_two_namespaces_is_not_a_duplicate() {
+        // Enterprise: EnterpriseMeta squashed into the service (hashicorp/consul
+        // agent/structs/structs.go NodeService), so `Namespace` sits beside `ID`.
+        let mut b = Builder::default();
+        for n in serde_json::from_value::<Vec<crate::scan::model::UiNode>>(serde_json::json!([
+            {"Node": "n1", "Address": "10.0.0.1",
+             "Services": [{"ID": "web-1", "Service": "web", "Port": 80, "Namespace": "team-a"},
+                          {"ID": "web-1", "Service": "web", "Port": 80, "Namespace": "team-b"}],
+             "Checks": [{"CheckID": "serfHealth", "ServiceID": "", "Status": "passing"}]}
+        ]))
+        .unwrap()
+        {
+            b.add_ui_node(n);
+        }
+        let j = judge(&b.finish(), &JudgeOptions::default());
+        assert!(!codes_of(&j).contains(&"SCN-004"), "{:#?}", j.findings);
     }
 }

@@ -219,6 +219,7 @@ async fn scan(
             grace,
             grace_text: options.grace.clone(),
             observed: tokio::time::Instant::now(),
+            deadline,
         },
     );
     let instances = options.list_instances.then(|| {

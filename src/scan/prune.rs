@@ -411,6 +411,8 @@ pub struct PlanOptions<'a> {
     pub grace_text: String,
     /// When the catalog was read: the first observation of every gone node.
     pub observed: tokio::time::Instant,
+    /// The run's deadline (a grace period ending after it cannot be waited for).
+    pub deadline: tokio::time::Instant,
 }
 
 /// What `--prune` would deregister, what it keeps of what looked stale (and why), and the
@@ -425,7 +427,12 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
             Verdict::Remove { reason, after_grace } => {
                 let not_before = after_grace.then(|| o.observed + o.grace);
                 let reason = if after_grace {
-                    format!("{reason}; first seen gone by this run, removed only if still gone with the same serfHealth after the {} grace period", o.grace_text)
+                    let late = if o.observed + o.grace >= o.deadline {
+                        " (the run deadline comes first: give a --deadline longer than --grace, or it is not attempted)"
+                    } else {
+                        ""
+                    };
+                    format!("{reason}; first seen gone by this run, removed only if still gone with the same serfHealth after the {} grace period{late}", o.grace_text)
                 } else {
                     reason
                 };
@@ -1060,6 +1067,7 @@ mod tests {
                 grace: Duration::from_secs(600),
                 grace_text: "10m".into(),
                 observed: tokio::time::Instant::now(),
+                deadline: tokio::time::Instant::now() + Duration::from_secs(60),
             },
         );
         assert_eq!(p.actions.len(), 1);
