@@ -116,11 +116,13 @@ pub struct Node {
 }
 
 impl Node {
-    /// `name`, or `peer/partition/name` when it is not a plain local node.
+    /// `name`, or `peer/partition/name` when it is not a local node of the default partition.
     pub fn key(&self) -> String {
-        match (self.peer.is_empty(), self.partition.is_empty()) {
-            (true, true) => self.name.clone(),
-            _ => format!("{}/{}/{}", self.peer, self.partition, self.name),
+        let default_partition = self.partition.is_empty() || self.partition == "default";
+        if self.peer.is_empty() && default_partition {
+            self.name.clone()
+        } else {
+            format!("{}/{}/{}", self.peer, self.partition, self.name)
         }
     }
 }
