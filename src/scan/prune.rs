@@ -423,6 +423,15 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
     let mut kept_by_clause: std::collections::BTreeMap<&'static str, usize> = Default::default();
     for (n, i) in cat.instances.iter().enumerate() {
         let node = &cat.nodes[i.node];
+        // "Looked stale": judged stale, or not passing on a node without a live agent, or every
+        // own check critical. Only these can be removed (Remove needs the last) or be listed as
+        // kept, so the verdict (and its wording) is computed for them alone.
+        let own_critical = !i.checks.is_empty() && i.checks.iter().all(|c| c.status == Health::Critical);
+        let off_agent = judged.states.get(i.node).is_some_and(|s| *s != NodeState::Alive)
+            && crate::scan::judge::instance_health(cat, i) != Health::Passing;
+        if !(judged.stale.get(n).copied().unwrap_or(false) || off_agent || own_critical) {
+            continue;
+        }
         match verdict(cat, i, o.incomplete.as_deref()) {
             Verdict::Remove { reason, after_grace } => {
                 let not_before = after_grace.then(|| o.observed + o.grace);
@@ -457,16 +466,8 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
                 });
             }
             Verdict::Keep { clause, why: reason } => {
-                // "Looked stale": judged stale, or not passing on a node without a live agent,
-                // or every own check critical.
-                let own_critical = !i.checks.is_empty() && i.checks.iter().all(|c| c.status == Health::Critical);
-                let off_agent = judged.states.get(i.node).is_some_and(|s| *s != NodeState::Alive)
-                    && crate::scan::judge::instance_health(cat, i) != Health::Passing;
-                if judged.stale.get(n).copied().unwrap_or(false) || off_agent || own_critical {
-                    *kept_by_clause.entry(clause).or_insert(0) += 1;
-                    if kept.len() >= KEPT_LISTED {
-                        continue;
-                    }
+                *kept_by_clause.entry(clause).or_insert(0) += 1;
+                if kept.len() < KEPT_LISTED {
                     kept.push(Kept {
                         service: i.service.to_string(),
                         node: node.key(),
