@@ -105,7 +105,9 @@ pub fn run(raw: args::ScanRaw) -> ExitStatus {
             });
         if go {
             // Every instance is re-read (consistently) and re-judged right before its write, so
-            // the plan shown at the question is re-checked whatever time the answer took.
+            // the plan shown at the question is re-checked whatever time the answer took. Time
+            // spent at the question is a person's, not the network's: --deadline starts again.
+            let deadline = if options.yes { deadline } else { tokio::time::Instant::now() + inputs.deadline };
             let (failures, interrupted) =
                 runtime.block_on(prune::execute(&client, &mut report.prune, deadline, interrupted()));
             report.findings.extend(failures);
