@@ -600,6 +600,33 @@ fn two_prunes_at_once_and_a_question_answered_after_the_catalog_changed() {
     assert_eq!(code, 0, "{shown}");
     assert!(shown.contains("\"mode\": \"declined\""), "{shown}");
     assert_eq!(dump(&a, None), before, "nothing deregistered after n");
+
+    // An answer given after --deadline has passed: the time at the question is the operator's,
+    // the deregistrations get their own --deadline (and are still re-checked first).
+    let late = dir.path().join("late.json");
+    let mut slow = Terminal::start(&[
+        "scan",
+        "--http-addr",
+        &a.http_addr(),
+        "--service",
+        "race",
+        "--prune",
+        "--grace",
+        "0s",
+        "--deadline",
+        "2s",
+        "--format",
+        "json",
+        "-o",
+        &late.display().to_string(),
+    ]);
+    slow.wait_for("[y/N]");
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, shown) = slow.answer("y\n");
+    assert_eq!(code, 0, "{shown}");
+    let late: Value = serde_json::from_str(&std::fs::read_to_string(&late).unwrap()).unwrap();
+    assert_eq!(action(&late, "race-3")["outcome"], "removed", "{:#}", late["prune"]);
+    removed_exactly(&before, &dump(&a, None), &[("race-c", "race-3")]);
 }
 
 #[test]
