@@ -20,7 +20,7 @@ use crate::codes;
 use crate::consul::{dc_query, urlencode, ConsulClient, Reply};
 use crate::report::CheckResult;
 use crate::scan::judge::Finding;
-use crate::scan::model::{Builder, Catalog, HealthEntry, Membership, UiNode, WireMember};
+use crate::scan::model::{Builder, Catalog, HealthEntry, Membership, UiNodesInto, WireMember};
 
 /// A segment no rule names, to learn what the token may read by default.
 const PROBE: &str = "consul-doctor-scan-probe-7f3c";
@@ -191,14 +191,21 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
     if o.wanted.is_empty() {
         progress.show("reading the catalog (/v1/internal/ui/nodes)…");
         let nodes_path = format!("/v1/internal/ui/nodes{dcq}");
-        let (nodes, members) = tokio::join!(get_list::<Vec<UiNode>>(client, &nodes_path), members);
+        let (nodes, members) = tokio::join!(get_list::<UiNodesInto>(client, &nodes_path), members);
         endpoints.push(format!("GET {nodes_path}"));
         if o.same_dc {
             endpoints.push(format!("GET {members_path}"));
         }
+        let nodes = match nodes {
+            Ok(UiNodesInto(built)) => {
+                b = built;
+                Ok(())
+            }
+            Err(f) => Err(f),
+        };
         set_members(&mut b, &mut problems, members);
         match nodes {
-            Ok(nodes) => nodes.into_iter().for_each(|n| b.add_ui_node(n)),
+            Ok(()) => {}
             Err(f) if matches!(f.status, Some(403) | Some(404) | Some(405)) => {
                 crate::log::debug(format!("falling back to one request per service: {}", f.what));
                 let services_path = format!("/v1/catalog/services{dcq}");

@@ -134,7 +134,9 @@ pub struct Findings {
 
 impl Findings {
     pub fn push(&mut self, f: Finding) {
-        if let (Some(code), Some(_)) = (f.result.code, &f.service_id) {
+        // Instance- and group-level findings (they name an instance or an address) are capped;
+        // service-wide ones are bounded by the number of services.
+        if let (Some(code), true) = (f.result.code, f.service_id.is_some() || f.address.is_some()) {
             let e = self.per_code.entry(code).or_default();
             e.0 += 1;
             if e.0 > LISTED_PER_CODE {
@@ -570,20 +572,31 @@ fn duplicates(
     findings: &mut Findings,
 ) {
     // Keyed by partition and namespace too: the same address:port in two namespaces is two
-    // services, not a duplicate.
-    type Key<'a> = (&'a str, &'a str, i64, &'a str, &'a str);
-    let mut groups: HashMap<Key, Vec<usize>> = HashMap::new();
-    for (n, i) in cat.instances.iter().enumerate() {
-        let node = &cat.nodes[i.node];
-        if i.port > 0 && !i.address.is_empty() && i.peer.is_empty() && node.peer.is_empty() {
-            groups
-                .entry((&i.service, i.address.as_str(), i.port, i.namespace.as_str(), node.partition.as_str()))
-                .or_default()
-                .push(n);
+    // services, not a duplicate. Grouped by sorting indices (no map over every instance).
+    let key = |n: u32| {
+        let i = &cat.instances[n as usize];
+        (&*i.service, i.address.as_str(), i.port, i.namespace.as_str(), cat.nodes[i.node].partition.as_str())
+    };
+    let mut order: Vec<u32> = (0..cat.instances.len() as u32)
+        .filter(|&n| {
+            let i = &cat.instances[n as usize];
+            i.port > 0 && !i.address.is_empty() && i.peer.is_empty() && cat.nodes[i.node].peer.is_empty()
+        })
+        .collect();
+    order.sort_unstable_by(|a, b| key(*a).cmp(&key(*b)).then(a.cmp(b)));
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && key(order[end]) == key(order[start]) {
+            end += 1;
         }
+        if end - start > 1 {
+            groups.push(order[start..end].iter().map(|&n| n as usize).collect());
+        }
+        start = end;
     }
-    let mut groups: Vec<Vec<usize>> = groups.into_values().filter(|g| g.len() > 1).collect();
-    groups.sort();
+    drop(order);
     for group in groups {
         let live = |n: &usize| states[cat.instances[*n].node] == NodeState::Alive;
         let passing_live: Vec<usize> =
@@ -670,8 +683,8 @@ fn dns(cat: &Catalog, findings: &mut Findings) {
     for i in &cat.instances {
         let t = tags.entry(&i.service).or_default();
         for tag in &i.tags {
-            if !t.contains(&tag.as_str()) {
-                t.push(tag.as_str());
+            if !t.contains(&&**tag) {
+                t.push(&**tag);
             }
         }
     }
@@ -985,7 +998,6 @@ mod tests {
         let node = Node { name: "n".into(), address: "10.0.0.1".into(), ..Default::default() };
         let check = |id: &str, d: Deregister| Check {
             id: id.into(),
-            name: String::new(),
             status: Health::Critical,
             output: String::new(),
             deregister: d,

@@ -55,7 +55,6 @@ pub enum Deregister {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
     pub id: String,
-    pub name: String,
     pub status: Health,
     pub output: String,
     pub deregister: Deregister,
@@ -137,7 +136,8 @@ pub struct Instance {
     /// `Service.Address`, or the node's address when that is empty (what DNS answers).
     pub address: String,
     pub port: i64,
-    pub tags: Vec<String>,
+    /// Interned like service names.
+    pub tags: Vec<Arc<str>>,
     pub create_index: u64,
     pub modify_index: u64,
     pub checks: Vec<Check>,
@@ -216,8 +216,6 @@ where
 pub struct WireCheck {
     #[serde(rename = "CheckID", default)]
     id: String,
-    #[serde(rename = "Name", default)]
-    name: String,
     #[serde(rename = "Status", default)]
     status: String,
     #[serde(rename = "Output", default, deserialize_with = "null_default")]
@@ -243,18 +241,18 @@ impl WireCheck {
                 _ => Deregister::Never,
             }
         };
-        let mut output: String = self.output.trim().chars().take(OUTPUT_KEPT).collect();
-        if self.output.trim().chars().count() > OUTPUT_KEPT {
-            output.push('…');
-        }
-        let check = Check {
-            id: self.id,
-            name: self.name,
-            status: Health::parse(&self.status),
-            output,
-            deregister,
-            modify_index: self.modify_index,
+        let status = Health::parse(&self.status);
+        // A passing check's output says nothing the judges use: not kept (a scan holds millions).
+        let output = if status == Health::Passing {
+            String::new()
+        } else {
+            let mut output: String = self.output.trim().chars().take(OUTPUT_KEPT).collect();
+            if self.output.trim().chars().count() > OUTPUT_KEPT {
+                output.push('…');
+            }
+            output
         };
+        let check = Check { id: self.id, status, output, deregister, modify_index: self.modify_index };
         (self.service_id, check)
     }
 }
@@ -302,6 +300,30 @@ pub struct UiNode {
     pub(crate) services: Vec<WireService>,
     #[serde(rename = "Checks", default, deserialize_with = "null_default")]
     pub(crate) checks: Vec<WireCheck>,
+}
+
+/// `/v1/internal/ui/nodes` decoded straight into a [`Builder`], one node at a time: the list is
+/// never held whole (a million nodes would be gigabytes of decoded wire structs).
+pub struct UiNodesInto(pub Builder);
+
+impl<'de> Deserialize<'de> for UiNodesInto {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Nodes;
+        impl<'de> serde::de::Visitor<'de> for Nodes {
+            type Value = UiNodesInto;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of nodes")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UiNodesInto, A::Error> {
+                let mut b = Builder::default();
+                while let Some(n) = seq.next_element::<UiNode>()? {
+                    b.add_ui_node(n);
+                }
+                Ok(UiNodesInto(b))
+            }
+        }
+        d.deserialize_seq(Nodes)
+    }
 }
 
 /// `/v1/catalog/node/<node>` (hashicorp/consul `agent/structs/structs.go` `NodeServices`):
@@ -520,6 +542,7 @@ impl Builder {
                 )
             })
         });
+        let tags: Vec<Arc<str>> = s.tags.into_iter().map(|t| self.intern(t)).collect();
         let owner = match self.owner(found) {
             Some(o) => Some(o),
             None => self.catalog.nodes[node].owner.clone(),
@@ -530,7 +553,7 @@ impl Builder {
             node,
             address,
             port: s.port,
-            tags: s.tags,
+            tags,
             create_index: s.create_index,
             modify_index: s.modify_index,
             checks,
