@@ -27,7 +27,8 @@ use crate::secret::Secret;
                   with a concrete fix; wait is the deploy gate; scan checks the whole catalog. \
                   Read-only: nothing in the cluster changes, except the two writes a flag asks for \
                   (check --probe-register: one throwaway canary registration, removed again; \
-                  scan --prune: deregisters what is safe to remove)."
+                  scan --prune: deregisters what is safe to remove). Flags may be written as in the \
+                  Consul CLI, with one dash (-http-addr=127.0.0.1:8500, -token-file PATH)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -110,6 +111,7 @@ pub enum SkippableStage {
     Sync,
     Version,
     Discovery,
+    Mesh,
 }
 
 impl SkippableStage {
@@ -120,6 +122,7 @@ impl SkippableStage {
             SkippableStage::Sync => "sync",
             SkippableStage::Version => "version",
             SkippableStage::Discovery => "discovery",
+            SkippableStage::Mesh => "mesh",
         }
     }
 }
@@ -168,6 +171,12 @@ pub struct ConnectionArgs {
     /// Datacenter to query (default: the agent's own)
     #[arg(long, value_name = "DC", help_heading = "Consul connection")]
     pub datacenter: Option<String>,
+    /// Consul Enterprise namespace of every request (?ns=; default: the token's or "default")
+    #[arg(long, env = "CONSUL_NAMESPACE", value_name = "NS", help_heading = "Consul connection")]
+    pub namespace: Option<String>,
+    /// Consul Enterprise admin partition of every request (?partition=; default: the agent's)
+    #[arg(long, env = "CONSUL_PARTITION", value_name = "PARTITION", help_heading = "Consul connection")]
+    pub partition: Option<String>,
 }
 
 /// Flags of `check`. No `Debug`: the token must never be printable.
@@ -206,6 +215,9 @@ pub struct CheckArgs {
     /// go.mod of the application, to report its github.com/hashicorp/consul/api version
     #[arg(long, value_name = "PATH", help_heading = "Service to register")]
     pub go_mod: Option<PathBuf>,
+    /// The --service is imported from this cluster peer: judge what consumers here see (?peer=)
+    #[arg(long, value_name = "PEER", help_heading = "Service to register")]
+    pub peer: Option<String>,
 
     /// Resolve the agent host through this DNS server (IP or IP:PORT) instead of the system's
     #[arg(long, value_name = "IP:PORT", help_heading = "Diagnosis")]
@@ -228,8 +240,6 @@ pub struct CheckArgs {
     /// a note (its check will be critical until the app answers), not a failure
     #[arg(long, help_heading = "Diagnosis")]
     pub pre_start: bool,
-    /// Deadline of the whole invocation, --wait included (Go duration syntax) [with --wait:
-    /// the wait plus 30s]
     /// Consul DNS to ask in the discovery stage (default: the agent's DNS interface from /v1/agent/self)
     #[arg(long, value_name = "IP:PORT", help_heading = "Diagnosis")]
     pub consul_dns: Option<String>,
@@ -240,6 +250,11 @@ pub struct CheckArgs {
     /// Name to probe under instead of the service's own (needs --probe-register)
     #[arg(long, value_name = "NAME", help_heading = "Diagnosis")]
     pub probe_name: Option<String>,
+    /// A mesh consumer: the mesh stage checks that intentions let NAME call the service
+    #[arg(long = "from", value_name = "NAME", help_heading = "Diagnosis")]
+    pub mesh_from: Option<String>,
+    /// Deadline of the whole invocation, --wait included (Go duration syntax) [with --wait:
+    /// the wait plus 30s]
     #[arg(long, default_value = "30s", value_name = "DURATION", help_heading = "Diagnosis")]
     pub deadline: String,
 
@@ -247,7 +262,7 @@ pub struct CheckArgs {
     #[arg(long, value_enum, default_value_t = Format::Human, help_heading = "Output")]
     pub format: Format,
     /// Write the report to this file instead of standard output
-    #[arg(long, short = 'o', value_name = "PATH", help_heading = "Output")]
+    #[arg(long, short = 'o', value_name = "PATH", value_parser = output_path, help_heading = "Output")]
     pub output: Option<PathBuf>,
     /// Lowest status that makes the exit code 1
     #[arg(long, value_enum, default_value_t = FailOn::Fail, help_heading = "Output")]
@@ -278,6 +293,9 @@ pub struct WaitArgs {
     /// Only instances on this node count
     #[arg(long, value_name = "NODE", help_heading = "Condition")]
     pub node: Option<String>,
+    /// The service is imported from this cluster peer: wait for what consumers here see (?peer=)
+    #[arg(long, value_name = "PEER", help_heading = "Condition")]
+    pub peer: Option<String>,
     /// How many matching instances must have all checks passing
     #[arg(long, default_value_t = 1, value_name = "N", help_heading = "Condition")]
     pub min_passing: usize,
@@ -287,6 +305,10 @@ pub struct WaitArgs {
     /// Wait until the --id instance (or every instance on --node) has left the catalog
     #[arg(long, help_heading = "Condition")]
     pub gone: bool,
+    /// Service mesh: an instance counts only when its sidecar proxy passes too and
+    /// /v1/health/connect/NAME?passing lists it
+    #[arg(long, conflicts_with_all = ["gone", "registered"], help_heading = "Condition")]
+    pub connect: bool,
 
     /// Resolve the agent host through this DNS server (IP or IP:PORT) instead of the system's
     #[arg(long, value_name = "IP:PORT", help_heading = "Diagnosis")]
@@ -302,7 +324,7 @@ pub struct WaitArgs {
     #[arg(long, value_enum, default_value_t = Format::Human, help_heading = "Output")]
     pub format: Format,
     /// Write the report to this file instead of standard output
-    #[arg(long, short = 'o', value_name = "PATH", help_heading = "Output")]
+    #[arg(long, short = 'o', value_name = "PATH", value_parser = output_path, help_heading = "Output")]
     pub output: Option<PathBuf>,
     /// When to colour output (NO_COLOR and CLICOLOR_FORCE are honoured in auto)
     #[arg(long, value_enum, default_value_t = ColorMode::Auto, help_heading = "Output")]
@@ -328,7 +350,12 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let matches = command().try_get_matches_from(args)?;
+    let cmd = command();
+    let args = consul_style(&cmd, args.into_iter().map(Into::into).collect());
+    let matches = match cmd.try_get_matches_from(&args) {
+        Ok(m) => m,
+        Err(err) => return Err(help_alone(err, &args)),
+    };
     let cli = Cli::from_arg_matches(&matches)?;
     Ok(match cli.command {
         Command::Explain { code } => Parsed::Explain { code },
@@ -349,7 +376,171 @@ where
     })
 }
 
-fn source_of(m: &ArgMatches, id: &str, env: Option<&'static str>) -> Source {
+/// The Consul CLI's spelling of flags, as Go's flag package reads them: `-flag`, `-flag value`,
+/// `-flag=value` (and `--flag`) are one flag, and a boolean takes `-flag=true|false`. Clap reads a
+/// single dash as short flags (`-http-addr=…` would be `-h` + more: help and exit 0), so every
+/// single-dash word whose name is a long option of the command at hand is rewritten to two
+/// dashes first. A word that is exactly a short flag (`-o`, `-v`, `-h`) keeps its meaning, as do
+/// clusters of them (`-vo FILE`); values (the word after a flag that takes one) and everything
+/// after `--` are left alone.
+pub fn consul_style(root: &clap::Command, args: Vec<OsString>) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut cmd = root;
+    let mut iter = args.into_iter();
+    out.extend(iter.next());
+    let mut value_next = false;
+    let mut rest = false;
+    for arg in iter {
+        let Some(text) = arg.to_str().map(str::to_string) else {
+            out.push(arg);
+            value_next = false;
+            continue;
+        };
+        if rest || value_next {
+            out.push(arg);
+            value_next = false;
+            continue;
+        }
+        if text == "--" {
+            rest = true;
+            out.push(arg);
+            continue;
+        }
+        let dashes = if text.starts_with("--") {
+            2
+        } else if text.starts_with('-') && text.len() > 1 {
+            1
+        } else {
+            0
+        };
+        if dashes == 0 {
+            if let Some(sub) = cmd.find_subcommand(&text) {
+                cmd = sub;
+            }
+            out.push(arg);
+            continue;
+        }
+        let body = &text[dashes..];
+        let (name, value) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (body, None),
+        };
+        let long = cmd.get_arguments().find(|a| a.get_long() == Some(name));
+        let exact_short = dashes == 1 && name.chars().count() == 1;
+        match long {
+            Some(a) if !exact_short || dashes == 2 => {
+                let takes = a.get_action().takes_values();
+                match (takes, value) {
+                    (false, Some(v)) => match go_bool(v) {
+                        Some(true) => out.push(format!("--{name}").into()),
+                        Some(false) => {}
+                        None => out.push(format!("--{name}={v}").into()),
+                    },
+                    (true, Some(v)) => out.push(format!("--{name}={v}").into()),
+                    (takes, None) => {
+                        out.push(format!("--{name}").into());
+                        value_next = takes;
+                    }
+                }
+            }
+            _ if dashes == 1 && (name == "help" || name == "version") && value.is_none() => {
+                out.push(format!("--{name}").into());
+            }
+            _ => {
+                // A short flag (or an unknown word, which clap reports): a short flag written
+                // alone takes the next word as its value.
+                let short = |c: char| cmd.get_arguments().find(|a| a.get_short() == Some(c));
+                let takes = |c: char| short(c).is_some_and(|a| a.get_action().takes_values());
+                let first = body.chars().next().unwrap_or('-');
+                if dashes == 1 && body.chars().count() == 1 {
+                    value_next = takes(first);
+                } else if dashes == 1
+                    && !takes(first)
+                    && !body
+                        .chars()
+                        .all(|c| short(c).is_some() || c == 'h' || (c == 'V' && cmd.get_version().is_some()))
+                {
+                    // Not a cluster of short flags (`-vh`) nor a short flag with its value
+                    // (`-oreport.json`): an unknown or misspelt long flag, which clap names as such.
+                    out.push(format!("--{body}").into());
+                    continue;
+                } else if dashes == 1 && !takes(first) {
+                    // A cluster (`-vo`) whose last flag takes the next word as its value.
+                    value_next = body.chars().last().is_some_and(takes);
+                }
+                out.push(arg);
+            }
+        }
+    }
+    out
+}
+
+/// Go's `strconv.ParseBool`, which the flag package uses for `-flag=value` on a boolean.
+fn go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Help or version asked for together with anything but the subcommand's name is a usage error
+/// (exit 2): a deploy step that passes a misspelt flag must never pass as "help printed".
+fn help_alone(err: clap::Error, args: &[OsString]) -> clap::Error {
+    use clap::error::ErrorKind;
+    if !matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        return err;
+    }
+    let root = command();
+    let mut cmd = &root;
+    let mut path = vec!["consul-doctor".to_string()];
+    let mut others = Vec::new();
+    for a in args.iter().skip(1) {
+        let text = a.to_string_lossy();
+        if matches!(text.as_ref(), "-h" | "--help" | "-V" | "--version" | "help") {
+            continue;
+        }
+        if others.is_empty() && err.kind() == ErrorKind::DisplayHelp {
+            if let Some(sub) = cmd.find_subcommand(text.as_ref()) {
+                cmd = sub;
+                path.push(text.into_owned());
+                continue;
+            }
+        }
+        others.push(text.into_owned());
+    }
+    if others.is_empty() {
+        return err;
+    }
+    let asked = if err.kind() == ErrorKind::DisplayHelp { "--help" } else { "--version" };
+    let mut e = clap::Error::raw(
+        ErrorKind::ArgumentConflict,
+        format!(
+            "{asked} was given together with other arguments ({}), so nothing ran; for the help alone \
+             run: {} {asked}\n",
+            others.join(" "),
+            path.join(" ")
+        ),
+    );
+    e = e.with_cmd(cmd);
+    e
+}
+
+/// `-o`/`--output`: a report format given as a file name (`-o json`, kubectl's habit) is refused,
+/// since it would silently write the report to a file called `json`.
+pub fn output_path(value: &str) -> Result<PathBuf, String> {
+    let format = match value.to_ascii_lowercase().as_str() {
+        "json" => "json",
+        "junit" | "xml" => "junit",
+        "human" | "text" => "human",
+        _ => return Ok(PathBuf::from(value)),
+    };
+    Err(format!(
+        "{value:?} is a report format, not a file: use --format {format} (or -o ./{value} to write a file of that name)"
+    ))
+}
+
+pub(crate) fn source_of(m: &ArgMatches, id: &str, env: Option<&'static str>) -> Source {
     match m.value_source(id) {
         Some(ValueSource::CommandLine) => Source::Flag,
         Some(ValueSource::EnvVariable) => env.map(Source::Env).unwrap_or(Source::Flag),
@@ -381,8 +572,9 @@ pub(crate) fn consul_inputs(a: ConnectionArgs, m: &ArgMatches) -> ConsulInputs {
         datacenter: sourced(m, "datacenter", None, text(a.datacenter)),
         http_ssl: std::env::var("CONSUL_HTTP_SSL").ok(),
         http_ssl_verify: std::env::var("CONSUL_HTTP_SSL_VERIFY").ok(),
-        namespace: env_var("CONSUL_NAMESPACE"),
-        partition: env_var("CONSUL_PARTITION"),
+        namespace: sourced(m, "namespace", Some("CONSUL_NAMESPACE"), text(a.namespace)),
+        partition: sourced(m, "partition", Some("CONSUL_PARTITION"), text(a.partition)),
+        peer: None,
         http_auth: env_var("CONSUL_HTTP_AUTH").map(Secret::new),
         proxy_env: ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"]
             .iter()
@@ -392,7 +584,8 @@ pub(crate) fn consul_inputs(a: ConnectionArgs, m: &ArgMatches) -> ConsulInputs {
 }
 
 fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
-    let consul = consul_inputs(a.connection, m);
+    let mut consul = consul_inputs(a.connection, m);
+    consul.peer = sourced(m, "peer", None, a.peer.filter(|p| !p.is_empty()));
     let service = ServiceInputs {
         files: a.service_file,
         flags: FlagServiceArgs {
@@ -412,6 +605,7 @@ fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
         service,
         dns_server: a.dns_server,
         timeout: a.timeout,
+        timeout_source: source_of(m, "timeout", None),
         deadline: a.deadline,
         wait: a.wait,
         skip: a.skip.iter().map(|s| s.name()).collect(),
@@ -426,6 +620,7 @@ fn raw_inputs(a: CheckArgs, m: &ArgMatches) -> RawInputs {
         consul_dns: a.consul_dns,
         probe_register: a.probe_register,
         probe_name: a.probe_name,
+        mesh_from: a.mesh_from,
     }
 }
 
@@ -459,10 +654,25 @@ pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
     let mut cmd = command();
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut cmd, "consul-doctor", &mut script);
-    if shell != clap_complete::Shell::Bash {
-        return script;
+    match shell {
+        clap_complete::Shell::Bash => {
+            String::from_utf8_lossy(&script).replace("consul__subcmd__doctor__", "consul__doctor__").into_bytes()
+        }
+        // clap_complete's fish generator offers no values for a positional argument: the codes
+        // are added the way it writes its own value completions.
+        clap_complete::Shell::Fish => {
+            let quote = |s: &str| s.replace('\\', "\\\\").replace('\'', "\\'").replace('$', "\\$");
+            let values: Vec<String> =
+                crate::codes::ALL.iter().map(|c| format!("{}\\t'{}'", c.code, quote(c.title))).collect();
+            let line = format!(
+                "complete -c consul-doctor -n \"__fish_consul_doctor_using_subcommand explain\" -f -a \"{}\"\n",
+                values.join("\n").replace('"', "\\\"")
+            );
+            script.extend_from_slice(line.as_bytes());
+            script
+        }
+        _ => script,
     }
-    String::from_utf8_lossy(&script).replace("consul__subcmd__doctor__", "consul__doctor__").into_bytes()
 }
 
 /// The clap command with what the derive cannot say: `check`'s help names every stage, from the
@@ -503,13 +713,16 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
 ];
 
 fn raw_wait(a: WaitArgs, m: &ArgMatches) -> crate::wait::RawWait {
+    let mut consul = consul_inputs(a.connection, m);
+    consul.peer = sourced(m, "peer", None, a.peer.clone().filter(|p| !p.is_empty()));
     let inputs = RawInputs {
-        consul: consul_inputs(a.connection, m),
+        consul,
         // No service for the connection stages: wait judges its service itself (a read-only
         // deploy token must not be reported for lacking service:write).
         service: ServiceInputs { files: Vec::new(), flags: FlagServiceArgs::default(), go_mod: None },
         dns_server: a.dns_server,
         timeout: a.timeout,
+        timeout_source: source_of(m, "timeout", None),
         deadline: a.deadline,
         wait: None,
         skip: Vec::new(),
@@ -524,6 +737,7 @@ fn raw_wait(a: WaitArgs, m: &ArgMatches) -> crate::wait::RawWait {
         consul_dns: None,
         probe_register: false,
         probe_name: None,
+        mesh_from: None,
     };
     crate::wait::RawWait {
         inputs,
@@ -534,5 +748,39 @@ fn raw_wait(a: WaitArgs, m: &ArgMatches) -> crate::wait::RawWait {
         min_passing: a.min_passing,
         registered: a.registered,
         gone: a.gone,
+        connect: a.connect,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(args: &[&str]) -> Vec<String> {
+        let args: Vec<OsString> =
+            std::iter::once("consul-doctor").chain(args.iter().copied()).map(OsString::from).collect();
+        consul_style(&command(), args).into_iter().skip(1).map(|a| a.into_string().unwrap()).collect()
+    }
+
+    #[test]
+    fn single_dash_long_flags_become_long_flags() {
+        assert_eq!(
+            rewritten(&["check", "-http-addr=127.0.0.1:1", "-token-file", "-odd-name", "-verbose", "-pre-start=false"]),
+            ["check", "--http-addr=127.0.0.1:1", "--token-file", "-odd-name", "--verbose"]
+        );
+        // Exact short flags, clusters and their values stay; so does everything after `--`.
+        assert_eq!(rewritten(&["check", "-o", "-x", "-v", "-h"]), ["check", "-o", "-x", "-v", "-h"]);
+        assert_eq!(
+            rewritten(&["check", "-vo", "r.json", "-oreport.json"]),
+            ["check", "-vo", "r.json", "-oreport.json"]
+        );
+        assert_eq!(
+            rewritten(&["wait", "-service", "check", "-id=web-1"]),
+            ["wait", "--service", "check", "--id=web-1"]
+        );
+        assert_eq!(rewritten(&["check", "--", "-service"]), ["check", "--", "-service"]);
+        // A misspelt one is named as the long flag it would be, never read as -h + more.
+        assert_eq!(rewritten(&["check", "-htt-addr=x"]), ["check", "--htt-addr=x"]);
+        assert_eq!(rewritten(&["-help"]), ["--help"]);
     }
 }

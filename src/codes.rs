@@ -116,6 +116,7 @@ codes! {
     API_ENTERPRISE_ONLY = "API-007", "api", Fail, "Enterprise namespace or partition set against Consul OSS";
     API_WRITES_REFUSED = "API-008", "api", Fail, "Agent refuses registrations from this host";
     API_PROXY_AUTH = "API-009", "api", Fail, "A proxy in front of the agent asks for HTTP Basic credentials";
+    API_NO_PEERING = "API-010", "api", Fail, "Peer given to an agent without cluster peering";
     LDR_NO_LEADER = "LDR-001", "leader", Fail, "Cluster has no leader";
     LDR_NO_SERVERS = "LDR-002", "leader", Fail, "Agent knows no Consul servers";
     LDR_NO_PATH = "LDR-003", "leader", Fail, "No path to the datacenter";
@@ -131,6 +132,7 @@ codes! {
     ACL_NO_SERVICE_WRITE = "ACL-006", "acl", Fail, "Token lacks service:write for the service";
     ACL_NO_SERVICE_READ = "ACL-007", "acl", Warn, "Service not discoverable with the agent's default token";
     ACL_AUTHORIZE_UNUSABLE = "ACL-008", "acl", Fail, "Permission check answer is unusable";
+    ACL_NO_IMPORTED_READ = "ACL-009", "acl", Fail, "Token may not read a service imported from a peer";
     DUP_LOCAL_ID = "DUP-001", "duplicates", Warn, "Service ID already registered on this agent with a different definition";
     DUP_REMOTE_ID = "DUP-002", "duplicates", Warn, "Service ID also registered on another node";
     DUP_ADDRESS = "DUP-003", "duplicates", Warn, "Same address and port registered under other IDs";
@@ -141,6 +143,7 @@ codes! {
     SYN_DEFINITION = "SYN-003", "sync", Warn, "Catalog holds a different definition than the agent";
     SYN_CHECK_FAILING = "SYN-004", "sync", Warn, "Consul reports the service's check failing";
     SYN_UNREADABLE = "SYN-005", "sync", Fail, "Catalog or check lists are unreadable";
+    SYN_OWNED_NOT_READY = "SYN-006", "sync", Warn, "Instance registered by its owner (Kubernetes, a peer) is not passing";
     HLT_REFUSED = "HLT-001", "health", Fail, "Health endpoint refused the connection";
     HLT_TIMEOUT = "HLT-002", "health", Fail, "Health endpoint timed out";
     HLT_TLS = "HLT-003", "health", Fail, "Health endpoint TLS error";
@@ -170,13 +173,17 @@ codes! {
     PRB_REJECTED = "PRB-001", "probe", Fail, "The agent rejected the probe registration";
     PRB_NOT_SYNCED = "PRB-002", "probe", Fail, "Probe registration never reached the catalog";
     PRB_LEFTOVER = "PRB-003", "probe", Fail, "Probe instance may be left behind";
-    WAIT_NOT_REGISTERED = "WAIT-001", "wait", Fail, "Service is not registered on any agent";
+    WAIT_NOT_REGISTERED = "WAIT-001", "wait", Fail, "No instance matching the condition is registered";
     WAIT_NOT_PASSING = "WAIT-002", "wait", Fail, "Service is in the catalog but not passing";
     WAIT_TOO_FEW = "WAIT-003", "wait", Fail, "Fewer instances passing than required";
     WAIT_NO_READ = "WAIT-004", "wait", Fail, "Token may not read the service";
     WAIT_STILL_REGISTERED = "WAIT-005", "wait", Fail, "Instance still registered at the deadline";
     WAIT_QUERY_FAILING = "WAIT-006", "wait", Fail, "Health query kept failing";
     WAIT_NOT_BLOCKING = "WAIT-007", "wait", Note, "Blocking queries do not work through this path";
+    WAIT_OWNED_NOT_READY = "WAIT-010", "wait", Fail, "Instances registered by their owner (Kubernetes, a peer) are not passing";
+    WAIT_PEER_NOT_EXPORTED = "WAIT-011", "wait", Fail, "No instance of the service is imported from the peer";
+    WAIT_SIDECAR_NOT_PASSING = "WAIT-015", "wait", Fail, "Service passes but its sidecar proxy does not";
+    WAIT_NOT_IN_MESH = "WAIT-016", "wait", Fail, "Service has no sidecar proxy or Connect-native instance in the mesh";
     SCN_GONE_NODE = "SCN-001", "scan", Warn, "Instance on a node whose agent failed or left";
     SCN_CATALOG_ONLY = "SCN-002", "scan", Warn, "Instance on a catalog-only node that no agent maintains";
     SCN_CATALOG_ONLY_UNCHECKED = "SCN-003", "scan", Warn, "Catalog-only instance with no health check";
@@ -194,6 +201,28 @@ codes! {
     SCN_OWNED_UNHEALTHY = "SCN-015", "scan", Warn, "Registration kept by another owner is not passing";
     SCN_PEERED_UNHEALTHY = "SCN-016", "scan", Warn, "Instance imported from a cluster peer is not passing";
     SCN_MEMBERS_UNREADABLE = "SCN-017", "scan", Warn, "Cluster membership could not be read";
+    SCN_ORPHAN_SIDECAR = "SCN-035", "scan", Warn, "Sidecar proxy whose parent service is gone";
+    SCN_MISSING_SIDECAR = "SCN-036", "scan", Warn, "Instance without the sidecar its other instances have";
+    MSH_AGENT_DISABLED = "MSH-001", "mesh", Fail, "Connect is disabled on the agent";
+    MSH_SERVERS_DISABLED = "MSH-002", "mesh", Fail, "Connect is disabled on the servers: no CA roots";
+    MSH_NO_SIDECAR = "MSH-003", "mesh", Fail, "Sidecar proxy is not registered";
+    MSH_SIDECAR_ELSEWHERE = "MSH-004", "mesh", Fail, "Sidecar proxy is registered on another node than its service";
+    MSH_WRONG_LOCAL = "MSH-005", "mesh", Fail, "Sidecar proxy forwards to the wrong local service port or address";
+    MSH_PROXY_NOT_RUNNING = "MSH-006", "mesh", Fail, "Nothing listens on the sidecar proxy port";
+    MSH_SIDECAR_CHECK = "MSH-007", "mesh", Fail, "Sidecar proxy check is failing";
+    MSH_SIDECAR_NOT_SYNCED = "MSH-008", "mesh", Fail, "Sidecar proxy is on the agent but not in the catalog";
+    MSH_NO_GRPC = "MSH-009", "mesh", Fail, "Agent offers no gRPC (xDS) port for Envoy";
+    MSH_GRPC_CLOSED = "MSH-010", "mesh", Fail, "The agent's gRPC (xDS) port does not accept connections";
+    MSH_GRPC_TLS_ONLY = "MSH-011", "mesh", Warn, "Only the TLS gRPC port is open: Envoy needs an https:// gRPC address";
+    MSH_UPSTREAM_MISSING = "MSH-012", "mesh", Fail, "Upstream service does not exist";
+    MSH_UPSTREAM_NOT_PASSING = "MSH-013", "mesh", Fail, "Upstream has no passing connect-capable instance";
+    MSH_BIND_COLLISION = "MSH-014", "mesh", Fail, "Upstreams collide on a local bind address and port";
+    MSH_INTENTION_DENY = "MSH-015", "mesh", Fail, "An intention denies the call";
+    MSH_DEFAULT_DENY = "MSH-016", "mesh", Fail, "No intention allows the call under default-deny ACLs";
+    MSH_NATIVE_NOT_REGISTERED = "MSH-017", "mesh", Fail, "Connect-native service is registered without Native";
+    MSH_CONSUMERS_NONE = "MSH-018", "mesh", Fail, "Mesh consumers find no passing instance";
+    MSH_DNS_WRONG = "MSH-019", "mesh", Fail, "NAME.connect DNS does not answer what the mesh health API holds";
+    MSH_UNREADABLE = "MSH-020", "mesh", Fail, "A Connect endpoint cannot be read";
 }
 
 /// Looks a code up after normalising the user's spelling (`acl-002`, `ACL002`, `acl_002`).
@@ -287,6 +316,7 @@ mod tests {
                 "probe" => "PRB",
                 "wait" => "WAIT",
                 "scan" => "SCN",
+                "mesh" => "MSH",
                 other => panic!("unknown stage {other}"),
             };
             assert_eq!(tag, expected, "{} is in stage {}", c.code, c.stage);

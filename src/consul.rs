@@ -143,6 +143,75 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// within two keep-alive connections, reused for every request.
 pub const MAX_IN_FLIGHT: usize = 2;
 
+/// The namespace, admin partition and peer a run is about (Consul Enterprise namespaces and
+/// partitions, cluster peering). The client carries them on every request whose handler reads
+/// them, and on every `/v1/internal/acl/authorize` item.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub namespace: Option<String>,
+    pub partition: Option<String>,
+    pub peer: Option<String>,
+}
+
+impl Scope {
+    pub fn is_empty(&self) -> bool {
+        self.namespace.is_none() && self.partition.is_none() && self.peer.is_none()
+    }
+
+    /// The query parameters for `path`: `ns`/`partition` where the catalog, health and local
+    /// agent service handlers read them (`agent/http_ent.go` parseEntMeta), `peer` on the health
+    /// and catalog reads of one service (`agent/health_endpoint.go`, `catalog_endpoint.go`).
+    pub fn query_for(&self, path: &str) -> String {
+        let bare = path.split('?').next().unwrap_or(path);
+        let entity = ["/v1/catalog/", "/v1/health/", "/v1/agent/service", "/v1/agent/check", "/v1/internal/ui/"]
+            .iter()
+            .any(|p| bare.starts_with(p));
+        let peered = ["/v1/health/service/", "/v1/catalog/service/"].iter().any(|p| bare.starts_with(p));
+        let mut q = Vec::new();
+        if entity {
+            if let Some(ns) = &self.namespace {
+                q.push(format!("{}={}", crate::consul_facts::NAMESPACE_PARAM, urlencode(ns)));
+            }
+            if let Some(p) = &self.partition {
+                q.push(format!("{}={}", crate::consul_facts::PARTITION_PARAM, urlencode(p)));
+            }
+        }
+        if peered {
+            if let Some(p) = &self.peer {
+                q.push(format!("{}={}", crate::consul_facts::PEER_PARAM, urlencode(p)));
+            }
+        }
+        q.join("&")
+    }
+
+    /// `path` with the scope's parameters appended.
+    pub fn apply(&self, path: &str) -> String {
+        let q = self.query_for(path);
+        match (q.is_empty(), path.contains('?')) {
+            (true, _) => path.to_string(),
+            (false, true) => format!("{path}&{q}"),
+            (false, false) => format!("{path}?{q}"),
+        }
+    }
+
+    /// Adds `Namespace`/`Partition` to every item of an authorize body that names neither
+    /// (each item is evaluated in its own namespace and partition: `agent/acl_endpoint.go`).
+    pub fn authorize_items(&self, body: &serde_json::Value) -> serde_json::Value {
+        let mut body = body.clone();
+        if let Some(items) = body.as_array_mut() {
+            for item in items.iter_mut().filter_map(serde_json::Value::as_object_mut) {
+                if let Some(ns) = &self.namespace {
+                    item.entry("Namespace").or_insert_with(|| ns.clone().into());
+                }
+                if let Some(p) = &self.partition {
+                    item.entry("Partition").or_insert_with(|| p.clone().into());
+                }
+            }
+        }
+        body
+    }
+}
+
 /// A client bound to one agent.
 pub struct ConsulClient {
     client: reqwest::Client,
@@ -153,6 +222,11 @@ pub struct ConsulClient {
     pub timeout: Duration,
     /// Requests sent so far (answered or not), for commands that report how many they made.
     requests: std::sync::atomic::AtomicU64,
+    /// Set once the agent's edition and version are known (the api stage): never sent to an
+    /// agent that cannot take it.
+    scope: std::sync::OnceLock<Scope>,
+    /// An answer said `X-Consul-Results-Filtered-By-ACLs: true` (1.11+): ACLs shortened a list.
+    filtered: std::sync::atomic::AtomicBool,
 }
 
 impl ConsulClient {
@@ -220,11 +294,44 @@ impl ConsulClient {
             basic_auth,
             timeout,
             requests: std::sync::atomic::AtomicU64::new(0),
+            scope: std::sync::OnceLock::new(),
+            filtered: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
+    /// The URL of `path`, with the run's scope where the handler reads it.
     pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
+        match self.scope.get() {
+            Some(scope) => format!("{}{}", self.base, scope.apply(path)),
+            None => format!("{}{}", self.base, path),
+        }
+    }
+
+    /// Sets the run's scope (once; later calls are ignored).
+    pub fn set_scope(&self, scope: Scope) {
+        if !scope.is_empty() {
+            let _ = self.scope.set(scope);
+        }
+    }
+
+    /// Whether any answer so far said ACLs filtered it (`X-Consul-Results-Filtered-By-ACLs`,
+    /// 1.11+; older agents never say, so `false` proves nothing there).
+    pub fn saw_filtered_results(&self) -> bool {
+        self.filtered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn note_filtered(&self, headers: &HeaderMap) {
+        let filtered = headers
+            .get(crate::consul_facts::FILTERED_BY_ACLS_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if filtered {
+            self.filtered.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub fn scope(&self) -> Scope {
+        self.scope.get().cloned().unwrap_or_default()
     }
 
     /// How many requests this client has sent.
@@ -253,6 +360,14 @@ impl ConsulClient {
         token: Option<&crate::secret::Secret>,
     ) -> Result<Reply, HttpFailure> {
         let url = self.url(path);
+        let scoped;
+        let body = match self.scope.get() {
+            Some(scope) if path.starts_with("/v1/internal/acl/authorize") => {
+                scoped = scope.authorize_items(body);
+                &scoped
+            }
+            _ => body,
+        };
         let mut req =
             self.authed(self.client.post(&url)).header("Content-Type", "application/json").body(body.to_string());
         if let Some(t) = token {
@@ -361,6 +476,7 @@ impl ConsulClient {
         };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        self.note_filtered(&headers);
         if status != 200 {
             let body = read_capped(resp).await?;
             let reply = Reply { status, headers, body, elapsed: start.elapsed() };
@@ -447,6 +563,7 @@ impl ConsulClient {
         let resp = req.send().await.map_err(|e| classify(&e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        self.note_filtered(&headers);
         let body = read_capped(resp).await?;
         Ok(Reply { status, headers, body, elapsed: start.elapsed() })
     }
@@ -527,5 +644,36 @@ mod bytes_chunk {
             buf[..n].copy_from_slice(&self.current.split_to(n));
             Ok(n)
         }
+    }
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::*;
+
+    #[test]
+    fn scope_goes_where_the_handlers_read_it() {
+        let s = Scope { namespace: Some("team a".into()), partition: Some("p1".into()), peer: Some("dc2".into()) };
+        assert_eq!(
+            s.apply("/v1/health/service/web?dc=dc1"),
+            "/v1/health/service/web?dc=dc1&ns=team%20a&partition=p1&peer=dc2"
+        );
+        assert_eq!(s.apply("/v1/agent/services"), "/v1/agent/services?ns=team%20a&partition=p1");
+        assert_eq!(s.apply("/v1/catalog/services"), "/v1/catalog/services?ns=team%20a&partition=p1");
+        // Status, agent/self and ACL reads take no namespace.
+        assert_eq!(s.apply("/v1/status/leader"), "/v1/status/leader");
+        assert_eq!(s.apply("/v1/agent/self"), "/v1/agent/self");
+        assert_eq!(s.apply("/v1/acl/token/self"), "/v1/acl/token/self");
+        assert_eq!(Scope::default().apply("/v1/health/service/web"), "/v1/health/service/web");
+    }
+
+    #[test]
+    fn authorize_items_carry_namespace_and_partition() {
+        let s = Scope { namespace: Some("team-a".into()), partition: Some("p1".into()), peer: None };
+        let body = serde_json::json!([{"Resource": "service", "Segment": "web", "Access": "write"}, {"Resource": "node", "Segment": "n", "Access": "read", "Namespace": "other"}]);
+        let out = s.authorize_items(&body);
+        assert_eq!(out[0]["Namespace"], "team-a");
+        assert_eq!(out[0]["Partition"], "p1");
+        assert_eq!(out[1]["Namespace"], "other", "an item's own namespace wins");
     }
 }

@@ -15,10 +15,10 @@ pub fn explain(input: &str) -> ExitStatus {
         }
         None => {
             let mut err = anstream::stderr();
-            let _ = writeln!(err, "consul-doctor: unknown code {input:?}");
+            let _ = writeln!(err, "consul-doctor: code {input:?} does not exist");
             let near = codes::suggest(input);
             if !near.is_empty() {
-                let _ = writeln!(err, "did you mean: {}", near.join(", "));
+                let _ = writeln!(err, "codes with a similar name: {}", near.join(", "));
             }
             let _ = writeln!(err, "run `consul-doctor codes` for the full list");
             ExitStatus::Usage
@@ -51,6 +51,8 @@ pub fn codes(format: CodesFormat, stage: Option<&str>) -> ExitStatus {
             format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
         }
         CodesFormat::Human => {
+            // On a terminal, titles wrap under themselves; piped, one code per line (for grep).
+            let width = crate::render::terminal_width();
             let mut s = String::new();
             for c in &wanted {
                 let sev = match c.severity {
@@ -58,7 +60,8 @@ pub fn codes(format: CodesFormat, stage: Option<&str>) -> ExitStatus {
                     Severity::Warn => "warn",
                     Severity::Fail => "fail",
                 };
-                s.push_str(&format!("{:<8} {:<8} {:<5} {}\n", c.code, c.stage, sev, c.title));
+                let prefix = format!("{:<8} {:<8} {:<5} ", c.code, c.stage, sev);
+                crate::render::human::wrapped(&mut s, &prefix, c.title, prefix.len(), width);
             }
             s
         }

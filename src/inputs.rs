@@ -81,9 +81,12 @@ pub struct ConsulInputs {
     /// CONSUL_HTTP_SSL / CONSUL_HTTP_SSL_VERIFY (environment only, unparsed).
     pub http_ssl: Option<String>,
     pub http_ssl_verify: Option<String>,
-    /// CONSUL_NAMESPACE / CONSUL_PARTITION: Enterprise-only, sent on every request by Go clients.
-    pub namespace: Option<String>,
-    pub partition: Option<String>,
+    /// `--namespace`/CONSUL_NAMESPACE, `--partition`/CONSUL_PARTITION: Enterprise-only; the
+    /// client carries them on every request an Enterprise agent reads them from.
+    pub namespace: Option<Sourced<String>>,
+    pub partition: Option<Sourced<String>>,
+    /// `--peer` (check, wait): the service is imported from this cluster peer.
+    pub peer: Option<Sourced<String>>,
     /// CONSUL_HTTP_AUTH (`user[:password]`): HTTP Basic credentials for a reverse proxy.
     pub http_auth: Option<Secret>,
     pub proxy_env: Vec<(String, String)>,
@@ -102,6 +105,8 @@ pub struct RawInputs {
     pub service: ServiceInputs,
     pub dns_server: Option<String>,
     pub timeout: String,
+    /// Where `timeout` came from (`--timeout`, or the command's default).
+    pub timeout_source: Source,
     pub deadline: String,
     pub wait: Option<String>,
     pub skip: Vec<&'static str>,
@@ -119,14 +124,32 @@ pub struct RawInputs {
     /// `--probe-register`: the one write `check` may make.
     pub probe_register: bool,
     pub probe_name: Option<String>,
+    /// `--from NAME`: a mesh consumer whose intention to call the service is checked.
+    pub mesh_from: Option<String>,
+}
+
+/// What the command needs the token for: registering (`check`), or only reading (`wait`,
+/// `scan`), so advice about a missing or weak token asks for the grant the command needs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Access {
+    /// Registering services: `service:write` on each name.
+    #[default]
+    Register,
+    /// Reading one service's health (`wait`): `service:read` on it and `node:read`.
+    ReadService(String),
+    /// Reading the whole catalog (`scan`): `service_prefix ""` and `node_prefix ""` read.
+    ReadCatalog,
 }
 
 /// Validated inputs for one run.
 pub struct Inputs {
+    /// What the token is needed for (set by the command; `check` registers).
+    pub access: Access,
     pub consul: ConsulInputs,
     pub service: ServiceInputs,
     pub dns_server: Option<SocketAddr>,
     pub timeout: Duration,
+    pub timeout_source: Source,
     pub deadline: Duration,
     pub wait: Option<Duration>,
     /// Stages left out with --skip (names from the stage table).
@@ -143,6 +166,7 @@ pub struct Inputs {
     pub consul_dns: Option<SocketAddr>,
     pub probe_register: bool,
     pub probe_name: Option<String>,
+    pub mesh_from: Option<String>,
 }
 
 /// One line of the "effective inputs" part of a report.
@@ -193,10 +217,12 @@ impl Inputs {
             crate::secret::forbid(password);
         }
         Ok(Inputs {
+            access: Access::Register,
             consul: raw.consul,
             service: raw.service,
             dns_server,
             timeout,
+            timeout_source: raw.timeout_source,
             deadline,
             wait,
             skip: raw.skip,
@@ -216,6 +242,10 @@ impl Inputs {
             probe_name: match raw.probe_name {
                 Some(n) if n.trim().is_empty() => return Err("invalid --probe-name: empty".into()),
                 Some(n) if !raw.probe_register => return Err(format!("--probe-name {n:?} needs --probe-register")),
+                other => other,
+            },
+            mesh_from: match raw.mesh_from {
+                Some(n) if n.trim().is_empty() => return Err("invalid --from: empty".into()),
                 other => other,
             },
         })
@@ -272,12 +302,11 @@ impl Inputs {
                 source: "env CONSUL_HTTP_AUTH".into(),
             });
         }
-        for (name, env, v) in [
-            ("namespace", "CONSUL_NAMESPACE", &self.consul.namespace),
-            ("partition", "CONSUL_PARTITION", &self.consul.partition),
-        ] {
+        for (name, v) in
+            [("namespace", &self.consul.namespace), ("partition", &self.consul.partition), ("peer", &self.consul.peer)]
+        {
             if let Some(v) = v {
-                out.push(InputEntry { name, value: v.clone(), source: format!("env {env}") });
+                out.push(InputEntry { name, value: v.value.clone(), source: v.source.describe() });
             }
         }
         if let Some(d) = self.dns_server {
@@ -296,7 +325,7 @@ impl Inputs {
         out.push(InputEntry {
             name: "timeout",
             value: crate::duration::format_go(self.timeout.as_nanos() as i64),
-            source: "flag or default".into(),
+            source: self.timeout_source.describe(),
         });
         out
     }

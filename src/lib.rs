@@ -7,12 +7,15 @@
 //! connection stages through [`diagnosis::connect`]), the one table of [`codes`], the [`report`]
 //! model and the [`render`]ers (neither depends on [`cli`]).
 
+pub mod agentless;
 pub mod check;
 pub mod cli;
 pub mod clip;
 pub mod codes;
 pub mod connection;
 pub mod consul;
+pub mod consul_cli;
+pub mod consul_facts;
 pub mod diagnosis;
 pub mod duration;
 pub mod explain;

@@ -10,6 +10,39 @@ use crate::ExitStatus;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// Evidence key of a result the token's read permissions kept the doctor from judging: the
+/// smallest read rule that would let it see. Reports gather these into one line, so a
+/// least-privilege token is told once what the doctor could not see, never nudged per check.
+pub const READ_GRANT: &str = "read_grant";
+
+/// The read rules of every unjudged result, each rule once, minus those a prefix rule covers:
+/// (the check ids, the rules). Empty when the token is missing or unknown (ACL-001, ACL-002):
+/// no grant helps a token that does not exist.
+pub fn read_grants(checks: &[CheckResult]) -> (Vec<&'static str>, Vec<String>) {
+    if checks.iter().any(|c| matches!(c.code, Some("ACL-001" | "ACL-002"))) {
+        return (Vec::new(), Vec::new());
+    }
+    let mut ids: Vec<&'static str> = Vec::new();
+    let mut rules: Vec<String> = Vec::new();
+    for c in checks.iter().filter(|c| c.not_judged) {
+        let Some(text) = c.evidence.get(READ_GRANT) else { continue };
+        if !ids.contains(&c.id) {
+            ids.push(c.id);
+        }
+        for rule in text.split_inclusive('}').map(str::trim).filter(|r| !r.is_empty()) {
+            if !rules.iter().any(|r| r == rule) {
+                rules.push(rule.to_string());
+            }
+        }
+    }
+    let covered = |rule: &str, kind: &str| {
+        rule.starts_with(&format!("{kind} \"")) && rules.iter().any(|r| r.starts_with(&format!("{kind}_prefix \"\" ")))
+    };
+    let kept: Vec<String> =
+        rules.iter().filter(|r| !["service", "node", "agent"].iter().any(|k| covered(r, k))).cloned().collect();
+    (ids, kept)
+}
+
 /// Which findings make the run exit 1 (`--fail-on`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailOn {

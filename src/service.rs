@@ -106,8 +106,13 @@ pub struct ServiceDef {
     pub meta: Vec<(String, String)>,
     pub kind: Option<String>,
     pub token: Option<Secret>,
+    /// The definition's own `Namespace` / `Partition` (Consul Enterprise).
+    pub namespace: Option<String>,
+    pub partition: Option<String>,
     pub weights_passing: Option<i64>,
     pub sidecar: bool,
+    /// The `connect` block as written (any key spelling), for the mesh stage.
+    pub connect: Option<Value>,
     pub checks: Vec<CheckDef>,
     pub versioned: Vec<VersionedField>,
     /// Findings made while reading (unknown fields, wrong types, bad durations).
@@ -156,6 +161,8 @@ enum Ty {
     Header,
     Weights,
     TaggedAddresses,
+    /// A field whose shape the doctor does not judge (accepted as written).
+    Any,
 }
 
 struct Field {
@@ -203,6 +210,8 @@ const SERVICE_FIELDS: &[Field] = &[
     f("Token", Ty::Str),
     newer("SocketPath", Ty::Str, &[(1, 10, 0)]),
     newer("Locality", Ty::Object, &[(1, 16, 0)]),
+    // Multi-port services (1.22): the shape is judged by the agent, the version by consul_facts.
+    newer("Ports", Ty::Any, &[(1, 22, 0)]),
     ent("Namespace", Ty::Str),
     ent("Partition", Ty::Str),
 ];
@@ -241,22 +250,7 @@ const CHECK_FIELDS: &[Field] = &[
     newer("OSService", Ty::Str, &[(1, 14, 0)]),
     newer("FailuresBeforeWarning", Ty::Int, &[(1, 11, 0)]),
     newer("DisableRedirects", Ty::Bool, &[(1, 9, 17), (1, 10, 10), (1, 11, 5), (1, 12, 0)]),
-];
-
-/// snake_case keys the 1.8 HTTP API translates; other snake_case keys are unknown there.
-const API_SNAKE_KEYS: &[&str] = &[
-    "enable_tag_override",
-    "tagged_addresses",
-    "deregister_critical_service_after",
-    "docker_container_id",
-    "tls_skip_verify",
-    "service_id",
-    "script_args",
-    "grpc_use_tls",
-    "alias_node",
-    "alias_service",
-    "success_before_passing",
-    "failures_before_critical",
+    newer("TCPUseTLS", Ty::Bool, &[(1, 17, 0)]),
 ];
 
 fn norm(key: &str) -> String {
@@ -276,8 +270,13 @@ fn lookup<'a>(fields: &'a [Field], key: &str, form: Form, in_check: bool) -> Res
         true => "no Consul check has this field".to_string(),
         false => "no Consul service has this field".to_string(),
     })?;
-    if form == Form::Api && key.contains('_') && !API_SNAKE_KEYS.contains(&key.to_ascii_lowercase().as_str()) {
-        return Err(format!("the HTTP API expects {}", found.name));
+    // snake_case keys in an API body: only the aliases Consul's decoders list (consul_facts).
+    if form == Form::Api && key.contains('_') {
+        let object = if in_check { crate::consul_facts::Object::Check } else { crate::consul_facts::Object::Service };
+        match crate::consul_facts::field(object, key) {
+            Some(fact) if crate::consul_facts::accepted_by_some(fact) => {}
+            _ => return Err(format!("the HTTP API expects {}", found.name)),
+        }
     }
     Ok(found)
 }
@@ -547,6 +546,25 @@ impl Reader {
         for (k, v) in m {
             match lookup(table, k, self.form, in_check) {
                 Ok(field) => {
+                    // A snake_case alias some versions do not translate is judged per version.
+                    let alias = (self.form == Form::Api && k.contains('_'))
+                        .then(|| {
+                            let object = if in_check {
+                                crate::consul_facts::Object::Check
+                            } else {
+                                crate::consul_facts::Object::Service
+                            };
+                            crate::consul_facts::field(object, k)
+                        })
+                        .flatten()
+                        .filter(|fact| fact.accepted != crate::consul_facts::Accepted::Always);
+                    if let Some(fact) = alias {
+                        self.versioned.push(VersionedField {
+                            path: format!("{path}{k}"),
+                            field: fact.key,
+                            since: None,
+                        });
+                    }
                     if field.enterprise || field.since.is_some() {
                         self.versioned.push(VersionedField {
                             path: format!("{path}{}", field.name),
@@ -597,6 +615,7 @@ fn type_ok(ty: Ty, v: &Value, form: Form) -> bool {
         Ty::Object | Ty::Check | Ty::Weights => v.is_object(),
         Ty::CheckList => v.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
         Ty::TaggedAddresses => v.as_object().is_some_and(|m| m.values().all(Value::is_object)),
+        Ty::Any => true,
     }
 }
 
@@ -632,8 +651,11 @@ pub fn read_service(m: &Map<String, Value>, form: Form, origin: Origin) -> Servi
         meta: Vec::new(),
         kind: None,
         token: None,
+        namespace: None,
+        partition: None,
         weights_passing: None,
         sidecar: false,
+        connect: None,
         checks: Vec::new(),
         versioned: Vec::new(),
         problems: Vec::new(),
@@ -647,6 +669,8 @@ pub fn read_service(m: &Map<String, Value>, form: Form, origin: Origin) -> Servi
             "Address" => def.address = v.as_str().map(str::to_string),
             "Port" => def.port = v.as_i64(),
             "Kind" => def.kind = v.as_str().map(str::to_string),
+            "Namespace" => def.namespace = v.as_str().filter(|s| !s.is_empty()).map(str::to_string),
+            "Partition" => def.partition = v.as_str().filter(|s| !s.is_empty()).map(str::to_string),
             "Token" => def.token = v.as_str().filter(|s| !s.is_empty()).map(Secret::new),
             "Tags" => {
                 def.tags = v
@@ -673,7 +697,10 @@ pub fn read_service(m: &Map<String, Value>, form: Form, origin: Origin) -> Servi
                 Value::Array(a) => raw_checks.extend(a.iter().filter_map(Value::as_object)),
                 _ => {}
             },
-            "Connect" => def.sidecar = v.as_object().is_some_and(|o| o.keys().any(|k| norm(k) == "sidecarservice")),
+            "Connect" => {
+                def.sidecar = v.as_object().is_some_and(|o| o.keys().any(|k| norm(k) == "sidecarservice"));
+                def.connect = Some(v.clone());
+            }
             _ => {}
         }
     }

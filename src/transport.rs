@@ -107,8 +107,8 @@ pub fn classify_bytes(bytes: &[u8], end: &ReadEnd) -> Sniff {
     if bytes.is_empty() {
         return match end {
             ReadEnd::Timeout => Sniff::Silent,
-            ReadEnd::Eof => Sniff::Closed { how: "closed the connection without answering (EOF)".into() },
-            ReadEnd::Error(e) => Sniff::Closed { how: e.clone() },
+            ReadEnd::Eof => Sniff::Closed { how: "closed it without answering (EOF)".into() },
+            ReadEnd::Error(e) => Sniff::Closed { how: format!("dropped it ({e})") },
             ReadEnd::Enough => Sniff::Silent,
         };
     }
@@ -206,7 +206,7 @@ pub fn http_probe_request(host: &str) -> String {
 pub async fn sniff_plain<S: Io>(mut s: S, host: &str, timeout: Duration) -> Sniff {
     let deadline = Instant::now() + timeout;
     if let Err(e) = s.write_all(http_probe_request(host).as_bytes()).await {
-        return Sniff::Closed { how: io_text(&e) };
+        return Sniff::Closed { how: format!("dropped it ({})", io_text(&e)) };
     }
     let left = deadline.saturating_duration_since(Instant::now());
     let (bytes, end) = read_some(&mut s, 1024, left).await;

@@ -171,8 +171,17 @@ fn explain_accepts_loose_spellings() {
 fn explain_unknown_code_suggests_near_ones() {
     let run = run_doctor(&["explain", "ACL-020"], &[]);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("did you mean"), "{}", run.stderr);
+    assert!(run.stderr.contains("similar name"), "{}", run.stderr);
     assert!(run.stderr.contains("ACL-002"), "{}", run.stderr);
+}
+
+#[test]
+fn explain_says_a_code_does_not_exist_before_suggesting() {
+    let run = run_doctor(&["explain", "ACL-999"], &[]);
+    assert_eq!(run.code, 2);
+    let first = run.stderr.lines().next().unwrap_or("");
+    assert_eq!(first, "consul-doctor: code \"ACL-999\" does not exist", "{}", run.stderr);
+    assert!(run.stderr.contains("similar name: ACL-0"), "{}", run.stderr);
 }
 
 #[test]
@@ -318,4 +327,184 @@ fn human_report_wraps_to_the_terminal_width() {
     // Piped, the same report keeps its long lines.
     let piped = run_doctor(&["check", "--color", "never", "--http-addr", &dead_addr()], &[("COLUMNS", "60")]);
     assert!(piped.stdout.lines().any(|l| l.chars().count() > 60), "{}", piped.stdout);
+}
+
+/// Consul's documents write flags with one dash, as Go's flag package reads them.
+#[test]
+fn consul_style_single_dash_flags_are_the_long_flags() {
+    let addr = dead_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "6a1b2c3d-0000-4000-8000-000000000001").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let report = dir.path().join("x.json");
+    let run = run_doctor(
+        &[
+            "check",
+            &format!("-http-addr={addr}"),
+            "-token-file",
+            token.to_str().unwrap(),
+            "-service=web",
+            "-format=json",
+            &format!("-output={}", report.display()),
+            "-verbose",
+            "-pre-start=true",
+            "-timeout",
+            "1s",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 1, "a report, not help or a usage error: {}", run.stderr);
+    assert!(!dir.path().join("utput=x.json").exists());
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["target"], format!("http://{addr}"), "{json:#}");
+    let input = |name: &str| json["inputs"].as_array().unwrap().iter().find(|i| i["name"] == name).cloned();
+    assert_eq!(input("token_file").unwrap()["source"], "flag", "{json:#}");
+    assert_eq!(input("service").unwrap()["value"], "web");
+    assert_eq!(input("pre_start").unwrap()["value"], "true");
+    assert_eq!(root_cause(&json).as_deref(), Some("TCP-001"));
+    assert!(run.stderr.contains("debug:"), "-verbose logs: {}", run.stderr);
+    // `-flag value` for wait, and the exact short flags keep their meaning.
+    let wait = run_doctor(&["wait", "-service", "web", "-http-addr", &addr, "-deadline=1s", "-format", "json"], &[]);
+    assert_eq!(wait.code, 1, "{}", wait.stderr);
+    assert_eq!(wait.json()["condition"]["service"], "web");
+    let short = run_doctor(&["check", "--http-addr", &addr, "-o", report.to_str().unwrap(), "-v"], &[]);
+    assert_eq!(short.code, 1, "{}", short.stderr);
+    // A boolean written -flag=false is off, as in Go.
+    let (_, json) = check_json(&["--http-addr", &addr, "-pre-start=false"], &[]);
+    assert!(!json["inputs"].as_array().unwrap().iter().any(|i| i["name"] == "pre_start"), "{json:#}");
+    // A misspelt single-dash flag is named as the long flag it resembles, never read as -h.
+    let typo = run_doctor(&["check", "-htt-addr=127.0.0.1:1"], &[]);
+    assert_eq!(typo.code, 2);
+    assert!(typo.stderr.contains("'--htt-addr'") && typo.stderr.contains("--http-addr"), "{}", typo.stderr);
+}
+
+/// Help or version with any other argument is a usage error: a deploy gate must never pass.
+#[test]
+fn help_with_other_arguments_exits_2_and_alone_exits_0() {
+    for args in [
+        &["check", "--http-addr", "127.0.0.1:1", "--help"][..],
+        &["wait", "--service", "web", "-h"],
+        &["check", "-vh"],
+        &["scan", "--service", "web", "--help"],
+        &["--version", "check"],
+        &["help", "check", "--service", "web"],
+    ] {
+        let run = run_doctor(args, &[]);
+        assert_eq!(run.code, 2, "{args:?}: {}{}", run.stdout, run.stderr);
+        assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
+        assert!(run.stderr.contains("nothing ran") || args[0] == "help", "{args:?}: {}", run.stderr);
+    }
+    for args in [&["--help"][..], &["help"], &["-h"], &["check", "--help"], &["help", "wait"], &["--version"]] {
+        let run = run_doctor(args, &[]);
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        assert!(!run.stdout.is_empty());
+    }
+}
+
+/// `-o json` (kubectl's habit) would write the report to a file named `json`.
+#[test]
+fn a_format_name_as_output_path_is_refused_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    for (cmd, value, format) in [("check", "json", "json"), ("wait", "junit", "junit"), ("scan", "xml", "junit")] {
+        let mut args = vec![cmd, "-o", value];
+        if cmd == "wait" {
+            args.extend(["--service", "web"]);
+        }
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_consul-doctor"))
+            .args(&args)
+            .current_dir(dir.path())
+            .env("CONSUL_HTTP_ADDR", dead_addr())
+            .output()
+            .unwrap();
+        assert_eq!(run.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(err.contains(&format!("--format {format}")) && err.contains(&format!("./{value}")), "{err}");
+        assert!(!dir.path().join(value).exists(), "{value} written");
+    }
+    // ./json is a file name like any other.
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_consul-doctor"))
+        .args(["check", "-o", "./json", "--http-addr", &dead_addr()])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    assert!(dir.path().join("json").is_file());
+}
+
+/// Every flag's help is its own: no description carried by the wrong flag, none missing.
+#[test]
+fn every_flag_has_its_own_unique_help() {
+    let root = consul_doctor::cli::command();
+    for sub in root.get_subcommands().filter(|s| s.get_name() != "help") {
+        let mut seen: Vec<(String, String)> = Vec::new();
+        for arg in sub.get_arguments().filter(|a| a.get_long().is_some() && !a.is_hide_set()) {
+            let long = arg.get_long().unwrap();
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if long == "help" || long == "version" {
+                continue;
+            }
+            assert!(!help.trim().is_empty(), "{} --{long} has no help", sub.get_name());
+            if let Some((other, _)) = seen.iter().find(|(_, h)| *h == help) {
+                panic!("{} --{long} and --{other} share the help {help:?}", sub.get_name());
+            }
+            seen.push((long.to_string(), help));
+        }
+    }
+    // The two that once traded places.
+    let check = root.find_subcommand("check").unwrap();
+    let help =
+        |l: &str| check.get_arguments().find(|a| a.get_long() == Some(l)).unwrap().get_help().unwrap().to_string();
+    assert!(help("deadline").starts_with("Deadline of the whole invocation"), "{}", help("deadline"));
+    assert!(help("consul-dns").starts_with("Consul DNS to ask"), "{}", help("consul-dns"));
+    let run = run_doctor(&["check", "--help"], &[]);
+    let text = run.stdout.replace('\n', " ");
+    assert!(text.contains("--consul-dns <IP:PORT>") && text.contains("--deadline <DURATION>"), "{}", run.stdout);
+}
+
+/// JUnit readers take a timestamp without a zone for local time: the doctor's are UTC and say so.
+#[test]
+fn junit_timestamps_carry_the_utc_zone() {
+    let run = run_doctor(&["check", "--http-addr", &dead_addr(), "--format", "junit"], &[]);
+    assert_eq!(run.code, 1);
+    let stamps: Vec<&str> = run.stdout.split(" timestamp=\"").skip(1).map(|s| &s[..s.find('"').unwrap()]).collect();
+    assert!(!stamps.is_empty(), "{}", run.stdout);
+    for t in stamps {
+        let b = t.as_bytes();
+        assert!(t.len() == 20 && b[4] == b'-' && b[10] == b'T' && b[19] == b'Z', "timestamp {t:?}");
+    }
+}
+
+/// The JSON inputs say where each value came from, the timeout included.
+#[test]
+fn timeout_provenance_is_the_flag_or_the_default() {
+    let addr = dead_addr();
+    let timeout = |json: &serde_json::Value| {
+        json["inputs"].as_array().unwrap().iter().find(|i| i["name"] == "timeout").cloned().unwrap()
+    };
+    let (_, json) = check_json(&["--http-addr", &addr, "--timeout", "3s"], &[]);
+    assert_eq!(timeout(&json)["source"], "flag", "{json:#}");
+    assert_eq!(timeout(&json)["value"], "3s");
+    let (_, json) = check_json(&["--http-addr", &addr], &[]);
+    assert_eq!(timeout(&json)["source"], "default", "{json:#}");
+    let scan = run_doctor(&["scan", "--http-addr", &addr, "-timeout=2s", "--format", "json"], &[]).json();
+    assert_eq!(timeout(&scan)["source"], "flag", "{scan:#}");
+}
+
+/// `codes` on a narrow terminal: titles wrap under themselves; piped, one code per line.
+#[test]
+fn codes_fit_a_60_column_terminal() {
+    let cmd = format!("{} codes", env!("CARGO_BIN_EXE_consul-doctor"));
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("COLUMNS", "60")
+        .output()
+        .expect("script(1) from util-linux");
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(text.contains("ACL-001"), "{text}");
+    for line in text.lines() {
+        assert!(line.chars().count() <= 60, "too wide: {line:?}");
+    }
+    let piped = run_doctor(&["codes"], &[("COLUMNS", "60")]);
+    assert!(piped.stdout.lines().all(|l| l.len() > 24 && l.as_bytes()[0].is_ascii_uppercase()), "{}", piped.stdout);
 }

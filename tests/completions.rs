@@ -59,3 +59,22 @@ fn zsh_and_fish_scripts_offer_the_codes_too() {
         assert!(run.stdout.contains("ACL-002"), "{shell} script does not offer codes");
     }
 }
+
+#[test]
+fn fish_completes_codes_for_explain() {
+    let run = run_doctor(&["completions", "fish"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let script = &run.stdout;
+    let at = script
+        .find("-n \"__fish_consul_doctor_using_subcommand explain\" -f -a \"")
+        .expect("a value completion for explain's code");
+    let values = &script[at..];
+    let values = &values[..values.find("\"\n").unwrap()];
+    for code in consul_doctor::codes::ALL {
+        assert!(
+            values.contains(&format!("\n{}\\t'", code.code)) || values.contains(&format!("\"{}\\t'", code.code)),
+            "{} not offered",
+            code.code
+        );
+    }
+}

@@ -264,6 +264,9 @@ fn port_that_closes_at_once_is_not_http() {
     let s = FaultServer::close_on_accept();
     let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
     assert_root(&run, &json, "TCP-004", &["tls", "api"]);
+    let msg = result(&json, "tcp.answer")["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("accepted the connection but closed it without answering (EOF)"), "{msg}");
+    assert!(!msg.contains("closed the connection"), "says the connection twice: {msg}");
 }
 
 #[test]
@@ -271,7 +274,8 @@ fn port_that_resets_is_not_http() {
     let s = FaultServer::reset_on_data();
     let (run, json) = check_json(&["--http-addr", &addr(&s)], &[]);
     assert_root(&run, &json, "TCP-004", &["tls", "api"]);
-    assert!(result(&json, "tcp.answer")["message"].as_str().unwrap().contains("reset"));
+    let msg = result(&json, "tcp.answer")["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("accepted the connection but dropped it (connection reset by peer)"), "{msg}");
 }
 
 #[test]
@@ -1171,5 +1175,86 @@ fn a_token_the_server_echoes_never_leaks_where_a_message_cuts_it() {
             assert!(!run.stdout.contains(part), "{format}: {part:?} in stdout:\n{}", run.stdout);
             assert!(!run.stderr.contains(part), "{format}: {part:?} in stderr:\n{}", run.stderr);
         }
+    }
+}
+
+// --- mesh: what 1.8.7 cannot show -------------------------------------------------------------
+
+/// Consul 1.14+ split the gRPC port: `ports { grpc = -1, grpc_tls = 8503 }` leaves only the TLS
+/// one, which Envoy must be given as `-grpc-addr https://…`.
+#[test]
+fn mesh_on_a_1_14_agent_with_only_the_tls_grpc_port() {
+    // /v1/agent/self of 1.14+: `xDS.Ports{Plaintext, TLS}` from agent/agent_endpoint.go (`Self`,
+    // `XDSSelf`, `GRPCPorts`), `GRPCPort`/`GRPCTLSPort` in DebugConfig from
+    // agent/config/runtime.go (`RuntimeConfig`).
+    let mut self_body: serde_json::Value = serde_json::from_str(&agent_self("1.14.3", true, "srv-1")).unwrap();
+    self_body["DebugConfig"] = serde_json::json!({"ACLsEnabled": false, "ConnectEnabled": true, "GRPCPort": -1,
+        "GRPCTLSPort": 8503, "GRPCAddrs": [], "GRPCTLSAddrs": ["tcp://127.0.0.1:8503"]});
+    self_body["xDS"] = serde_json::json!({"SupportedProxies": {"envoy": ["1.24.0"]}, "Port": 8503,
+        "Ports": {"Plaintext": -1, "TLS": 8503}});
+    let members = serde_json::json!([member("srv-1", true, "1.14.3:", 2, 2, 3, Some(3))]);
+    // /v1/agent/services, /v1/agent/checks and /v1/health/connect/web in the shapes of
+    // agent/agent_endpoint.go (`buildAgentService`: Kind, Proxy) and agent/health_endpoint.go
+    // (`HealthConnectServiceNodes`, the same entries as /v1/health/service), as the 1.8.7 lab
+    // shows them; /v1/connect/ca/roots from agent/connect_ca_endpoint.go (`ConnectCARoots`,
+    // structs.IndexedCARoots).
+    let s = consul_with(vec![
+        Route::json("/v1/agent/self", 200, &self_body.to_string()),
+        Route::json("/v1/agent/members", 200, &members.to_string()),
+        // The sidecar is a second name to write (agent/acl_endpoint.go `ACLAuthorize`).
+        Route::json(
+            "/v1/internal/acl/authorize",
+            200,
+            r#"[{"Resource": "service", "Segment": "web", "Access": "write", "Allow": true},
+                {"Resource": "service", "Segment": "web-sidecar-proxy", "Access": "write", "Allow": true}]"#,
+        )
+        .with_method("POST"),
+        Route::json(
+            "/v1/agent/services",
+            200,
+            r#"{"web-1": {"ID": "web-1", "Service": "web", "Address": "", "Port": 8080, "Tags": []},
+                "web-1-sidecar-proxy": {"Kind": "connect-proxy", "ID": "web-1-sidecar-proxy", "Service": "web-sidecar-proxy",
+                  "Address": "", "Port": 21000, "Tags": [], "Proxy": {"DestinationServiceName": "web",
+                  "DestinationServiceID": "web-1", "LocalServiceAddress": "127.0.0.1", "LocalServicePort": 8080}}}"#,
+        ),
+        Route::json(
+            "/v1/agent/checks",
+            200,
+            r#"{"service:web-1": {"Node": "srv-1", "CheckID": "service:web-1", "Name": "ttl", "Type": "ttl", "Status": "passing", "Output": "", "ServiceID": "web-1"},
+                "service:web-1-sidecar-proxy:1": {"Node": "srv-1", "CheckID": "service:web-1-sidecar-proxy:1", "Name": "Connect Sidecar Listening",
+                  "Type": "tcp", "Status": "passing", "Output": "TCP connect 127.0.0.1:21000: Success", "ServiceID": "web-1-sidecar-proxy"}}"#,
+        ),
+        Route::json(
+            "/v1/health/connect/web",
+            200,
+            r#"[{"Node": {"Node": "srv-1", "Address": "127.0.0.1"}, "Service": {"Kind": "connect-proxy", "ID": "web-1-sidecar-proxy",
+                 "Service": "web-sidecar-proxy", "Port": 21000, "Proxy": {"DestinationServiceName": "web", "DestinationServiceID": "web-1"}},
+                 "Checks": [{"CheckID": "service:web-1-sidecar-proxy:1", "Status": "passing", "ServiceID": "web-1-sidecar-proxy"}]}]"#,
+        ),
+        Route::json(
+            "/v1/connect/ca/roots",
+            200,
+            r#"{"ActiveRootID": "e6:cd", "TrustDomain": "7470fab4.consul", "Roots": [{"ID": "e6:cd", "Name": "Consul CA Root Cert", "Active": true}]}"#,
+        ),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("web.json");
+    std::fs::write(
+        &path,
+        r#"{"Name": "web", "ID": "web-1", "Port": 8080, "Check": {"TTL": "30s", "DeregisterCriticalServiceAfter": "10m"}, "Connect": {"SidecarService": {}}}"#,
+    )
+    .unwrap();
+    let (_, json) = check_json(&["--http-addr", &addr(&s), "--service-file", path.to_str().unwrap()], &[]);
+    let xds = result(&json, "mesh.xds");
+    assert_eq!(xds["code"], "MSH-011", "{json:#}");
+    assert_eq!(xds["status"], "warn");
+    let msg = xds["message"].as_str().unwrap();
+    assert!(msg.contains("https://127.0.0.1:8503") && msg.contains("Plaintext -1, TLS 8503"), "{msg}");
+    // The command for this sidecar's Envoy carries the TLS gRPC address.
+    let start = result(&json, "mesh.proxy")["evidence"]["start"].as_str().unwrap().to_string();
+    assert!(start.starts_with("consul connect envoy -sidecar-for=web-1 -http-addr="), "{start}");
+    assert!(start.contains("-grpc-addr=https://127.0.0.1:8503"), "{start}");
+    for id in ["mesh.connect", "mesh.sidecar", "mesh.proxy", "mesh.consumers"] {
+        assert_eq!(result(&json, id)["status"], "pass", "{id}: {json:#}");
     }
 }

@@ -19,7 +19,9 @@ fn roff(s: &str) -> String {
 
 /// SYNOPSIS with each option's value placeholder, which clap_mangen leaves out.
 fn synopsis(cmd: &Command, page: &str) -> String {
-    let mut parts = vec![format!("\\fB{}\\fR", roff(page))];
+    // The command as typed: `consul-doctor check`, though its page is consul-doctor-check(1).
+    let typed = page.replacen("consul-doctor-", "consul-doctor ", 1);
+    let mut parts = vec![format!("\\fB{}\\fR", roff(&typed))];
     for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
         let repeat = matches!(arg.get_action(), clap::ArgAction::Append);
         let values: String = match (arg.get_action().takes_values(), arg.get_value_names()) {
@@ -241,6 +243,11 @@ fn every_page_has_the_sections_an_operator_looks_for() {
     assert!(check.contains("[\\fB\\-\\-http\\-addr\\fR \\fI<ADDR>\\fR]"), "no value placeholder in the synopsis");
     assert!(check.contains("[\\fB\\-\\-service\\-file\\fR \\fI<PATH>\\fR]..."), "repeatable flags are marked");
     assert!(page("consul-doctor-explain.1").contains("\\fI<CODE>\\fR"));
+    assert!(
+        check.contains(".SH SYNOPSIS\n\\fBconsul\\-doctor check\\fR ["),
+        "the synopsis is the command as typed: {}",
+        &check[check.find(".SH SYNOPSIS").unwrap()..][..60]
+    );
     for code in ["0", "1", "2", "130"] {
         assert!(check.contains(&format!(".TP\n{code}\n")), "exit status {code} undocumented");
     }

@@ -38,6 +38,7 @@ pub enum StageId {
     Duplicates,
     Sync,
     Discovery,
+    Mesh,
     Probe,
 }
 
@@ -150,6 +151,15 @@ pub const STAGES: &[Stage] = &[
         run: stages::discovery::run,
     },
     Stage {
+        id: StageId::Mesh,
+        name: "mesh",
+        // After sync: the sidecar is judged once its service is known to be in the catalog.
+        requires: &[StageId::Sync],
+        checks: stages::mesh::CHECKS,
+        soft: &[],
+        run: stages::mesh::run,
+    },
+    Stage {
         id: StageId::Probe,
         name: "probe",
         requires: &[StageId::Discovery],
@@ -189,6 +199,9 @@ pub struct Facts {
     /// The consumers' view of each service's health list, read once by the duplicates stage
     /// and judged again by the discovery stage.
     pub health_views: HashMap<String, Vec<stages::discovery::Instance>>,
+    /// Instances of each service that an owner other than an agent registered (consul-k8s,
+    /// a cluster peer), read with the health list by the duplicates stage.
+    pub owned: HashMap<String, Vec<crate::agentless::Registration>>,
     /// `/v1/agent/services` as read by the duplicates stage.
     pub agent_services: Option<serde_json::Map<String, serde_json::Value>>,
     /// The doctor's own probes of the services' checks: (service id, check label, failing code).
@@ -376,10 +389,27 @@ pub async fn run_stages_until(inputs: &Inputs, wanted: &[StageId], deadline: tok
     }
 
     let mut checks: Vec<CheckResult> = results.into_iter().flatten().flatten().collect();
+    // Agent advice does not apply to a service whose instances an owner other than an agent
+    // registers (consul-k8s, a peer): the sync stage judged what the catalog says instead.
+    {
+        let f = ctx.facts();
+        for svc in &f.services {
+            let owner = f.owned.get(svc.def.display_name()).and_then(|o| o.first()).and_then(|r| r.owner.clone());
+            let on_agent = svc
+                .def
+                .effective_id()
+                .is_some_and(|id| f.agent_services.as_ref().is_some_and(|local| local.contains_key(id)));
+            if let (Some(owner), false) = (owner, on_agent) {
+                crate::agentless::neutralize(&mut checks, &svc.def.label, &owner);
+            }
+        }
+    }
     // A probe the deadline cut off is deregistered now, and reported.
     checks.extend(stages::probe::cleanup_pending(inputs.timeout).await);
     let summary = ctx.facts().summary.clone();
     let target = ctx.conn().map(|c| c.display.clone()).unwrap_or_else(|| inputs.consul.http_addr.value.clone());
+    // Every `consul …` command in a fix reaches the agent diagnosed here.
+    crate::consul_cli::ConsulCli::new(&inputs.consul).apply(&mut checks);
     let report = Report::new(target, inputs.entries(), summary, checks, started.elapsed().as_millis() as u64);
     let facts = ctx.facts.into_inner().unwrap_or_else(|p| p.into_inner());
     Outcome { report, facts }

@@ -47,7 +47,7 @@ pub fn render(report: &Report, opts: &Options) -> String {
     let given: Vec<String> = report
         .inputs
         .iter()
-        .filter(|i| i.name != "http_addr" && i.name != "timeout" && i.source != "default")
+        .filter(|i| i.name != "http_addr" && i.source != "default")
         .map(|i| format!("{} {} ({})", i.name, i.value, i.source))
         .collect();
     if !given.is_empty() {
@@ -71,6 +71,24 @@ pub fn render(report: &Report, opts: &Options) -> String {
         out.push_str(&summary_table(report));
     } else {
         by_stage(&mut out, report, opts);
+    }
+    let (ids, rules) = crate::report::read_grants(&report.checks);
+    if !rules.is_empty() {
+        out.push('\n');
+        let text = format!(
+            "not judged for lack of read permission: {}; the smallest read-only grant that lets the doctor see them:",
+            ids.join(", ")
+        );
+        let mark = format!("{} ", paint(UNJUDGED, "?"));
+        if opts.width.is_some() {
+            // Each rule whole on its own line, to paste into a policy.
+            wrapped(&mut out, &mark, &text, 2, opts.width);
+            for rule in &rules {
+                let _ = writeln!(out, "    {rule}");
+            }
+        } else {
+            wrapped(&mut out, &mark, &format!("{text} {}", rules.join(" ")), 2, None);
+        }
     }
     out.push('\n');
     match &report.root_cause {
@@ -207,7 +225,12 @@ fn line(out: &mut String, c: &CheckResult, width: usize, indent: usize, cols: Op
     let (sym, style) = mark(c);
     let pad = " ".repeat(indent);
     let id = format!("{:<width$}", c.id);
-    let hang = indent + 2 + width + 2;
+    // Under the message column while that leaves room for a sentence; on a narrow terminal
+    // just under the mark, so a UUID or a path still fits.
+    let hang = match cols {
+        Some(cols) if cols < indent + 2 + width + 2 + MIN_TEXT => indent + 4,
+        _ => indent + 2 + width + 2,
+    };
     match c.status {
         Status::Pass => wrapped(out, &format!("{pad}{} {id}  ", paint(style, sym)), &c.message, hang, cols),
         Status::Skip => {
@@ -239,16 +262,172 @@ fn line(out: &mut String, c: &CheckResult, width: usize, indent: usize, cols: Op
             );
             let sub = " ".repeat(indent + 4);
             if let Some(fix) = &c.fix {
-                wrapped(out, &format!("{sub}fix: "), fix, indent + 9, cols);
+                fix_lines(out, &format!("{sub}fix: "), fix, indent + 9, cols);
             }
             let _ = writeln!(out, "{sub}explain: consul-doctor explain {code}");
         }
     }
 }
 
+/// Fewest columns a wrapped line keeps for its text before the hanging indent moves left.
+const MIN_TEXT: usize = 44;
+
+/// A fix: its prose wrapped like any text, every command in it on a line of its own, whole (a
+/// command broken across lines cannot be pasted). Without a terminal width the fix stays one
+/// line, as files and pipes keep lines.
+pub fn fix_lines(out: &mut String, prefix: &str, fix: &str, hang: usize, cols: Option<usize>) {
+    if cols.is_none() {
+        wrapped(out, prefix, fix, hang, cols);
+        return;
+    }
+    let pad = " ".repeat(hang);
+    let mut first = true;
+    for (is_command, part) in split_commands(fix) {
+        // The punctuation that ended a command starts the next line of prose: drop it.
+        // Backticks around a command go with it (it has a line of its own).
+        // So do the parentheses of a remark that is just the command: "the log (consul monitor)".
+        let part =
+            if first { part.trim() } else { part.trim().trim_start_matches([',', ';', '.', '`', ')']).trim_start() };
+        let part = if is_command { part } else { part.trim_end_matches(['`', '(']).trim_end() };
+        if part.is_empty() {
+            continue;
+        }
+        if is_command {
+            if first {
+                let _ = writeln!(out, "{}", prefix.trim_end());
+            }
+            let _ = writeln!(out, "{pad}{part}");
+        } else if first {
+            wrapped(out, prefix, part, hang, cols);
+        } else {
+            wrapped(out, &pad, part, hang, cols);
+        }
+        first = false;
+    }
+}
+
+/// `text` cut into prose and the shell commands in it (`consul …`, `curl …`, `ss -…`, with any
+/// `NAME=value` environment in front), in order. A command runs to the end of the text, to a
+/// `,` `;` or `.` that ends a word outside quotes, to a `)` it did not open, to a word opening
+/// a parenthesis (a remark), or to a backtick.
+pub fn split_commands(text: &str) -> Vec<(bool, &str)> {
+    let mut parts = Vec::new();
+    let mut prose_from = 0;
+    let mut i = 0;
+    let bytes = text.as_bytes();
+    while i < text.len() {
+        let boundary = i == 0 || matches!(bytes[i - 1], b' ' | b'(' | b'`' | b'\n');
+        if !boundary || !text.is_char_boundary(i) {
+            i += 1;
+            continue;
+        }
+        let Some(len) = command_at(&text[i..]) else {
+            i += 1;
+            continue;
+        };
+        if prose_from < i {
+            parts.push((false, &text[prose_from..i]));
+        }
+        parts.push((true, text[i..i + len].trim_end()));
+        i += len;
+        prose_from = i;
+    }
+    if prose_from < text.len() {
+        parts.push((false, &text[prose_from..]));
+    }
+    parts
+}
+
+/// The commands of the Consul CLI (`consul --help`, 1.8 and newer), but `agent`: "consul agent …"
+/// in a fix names how the agent runs, not a command to paste.
+const CONSUL_COMMANDS: &[&str] = &[
+    "acl",
+    "catalog",
+    "config",
+    "connect",
+    "debug",
+    "event",
+    "exec",
+    "force-leave",
+    "info",
+    "intention",
+    "join",
+    "keygen",
+    "keyring",
+    "kv",
+    "leave",
+    "lock",
+    "login",
+    "logout",
+    "maint",
+    "members",
+    "monitor",
+    "operator",
+    "reload",
+    "rtt",
+    "services",
+    "snapshot",
+    "tls",
+    "validate",
+    "version",
+    "watch",
+];
+
+/// Words that end a command written inside a sentence (none is an argument of the commands
+/// the fixes give; quoted values and `<placeholders>` are not looked at).
+const PROSE: &[&str] = &["and", "or", "to", "for", "on", "then", "shows", "lists", "with", "/", "if", "when"];
+
+/// The length of the command that starts `text`, if one does.
+fn command_at(text: &str) -> Option<usize> {
+    let mut words = text.split(' ');
+    let mut program = words.next()?;
+    while program
+        .split_once('=')
+        .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+    {
+        program = words.next()?;
+    }
+    let next = words.next()?.trim_end_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-');
+    let command = match program {
+        "consul" => CONSUL_COMMANDS.contains(&next),
+        "curl" => next.starts_with('-') || next.starts_with("http") || next.starts_with('"'),
+        "ss" | "journalctl" => next.starts_with('-'),
+        _ => false,
+    };
+    if !command {
+        return None;
+    }
+    let (mut quote, mut depth) = (None::<u8>, 0usize);
+    let b = text.as_bytes();
+    let ends_word = |at: usize| at + 1 >= b.len() || b[at + 1] == b' ';
+    for (at, &c) in b.iter().enumerate() {
+        // A word of prose after the arguments ends the command: "consul members -wan shows …".
+        if quote.is_none() && c == b' ' {
+            let word = text[at + 1..].split(' ').next().unwrap_or("");
+            if PROSE.contains(&word) {
+                return Some(at);
+            }
+        }
+        match (quote, c) {
+            (Some(q), _) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'\'' | b'"') => quote = Some(c),
+            (None, b'<') => quote = Some(b'>'),
+            (None, b'(') if at > 0 && b[at - 1] == b' ' => return Some(at),
+            (None, b'(') => depth += 1,
+            (None, b')') if depth == 0 => return Some(at),
+            (None, b')') => depth -= 1,
+            (None, b'`') => return Some(at),
+            (None, b',' | b';' | b'.') if ends_word(at) => return Some(at),
+            _ => {}
+        }
+    }
+    Some(text.len())
+}
+
 /// Writes `prefix` + `text`, wrapping `text` at word boundaries to `cols` columns with later
 /// lines indented by `hang`; no wrapping without a terminal width (files and pipes keep lines).
-fn wrapped(out: &mut String, prefix: &str, text: &str, hang: usize, cols: Option<usize>) {
+pub fn wrapped(out: &mut String, prefix: &str, text: &str, hang: usize, cols: Option<usize>) {
     let Some(cols) = cols else {
         let _ = writeln!(out, "{prefix}{text}");
         return;
@@ -327,6 +506,43 @@ mod tests {
         let mut flat = String::new();
         wrapped(&mut flat, "x ", "a b c", 2, None);
         assert_eq!(flat, "x a b c\n");
+    }
+
+    #[test]
+    fn commands_are_cut_out_of_a_fix_whole() {
+        let fix = "grant it (as an operator): CONSUL_HTTP_ADDR=http://127.0.0.1:1 consul acl policy create -name w -rules 'service \"w\" { policy = \"write\" }', then consul acl token update -id 9b -merge-policies (or create a token with -service-identity w)";
+        let parts = split_commands(fix);
+        let commands: Vec<&str> = parts.iter().filter(|(c, _)| *c).map(|(_, t)| *t).collect();
+        assert_eq!(
+            commands,
+            vec![
+                "CONSUL_HTTP_ADDR=http://127.0.0.1:1 consul acl policy create -name w -rules 'service \"w\" { policy = \"write\" }'",
+                "consul acl token update -id 9b -merge-policies"
+            ]
+        );
+        let parts = split_commands("read the log (consul monitor -log-level=debug); then `consul reload`. Done");
+        let commands: Vec<&str> = parts.iter().filter(|(c, _)| *c).map(|(_, t)| *t).collect();
+        assert_eq!(commands, vec!["consul monitor -log-level=debug", "consul reload"]);
+        assert!(split_commands("the consul_doctor meta and name.service.consul, consul or curl")
+            .iter()
+            .all(|(c, _)| !c));
+        let prose = "check with consul members and consul operator raft list-peers on a server; consul force-leave <node> for a node that is gone; consul acl set-agent-token default <token with service_prefix> now";
+        assert_eq!(
+            commands_of(prose),
+            vec![
+                "consul members",
+                "consul operator raft list-peers",
+                "consul force-leave <node>",
+                "consul acl set-agent-token default <token with service_prefix> now"
+            ]
+        );
+        let mut out = String::new();
+        fix_lines(&mut out, "    fix: ", fix, 9, Some(60));
+        assert!(out.lines().any(|l| l.trim() == commands_of(fix)[0]), "{out}");
+    }
+
+    fn commands_of(fix: &str) -> Vec<&str> {
+        split_commands(fix).into_iter().filter(|(c, _)| *c).map(|(_, t)| t).collect()
     }
 
     #[test]

@@ -129,12 +129,10 @@ fn finding_text(c: &CheckResult) -> String {
     )
 }
 
-/// `YYYY-MM-DDTHH:MM:SS` in UTC, the form of JUnit's `timestamp` attribute (no zone suffix).
+/// `YYYY-MM-DDTHH:MM:SSZ`: ISO 8601 in UTC, with the zone said, so no reader takes it for local time.
 fn iso8601(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mut text = crate::duration::format_utc(secs as i64);
-    text.pop(); // the trailing "Z"
-    text
+    crate::duration::format_utc(secs as i64)
 }
 
 #[cfg(unix)]
@@ -208,15 +206,15 @@ mod tests {
 
     #[test]
     fn one_testcase_per_check_id_named_by_the_id() {
-        let x = render_at(&fixture(), FailOn::Fail, "2026-01-02T03:04:05", "ci-runner");
+        let x = render_at(&fixture(), FailOn::Fail, "2026-01-02T03:04:05Z", "ci-runner");
         assert_eq!(x.matches("<testcase ").count(), 5, "{x}");
         assert_eq!(x.matches("name=\"config.service\"").count(), 1, "{x}");
         assert!(x.contains("<failure type=\"CFG-019\" message=\"CFG-019 service &quot;a&quot;: port 99999\">"), "{x}");
         // The warning of the second service is reported beside the failure, not as one.
         assert!(x.contains("WARN CFG-021 "), "{x}");
         assert!(x.contains("<testcase classname=\"consul-doctor.dns\" name=\"dns.resolve\" time=\"0.000\">\n      <skipped message=\"skipped: blocked by CFG-019\"/>\n    </testcase>"), "{x}");
-        assert!(x.contains("<testsuites name=\"consul-doctor\" tests=\"5\" failures=\"1\" errors=\"0\" skipped=\"1\" time=\"1.500\" timestamp=\"2026-01-02T03:04:05\">"), "{x}");
-        assert!(x.contains("<testsuite name=\"config\" tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"0\" time=\"0.000\" timestamp=\"2026-01-02T03:04:05\" hostname=\"ci-runner\">"), "{x}");
+        assert!(x.contains("<testsuites name=\"consul-doctor\" tests=\"5\" failures=\"1\" errors=\"0\" skipped=\"1\" time=\"1.500\" timestamp=\"2026-01-02T03:04:05Z\">"), "{x}");
+        assert!(x.contains("<testsuite name=\"config\" tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"0\" time=\"0.000\" timestamp=\"2026-01-02T03:04:05Z\" hostname=\"ci-runner\">"), "{x}");
         assert!(!x.contains("[CFG-"), "the code stays out of the name: {x}");
     }
 
@@ -233,9 +231,9 @@ mod tests {
 
     #[test]
     fn timestamps_are_utc_iso8601() {
-        assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00");
-        assert_eq!(iso8601(UNIX_EPOCH + Duration::from_secs(1_709_210_096)), "2024-02-29T12:34:56");
-        assert_eq!(iso8601(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00");
+        assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(UNIX_EPOCH + Duration::from_secs(1_709_210_096)), "2024-02-29T12:34:56Z");
+        assert_eq!(iso8601(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
     }
 
     #[test]

@@ -50,6 +50,33 @@ pub fn terminal_width() -> Option<usize> {
     (ok && ws.ws_col >= 40).then_some(ws.ws_col as usize)
 }
 
+/// The width of the terminal on standard error, for progress lines redrawn in place (a line
+/// wider than the terminal wraps, and clearing it leaves its first part behind): `COLUMNS`, else
+/// the terminal's own, else 80.
+pub fn stderr_width() -> usize {
+    if let Some(cols) = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<usize>().ok()).filter(|&c| c > 20) {
+        return cols;
+    }
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes one winsize into the struct we own.
+    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 20 {
+        ws.ws_col as usize
+    } else {
+        80
+    }
+}
+
+/// `text` cut to `width` characters, with an ellipsis when cut (for lines redrawn in place).
+pub fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 pub fn render(report: &Report, format: Format, opts: &Options) -> String {
     match format {
         Format::Human => human::render(report, opts),

@@ -47,7 +47,7 @@ pub struct ScanArgs {
     #[arg(long, value_enum, default_value_t = Format::Human, help_heading = "Output")]
     pub format: Format,
     /// Write the report to this file instead of standard output
-    #[arg(long, short = 'o', value_name = "PATH", help_heading = "Output")]
+    #[arg(long, short = 'o', value_name = "PATH", value_parser = crate::cli::output_path, help_heading = "Output")]
     pub output: Option<PathBuf>,
     /// Lowest status that makes the exit code 1
     #[arg(long, value_enum, default_value_t = FailOn::Fail, help_heading = "Output")]
@@ -96,6 +96,7 @@ pub fn raw_inputs(a: ScanArgs, m: &ArgMatches) -> ScanRaw {
         service: ServiceInputs { files: Vec::new(), flags: Default::default(), go_mod: None },
         dns_server: a.dns_server,
         timeout: a.timeout,
+        timeout_source: crate::cli::source_of(m, "timeout", None),
         deadline: a.deadline,
         wait: None,
         skip: Vec::new(),
@@ -110,6 +111,7 @@ pub fn raw_inputs(a: ScanArgs, m: &ArgMatches) -> ScanRaw {
         consul_dns: None,
         probe_register: false,
         probe_name: None,
+        mesh_from: None,
     };
     let mut services: Vec<String> = Vec::new();
     for s in a.service.into_iter().filter(|s| !s.is_empty()) {

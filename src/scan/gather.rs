@@ -20,7 +20,7 @@ use crate::codes;
 use crate::consul::{dc_query, urlencode, ConsulClient, Reply};
 use crate::report::CheckResult;
 use crate::scan::judge::Finding;
-use crate::scan::model::{Builder, Catalog, HealthEntry, Membership, UiNodesInto, WireMember};
+use crate::scan::model::{Builder, Catalog, HealthEntry, Membership, UiNode, UiNodesInto, WireMember};
 
 /// A segment no rule names, to learn what the token may read by default.
 const PROBE: &str = "consul-doctor-scan-probe-7f3c";
@@ -30,6 +30,77 @@ pub struct GatherOptions {
     /// The member list describes the scanned datacenter (it is the agent's own).
     pub same_dc: bool,
     pub wanted: Vec<String>,
+    /// The agent runs Consul Enterprise: without --namespace/--partition, every namespace (and,
+    /// from 1.11, every partition) the token can list is scanned.
+    pub enterprise: Option<Enterprise>,
+}
+
+/// What an Enterprise agent can be asked for enumeration (consul_facts).
+#[derive(Debug, Clone, Copy)]
+pub struct Enterprise {
+    pub partitions: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct Named {
+    #[serde(rename = "Name")]
+    name: String,
+}
+
+/// The namespaces (and partitions) to read, as query suffixes (`ns=a&partition=p`); `[""]`
+/// when the run is not enumerating (OSS, or a scope given). What cannot be listed is named in
+/// `problems`: the scan then says exactly what it left out. Shapes: `GET /v1/partitions` and
+/// `GET /v1/namespaces` answer lists of objects with `Name` (api/partition.go, api/namespace.go).
+async fn spaces(
+    client: &ConsulClient,
+    o: &GatherOptions,
+    problems: &mut Vec<Finding>,
+    endpoints: &mut Vec<String>,
+) -> Vec<String> {
+    let scope = client.scope();
+    let Some(ent) = o.enterprise.filter(|_| scope.namespace.is_none()) else {
+        return vec![String::new()];
+    };
+    let partitions: Vec<Option<String>> = if ent.partitions && scope.partition.is_none() {
+        endpoints.push("GET /v1/partitions".to_string());
+        match get_list::<Vec<Named>>(client, "/v1/partitions").await {
+            Ok(list) if !list.is_empty() => list.into_iter().map(|p| Some(p.name)).collect(),
+            Ok(_) => vec![None],
+            Err(f) => {
+                problems.push(unreadable(format!("{}: only the agent's own partition was scanned", f.what)));
+                vec![None]
+            }
+        }
+    } else {
+        vec![scope.partition.clone()]
+    };
+    let mut out = Vec::new();
+    for p in partitions {
+        let pq = p.as_ref().map(|p| format!("partition={}", urlencode(p)));
+        let path = match &pq {
+            Some(q) => format!("/v1/namespaces?{q}"),
+            None => "/v1/namespaces".to_string(),
+        };
+        endpoints.push(format!("GET {path}"));
+        let names = match get_list::<Vec<Named>>(client, &path).await {
+            Ok(list) if !list.is_empty() => list.into_iter().map(|n| n.name).collect(),
+            Ok(_) => vec!["default".to_string()],
+            Err(f) => {
+                let part = p.as_deref().map(|p| format!(" of partition {p}")).unwrap_or_default();
+                problems.push(unreadable(format!("{}: only namespace default{part} was scanned", f.what)));
+                vec!["default".to_string()]
+            }
+        };
+        for ns in names {
+            let mut q = format!("ns={}", urlencode(&ns));
+            if let Some(pq) = &pq {
+                q.push('&');
+                q.push_str(pq);
+            }
+            out.push(q);
+        }
+    }
+    out
 }
 
 pub struct Gathered {
@@ -62,7 +133,8 @@ impl Progress {
             return;
         }
         *last = Some(std::time::Instant::now());
-        let _ = write!(std::io::stderr(), "\r\x1b[2Kconsul-doctor scan: {text}");
+        let line = crate::render::fit(&format!("consul-doctor scan: {text}"), crate::render::stderr_width() - 1);
+        let _ = write!(std::io::stderr(), "\r\x1b[2K{line}");
     }
 
     pub fn bar(&self, what: &str, done: usize, total: usize) {
@@ -188,9 +260,37 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
             }
         };
 
-    if o.wanted.is_empty() {
+    let spaces = if o.wanted.is_empty() { spaces(client, o, &mut problems, &mut endpoints).await } else { Vec::new() };
+    if let Some((first, more)) = spaces.split_first().filter(|(_, more)| !more.is_empty()) {
+        // Enterprise: one UI node list per namespace (and partition) the token can list.
+        progress.show("reading the catalog of every namespace (/v1/internal/ui/nodes)…");
+        let sep = if dcq.is_empty() { '?' } else { '&' };
+        let first_path = format!("/v1/internal/ui/nodes{dcq}{sep}{first}");
+        let (nodes, members) = tokio::join!(get_list::<Vec<UiNode>>(client, &first_path), members);
+        set_members(&mut b, &mut problems, members);
+        if o.same_dc {
+            endpoints.push(format!("GET {members_path}"));
+        }
+        let mut answers = vec![(first_path, nodes)];
+        for q in more {
+            let path = format!("/v1/internal/ui/nodes{dcq}{sep}{q}");
+            let nodes = get_list::<Vec<UiNode>>(client, &path).await;
+            answers.push((path, nodes));
+        }
+        for (path, nodes) in answers {
+            endpoints.push(format!("GET {path}"));
+            match nodes {
+                Ok(nodes) => nodes.into_iter().for_each(|n| b.add_ui_node(n)),
+                Err(f) => problems.push(unreadable(f.what)),
+            }
+        }
+    } else if o.wanted.is_empty() {
         progress.show("reading the catalog (/v1/internal/ui/nodes)…");
-        let nodes_path = format!("/v1/internal/ui/nodes{dcq}");
+        let sep = if dcq.is_empty() { '?' } else { '&' };
+        let nodes_path = match spaces.first().filter(|q| !q.is_empty()) {
+            Some(q) => format!("/v1/internal/ui/nodes{dcq}{sep}{q}"),
+            None => format!("/v1/internal/ui/nodes{dcq}"),
+        };
         let (nodes, members) = tokio::join!(get_list::<UiNodesInto>(client, &nodes_path), members);
         endpoints.push(format!("GET {nodes_path}"));
         if o.same_dc {
@@ -251,6 +351,25 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
                 )
                 .with("services_seen", services.to_string())
                 .with("instances_seen", catalog.instances.len().to_string()),
+            ),
+        );
+    }
+    // 1.11+ agents say when ACLs shortened an answer: then the scan knows, not guesses.
+    if client.saw_filtered_results() && !problems.iter().any(|p| p.result.code == Some(codes::SCN_HIDDEN.code)) {
+        problems.insert(
+            0,
+            Finding::service_wide(
+                "",
+                CheckResult::finding(
+                    codes::SCN_HIDDEN,
+                    "scan.visibility",
+                    format!(
+                        "the agent marked catalog answers as filtered by ACLs ({}: true): this scan saw {} instance(s) and cannot vouch for what the token may not read",
+                        crate::consul_facts::FILTERED_BY_ACLS_HEADER,
+                        catalog.instances.len()
+                    ),
+                    "scan with a token that may read the whole catalog (service_prefix \"\" and node_prefix \"\" with policy read), or limit the scan to the services the token may read with --service",
+                ),
             ),
         );
     }

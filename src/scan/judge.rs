@@ -83,6 +83,10 @@ pub struct JudgeOptions {
     /// The agent address as the operator reaches it, for the commands in fixes.
     pub target: String,
     pub datacenter: Option<String>,
+    /// The settings every `consul` command in a fix carries.
+    pub consul: crate::consul_cli::ConsulCli,
+    /// The token came from `CONSUL_HTTP_TOKEN` (a `curl` in a fix names the variable).
+    pub token_from_env: bool,
 }
 
 /// Per-service counts for the summary table.
@@ -228,23 +232,14 @@ pub fn deregister_body(
 
 fn catalog_deregister_cmd(o: &JudgeOptions, node: &Node, i: &Instance) -> String {
     let body = deregister_body(o.datacenter.as_deref(), &node.name, &i.id, &i.namespace, &node.partition);
-    format!("curl --request PUT --data '{body}' {}/v1/catalog/deregister", o.target.trim_end_matches('/'))
+    let url = format!("{}/v1/catalog/deregister", o.target.trim_end_matches('/'));
+    o.consul.curl("PUT", &url, Some(&body.to_string()), o.token_from_env)
 }
 
-fn agent_deregister_cmd(node: &Node, id: &str) -> String {
-    format!(
-        "on node {} run `consul services deregister -id={id}` (or CONSUL_HTTP_ADDR={}:8500 consul services deregister -id={id})",
-        node.name,
-        host(&node.address)
-    )
-}
-
-fn host(addr: &str) -> String {
-    if addr.contains(':') {
-        format!("[{addr}]")
-    } else {
-        addr.to_string()
-    }
+/// The agent-side removal, aimed at the node's own agent with the settings the scan was given.
+fn agent_deregister_cmd(o: &JudgeOptions, node: &Node, id: &str) -> String {
+    let cmd = o.consul.on_host(&node.address).command("services deregister", &format!("-id={id}"));
+    format!("on node {} (its own agent) run: {cmd}", node.name)
 }
 
 /// Consul's rule for DNS-discoverable names: letters, digits and dashes (`InvalidDnsRe`), and a
@@ -301,7 +296,7 @@ pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
             }
             NodeState::Alive => {
                 if health[n] == Health::Critical {
-                    if let Some(r) = critical_forever(node, i) {
+                    if let Some(r) = critical_forever(o, node, i) {
                         agent_side.push((n, codes::SCN_CRITICAL_FOREVER.code));
                         findings.push(Finding::instance(cat, i, r));
                     }
@@ -361,7 +356,7 @@ pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
                             "add a check to its definition on node {} (check {{ http = \"http://localhost:{}/health\" interval = \"10s\" deregister_critical_service_after = \"10m\" }}) and `consul reload`; if the instance is left over, {}",
                             node.name,
                             i.port,
-                            agent_deregister_cmd(node, &i.id)
+                            agent_deregister_cmd(o, node, &i.id)
                         ),
                     ),
                 ));
@@ -518,7 +513,7 @@ fn catalog_only_unchecked(o: &JudgeOptions, node: &Node, i: &Instance) -> CheckR
     )
 }
 
-fn critical_forever(node: &Node, i: &Instance) -> Option<CheckResult> {
+fn critical_forever(o: &JudgeOptions, node: &Node, i: &Instance) -> Option<CheckResult> {
     let critical: Vec<&Check> = i.checks.iter().filter(|c| c.status == Health::Critical).collect();
     if critical.is_empty() || critical.iter().any(|c| is_maintenance(c)) {
         return None; // critical through its node, or in maintenance on purpose
@@ -548,7 +543,7 @@ fn critical_forever(node: &Node, i: &Instance) -> Option<CheckResult> {
             ),
             format!(
                 "fix the service or, if it is left over, {}; set deregister_critical_service_after = \"10m\" (1m minimum) on its check so leftovers are removed by the agent",
-                agent_deregister_cmd(node, &i.id)
+                agent_deregister_cmd(o, node, &i.id)
             ),
         )
         .with("check", first.id.clone())
@@ -636,7 +631,7 @@ fn duplicates(
         let remove = if others.len() == 1 {
             let node = &cat.nodes[first.node];
             let cmd = match states[first.node] {
-                NodeState::Alive => agent_deregister_cmd(node, &first.id),
+                NodeState::Alive => agent_deregister_cmd(o, node, &first.id),
                 _ => catalog_deregister_cmd(o, node, first),
             };
             format!("if {} is left over from a restart, {cmd}", first.id)
@@ -1017,11 +1012,11 @@ mod tests {
             peer: String::new(),
             owner: None,
         };
-        assert!(critical_forever(&node, &i).is_none());
+        assert!(critical_forever(&JudgeOptions::default(), &node, &i).is_none());
         i.checks = vec![check("_service_maintenance:s1", Deregister::Unknown)];
-        assert!(critical_forever(&node, &i).is_none());
+        assert!(critical_forever(&JudgeOptions::default(), &node, &i).is_none());
         i.checks = vec![check("c", Deregister::Never)];
-        let r = critical_forever(&node, &i).unwrap();
+        let r = critical_forever(&JudgeOptions::default(), &node, &i).unwrap();
         assert_eq!(r.code, Some("SCN-005"));
         assert_eq!(r.evidence["deregister_critical_service_after"], "none");
     }

@@ -6,6 +6,7 @@
 pub mod args;
 pub mod gather;
 pub mod judge;
+pub mod mesh;
 pub mod model;
 pub mod prune;
 pub mod render;
@@ -41,10 +42,11 @@ pub async fn interrupted() {
 
 pub fn run(raw: args::ScanRaw) -> ExitStatus {
     let args::ScanRaw { raw, options } = raw;
-    let inputs = match inputs::Inputs::resolve(raw) {
+    let mut inputs = match inputs::Inputs::resolve(raw) {
         Ok(inputs) => inputs,
         Err(message) => return usage(&message),
     };
+    inputs.access = inputs::Access::ReadCatalog;
     let grace = match crate::duration::parse_go_duration(&options.grace) {
         Ok(n) if n >= 0 => std::time::Duration::from_nanos(n as u64),
         Ok(_) => return usage(&format!("--grace {:?} must not be negative", options.grace)),
@@ -123,7 +125,8 @@ pub fn run(raw: args::ScanRaw) -> ExitStatus {
     runtime.shutdown_background();
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     report.finish();
-    let text = secret::redact(&render::render(&report, inputs.format, options.list_instances, inputs.fail_on));
+    let width = crate::render::Options::new(false, inputs.fail_on, inputs.output.as_deref()).width;
+    let text = secret::redact(&render::render(&report, inputs.format, options.list_instances, inputs.fail_on, width));
     emit(&text, &inputs, report.exit_status(inputs.fail_on))
 }
 
@@ -173,10 +176,17 @@ async fn scan(
         Connected::Failed(outcome) => return Scanned::Connection(Box::new(outcome.report)),
     };
     let agent_dc = outcome.facts.summary.datacenter.clone();
+    // Enterprise: every namespace and partition the token can list is scanned (consul_facts).
+    let enterprise = outcome.facts.agent.as_ref().and_then(|a| {
+        let mut v = crate::consul_facts::ConsulVersion::parse(&a.version)?;
+        v.enterprise = crate::consul_facts::edition_of(&a.version, a.tags.get("build").map(String::as_str))
+            == crate::consul_facts::Edition::Enterprise;
+        v.enterprise.then_some(gather::Enterprise { partitions: v.at_least((1, 11, 0)) })
+    });
     let datacenter = inputs.consul.datacenter.as_ref().map(|d| d.value.clone());
     let same_dc = datacenter.is_none() || datacenter == agent_dc;
     let gather_options =
-        gather::GatherOptions { datacenter: datacenter.clone(), same_dc, wanted: options.services.clone() };
+        gather::GatherOptions { datacenter: datacenter.clone(), same_dc, wanted: options.services.clone(), enterprise };
     let gathered = match tokio::time::timeout_at(deadline, gather::gather(&client, &gather_options, progress)).await {
         Ok(g) => g,
         Err(_) => gather::Gathered {
@@ -203,6 +213,12 @@ async fn scan(
         expect: options.expect.clone(),
         target: if target.contains("://") { target.clone() } else { format!("http://{target}") },
         datacenter: datacenter.clone(),
+        consul: crate::consul_cli::ConsulCli::new(&inputs.consul),
+        token_from_env: inputs
+            .consul
+            .token
+            .as_ref()
+            .is_some_and(|t| t.source == inputs::Source::Env("CONSUL_HTTP_TOKEN")),
     };
     let cat = &gathered.catalog;
     let judged = judge::judge(cat, &judge_options);
@@ -222,6 +238,7 @@ async fn scan(
             grace_text: options.grace.clone(),
             observed: tokio::time::Instant::now(),
             deadline,
+            cli: &judge_options.consul,
         },
     );
     let instances = options.list_instances.then(|| {
@@ -242,8 +259,13 @@ async fn scan(
             })
             .collect()
     });
+    let sidecars = mesh::scan(&client, &gathered, datacenter.as_deref(), &options.services, deadline).await;
     let mut findings = gathered.problems;
     findings.extend(judged.findings);
+    findings.extend(sidecars.findings);
+    for f in &mut findings {
+        judge_options.consul.apply(std::slice::from_mut(&mut f.result));
+    }
     let report = report::ScanReport {
         schema_version: report::SCAN_SCHEMA_VERSION,
         command: "scan",
@@ -260,7 +282,7 @@ async fn scan(
             instances: cat.instances.len(),
             nodes: cat.nodes.len(),
             complete: gathered.complete,
-            endpoints: gathered.endpoints,
+            endpoints: gathered.endpoints.into_iter().chain(sidecars.endpoints).collect(),
         },
         services: judged.services,
         findings,

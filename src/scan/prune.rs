@@ -413,6 +413,8 @@ pub struct PlanOptions<'a> {
     pub observed: tokio::time::Instant,
     /// The run's deadline (a grace period ending after it cannot be waited for).
     pub deadline: tokio::time::Instant,
+    /// The `consul` command line the scan was given, for agent-side commands.
+    pub cli: &'a crate::consul_cli::ConsulCli,
 }
 
 /// What `--prune` would deregister, what it keeps of what looked stale (and why), and the
@@ -489,14 +491,13 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
         if !listed.insert(n) {
             continue;
         }
-        let addr = &node.address;
-        let host = if addr.contains(':') { format!("[{addr}]") } else { addr.clone() };
+        let on_node = o.cli.on_host(&node.address);
         agent_side.push(AgentSide {
             service: i.service.to_string(),
             node: node.name.clone(),
             service_id: i.id.clone(),
             code,
-            command: format!("CONSUL_HTTP_ADDR={host}:8500 consul services deregister -id={}", i.id),
+            command: on_node.command("services deregister", &format!("-id={}", i.id)),
         });
     }
     let mut r = PruneReport {
@@ -1069,6 +1070,7 @@ mod tests {
                 grace_text: "10m".into(),
                 observed: tokio::time::Instant::now(),
                 deadline: tokio::time::Instant::now() + Duration::from_secs(60),
+                cli: &Default::default(),
             },
         );
         assert_eq!(p.actions.len(), 1);

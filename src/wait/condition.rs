@@ -25,6 +25,13 @@ pub struct Condition {
     pub tags: Vec<String>,
     pub node: Option<String>,
     pub goal: Goal,
+    /// `--connect`: an instance counts only when its sidecar proxy (or the instance itself,
+    /// Connect-native) passes too, as `/v1/health/connect/<name>?passing` lists it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub connect: bool,
+    /// `--peer`: the service is imported from this cluster peer (read with `?peer=`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
 
 impl Condition {
@@ -47,12 +54,16 @@ impl Condition {
         if !self.tags.is_empty() {
             quals.push(format!("tags [{}]", self.tags.join(", ")));
         }
+        if let Some(p) = &self.peer {
+            quals.push(format!("imported from peer {p}"));
+        }
         if !quals.is_empty() {
             what.push_str(&format!(" ({})", quals.join(", ")));
         }
+        let mesh = if self.connect { " with its sidecar (mesh)" } else { "" };
         match self.goal {
-            Goal::Passing(1) => format!("{what} passing"),
-            Goal::Passing(n) => format!("{what} passing on at least {n} instances"),
+            Goal::Passing(1) => format!("{what} passing{mesh}"),
+            Goal::Passing(n) => format!("{what} passing{mesh} on at least {n} instances"),
             Goal::Registered => format!("{what} registered"),
             Goal::Gone => format!("{what} gone from the catalog"),
         }
@@ -94,6 +105,11 @@ pub struct Instance {
     pub id: String,
     pub tags: Vec<String>,
     pub checks: Vec<CheckState>,
+    /// For a `connect-proxy` entry (of `/v1/health/connect/<name>`): the service ID it is the
+    /// sidecar of (`Proxy.DestinationServiceID`).
+    pub proxy_for: Option<String>,
+    /// Who registered it when no agent did (consul-k8s, a cluster peer): crate::agentless.
+    pub owner: Option<crate::agentless::Owner>,
 }
 
 impl Instance {
@@ -127,6 +143,13 @@ impl<'de> Deserialize<'de> for Instance {
         struct Node {
             #[serde(rename = "Node")]
             node: String,
+            #[serde(rename = "Meta", default)]
+            meta: Option<std::collections::HashMap<String, String>>,
+        }
+        #[derive(Deserialize)]
+        struct Proxy {
+            #[serde(rename = "DestinationServiceID", default)]
+            destination_service_id: Option<String>,
         }
         #[derive(Deserialize)]
         struct Service {
@@ -134,6 +157,14 @@ impl<'de> Deserialize<'de> for Instance {
             id: String,
             #[serde(rename = "Tags", default)]
             tags: Option<Vec<String>>,
+            #[serde(rename = "Kind", default)]
+            kind: Option<String>,
+            #[serde(rename = "Proxy", default)]
+            proxy: Option<Proxy>,
+            #[serde(rename = "Meta", default)]
+            meta: Option<std::collections::HashMap<String, String>>,
+            #[serde(rename = "PeerName", default)]
+            peer: Option<String>,
         }
         #[derive(Deserialize)]
         struct Check {
@@ -167,7 +198,20 @@ impl<'de> Deserialize<'de> for Instance {
                 status: c.status,
             })
             .collect();
-        Ok(Instance { node: e.node.node, id: e.service.id, tags: e.service.tags.unwrap_or_default(), checks })
+        let owner =
+            crate::agentless::owner_of(e.node.meta.as_ref(), e.service.meta.as_ref(), e.service.peer.as_deref());
+        let proxy_for = match e.service.kind.as_deref() {
+            Some("connect-proxy") => e.service.proxy.and_then(|p| p.destination_service_id).filter(|d| !d.is_empty()),
+            _ => None,
+        };
+        Ok(Instance {
+            node: e.node.node,
+            id: e.service.id,
+            tags: e.service.tags.unwrap_or_default(),
+            checks,
+            proxy_for,
+            owner,
+        })
     }
 }
 
@@ -194,6 +238,31 @@ pub struct Tally {
 pub fn judge(cond: &Condition, instances: &[Instance]) -> Tally {
     let matching: Vec<&Instance> = instances.iter().filter(|i| cond.matches(i)).collect();
     let passing = matching.iter().filter(|i| i.health() == Health::Passing).count();
+    let met = match cond.goal {
+        Goal::Passing(n) => passing >= n,
+        Goal::Registered => !matching.is_empty(),
+        Goal::Gone => matching.is_empty(),
+    };
+    Tally { matching: matching.len(), passing, total: instances.len(), met }
+}
+
+/// The mesh entry (`/v1/health/connect/<name>`) that stands for instance `i`: its sidecar on
+/// the same node, or the instance itself when it is Connect-native.
+pub fn mesh_entry<'a>(i: &Instance, mesh: &'a [Instance]) -> Option<&'a Instance> {
+    let mine = |m: &&Instance| m.node == i.node && m.proxy_for.as_deref() == Some(i.id.as_str());
+    let native = |m: &&Instance| m.node == i.node && m.proxy_for.is_none() && m.id == i.id;
+    mesh.iter().find(mine).or_else(|| mesh.iter().find(native))
+}
+
+/// `--connect`: the service's instances judged with their sidecars; an instance passes only
+/// when it and its mesh entry both pass.
+pub fn judge_mesh(cond: &Condition, instances: &[Instance], mesh: &[Instance]) -> Tally {
+    let matching: Vec<&Instance> = instances.iter().filter(|i| cond.matches(i)).collect();
+    let passing = matching
+        .iter()
+        .filter(|i| i.health() == Health::Passing)
+        .filter(|i| mesh_entry(i, mesh).is_some_and(|m| m.health() == Health::Passing))
+        .count();
     let met = match cond.goal {
         Goal::Passing(n) => passing >= n,
         Goal::Registered => !matching.is_empty(),
@@ -253,6 +322,7 @@ mod tests {
 
     fn inst(node: &str, id: &str, tags: &[&str], statuses: &[&str]) -> Instance {
         Instance {
+            proxy_for: None,
             node: node.into(),
             id: id.into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
@@ -261,11 +331,39 @@ mod tests {
                 .enumerate()
                 .map(|(n, s)| CheckState { name: format!("c{n}"), status: s.to_string(), output: format!("out {s}") })
                 .collect(),
+            owner: None,
         }
     }
 
     fn cond(goal: Goal) -> Condition {
-        Condition { service: "web".into(), id: None, tags: vec![], node: None, goal }
+        Condition { service: "web".into(), id: None, tags: vec![], node: None, goal, connect: false, peer: None }
+    }
+
+    #[test]
+    fn connect_needs_the_sidecar_to_pass_too() {
+        // Shapes of a real 1.8.7 /v1/health/connect/web answer (a sidecar and its checks;
+        // agent/health_endpoint.go `HealthConnectServiceNodes`).
+        let body = r#"[{"Node": {"Node": "n1"}, "Service": {"Kind": "connect-proxy", "ID": "web-sidecar-proxy",
+            "Proxy": {"DestinationServiceName": "web", "DestinationServiceID": "web"}},
+            "Checks": [{"CheckID": "service:web-sidecar-proxy:1", "Name": "Connect Sidecar Listening", "Status": "critical",
+                        "Output": "dial tcp 127.0.0.1:21000: connect: connection refused"}]}]"#;
+        let mesh: Vec<Instance> = serde_json::from_str(body).unwrap();
+        assert_eq!(mesh[0].proxy_for.as_deref(), Some("web"));
+        let web = vec![inst("n1", "web", &[], &["passing"])];
+        let mut c = cond(Goal::Passing(1));
+        c.connect = true;
+        assert!(c.describe().contains("with its sidecar"));
+        assert!(judge(&c, &web).met, "the plain condition holds");
+        assert_eq!(judge_mesh(&c, &web, &mesh), Tally { matching: 1, passing: 0, total: 1, met: false });
+        let mut up = mesh.clone();
+        up[0].checks[0].status = "passing".into();
+        assert!(judge_mesh(&c, &web, &up).met);
+        // A sidecar on another node does not count; a native instance stands for itself.
+        up[0].node = "n2".into();
+        assert!(!judge_mesh(&c, &web, &up).met);
+        let native = vec![inst("n1", "web", &[], &["passing"])];
+        assert!(judge_mesh(&c, &web, &native).met);
+        assert!(!judge_mesh(&c, &web, &[]).met);
     }
 
     #[test]

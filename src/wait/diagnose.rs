@@ -131,6 +131,22 @@ pub fn judge_condition(
         Goal::Registered => unreachable_registered(&what),
         Goal::Passing(n) => {
             let failing: Vec<&Instance> = matching.iter().copied().filter(|i| i.health() != Health::Passing).collect();
+            // Owned instances (consul-k8s pods, a peer's): the owner's side, never agent advice.
+            if let Some(owner) = failing.first().and_then(|i| i.owner.as_ref()) {
+                return CheckResult::finding(
+                    codes::WAIT_OWNED_NOT_READY,
+                    "wait.condition",
+                    format!(
+                        "{what}: {} of {} instance(s) passing after {waited}; not passing, registered by {}: {}",
+                        tally.passing,
+                        matching.len(),
+                        owner.describe(),
+                        list(&failing)
+                    ),
+                    crate::agentless::owner_fix(owner),
+                )
+                .with("owner", owner.describe());
+            }
             if tally.passing == 0 {
                 CheckResult::finding(
                     codes::WAIT_NOT_PASSING,
@@ -163,6 +179,19 @@ fn not_in_catalog(
     agent_node: &str,
     waited: &str,
 ) -> CheckResult {
+    // Imported services: nothing registers them here; the peer exports them (or not).
+    if let Some(peer) = &cond.peer {
+        return CheckResult::finding(
+            codes::WAIT_PEER_NOT_EXPORTED,
+            "wait.condition",
+            format!(
+                "{what}: a consumer in this cluster sees no matching instance imported from peer {peer:?} within {waited} (GET /v1/health/service/{}?peer={peer} answered {} instance(s))",
+                cond.service,
+                instances.len()
+            ),
+            crate::agentless::owner_fix(&crate::agentless::Owner::Peer(peer.clone())),
+        );
+    }
     if let Some(on_agent) = local.filter(|l| !l.is_empty()) {
         let ids = on_agent.iter().map(|l| l.id.as_str()).collect::<Vec<_>>().join(", ");
         return CheckResult::finding(
@@ -193,8 +222,69 @@ fn not_in_catalog(
         codes::WAIT_NOT_REGISTERED,
         "wait.condition",
         format!("{what}: no matching instance registered on any agent within {waited}{local_note}{others}"),
-        "check that the application registers itself (its log, the agent address it uses) under this name, ID and tags: consul catalog services -tags lists what is registered; register by hand to confirm: consul services register <definition>",
+        "check that the application registers itself (its log, the agent address it uses) under this name, ID and tags: consul catalog services -tags (it lists what is registered); register by hand to confirm: consul services register <definition>",
     )
+}
+
+/// `--connect` at the deadline, when the service itself passes: its sidecar does not pass
+/// (WAIT-015, with the worst sidecar check, a refused listener named as the proxy not running)
+/// or there is none in the mesh at all (WAIT-016). `start` is the command that starts a proxy
+/// for a service ID.
+pub fn judge_mesh_condition(
+    cond: &Condition,
+    instances: &[Instance],
+    mesh: &[Instance],
+    waited: &str,
+    start: &dyn Fn(&str) -> String,
+) -> Option<CheckResult> {
+    let healthy: Vec<&Instance> =
+        instances.iter().filter(|i| cond.matches(i) && i.health() == Health::Passing).collect();
+    if healthy.is_empty() || super::condition::judge_mesh(cond, instances, mesh).met {
+        return None;
+    }
+    let what = cond.describe();
+    let with_entry: Vec<(&Instance, &Instance)> =
+        healthy.iter().filter_map(|i| super::condition::mesh_entry(i, mesh).map(|m| (*i, m))).collect();
+    let failing: Vec<&(&Instance, &Instance)> =
+        with_entry.iter().filter(|(_, m)| m.health() != Health::Passing).collect();
+    if let Some((i, m)) = failing.first() {
+        let worst = m.worst_check().unwrap_or_else(|| format!("{} is {}", m.id, m.health().as_str()));
+        let refused = worst.contains("connection refused");
+        let cause = if refused { ": nothing listens on the proxy port, the proxy is not running" } else { "" };
+        return Some(
+            CheckResult::finding(
+                codes::WAIT_SIDECAR_NOT_PASSING,
+                "wait.condition",
+                format!(
+                    "{what}: \"{}\" passes on {} instance(s), but after {waited} its sidecar {} on node {} does not: {worst}{cause}",
+                    cond.service,
+                    healthy.len(),
+                    m.id,
+                    m.node
+                ),
+                if refused {
+                    format!("start the proxy on node {} before the gate: {}", m.node, start(&i.id))
+                } else {
+                    format!("fix the sidecar's failing check (consul-doctor check --service {}), then wait again", cond.service)
+                },
+            )
+            .with("sidecar", m.id.clone()),
+        );
+    }
+    let i = healthy[0];
+    Some(CheckResult::finding(
+        codes::WAIT_NOT_IN_MESH,
+        "wait.condition",
+        format!(
+            "{what}: \"{}\" passes on {} instance(s), but nothing in /v1/health/connect/{} stands for {} on node {}: it has no sidecar proxy and is not Connect-native, so no mesh consumer will ever find it",
+            cond.service,
+            healthy.len(),
+            cond.service,
+            i.id,
+            i.node
+        ),
+        format!("register {:?} with connect {{ sidecar_service {{}} }} (or native = true) and start its proxy: {}", cond.service, start(&i.id)),
+    ))
 }
 
 #[cfg(test)]
@@ -203,20 +293,45 @@ mod tests {
     use crate::wait::condition::{judge, CheckState};
 
     fn cond(goal: Goal) -> Condition {
-        Condition { service: "web".into(), id: None, tags: vec![], node: None, goal }
+        Condition { service: "web".into(), id: None, tags: vec![], node: None, goal, connect: false, peer: None }
     }
 
     fn inst(id: &str, status: &str) -> Instance {
         Instance {
+            proxy_for: None,
             node: "n1".into(),
             id: id.into(),
             tags: vec![],
             checks: vec![CheckState { name: "http".into(), status: status.into(), output: "HTTP GET /: 503".into() }],
+            owner: None,
         }
     }
 
     fn code(c: &Condition, list: &[Instance], local: Option<&[LocalService]>) -> Option<&'static str> {
         judge_condition(c, &judge(c, list), list, local, "n1", "2s").code
+    }
+
+    #[test]
+    fn connect_failures_name_the_sidecar() {
+        let mut c = cond(Goal::Passing(1));
+        c.connect = true;
+        let web = vec![inst("web", "passing")];
+        let mut sidecar = inst("web-sidecar-proxy", "critical");
+        sidecar.proxy_for = Some("web".into());
+        sidecar.checks[0] = CheckState {
+            name: "Connect Sidecar Listening".into(),
+            status: "critical".into(),
+            output: "dial tcp 127.0.0.1:21000: connect: connection refused".into(),
+        };
+        let start = |id: &str| format!("consul connect proxy -sidecar-for={id}");
+        let r = judge_mesh_condition(&c, &web, std::slice::from_ref(&sidecar), "2s", &start).unwrap();
+        assert_eq!(r.code, Some("WAIT-015"));
+        assert!(r.message.contains("proxy is not running") && r.fix.unwrap().contains("-sidecar-for=web"));
+        let r = judge_mesh_condition(&c, &web, &[], "2s", &start).unwrap();
+        assert_eq!(r.code, Some("WAIT-016"));
+        sidecar.checks[0].status = "passing".into();
+        assert!(judge_mesh_condition(&c, &web, &[sidecar], "2s", &start).is_none());
+        assert!(judge_mesh_condition(&c, &[inst("web", "critical")], &[], "2s", &start).is_none());
     }
 
     #[test]

@@ -122,7 +122,7 @@ fn clear_line() {
 }
 
 fn terminal_width() -> usize {
-    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|&w| w > 20).unwrap_or(100)
+    crate::render::stderr_width()
 }
 
 /// Cuts a line with ANSI styles to `width` visible characters (escape sequences kept).

@@ -19,6 +19,7 @@ use condition::{Change, Condition, Goal, Instance, Tally};
 use report::{Outcome, WaitReport};
 
 use crate::consul::SharedClient;
+use crate::diagnosis::stages::mesh::{CliFlags, ProxyKind};
 use crate::diagnosis::{self, Connected};
 use crate::inputs::{Inputs, RawInputs};
 use crate::report::{CheckResult, Report, Status};
@@ -34,6 +35,8 @@ pub struct RawWait {
     pub min_passing: usize,
     pub registered: bool,
     pub gone: bool,
+    /// `--connect`: the sidecar must pass too, and the mesh list the instance.
+    pub connect: bool,
 }
 
 /// Connection stages whose failure waiting can fix (an agent still starting, a leader still
@@ -46,6 +49,9 @@ pub fn condition_of(raw: &RawWait) -> Result<Condition, String> {
     }
     if raw.gone && raw.id.is_none() && raw.node.is_none() {
         return Err("--gone needs --id ID or --node NODE (which instance should leave?)".into());
+    }
+    if raw.connect && (raw.gone || raw.registered) {
+        return Err("--connect waits for passing instances: it cannot be combined with --gone or --registered".into());
     }
     if raw.min_passing == 0 {
         return Err("--min-passing must be at least 1".into());
@@ -63,6 +69,8 @@ pub fn condition_of(raw: &RawWait) -> Result<Condition, String> {
         tags: raw.tags.clone(),
         node: raw.node.clone(),
         goal,
+        connect: raw.connect,
+        peer: raw.inputs.consul.peer.as_ref().map(|p| p.value.clone()),
     })
 }
 
@@ -75,6 +83,7 @@ pub fn run(raw: RawWait) -> ExitStatus {
         Ok(inputs) => inputs,
         Err(message) => return usage(&message),
     };
+    inputs.access = crate::inputs::Access::ReadService(cond.service.clone());
     let runtime = match crate::command_runtime(&inputs) {
         Ok(rt) => rt,
         Err(message) => return usage(&message),
@@ -86,10 +95,13 @@ pub fn run(raw: RawWait) -> ExitStatus {
         }
     });
     runtime.shutdown_background();
-    let Some(report) = outcome else {
+    let Some(mut report) = outcome else {
         let _ = writeln!(std::io::stderr(), "\nconsul-doctor: interrupted");
         return ExitStatus::Interrupted;
     };
+    if let Some(d) = report.diagnosis.as_mut() {
+        crate::consul_cli::ConsulCli::new(&inputs.consul).apply(&mut d.checks);
+    }
     let opts = crate::render::Options::new(inputs.verbose, inputs.fail_on, inputs.output.as_deref());
     let text = secret::redact(&report.render(inputs.format, &opts));
     let status = if report.outcome == Outcome::Met { ExitStatus::Clean } else { ExitStatus::Findings };
@@ -123,6 +135,8 @@ struct Watched {
     /// Answers that did not block, in all and in a row (the pace of the next poll).
     polls: u32,
     consecutive_polls: u32,
+    /// An answer came: the first one is the state the wait started from, not a change.
+    answered: bool,
 }
 
 /// The part of `--deadline` kept for the diagnosis at its end, so that the report, connection
@@ -151,6 +165,8 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
 
     // Connect (again, with backoff, while the failure is one time can fix).
     let mut attempt = 0;
+    // Requests of connection attempts whose client was dropped (an agent still starting).
+    let mut earlier_requests = 0u64;
     // The last whole diagnosis of a failed attempt: if the final attempt is cut short by the
     // deadline (a silent port needs a whole --timeout to be named), this one tells the cause.
     let mut previous: Option<Report> = None;
@@ -166,6 +182,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
                 break (client, node, outcome.report);
             }
             Connected::Failed(outcome) => {
+                earlier_requests += outcome.facts.client.as_ref().map_or(0, |c| c.requests());
                 let root = outcome.report.checks.iter().find(|c| c.status == Status::Fail);
                 let transient = root.is_some_and(|c| TRANSIENT_STAGES.contains(&c.stage));
                 let why = root.map(|c| format!("{} {}", c.code.unwrap_or(""), c.message)).unwrap_or_default();
@@ -193,7 +210,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
                         cond,
                         outcome_kind,
                         waited,
-                        0,
+                        earlier_requests,
                         (Vec::new(), 0),
                         Tally::default(),
                         Some(report),
@@ -218,7 +235,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
             cond,
             Outcome::Failed,
             started.elapsed(),
-            client.requests(),
+            earlier_requests + client.requests(),
             (Vec::new(), 0),
             Tally::default(),
             Some(diagnosis),
@@ -236,6 +253,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
         not_blocking: None,
         polls: 0,
         consecutive_polls: 0,
+        answered: false,
     };
     watch(&client, cond, dc.as_deref(), deadline, step, &mut progress, started, &mut jitter, &mut watched).await;
     let mut diagnosis = None;
@@ -254,7 +272,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
             cond,
             Outcome::Met,
             started.elapsed(),
-            client.requests(),
+            earlier_requests + client.requests(),
             (watched.timeline, watched.dropped),
             watched.tally,
             None,
@@ -268,7 +286,7 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
         cond,
         Outcome::Deadline,
         started.elapsed(),
-        client.requests(),
+        earlier_requests + client.requests(),
         (watched.timeline, watched.dropped),
         watched.tally,
         diagnosis,
@@ -300,7 +318,8 @@ async fn diagnose_at_deadline(
             if let Some(r) = read {
                 checks.push(r);
             }
-            let own = wait_checks(&fresh, cond, dc, &node, watched, waited, step);
+            let cli = crate::diagnosis::stages::mesh::cli_flags(inputs);
+            let own = wait_checks(&fresh, cond, dc, &node, watched, waited, step, &cli);
             match tokio::time::timeout_at(hard, own).await {
                 Ok(own) => checks.extend(own),
                 Err(_) => checks.push(unanswered_at_deadline(cond, dc, &fresh, watched)),
@@ -326,7 +345,13 @@ fn unanswered_at_deadline(cond: &Condition, dc: Option<&str>, client: &SharedCli
     .with("request", format!("GET {}", client.url(&path)))
 }
 
+/// `/v1/health/connect/<name>` with the same parameters as the service query `path`.
+fn mesh_path(path: &str) -> String {
+    path.replacen("/v1/health/service/", "/v1/health/connect/", 1)
+}
+
 /// wait's own checks at the deadline: the health query, then the condition.
+#[allow(clippy::too_many_arguments)]
 async fn wait_checks(
     client: &SharedClient,
     cond: &Condition,
@@ -335,6 +360,7 @@ async fn wait_checks(
     watched: &Watched,
     waited: Duration,
     step: Duration,
+    cli: &CliFlags,
 ) -> Vec<CheckResult> {
     let waited_text = crate::duration::format_go(Duration::from_millis(waited.as_millis() as u64).as_nanos() as i64);
     let path = query::query(&cond.service, dc, 0, Duration::ZERO);
@@ -370,6 +396,16 @@ async fn wait_checks(
     let local = local.map(|m| diagnose::local_matches(cond, node, &m));
     let tally = condition::judge(cond, &instances);
     let mut r = diagnose::judge_condition(cond, &tally, &instances, local.as_deref(), node, &waited_text);
+    if cond.connect && tally.met {
+        // The service passes: what its sidecars say.
+        let path = mesh_path(&query::query(&cond.service, dc, 0, Duration::ZERO));
+        if let Ok(Ok((mesh, _))) = client.get_json_streamed_within::<Vec<Instance>>(&path, step).await {
+            let start = |id: &str| crate::diagnosis::stages::mesh::proxy_command(ProxyKind::BuiltIn, id, cli, None);
+            if let Some(m) = diagnose::judge_mesh_condition(cond, &instances, &mesh, &waited_text, &start) {
+                r = m.with("mesh_request", format!("GET {}", client.url(&path)));
+            }
+        }
+    }
     r = r.with("request", format!("GET {}", client.url(&path)));
     if watched.failures > 0 {
         r = r.with("failed_requests", watched.failures.to_string());
@@ -439,7 +475,12 @@ async fn watch(
             return;
         }
         let wait = query::wait_for(remaining);
-        let path = query::query(&cond.service, dc, index, wait);
+        let mut path = query::query(&cond.service, dc, index, wait);
+        if cond.connect {
+            // The sidecars' list is what changes last (its aliasing check follows the service),
+            // so that is the list to block on; the service's own list is read with each answer.
+            path = mesh_path(&path);
+        }
         let timeout = if index == 0 { step } else { query::request_timeout(wait, step) };
         let sent = Instant::now();
         let request = client.get_json_streamed_within::<Vec<Instance>>(&path, timeout);
@@ -454,14 +495,39 @@ async fn watch(
         };
         let Some(answer) = answer else { return };
         let took = sent.elapsed();
+        let mut failed = path.clone();
+        let answer = match answer {
+            Ok(Ok((mesh, headers))) if cond.connect => {
+                let plain = query::query(&cond.service, dc, 0, Duration::ZERO);
+                match client.get_json_streamed_within::<Vec<Instance>>(&plain, step).await {
+                    Ok(Ok((list, _))) => Ok(Ok((list, headers, Some(mesh)))),
+                    // The failure names the request that failed.
+                    Ok(Err(e)) => {
+                        failed = plain;
+                        Ok(Err(e))
+                    }
+                    Err(f) => {
+                        failed = plain;
+                        Err(f)
+                    }
+                }
+            }
+            Ok(Ok((list, headers))) => Ok(Ok((list, headers, None))),
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(f) => Err(f),
+        };
         let failure = match answer {
-            Ok(Ok((list, headers))) => {
+            Ok(Ok((list, headers, mesh))) => {
                 consecutive_failures = 0;
                 let at = started.elapsed().as_millis() as u64;
                 let seen = condition::snapshot(cond, &list);
-                w.tally = condition::judge(cond, &list);
+                w.tally = match &mesh {
+                    Some(mesh) => condition::judge_mesh(cond, &list, mesh),
+                    None => condition::judge(cond, &list),
+                };
                 drop(list);
-                let changes = condition::changes(&w.last, &seen, at);
+                let changes = if w.answered { condition::changes(&w.last, &seen, at) } else { Vec::new() };
+                w.answered = true;
                 progress.changes(&changes);
                 let room = MAX_TIMELINE.saturating_sub(w.timeline.len());
                 w.dropped += changes.len().saturating_sub(room);
@@ -494,10 +560,10 @@ async fn watch(
                 None
             }
             Ok(Err((reply, e))) if reply.status == 200 => {
-                Some(format!("GET {path} returned a body that is not Consul's JSON ({e}): \"{}\"", reply.snippet()))
+                Some(format!("GET {failed} returned a body that is not Consul's JSON ({e}): \"{}\"", reply.snippet()))
             }
-            Ok(Err((reply, _))) => Some(format!("GET {path} answered {} \"{}\"", reply.status, reply.snippet())),
-            Err(f) => Some(format!("GET {path}: {}", f.describe(timeout))),
+            Ok(Err((reply, _))) => Some(format!("GET {failed} answered {} \"{}\"", reply.status, reply.snippet())),
+            Err(f) => Some(format!("GET {failed}: {}", f.describe(timeout))),
         };
         if let Some(why) = failure {
             consecutive_failures += 1;

@@ -6,6 +6,8 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::render::human::wrapped;
+
 use super::condition::{Change, Condition};
 use crate::render::Format;
 use crate::report::{CheckResult, Report, Status};
@@ -79,38 +81,38 @@ impl WaitReport {
         let red = anstyle::AnsiColor::Red.on_default().effects(anstyle::Effects::BOLD);
         match self.outcome {
             Outcome::Met => {
-                let _ = writeln!(
-                    out,
-                    "{green}✔{green:#} {}: {} of {} matching instance(s) passing after {secs} ({} requests to {})",
-                    self.description, self.passing, self.matching, self.requests, self.target
+                let state = match self.condition.goal {
+                    super::condition::Goal::Gone => "no matching instance left in the catalog".to_string(),
+                    super::condition::Goal::Registered => {
+                        format!("{} matching instance(s) registered ({} passing)", self.matching, self.passing)
+                    }
+                    super::condition::Goal::Passing(_) => {
+                        format!("{} of {} matching instance(s) passing", self.passing, self.matching)
+                    }
+                };
+                let text = format!(
+                    "{}: {state} after {secs} ({} requests to {})",
+                    self.description, self.requests, self.target
                 );
+                wrapped(&mut out, &format!("{green}✔{green:#} "), &text, 2, opts.width);
             }
             Outcome::Deadline | Outcome::Failed => {
                 let why = if self.outcome == Outcome::Deadline { "not met by the deadline" } else { "stopped" };
-                let _ = writeln!(
-                    out,
-                    "{red}✘{red:#} {}: {why} after {secs} ({} requests to {})",
-                    self.description, self.requests, self.target
-                );
+                let text =
+                    format!("{}: {why} after {secs} ({} requests to {})", self.description, self.requests, self.target);
+                wrapped(&mut out, &format!("{red}✘{red:#} "), &text, 2, opts.width);
             }
         }
         if let (Some(note), None) = (&self.blocking_queries, &self.diagnosis) {
             // With a diagnosis, WAIT-007 is one of its lines already.
-            let _ = writeln!(out, "note WAIT-007: {note}");
+            wrapped(&mut out, "note WAIT-007: ", note, 2, opts.width);
         }
         if !self.timeline.is_empty() {
             let _ = writeln!(out, "timeline:");
             for c in &self.timeline {
                 let output = if c.output.is_empty() { String::new() } else { format!(": {}", c.output) };
-                let _ = writeln!(
-                    out,
-                    "  +{:>6} ms  {} ({})  {} → {}{output}",
-                    c.at_ms,
-                    c.instance,
-                    c.node,
-                    c.from.as_str(),
-                    c.to.as_str()
-                );
+                let text = format!("{} ({})  {} → {}{output}", c.instance, c.node, c.from.as_str(), c.to.as_str());
+                wrapped(&mut out, &format!("  +{:>6} ms  ", c.at_ms), &text, 6, opts.width);
             }
             if self.timeline_dropped > 0 {
                 let _ = writeln!(out, "  … and {} more change(s)", self.timeline_dropped);

@@ -6,6 +6,7 @@
 //! though statics are never dropped. A missing Consul binary is a test failure, never a skip.
 #![allow(dead_code)]
 
+pub mod fakeconsul;
 pub mod fakedns;
 pub mod fault;
 
@@ -123,6 +124,8 @@ pub struct Agent {
     pub serf_lan: u16,
     pub server_port: u16,
     pub master_token: Option<String>,
+    /// The gRPC (xDS) port, when the spec opened one.
+    pub grpc: Option<u16>,
 }
 
 impl Drop for Agent {
@@ -215,6 +218,8 @@ pub struct Spec {
     pub extra_hcl: String,
     /// `ports { dns = -1 }`: no DNS interface.
     pub no_dns: bool,
+    /// Open a gRPC (xDS) port for Envoy (otherwise `ports { grpc = -1 }`).
+    pub grpc: bool,
 }
 
 /// Starts an agent and waits until its HTTP API answers (and, with `wait_leader`, has a leader).
@@ -223,6 +228,7 @@ pub fn start(name: &str, spec: Spec, wait_leader: bool) -> Agent {
     let (http, dns, serf_lan, serf_wan, server_port) =
         (free_port(), free_port(), free_port(), free_port(), free_port());
     let https = spec.tls.then(free_port);
+    let grpc = spec.grpc.then(free_port);
     let node = format!("{name}-{http}");
     let mut hcl = format!(
         r#"node_name = "{node}"
@@ -238,10 +244,11 @@ ports {{
   serf_lan = {serf_lan}
   serf_wan = {serf_wan}
   server = {server_port}
-  grpc = -1
+  grpc = {grpc_port}
   https = {https}
 }}
 "#,
+        grpc_port = grpc.map(|p| p.to_string()).unwrap_or_else(|| "-1".into()),
         https = https.map(|p| p.to_string()).unwrap_or_else(|| "-1".into()),
         dns_port = if spec.no_dns { "-1".to_string() } else { dns.to_string() },
     );
@@ -293,6 +300,7 @@ ports {{
         serf_lan,
         server_port,
         master_token: spec.acl_master.clone(),
+        grpc,
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -221,3 +221,105 @@ fn token_secrets_never_leak_in_any_acl_scenario() {
         }
     }
 }
+
+/// Every `consul` command in a fix can be pasted: it reaches the agent diagnosed (address and
+/// datacenter as given), and names the token file, never the token.
+#[test]
+fn acl_fix_commands_carry_the_address_and_datacenter_never_the_token() {
+    let a = acl();
+    let (accessor, secret) = a.acl_token("paste-deploy", r#"service "payments" { policy = "write" }"#, "");
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("deploy.token");
+    std::fs::write(&token, &secret).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (run, json) = check_json(
+        &["-http-addr", &a.http_addr(), "-datacenter=dc1", "-token-file", token.to_str().unwrap(), "-service", "web"],
+        &[],
+    );
+    assert_eq!(root_cause(&json).as_deref(), Some("ACL-006"), "{json:#}");
+    let fix = result(&json, "acl.service")["fix"].as_str().unwrap().to_string();
+    let commands: Vec<&str> = fix.match_indices("consul acl ").map(|(i, _)| &fix[..i]).collect();
+    assert_eq!(commands.len(), 2, "{fix}");
+    for before in commands {
+        assert!(
+            before.ends_with(&format!("CONSUL_HTTP_ADDR={} ", a.http_addr())),
+            "a command without the address: {fix}"
+        );
+    }
+    assert!(fix.contains("consul acl policy create -datacenter=dc1 -name web-register"), "{fix}");
+    assert!(fix.contains(&format!("consul acl token update -datacenter=dc1 -id {accessor}")), "{fix}");
+    assert!(!run.stdout.contains(&secret) && !fix.contains(&secret));
+}
+
+/// wait and scan only read: without a token they are told about read access, never write.
+#[test]
+fn read_only_commands_without_a_token_get_read_only_advice() {
+    let a = acl();
+    let run = run_doctor(
+        &["wait", "--format", "json", "--http-addr", &a.http_addr(), "--service", "web", "--deadline", "5s"],
+        &[],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let json = run.json();
+    assert_eq!(json["root_cause"]["code"], "ACL-001", "{json:#}");
+    let acl_token = result(&json["diagnosis"], "acl.token");
+    for text in [acl_token["message"].as_str().unwrap(), acl_token["fix"].as_str().unwrap()] {
+        assert!(!text.contains("service:write") && !text.contains("-service-identity"), "write advice: {text}");
+    }
+    let fix = acl_token["fix"].as_str().unwrap();
+    assert!(fix.contains(r#"service "web" { policy = "read" } node_prefix "" { policy = "read" }"#), "{fix}");
+    assert!(fix.contains(&format!("CONSUL_HTTP_ADDR={} consul acl policy create", a.http_addr())), "{fix}");
+    assert_eq!(fix.matches("CONSUL_HTTP_ADDR=").count(), 2, "one prefix per command: {fix}");
+
+    let run = run_doctor(&["scan", "--format", "json", "--http-addr", &a.http_addr()], &[]);
+    let json = run.json();
+    let acl_token = result(&json, "acl.token");
+    assert_eq!(acl_token["code"], "ACL-001", "{json:#}");
+    let fix = acl_token["fix"].as_str().unwrap();
+    assert!(fix.contains(r#"service_prefix "" { policy = "read" } node_prefix "" { policy = "read" }"#), "{fix}");
+    assert!(!fix.contains("service:write") && !fix.contains("-service-identity"), "{fix}");
+    // check registers, so its advice stays about writing.
+    let (_, json) = check_json(&["--http-addr", &a.http_addr()], &[]);
+    assert!(result(&json, "acl.token")["fix"].as_str().unwrap().contains("-service-identity"));
+}
+
+/// A token the cluster does not know gets no grant advice: no grant helps it.
+#[test]
+fn unknown_token_gets_no_grant_advice() {
+    let a = acl();
+    let bogus = "0c7d6e2f-aaaa-4bbb-8ccc-444455556666";
+    let (_, json) = check_json(&["--http-addr", &a.http_addr(), "--token", bogus], &[]);
+    assert_eq!(root_cause(&json).as_deref(), Some("ACL-002"), "{json:#}");
+    let api = result(&json, "api.agent");
+    assert!(api["message"].as_str().unwrap().contains("does not know the token"), "{api:#}");
+    let text = serde_json::to_string(&json["checks"]).unwrap();
+    assert!(
+        !text.contains("agent_prefix") && !text.contains("agent:read"),
+        "grant advice for an unknown token: {text}"
+    );
+    let human = run_doctor(&["check", "--color", "never", "--http-addr", &a.http_addr(), "--token", bogus], &[]);
+    assert!(!human.stdout.contains("read-only grant") && !human.stdout.contains("agent_prefix"), "{}", human.stdout);
+}
+
+/// A least-privilege token is told once what the doctor could not see, with the smallest read
+/// grant, instead of a grant suggestion on every check.
+#[test]
+fn least_privilege_token_is_told_once_what_the_doctor_could_not_see() {
+    let a = acl();
+    let (_, secret) = a.acl_token("least-priv", r#"service "web" { policy = "write" }"#, "");
+    let run = run_doctor(
+        &["check", "--color", "never", "--http-addr", &a.http_addr(), "--token", &secret, "--service", "web"],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let grants: Vec<&str> = run.stdout.lines().filter(|l| l.contains("read-only grant")).collect();
+    assert_eq!(grants.len(), 1, "{}", run.stdout);
+    assert!(
+        grants[0].contains(r#"agent_prefix "" { policy = "read" }"#) && grants[0].contains("api.agent"),
+        "{}",
+        grants[0]
+    );
+    assert!(!run.stdout.contains("to let the doctor see"), "per-check nudges: {}", run.stdout);
+    assert_eq!(run.stdout.matches("agent_prefix").count(), 1, "{}", run.stdout);
+}

@@ -65,7 +65,7 @@ fn healthy_agent_human_report() {
     assert!(!out.contains("leader.status"), "passed checks are collapsed: {out}");
     assert!(out.lines().count() <= 20, "fits on one screen: {out}");
     assert!(out.contains("No problems found."), "{out}");
-    assert!(out.contains("Result: PASS (15 passed, 0 warnings, 0 failed, 18 skipped)"), "{out}");
+    assert!(out.contains("Result: PASS (15 passed, 0 warnings, 0 failed, 19 skipped)"), "{out}");
     let verbose = run_doctor(&["check", "--http-addr", &a.http_addr(), "--color", "never", "--verbose"], &[]);
     assert!(verbose.stdout.contains("✔ leader.status"), "{}", verbose.stdout);
     assert!(
@@ -111,12 +111,12 @@ fn refused_port_junit_report() {
     let run = run_doctor(&["check", "--http-addr", &format!("127.0.0.1:{port}"), "--format", "junit"], &[]);
     assert_eq!(run.code, 1);
     let x = &run.stdout;
-    assert!(x.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"consul-doctor\" tests=\"35\" failures=\"1\""), "{x}");
+    assert!(x.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"consul-doctor\" tests=\"43\" failures=\"1\""), "{x}");
     assert!(x.contains("<testcase classname=\"consul-doctor.tcp\" name=\"tcp.connect\""), "{x}");
     assert!(x.contains("<failure type=\"TCP-001\" message=\"TCP-001 connection refused by 127.0.0.1:"), "{x}");
     assert!(x.contains("<skipped message=\"skipped: blocked by TCP-001\"/>"), "{x}");
     assert!(x.contains(" timestamp=\"20") && x.contains(" hostname=\""), "{x}");
-    assert_eq!(x.matches("<testcase ").count(), 35);
+    assert_eq!(x.matches("<testcase ").count(), 43);
 }
 
 #[test]
@@ -205,6 +205,9 @@ fn server_waiting_for_bootstrap_expect_has_no_leader() {
     let r = result(&json, "leader.status");
     assert_eq!(r["evidence"]["bootstrap_expect"], "3", "{r:#}");
     assert!(r["fix"].as_str().unwrap().contains("bootstrap_expect"));
+    // The command in the fix reaches this agent, not the CLI's default address.
+    let fix = r["fix"].as_str().unwrap();
+    assert!(fix.contains(&format!("CONSUL_HTTP_ADDR={} consul operator raft list-peers", a.http_addr())), "{fix}");
     assert_eq!(result(&json, "leader.peers")["blocked_by"], "LDR-001");
     // The version stage does not depend on the leader and still runs.
     assert_eq!(result(&json, "version.members")["status"], "pass");
@@ -358,4 +361,52 @@ fn wait_follows_a_server_until_it_elects_itself() {
         assert!(lines[0].starts_with("consul-doctor: attempt 1: root cause "), "{}", run.stderr);
         assert!(lines[0].ends_with("left, retrying"), "{}", run.stderr);
     }
+}
+
+#[test]
+fn namespace_and_partition_flags_on_oss_are_named_with_their_origin() {
+    let a = dev();
+    // What the real 1.8.7 does with them: ?ns= (even "default") is refused, ?partition= ignored.
+    let (status, body) = a.get("/v1/health/service/consul?ns=default", None);
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = a.get("/v1/catalog/services?partition=p1", None);
+    assert_eq!(status, 200, "1.8.7 ignores ?partition=");
+    let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--namespace", "team-a", "--partition", "p1"], &[]);
+    assert_root(&run, &json, "API-007", &["leader", "acl"]);
+    let finding = json["checks"].as_array().unwrap().iter().find(|c| c["code"] == "API-007").unwrap();
+    let text = finding["message"].as_str().unwrap();
+    assert!(text.contains("namespace \"team-a\" (flag;"), "{text}");
+    assert!(text.contains("partition \"p1\" (flag; this version ignores ?partition="), "{text}");
+    let input = json["inputs"].as_array().unwrap().iter().find(|i| i["name"] == "namespace").unwrap();
+    assert_eq!(input["source"], "flag");
+}
+
+#[test]
+fn a_definitions_own_namespace_on_oss_is_named() {
+    let a = dev();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("web.json");
+    std::fs::write(&path, r#"{"Name": "web-ns", "Port": 8080, "Namespace": "team-a"}"#).unwrap();
+    let (status, body) =
+        a.put("/v1/agent/service/register", None, r#"{"Name": "web-ns", "Port": 8080, "Namespace": "team-a"}"#);
+    assert_eq!(status, 400, "the real 1.8.7 refuses a Namespace field: {body}");
+    let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--service-file", path.to_str().unwrap()], &[]);
+    assert_eq!(run.code, 1);
+    let finding = json["checks"].as_array().unwrap().iter().find(|c| c["code"] == "API-007").expect("API-007");
+    let text = finding["message"].as_str().unwrap();
+    assert!(
+        text.contains("(definition service \"web-ns\"") && text.contains("unknown field \"Namespace\""),
+        "{finding:#}"
+    );
+}
+
+#[test]
+fn peer_on_an_agent_without_peering() {
+    let a = dev();
+    // 1.8.7 ignores ?peer= and answers with the local instances.
+    let (status, body) = a.get("/v1/health/service/consul?peer=dc2", None);
+    assert_eq!(status, 200);
+    assert!(body.contains("\"Service\""), "{body}");
+    let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--service", "consul", "--peer", "dc2"], &[]);
+    assert_root(&run, &json, "API-010", &["leader", "acl"]);
 }

@@ -207,11 +207,17 @@ fn field_newer_than_the_agent() {
     assert_eq!(run.code, 1);
     let msg = result(&json, "version.definition")["message"].as_str().unwrap();
     assert!(msg.contains("added in 1.10.0"), "{msg}");
-    // The Enterprise-only Namespace field is rejected by every OSS agent.
-    let (st, _) = agent_verdict(r#"{"Name": "ns", "ID": "ns-1", "Namespace": "team-a"}"#);
+    // The Enterprise-only Namespace field is rejected by every OSS agent: the api stage names it
+    // (API-007, with the agent's own 400 text) before anything is asked in that namespace.
+    let (st, text) = agent_verdict(r#"{"Name": "ns", "ID": "ns-1", "Namespace": "team-a"}"#);
     assert_eq!(st, 400);
     let (_, json) = check_definition("ns.json", r#"{"Name": "ns", "ID": "ns-1", "Namespace": "team-a"}"#);
-    assert!(result(&json, "version.definition")["message"].as_str().unwrap().contains("Enterprise"));
+    assert_eq!(root_cause(&json).as_deref(), Some("API-007"), "{json:#}");
+    let finding = json["checks"].as_array().unwrap().iter().find(|c| c["code"] == "API-007").unwrap();
+    assert!(
+        finding["message"].as_str().unwrap().contains(text.trim().trim_start_matches("Request decode failed: ")),
+        "{text} {finding:#}"
+    );
 }
 
 #[test]
@@ -397,5 +403,86 @@ fn http_check_urls_go_cannot_parse_fail_with_consul_words() {
         let msg = result(&json, "config.service")["message"].as_str().unwrap().to_string();
         assert!(msg.contains(words), "{msg}");
         assert!(msg.contains(&output), "the doctor quotes Consul's own output {output:?}: {msg}");
+    }
+}
+
+/// Every row of the facts table that judges 1.8.7 is the real agent's answer: each key is PUT
+/// in a registration body, and a decode rejection (400 `Request decode failed`) must be exactly
+/// the rows the table says 1.8.7 rejects.
+#[test]
+fn facts_table_matches_the_real_1_8_7_agent_for_every_key() {
+    use consul_doctor::consul_facts::{accepts, ConsulVersion, Object, Support, API_FIELDS};
+    let v187 = ConsulVersion::parse("1.8.7").unwrap();
+    let value = |key: &str| -> Value {
+        let k = key.to_ascii_lowercase();
+        if k.ends_with("tls") || k.contains("tls_") || k == "disableredirects" || k == "tls_skip_verify" {
+            Value::Bool(true)
+        } else if k.contains("before") {
+            Value::from(1)
+        } else if k.contains("args") {
+            serde_json::json!(["/bin/true"])
+        } else if k.contains("deregister") {
+            Value::from("10m")
+        } else if k == "tagged_addresses" || k == "locality" {
+            serde_json::json!({})
+        } else if k == "ports" {
+            serde_json::json!([])
+        } else if k == "enable_tag_override" {
+            Value::Bool(true)
+        } else {
+            Value::from("x")
+        }
+    };
+    let mut checked = 0;
+    for fact in API_FIELDS {
+        let expected = accepts(fact, &v187);
+        if expected == Support::NotJudged {
+            continue;
+        }
+        let mut body = serde_json::json!({"Name": "facts-probe"});
+        match fact.object {
+            Object::Service => body[fact.key] = value(fact.key),
+            Object::Check => {
+                let mut check = serde_json::json!({"TTL": "10s"});
+                check[fact.key] = value(fact.key);
+                body["Check"] = check;
+            }
+        }
+        let (status, text) = agent_verdict(&body.to_string());
+        let rejected_by_decoder = status == 400 && text.contains("Request decode failed");
+        assert_eq!(
+            rejected_by_decoder,
+            expected == Support::No,
+            "{} ({:?}): the table says {expected:?} for 1.8.7, the agent answered {status} {text:?}",
+            fact.key,
+            fact.object
+        );
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} rows judged 1.8.7");
+}
+
+/// The doctor's own verdict on an API body with the keys live 1.8.7 rejects (success_before_passing,
+/// failures_before_critical, alias_service, alias_node, grpc_use_tls), confirmed by the agent.
+#[test]
+fn snake_keys_1_8_7_rejects_are_findings() {
+    for key in ["success_before_passing", "failures_before_critical", "alias_service", "alias_node", "grpc_use_tls"] {
+        let value = if key.contains("before") {
+            "1".to_string()
+        } else if key == "grpc_use_tls" {
+            "true".into()
+        } else {
+            "\"x\"".into()
+        };
+        let body =
+            format!("{{\"Name\": \"snake\", \"Port\": 80, \"Check\": {{\"TTL\": \"10s\", \"{key}\": {value}}}}}");
+        let (status, text) = agent_verdict(&body);
+        assert_eq!(status, 400, "{key}: {text}");
+        let (_run, json) = check_definition("snake.json", &body);
+        let codes = codes(&json);
+        assert!(
+            codes.iter().any(|c| c.starts_with("CFG-") || c.starts_with("VER-")),
+            "{key}: the doctor passed a body 1.8.7 rejects: {json:#}"
+        );
     }
 }

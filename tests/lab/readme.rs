@@ -62,6 +62,19 @@ fn healthy() -> Example {
     Example { name: "healthy", text: normalise(&String::from_utf8_lossy(&out.stdout), &pairs) }
 }
 
+/// What a newcomer sees first: `consul-doctor check` against a local dev agent, no service given.
+fn first_run() -> Example {
+    let a = start("readme-first", Spec { dev: true, ..Spec::default() }, true);
+    let out = run_doctor(&["check", "--color", "never"], &[("CONSUL_HTTP_ADDR", &a.http_addr())]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let pairs = [
+        (a.http_addr(), "127.0.0.1:8500"),
+        (format!("127.0.0.1:{}", a.server_port), "127.0.0.1:8300"),
+        (a.name.clone(), "my-laptop"),
+    ];
+    Example { name: "first-run", text: normalise(&out.stdout, &pairs) }
+}
+
 fn acl_denied() -> Example {
     let a = acl();
     let (accessor, secret) = a.acl_token("readme-deploy", r#"service "payments" { policy = "write" }"#, "");
@@ -111,13 +124,67 @@ fn refused() -> Example {
     Example { name: "refused", text: normalise(&out.stdout, &pairs) }
 }
 
+fn mesh_no_proxy() -> Example {
+    let a = start("readme-mesh", Spec { dev: true, grpc: true, ..Spec::default() }, true);
+    let sidecar_port = free_port();
+    let bind = free_port();
+    let service = format!(
+        r#"{{"service": {{"name": "web", "id": "web-1", "port": 9090, "connect": {{"sidecar_service": {{"port": {sidecar_port}, "proxy": {{"upstreams": [{{"destination_name": "api", "local_bind_port": {bind}}}]}}}}}}}}}}"#
+    );
+    let (st, body) = a.put(
+        "/v1/agent/service/register",
+        None,
+        &serde_json::from_str::<serde_json::Value>(&service).unwrap()["service"].to_string(),
+    );
+    assert_eq!(st, 200, "{body}");
+    let api =
+        format!(r#"{{"name": "api", "port": 9091, "connect": {{"sidecar_service": {{"port": {}}}}}}}"#, free_port());
+    assert_eq!(a.put("/v1/agent/service/register", None, &api).0, 200);
+    let sidecar = "web-1-sidecar-proxy";
+    wait_until(
+        std::time::Duration::from_secs(30),
+        || {
+            let (_, checks) = a.get("/v1/agent/checks", None);
+            let checks: serde_json::Value = serde_json::from_str(&checks).unwrap_or_default();
+            let refused = checks.as_object().is_some_and(|m| {
+                m.values().any(|c| {
+                    c["ServiceID"] == sidecar && c["Output"].as_str().is_some_and(|o| o.contains("connection refused"))
+                })
+            });
+            let (_, cat) = a.get("/v1/catalog/service/web-sidecar-proxy", None);
+            refused && cat.contains(sidecar) && a.get("/v1/catalog/service/api", None).1.contains("9091")
+        },
+        "the sidecar registered, synced and its listener check run",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("deploy")).unwrap();
+    std::fs::write(dir.path().join("deploy/web.json"), &service).unwrap();
+    let mut cmd = doctor_cmd();
+    cmd.current_dir(dir.path())
+        .args(["check", "--color", "never", "--service-file", "deploy/web.json", "--from", "api"])
+        .env("CONSUL_HTTP_ADDR", a.http_addr());
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let pairs = [
+        (a.http_addr(), "127.0.0.1:8500"),
+        (format!("127.0.0.1:{}", a.server_port), "127.0.0.1:8300"),
+        (format!("127.0.0.1:{}", a.grpc.unwrap()), "127.0.0.1:8502"),
+        (format!("127.0.0.1:{}", a.dns), "127.0.0.1:8600"),
+        (format!("127.0.0.1:{sidecar_port}"), "127.0.0.1:21000"),
+        (format!("port {sidecar_port}"), "port 21000"),
+        (format!("127.0.0.1:{bind}"), "127.0.0.1:9191"),
+        (a.name.clone(), "consul-1"),
+    ];
+    Example { name: "mesh-no-proxy", text: normalise(&String::from_utf8_lossy(&out.stdout), &pairs) }
+}
+
 #[test]
 fn readme_examples_are_real_runs() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
     let mut readme = std::fs::read_to_string(&path).unwrap();
     let update = std::env::var_os("UPDATE_README").is_some();
     let mut stale = Vec::new();
-    for ex in [healthy(), acl_denied(), refused()] {
+    for ex in [first_run(), healthy(), acl_denied(), refused(), mesh_no_proxy()] {
         let marker = format!("<!-- example: {} -->\n```text\n", ex.name);
         let start = readme.find(&marker).unwrap_or_else(|| panic!("README has no {marker:?}")) + marker.len();
         let end = start + readme[start..].find("```\n").expect("closing fence");

@@ -166,6 +166,16 @@ fn seeded_catalog_gives_exact_counts_and_prune_removes_exactly_the_plan() {
     assert!(dup["message"].as_str().unwrap().contains("the current one is web-new"), "{dup:#}");
     assert_eq!(findings(&json, "SCN-003")[0]["service_id"], "legacy-2");
     assert_eq!(findings(&json, "SCN-002")[0]["evidence"]["status"], "critical");
+    // The catalog call in its fix can be pasted: the address the scan reached, a failing exit
+    // status on an error answer.
+    let fix = findings(&json, "SCN-002")[0]["fix"].as_str().unwrap().to_string();
+    assert!(
+        fix.contains(&format!(
+            r#"curl --fail --request PUT --data '{{"Node":"legacy-crit","ServiceID":"legacy-1"}}' http://{}/v1/catalog/deregister"#,
+            a.http_addr()
+        )),
+        "{fix}"
+    );
     assert_eq!(findings(&json, "SCN-009")[0]["evidence"]["tags"], "v1.2");
     let web = json["services"].as_array().unwrap().iter().find(|s| s["name"] == "web").unwrap();
     assert_eq!(
@@ -189,6 +199,18 @@ fn seeded_catalog_gives_exact_counts_and_prune_removes_exactly_the_plan() {
     assert!(kept[0]["reason"].as_str().unwrap().contains("is passing"), "{:#}", kept[0]);
     assert_eq!(prune["actions"][0]["request"]["path"], "/v1/catalog/deregister");
     assert_eq!(prune["agent_side"].as_array().unwrap().len(), 1, "web-old is removed on its agent: {prune:#}");
+    // Aimed at the agent that holds it, on the port this scan reached it (not the CLI's 8500).
+    assert_eq!(
+        prune["agent_side"][0]["command"],
+        format!("CONSUL_HTTP_ADDR={} consul services deregister -id=web-old", a.http_addr()),
+        "{prune:#}"
+    );
+    let dup_fix = findings(&json, "SCN-004")[0]["fix"].as_str().unwrap().to_string();
+    assert!(
+        dup_fix.contains(&format!("CONSUL_HTTP_ADDR={} consul services deregister -id=web-old", a.http_addr())),
+        "{dup_fix}"
+    );
+    assert!(!dup_fix.contains(":8500"), "{dup_fix}");
 
     // Without --yes and without a terminal, --prune refuses to write.
     let refused = run_doctor(&["scan", "--http-addr", &a.http_addr(), "--prune"], &[]);

@@ -127,3 +127,34 @@ fn client_certificate_from_another_ca_is_rejected() {
     );
     assert_root(&run, &json, "TLS-009", &["api"]);
 }
+
+/// A `consul` command in a fix reaches the agent the doctor reached: over HTTPS, with the same
+/// CA, client certificate, server name and datacenter.
+#[test]
+fn fix_commands_carry_the_tls_settings_and_datacenter() {
+    let a = tls();
+    let (cert, key) = cli_cert(a);
+    let (_, json) = check_json(
+        &[
+            "-http-addr",
+            &a.https_addr(),
+            "-ca-file",
+            &ca(a),
+            "-client-cert",
+            &cert,
+            "-client-key",
+            &key,
+            "-tls-server-name=localhost",
+            "-datacenter=elsewhere",
+        ],
+        &[],
+    );
+    assert_eq!(root_cause(&json).as_deref(), Some("API-006"), "{json:#}");
+    let fix = result(&json, "api.datacenter")["fix"].as_str().unwrap().to_string();
+    let prefix = format!(
+        "CONSUL_HTTP_ADDR={} CONSUL_CACERT={} CONSUL_CLIENT_CERT={cert} CONSUL_CLIENT_KEY={key} CONSUL_TLS_SERVER_NAME=localhost consul join -wan",
+        a.https_addr(),
+        ca(a)
+    );
+    assert!(fix.contains(&prefix), "{fix}");
+}

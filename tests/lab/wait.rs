@@ -109,7 +109,11 @@ fn a_check_turning_from_critical_to_passing() {
         .iter()
         .map(|c| (c["from"].as_str().unwrap().to_string(), c["to"].as_str().unwrap().to_string()))
         .collect();
-    assert_eq!(tl, vec![("absent".into(), "critical".into()), ("critical".into(), "passing".into())], "{json:#}");
+    // The state the wait started from (critical) is not a change; the turn to passing is.
+    assert_eq!(tl, vec![("critical".into(), "passing".into())], "{json:#}");
+    let human = run_doctor(&["wait", "--http-addr", &addr, "--service", "ttl-web", "--deadline", "5s"], &[]);
+    assert_eq!(human.code, 0, "{}", human.stderr);
+    assert!(!human.stdout.contains("timeline:") && !human.stdout.contains("absent →"), "{}", human.stdout);
     a.put("/v1/agent/service/deregister/ttl-web-1", None, "");
 }
 
@@ -151,6 +155,15 @@ fn tags_filter_instances() {
     assert_eq!(diagnosis_root(&json).as_deref(), Some("WAIT-001"), "{json:#}");
     let msg = json["root_cause"]["message"].as_str().unwrap();
     assert!(msg.contains("do not match: tagged-v1") && msg.contains("[v1]"), "{msg}");
+    // The service exists (with other tags): the title must not say it is registered nowhere.
+    let title = json["diagnosis"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["code"] == "WAIT-001")
+        .map(|c| c["title"].as_str().unwrap().to_string())
+        .unwrap();
+    assert!(!title.contains("not registered on any agent") && title.contains("matching"), "{title}");
     register(a, None, r#"{"Name": "tagged", "ID": "tagged-v2", "Port": 7506, "Tags": ["v2", "canary"]}"#);
     let (run, json) = wait_json(
         &["--http-addr", &addr, "--service", "tagged", "--tag", "v2", "--tag", "canary"],
@@ -189,6 +202,12 @@ fn gone_returns_after_deregistration_and_reports_a_lingering_instance() {
     assert!(exited.duration_since(gone_at) < Duration::from_millis(500));
     let last = run.json()["timeline"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["to"], "absent");
+    // Success in words that fit --gone (not "0 of 0 matching instance(s) passing").
+    let run = run_doctor(&["wait", "--http-addr", &addr, "--service", "leaving", "--id", "leaving-1", "--gone"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let first = run.stdout.lines().next().unwrap_or("");
+    assert!(first.contains("gone from the catalog: no matching instance left in the catalog after"), "{first}");
+    assert!(!run.stdout.contains("0 of 0"), "{}", run.stdout);
     // --gone without an instance to watch is a usage error.
     let run = run_doctor(&["wait", "--http-addr", &addr, "--service", "leaving", "--gone"], &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
@@ -204,7 +223,8 @@ fn id_of_an_instance_on_another_node() {
     let (run, json) =
         wait_json(&["--http-addr", &addr, "--service", "extdb", "--id", "extdb-a"], &[], Duration::from_secs(20));
     assert_eq!(run.code, 0, "{json:#}");
-    assert_eq!(json["timeline"][0]["node"], "external-db-1");
+    assert_eq!(json["matching"], 1, "{json:#}");
+    assert_eq!(json["timeline"], serde_json::json!([]), "found at once: no change to report");
     a.put("/v1/catalog/deregister", None, r#"{"Node": "external-db-1"}"#);
 }
 
@@ -279,6 +299,7 @@ fn token_without_service_read_fails_fast_with_the_acl_finding() {
     assert_eq!(run.code, 1);
     assert_eq!(json["outcome"], "failed");
     assert_eq!(diagnosis_root(&json).as_deref(), Some("WAIT-004"), "{json:#}");
+    assert!(json["requests"].as_u64().unwrap() >= 3, "the connection stages' requests count: {json:#}");
     assert!(run.elapsed < Duration::from_secs(5), "took {:?}", run.elapsed);
     assert!(!run.stdout.contains(&secret) && !run.stderr.contains(&secret));
 }
@@ -350,4 +371,29 @@ fn ctrl_c_exits_130_promptly() {
     let (run, exited) = finish(child, started, Duration::from_secs(10));
     assert_eq!(run.code, 130, "{}", run.stderr);
     assert!(exited.duration_since(sent) < Duration::from_millis(500));
+}
+
+#[test]
+fn requests_count_the_connection_stages_when_they_stop_the_wait() {
+    // An unknown token stops the wait in the acl stage, after the connection stages asked the
+    // agent several questions: those requests are counted.
+    let a = acl();
+    let (run, json) = wait_json(
+        &[
+            "--http-addr",
+            &a.http_addr(),
+            "--service",
+            "web",
+            "--token",
+            "00000000-1111-4222-8333-444444444444",
+            "--deadline",
+            "10s",
+        ],
+        &[],
+        Duration::from_secs(20),
+    );
+    assert_eq!(run.code, 1);
+    assert_eq!(json["outcome"], "failed", "{json:#}");
+    assert_eq!(diagnosis_root(&json).as_deref(), Some("ACL-002"), "{json:#}");
+    assert!(json["requests"].as_u64().unwrap() > 0, "{json:#}");
 }

@@ -4,6 +4,7 @@
 //! anonymous requests can do anything; it is read from the agent or probed with
 //! `/v1/internal/acl/authorize` (read-only).
 
+use crate::inputs::Access;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -41,7 +42,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 };
                 let names: Vec<String> =
                     ctx.facts().services.iter().map(|s| s.def.display_name().to_string()).collect();
-                judge_no_token(&policy, &names)
+                judge_no_token(&policy, &names, &ctx.inputs.access)
             }
         };
         result = result.with("request", format!("GET {}", client.url("/v1/acl/token/self")));
@@ -100,21 +101,18 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Consul's 403 text for a missing permission, as this agent words it.
+    /// Consul's 403 text for a missing permission, as this agent words it (the facts table);
+    /// when the wording of this version is not known, the form every version starts with.
     pub fn denied_text(&self, resource: &str, access: &str, name: &str) -> String {
-        let new_wording = self
-            .agent_version
-            .as_deref()
-            .and_then(super::version::parse_version)
-            .is_some_and(|v| (v.major, v.minor) >= (1, 12));
-        if new_wording {
-            let acc = self.accessor.as_deref().unwrap_or(ANONYMOUS_ACCESSOR);
-            format!(
-                "Permission denied: token with AccessorID '{acc}' lacks permission '{resource}:{access}' on \"{name}\""
-            )
-        } else {
-            format!("Permission denied: Missing {resource}:{access} on {name}")
-        }
+        let version = self.agent_version.as_deref().and_then(crate::consul_facts::ConsulVersion::parse);
+        crate::consul_facts::permission_denied_text(
+            version.as_ref(),
+            self.accessor.as_deref(),
+            resource,
+            access,
+            name,
+        )
+        .unwrap_or_else(|| format!("Permission denied (the exact wording is not judged for this version; {resource}:{access} on {name} is missing)"))
     }
 }
 
@@ -221,12 +219,36 @@ async fn check_services(
             seen.hidden_services = names.iter().map(|n| n.to_string()).collect();
         }
     }
+    let peer = client.scope().peer;
     for svc in services {
         if let Some(skip) = super::service_gate(svc, "acl.service") {
             out.push(skip);
             continue;
         }
         let def = &svc.def;
+        // An imported service is registered in the peer cluster: a consumer here needs read.
+        if let Some(peer) = &peer {
+            let name = def.display_name();
+            let may_read = !seen.hidden_services.iter().any(|h| h == name);
+            out.push(match may_read {
+                true => CheckResult::pass(
+                    "acl.service",
+                    format!("{}: imported from peer {peer:?}: {} may read it", def.label, caller.desc),
+                ),
+                false => CheckResult::finding(
+                    codes::ACL_NO_IMPORTED_READ,
+                    "acl.service",
+                    format!(
+                        "{}: imported from peer {peer:?}, but {} may not read {name:?} here (service:read): health and DNS answers for it are filtered to nothing",
+                        def.label, caller.desc
+                    ),
+                    format!(
+                        "give the consumer's token read access to the imported service: consul acl policy create -name {name}-read -rules 'service \"{name}\" {{ policy = \"read\" }}', then consul acl token update -id <AccessorID> -policy-name {name}-read -merge-policies"
+                    ),
+                ),
+            });
+            continue;
+        }
         let wanted = needed(def);
         let body = Value::Array(
             wanted
@@ -367,8 +389,7 @@ fn missing_write(l: &str, name: &str, caller: &Caller, detail: &str) -> CheckRes
         "acl.service",
         format!("{l}: {whose} may not register {name:?} ({detail}); Consul answers 403 \"{denied}\""),
         format!(
-            "grant it (as an operator whose token has acl:write): CONSUL_HTTP_ADDR={addr} consul acl policy create -name {name}-register -rules 'service \"{name}\" {{ policy = \"write\" }}', then {token} (or create a token with -service-identity {name})",
-            addr = caller.agent_addr
+            "grant it (as an operator whose token has acl:write): consul acl policy create -name {name}-register -rules 'service \"{name}\" {{ policy = \"write\" }}', then {token} (or create a token with -service-identity {name})",
         ),
     )
     .with("denied", denied)
@@ -456,9 +477,7 @@ pub fn judge_token_self(
             "bootstrap it once on a server: consul acl bootstrap (store the management token safely), then create policies and tokens for services",
         ));
     }
-    let not_found =
-        (r.status == 403 && body.contains("ACL not found")) || (r.status == 404 && body.contains("does not exist"));
-    if not_found {
+    if crate::consul_facts::is_unknown_token(r.status, &body).is_some() {
         return match origin {
             None => Judged::NeedDefaultPolicy,
             Some(origin) => Judged::Done(CheckResult::finding(
@@ -510,8 +529,16 @@ fn judge_token(v: &Value, origin: Option<&str>, now: i64) -> CheckResult {
     };
     let mut grants = names("Policies", "Name");
     grants.extend(names("Roles", "Name").into_iter().map(|r| format!("role {r}")));
-    grants.extend(names("ServiceIdentities", "ServiceName").into_iter().map(|s| format!("service identity {s}")));
-    grants.extend(names("NodeIdentities", "NodeName").into_iter().map(|s| format!("node identity {s}")));
+    // Identities and templated policies (1.17+) grant permissions too: a token with only those
+    // is not a token with "no policies".
+    for (key, field) in crate::consul_facts::TOKEN_GRANT_FIELDS {
+        let what = match *key {
+            "ServiceIdentities" => "service identity",
+            "NodeIdentities" => "node identity",
+            _ => "templated policy",
+        };
+        grants.extend(names(key, field).into_iter().map(|s| format!("{what} {s}")));
+    }
     let whose = match origin {
         Some(o) => format!("token from {o}"),
         None => "no token given; the agent's default token".into(),
@@ -574,8 +601,11 @@ async fn probe_anonymous(client: &crate::consul::ConsulClient) -> DefaultPolicy 
     }
 }
 
-pub fn judge_no_token(policy: &DefaultPolicy, services: &[String]) -> CheckResult {
+pub fn judge_no_token(policy: &DefaultPolicy, services: &[String], access: &Access) -> CheckResult {
     let deny = || {
+        if let Some(read) = read_only_no_token(access) {
+            return read;
+        }
         let (fails, identity) = match services.first() {
             Some(name) => (
                 format!(
@@ -616,6 +646,38 @@ pub fn judge_no_token(policy: &DefaultPolicy, services: &[String]) -> CheckResul
             format!("ACLs are enabled and no token was given; the default policy could not be determined ({why})"),
         ),
     }
+}
+
+/// ACL-001 for a command that only reads (`wait`, `scan`): what it cannot see without a token,
+/// and a read-only token to create, never a write grant.
+fn read_only_no_token(access: &Access) -> Option<CheckResult> {
+    let (sees, rules, name) = match access {
+        Access::Register => return None,
+        Access::ReadService(service) => (
+            format!("so the health of {service:?} reads as empty, as if no instance were registered"),
+            format!("service \"{service}\" {{ policy = \"read\" }} node_prefix \"\" {{ policy = \"read\" }}"),
+            format!("{service}-read"),
+        ),
+        Access::ReadCatalog => (
+            "so the catalog reads as empty or partial".to_string(),
+            "service_prefix \"\" { policy = \"read\" } node_prefix \"\" { policy = \"read\" }".to_string(),
+            "catalog-read".to_string(),
+        ),
+    };
+    Some(
+        CheckResult::finding(
+            codes::ACL_NO_TOKEN,
+            "acl.token",
+            format!(
+                "no ACL token was given and ACLs deny by default: requests run as the anonymous token (AccessorID {ANONYMOUS_ACCESSOR}), which may not read services or nodes, {sees}"
+            ),
+            format!(
+                "give it a read-only token (an operator whose token has acl:write runs): consul acl policy create -name {name} -rules '{rules}', then consul acl token create -description \"{name}\" -policy-name {name}, and pass its SecretID with --token-file / CONSUL_HTTP_TOKEN_FILE (service:read and node:read suffice; no write)"
+            ),
+        )
+        .with("accessor_id", ANONYMOUS_ACCESSOR)
+        .with("needed", rules),
+    )
 }
 
 /// Parses `2026-11-27T10:00:00Z`, `…T10:00:00.123456Z` or `…T10:00:00+01:00` to Unix seconds.
@@ -666,8 +728,13 @@ mod tests {
             c.denied_text("service", "write", "web"),
             "Permission denied: token with AccessorID 'abc' lacks permission 'service:write' on \"web\""
         );
+        c.accessor = None;
+        c.agent_version = Some("2.0.3".into());
+        assert!(c
+            .denied_text("service", "write", "web")
+            .starts_with("Permission denied: anonymous token lacks permission 'service:write' on \"web\""));
         c.agent_version = None;
-        assert!(c.denied_text("service", "write", "web").starts_with("Permission denied: Missing"));
+        assert!(c.denied_text("service", "write", "web").contains("not judged for this version"));
     }
 
     use super::*;
@@ -703,6 +770,16 @@ mod tests {
         let bare = parse_permission_denied("rpc error making call: Permission denied").unwrap();
         assert_eq!(bare.resource, "");
         assert_eq!(parse_permission_denied("ACL not found"), None);
+    }
+
+    #[test]
+    fn templated_policies_and_identities_are_grants() {
+        // Token shape: api/acl.go (ACLToken.TemplatedPolicies, ACLTemplatedPolicy.TemplateName, 1.17+).
+        let v = json!({"AccessorID": "a-2", "Description": "", "Policies": [],
+            "TemplatedPolicies": [{"TemplateName": "builtin/service", "TemplateVariables": {"Name": "web"}}]});
+        let r = judge_token(&v, Some("env CONSUL_HTTP_TOKEN"), 1_795_773_600);
+        assert!(r.message.contains("templated policy builtin/service"), "{}", r.message);
+        assert!(!r.message.contains("no policies"), "{}", r.message);
     }
 
     #[test]

@@ -66,7 +66,11 @@ impl AgentSelf {
             node: s(config, "NodeName").unwrap_or_default(),
             server: config.get("Server").and_then(Value::as_bool).unwrap_or(false),
             acls_enabled: debug.and_then(|d| d.get("ACLsEnabled")).and_then(Value::as_bool),
-            acl_default_policy: debug.and_then(|d| s(d, "ACLDefaultPolicy")),
+            // 1.8: DebugConfig.ACLDefaultPolicy; later under ACLResolverSettings (consul_facts).
+            acl_default_policy: crate::consul_facts::DEBUG_ACL_DEFAULT_POLICY_PATHS
+                .iter()
+                .find_map(|p| v.pointer(p).and_then(Value::as_str))
+                .map(|x| x.trim().to_string()),
             known_servers: v
                 .pointer("/Stats/consul/known_servers")
                 .and_then(Value::as_str)
@@ -120,7 +124,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         let url = client.url("/v1/agent/self");
         let reply = client.get("/v1/agent/self").await;
         if let Ok(r) = &reply {
-            if let Some(p) = r.header("x-consul-default-acl-policy") {
+            if let Some(p) = r.header(crate::consul_facts::DEFAULT_ACL_POLICY_HEADER) {
                 ctx.facts().default_acl_policy = Some(p);
             }
         }
@@ -151,13 +155,29 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 results.push(r);
             }
         }
-        if let Some(r) = judge_enterprise_inputs(
-            ctx.inputs.consul.namespace.as_deref(),
-            ctx.inputs.consul.partition.as_deref(),
-            agent.as_ref(),
-        ) {
-            results.push(r);
-        }
+        let (scope_results, scope) = {
+            let c = &ctx.inputs.consul;
+            fn given(s: &Option<crate::inputs::Sourced<String>>) -> Option<(&str, String)> {
+                s.as_ref().map(|s| (s.value.as_str(), s.source.describe()))
+            }
+            // Without --namespace/--partition, the definitions' own (when they agree) scope the run.
+            let services = ctx.facts().services.clone();
+            let from_defs = |pick: fn(&crate::service::ServiceDef) -> Option<&String>| {
+                let mut seen = services.iter().filter_map(|s| pick(&s.def).map(|v| (v.clone(), s.def.label.clone())));
+                let first = seen.next()?;
+                seen.all(|(v, _)| v == first.0).then_some(first)
+            };
+            let ns_def = from_defs(|d| d.namespace.as_ref());
+            let part_def = from_defs(|d| d.partition.as_ref());
+            judge_scope(
+                given(&c.namespace).or(ns_def.as_ref().map(|(v, l)| (v.as_str(), format!("definition {l}")))),
+                given(&c.partition).or(part_def.as_ref().map(|(v, l)| (v.as_str(), format!("definition {l}")))),
+                given(&c.peer),
+                agent.as_ref(),
+            )
+        };
+        client.set_scope(scope);
+        results.extend(scope_results);
         results.push(check_datacenter(ctx, &client, agent.as_ref()).await);
         results
     })
@@ -215,13 +235,24 @@ pub fn judge_agent_self(
                 Err(_) => (not_consul(url, r, &body), None),
             }
         }
-        403 if body.contains("Permission denied") || body.contains("ACL not found") => (
+        // An unknown token: no grant would help it (the acl stage reports ACL-002).
+        403 if body.contains("ACL not found") => (
             CheckResult::not_judged(
                 "api.agent",
-                format!("the agent answered 403 \"{body}\": the token may not read agent:read, so the agent's version, node and settings are unknown (grant agent_prefix \"\" {{ policy = \"read\" }} to let the doctor see them); the acl stage judges the token"),
+                format!("the agent answered 403 \"{body}\": the cluster does not know the token, so the agent's version, node and settings are unknown; the acl stage judges the token"),
             )
             .with("request", format!("GET {url}"))
             .with("status", "403"),
+            None,
+        ),
+        403 if body.contains("Permission denied") => (
+            CheckResult::not_judged(
+                "api.agent",
+                format!("the agent answered 403 \"{body}\": the token may not read agent:read, so the agent's version, node and settings are unknown; the acl stage judges the token"),
+            )
+            .with("request", format!("GET {url}"))
+            .with("status", "403")
+            .with(crate::report::READ_GRANT, "agent_prefix \"\" { policy = \"read\" }"),
             None,
         ),
         403 if body.contains("Endpoint is blocked by agent configuration") || body.contains("Access is restricted") => (
@@ -311,43 +342,91 @@ async fn check_datacenter(ctx: &Ctx<'_>, client: &ConsulClient, agent: Option<&A
     }
 }
 
-/// CONSUL_NAMESPACE and CONSUL_PARTITION make Go clients add `?ns=` / `?partition=` to every
-/// request; an OSS agent answers 400 to every one of them (partitions: from 1.11 on).
-pub fn judge_enterprise_inputs(
-    namespace: Option<&str>,
-    partition: Option<&str>,
+/// A scope input and where it came from (`flag`, `env CONSUL_NAMESPACE`, `definition web.json`).
+pub type ScopeInput<'a> = Option<(&'a str, String)>;
+
+/// The run's namespace, partition and peer against what this agent can take (the facts
+/// table): what the client will carry, and the findings for inputs it cannot. Namespaces and
+/// partitions on an OSS agent are API-007 (the Consul CLI and Go clients would send them and fail
+/// every request; the doctor does not send them); a peer on an agent without peering (before 1.13)
+/// is API-010 (it ignores `?peer=` and answers with local instances: observed on 1.8.7).
+pub fn judge_scope(
+    namespace: ScopeInput<'_>,
+    partition: ScopeInput<'_>,
+    peer: ScopeInput<'_>,
     agent: Option<&AgentSelf>,
-) -> Option<CheckResult> {
-    if namespace.is_none() && partition.is_none() {
-        return None;
-    }
-    let a = agent?;
-    if a.version.contains("+ent") {
-        return None;
-    }
-    let v = crate::diagnosis::stages::version::parse_version(&a.version)?;
+) -> (Vec<CheckResult>, crate::consul::Scope) {
+    use crate::consul_facts::{scope_support, ConsulVersion, Support, NAMESPACE_PARAM, PARTITION_PARAM, PEER_PARAM};
+    let wanted = crate::consul::Scope {
+        namespace: namespace.as_ref().map(|(v, _)| v.to_string()),
+        partition: partition.as_ref().map(|(v, _)| v.to_string()),
+        peer: peer.as_ref().map(|(v, _)| v.to_string()),
+    };
+    let Some(a) = agent else {
+        // Version unknown (agent:read denied): carry what the operator asked for.
+        return (Vec::new(), wanted);
+    };
+    let Some(mut v) = ConsulVersion::parse(&a.version) else {
+        return (Vec::new(), wanted);
+    };
+    v.enterprise = crate::consul_facts::edition_of(&a.version, a.tags.get("build").map(String::as_str))
+        == crate::consul_facts::Edition::Enterprise;
+    let mut out = Vec::new();
+    let mut scope = wanted.clone();
     let mut set = Vec::new();
-    if let Some(ns) = namespace {
-        set.push(format!("CONSUL_NAMESPACE={ns} (Consul answers 400: Bad request: Invalid query parameter: \"ns\" - Namespaces are a Consul Enterprise feature)"));
-    }
-    if let Some(p) = partition {
-        if (v.major, v.minor) >= (1, 11) {
-            set.push(format!("CONSUL_PARTITION={p} (Consul answers 400: Invalid query parameter: \"partition\" - Partitions are a Consul Enterprise feature)"));
+    if let Some((ns, origin)) = &namespace {
+        if scope_support(NAMESPACE_PARAM, &v) == Support::No {
+            let effect = match origin.starts_with("definition") {
+                true => "Consul answers 400: Request decode failed: json: unknown field \"Namespace\"",
+                false => "Consul answers 400: Bad request: Invalid query parameter: \"ns\" - Namespaces are a Consul Enterprise feature",
+            };
+            set.push(format!("namespace {ns:?} ({origin}; {effect})"));
+            scope.namespace = None;
         }
     }
-    if set.is_empty() {
-        return None;
+    if let Some((p, origin)) = &partition {
+        if scope_support(PARTITION_PARAM, &v) == Support::No {
+            let effect = if origin.starts_with("definition") {
+                "Consul answers 400: Request decode failed: json: unknown field \"Partition\""
+            } else if v.at_least((1, 11, 0)) {
+                "Consul answers 400: Invalid query parameter: \"partition\" - Partitions are a Consul Enterprise feature"
+            } else {
+                "this version ignores ?partition= and answers for its own partition (observed on 1.8.7)"
+            };
+            set.push(format!("partition {p:?} ({origin}; {effect})"));
+            scope.partition = None;
+        }
     }
-    Some(CheckResult::finding(
-        codes::API_ENTERPRISE_ONLY,
-        "api.agent",
-        format!(
-            "this agent runs Consul OSS {}, but {} is set: the Consul CLI and Go clients add it to every request and every request fails",
-            a.version,
-            set.join(" and ")
-        ),
-        "unset CONSUL_NAMESPACE / CONSUL_PARTITION in the service's environment (they only work with Consul Enterprise)",
-    ))
+    if !set.is_empty() {
+        out.push(CheckResult::finding(
+            codes::API_ENTERPRISE_ONLY,
+            "api.agent",
+            format!(
+                "this agent runs Consul OSS {}, but {} is set: the Consul CLI and Go clients add it to every request and every request fails; the doctor asked without it",
+                a.version,
+                set.join(" and ")
+            ),
+            match set.iter().any(|s| s.contains("(definition ")) {
+                true => "remove the Namespace / Partition fields from the service definition for this cluster: namespaces and partitions only exist in Consul Enterprise",
+                false => "unset CONSUL_NAMESPACE / CONSUL_PARTITION (and drop --namespace / --partition) for this cluster: namespaces and partitions only exist in Consul Enterprise",
+            },
+        ));
+    }
+    if let Some((p, origin)) = &peer {
+        if scope_support(PEER_PARAM, &v) == Support::No {
+            out.push(CheckResult::finding(
+                codes::API_NO_PEERING,
+                "api.agent",
+                format!(
+                    "this agent runs Consul {}, which has no cluster peering (1.13+), but peer {p:?} is given ({origin}): it ignores ?peer= and answers with this cluster's own instances, so nothing it says is about the peer",
+                    a.version
+                ),
+                "peering needs Consul 1.13 or newer on the servers and this agent; until then, query the other cluster directly (its own agent) or use WAN federation (?dc=)",
+            ));
+            scope.peer = None;
+        }
+    }
+    (out, scope)
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {

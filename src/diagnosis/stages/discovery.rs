@@ -174,7 +174,7 @@ impl Answer {
 }
 
 /// Asks one question through `resolver`, bounded by `timeout`.
-async fn ask(
+pub(crate) async fn ask(
     resolver: &hickory_resolver::Resolver<hickory_resolver::net::runtime::TokioRuntimeProvider>,
     name: &str,
     rtype: RecordType,
@@ -240,6 +240,8 @@ pub(crate) struct HNode {
     pub(crate) node: String,
     #[serde(default)]
     pub(crate) address: String,
+    #[serde(default)]
+    pub(crate) meta: Option<std::collections::HashMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -255,6 +257,9 @@ pub(crate) struct HService {
     pub(crate) tags: Option<Vec<String>>,
     #[serde(default)]
     pub(crate) meta: Option<std::collections::HashMap<String, String>>,
+    /// Set on instances imported from a cluster peer (1.13+).
+    #[serde(default)]
+    pub(crate) peer_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -265,6 +270,33 @@ pub(crate) struct HCheck {
     pub(crate) status: String,
     #[serde(default)]
     pub(crate) notes: String,
+    #[serde(default)]
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) output: String,
+}
+
+/// The instance with its owner, for registrations no agent holds (crate::agentless).
+pub(crate) fn registration(e: &HealthEntry) -> crate::agentless::Registration {
+    let rank = |s: &str| match s {
+        "passing" => 0,
+        "warning" => 1,
+        _ => 2,
+    };
+    let worst = e.checks.iter().max_by_key(|c| rank(&c.status));
+    crate::agentless::Registration {
+        node: e.node.node.clone(),
+        id: e.service.id.clone(),
+        owner: crate::agentless::owner_of(
+            e.node.meta.as_ref(),
+            e.service.meta.as_ref(),
+            e.service.peer_name.as_deref(),
+        ),
+        status: worst.map(|c| c.status.clone()).unwrap_or_else(|| "passing".into()),
+        worst: worst
+            .filter(|c| c.status != "passing")
+            .map(|c| (c.name.clone(), crate::clip::clip_to(c.output.trim(), 300).into_owned())),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -75,11 +75,16 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                     super::Answer::Ok(entries) => {
                         let mut mine = Vec::with_capacity(entries.len());
                         let mut seen = Vec::with_capacity(entries.len());
+                        let mut owned = Vec::new();
                         for e in entries.into_iter().filter(|e| !super::discovery::is_probe(e)) {
                             mine.push(Instance::from(&e));
+                            let reg = super::discovery::registration(&e);
+                            if reg.owner.is_some() {
+                                owned.push(reg);
+                            }
                             seen.push(super::discovery::instance(e));
                         }
-                        Ok((mine, seen))
+                        Ok((mine, seen, owned))
                     }
                     super::Answer::NotJudged(why) => Err((false, why)),
                     super::Answer::Unusable(what) => Err((true, what)),
@@ -90,8 +95,12 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             tokio::join!(client.get("/v1/agent/services"), crate::check::pipeline::join_all(lists.collect()));
         let mut by_name: HashMap<String, Result<Vec<Instance>, (bool, String)>> = HashMap::new();
         for (name, list) in names.into_iter().zip(lists) {
-            let list = list.map(|(mine, seen)| {
-                ctx.facts().health_views.insert(name.clone(), seen);
+            let list = list.map(|(mine, seen, owned)| {
+                let mut f = ctx.facts();
+                f.health_views.insert(name.clone(), seen);
+                if !owned.is_empty() {
+                    f.owned.insert(name.clone(), owned);
+                }
                 mine
             });
             by_name.insert(name, list);
@@ -195,14 +204,11 @@ impl Seen {
     /// Keeps findings; turns a pass (a claim that nothing conflicts) into "not judged".
     pub fn absent(&self, r: CheckResult) -> CheckResult {
         match (&self.filtered, r.status) {
-            (Some(why), crate::report::Status::Pass) => CheckResult::not_judged(
-                r.id,
-                format!(
-                    "{} — among the entries this token can see; {why} (grant {} to let the doctor see them)",
-                    r.message, self.rules
-                ),
-            )
-            .with("acl_filtered", "true"),
+            (Some(why), crate::report::Status::Pass) => {
+                CheckResult::not_judged(r.id, format!("{} — among the entries this token can see; {why}", r.message))
+                    .with(crate::report::READ_GRANT, self.rules.clone())
+                    .with("acl_filtered", "true")
+            }
             _ => r,
         }
     }

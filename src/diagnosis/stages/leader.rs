@@ -54,6 +54,11 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         if let Ok(r) = &peers {
             p.elapsed_ms = super::ms(r.elapsed);
         }
+        if p.code == Some(codes::LDR_EVEN_SERVERS.code) {
+            // /v1/status/peers lists non-voters too (Enterprise read replicas): count the voters.
+            let raft = client.get(&format!("{}{q}", crate::consul_facts::RAFT_CONFIGURATION)).await;
+            p = recount_voters(p, &raft);
+        }
         vec![status, p]
     })
 }
@@ -169,5 +174,65 @@ pub fn judge_peers(reply: &Result<Reply, HttpFailure>, timeout: std::time::Durat
     } else {
         CheckResult::pass("leader.peers", format!("{n} Raft voter(s), tolerating {tolerates} failure(s)"))
             .with("peers", peers.join(","))
+    }
+}
+
+/// The even-count note, judged again with `/v1/operator/raft/configuration` (`Voter` per
+/// server): an odd number of voters beside non-voters is fine; when the configuration is not
+/// readable the note says the count may include non-voters.
+pub fn recount_voters(even: CheckResult, raft: &Result<Reply, HttpFailure>) -> CheckResult {
+    let servers = raft
+        .as_ref()
+        .ok()
+        .filter(|r| r.status == 200)
+        .and_then(|r| r.json::<serde_json::Value>().ok())
+        .and_then(|v| v.get("Servers").and_then(serde_json::Value::as_array).cloned());
+    let Some(servers) = servers else {
+        let why = match raft {
+            Ok(r) => format!("{} {}", r.status, r.snippet()),
+            Err(e) => e.describe(std::time::Duration::from_secs(0)),
+        };
+        let mut r = even;
+        r.message.push_str(&format!(
+            "; /v1/status/peers also lists non-voting servers (Enterprise read replicas), and GET /v1/operator/raft/configuration (operator:read) answered {why}, so voters cannot be told apart"
+        ));
+        return r;
+    };
+    let voters: Vec<&str> = servers
+        .iter()
+        .filter(|s| s.get("Voter").and_then(serde_json::Value::as_bool) == Some(true))
+        .filter_map(|s| s.get("Address").and_then(serde_json::Value::as_str))
+        .collect();
+    let n = voters.len();
+    if n.is_multiple_of(2) && n >= 2 {
+        return even.with("voters", n.to_string());
+    }
+    let non_voters = servers.len().saturating_sub(n);
+    CheckResult::pass(
+        "leader.peers",
+        format!("{n} Raft voter(s) and {non_voters} non-voter(s), tolerating {} failure(s)", n.saturating_sub(1) / 2),
+    )
+    .with("voters", voters.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16, body: &str) -> Result<Reply, HttpFailure> {
+        Ok(Reply { status, headers: Default::default(), body: body.as_bytes().to_vec(), elapsed: Default::default() })
+    }
+
+    #[test]
+    fn non_voters_are_not_counted_for_the_even_note() {
+        let even = CheckResult::finding(codes::LDR_EVEN_SERVERS, "leader.peers", "4 Raft voters".to_string(), "odd");
+        // Shape: agent/operator_endpoint.go (RaftConfigurationResponse: Servers[].Voter); 1.8.7 observed.
+        let body = r#"{"Servers":[{"Address":"10.0.0.1:8300","Voter":true},{"Address":"10.0.0.2:8300","Voter":true},{"Address":"10.0.0.3:8300","Voter":true},{"Address":"10.0.0.4:8300","Voter":false}],"Index":1}"#;
+        let r = recount_voters(even.clone(), &reply(200, body));
+        assert_eq!(r.status, crate::report::Status::Pass, "{}", r.message);
+        assert!(r.message.contains("3 Raft voter(s) and 1 non-voter(s)"), "{}", r.message);
+        let r = recount_voters(even, &reply(403, "Permission denied"));
+        assert_eq!(r.code, Some(codes::LDR_EVEN_SERVERS.code));
+        assert!(r.message.contains("cannot be told apart"), "{}", r.message);
     }
 }

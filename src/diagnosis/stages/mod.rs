@@ -9,6 +9,7 @@ pub mod dns;
 pub mod duplicates;
 pub mod health;
 pub mod leader;
+pub mod mesh;
 pub mod probe;
 pub mod sync;
 pub mod tcp;

@@ -95,6 +95,12 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             let def = &svc.def;
             let id = def.effective_id().unwrap_or("").to_string();
             let Some(on_agent) = local.get(&id) else {
+                // Registered by an owner other than an agent (consul-k8s, a peer): judge the catalog.
+                let owned = ctx.facts().owned.get(def.display_name()).cloned().unwrap_or_default();
+                if let Some(verdict) = crate::agentless::judge_owned(&def.label, &owned) {
+                    results.extend(verdict);
+                    continue;
+                }
                 results.push(CheckResult::pass(
                     "sync.catalog",
                     format!("{}: not registered on this agent yet, nothing to compare", def.label),
@@ -134,8 +140,12 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 results.push(
                     CheckResult::not_judged(
                         "sync.catalog",
-                        format!("{}: ID {id:?} is on this agent, but {why}, so whether the catalog has it cannot be told (grant {rules} to let the doctor see)", def.label),
+                        format!(
+                            "{}: ID {id:?} is on this agent, but {why}, so whether the catalog has it cannot be told",
+                            def.label
+                        ),
                     )
+                    .with(crate::report::READ_GRANT, rules)
                     .with("request", format!("GET {path}"))
                     .with("acl_filtered", "true"),
                 );

@@ -39,15 +39,11 @@ impl std::fmt::Display for Version {
     }
 }
 
-/// Parses `1.8.7`, `1.8.7:`, `1.18.2+ent:abc`, `v1.21.0-rc1`, `1.13.8\n`.
+/// Parses `1.8.7`, `1.8.7:`, `1.18.2+ent:abc`, `v1.21.0-rc1`, `1.13.8\n` (the facts table's
+/// parser, without the edition).
 pub fn parse_version(s: &str) -> Option<Version> {
-    let s = s.trim().trim_start_matches('v');
-    let core = s.split([':', '+', '-', ' ']).next()?;
-    let mut parts = core.split('.');
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts.next()?.parse().ok()?;
-    let patch = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    Some(Version { major, minor, patch })
+    let v = crate::consul_facts::ConsulVersion::parse(s)?;
+    Some(Version { major: v.major, minor: v.minor, patch: v.patch })
 }
 
 pub fn parse_members(v: &Value) -> Option<Vec<Member>> {
@@ -178,9 +174,28 @@ pub fn judge_definitions(
             ));
             continue;
         };
-        let enterprise = raw.contains("+ent");
+        let Some(cv) = crate::consul_facts::ConsulVersion::parse(raw) else { continue };
+        let enterprise = cv.enterprise;
         let mut rejected = Vec::new();
+        let mut unjudged = Vec::new();
         for f in &def.versioned {
+            // The facts table decides where it has a row; its "not judged" is said, not guessed.
+            if let Some(fact) = crate::consul_facts::field_any(f.field) {
+                match crate::consul_facts::accepts(fact, &cv) {
+                    crate::consul_facts::Support::Yes => {}
+                    crate::consul_facts::Support::No => rejected.push(match fact.accepted {
+                        crate::consul_facts::Accepted::Enterprise => format!("{} (Consul Enterprise only)", f.path),
+                        crate::consul_facts::Accepted::Since { first, .. } => format!(
+                            "{} (added in {})",
+                            f.path,
+                            first.iter().map(|(a, b, c)| format!("{a}.{b}.{c}")).collect::<Vec<_>>().join(" / ")
+                        ),
+                        _ => format!("{} (no Consul version translates it)", f.path),
+                    }),
+                    crate::consul_facts::Support::NotJudged => unjudged.push(format!("{} ({})", f.path, fact.source)),
+                }
+                continue;
+            }
             match f.since {
                 None if !enterprise => rejected.push(format!("{} (Consul Enterprise only)", f.path)),
                 Some(since) if !crate::service::version_accepts((v.major, v.minor, v.patch), since) => {
@@ -190,7 +205,16 @@ pub fn judge_definitions(
                 _ => {}
             }
         }
-        if rejected.is_empty() {
+        if rejected.is_empty() && !unjudged.is_empty() {
+            out.push(CheckResult::not_judged(
+                "version.definition",
+                format!(
+                    "{}: not judged for Consul {cv}: whether it accepts {} (the sources read do not cover this version)",
+                    def.label,
+                    unjudged.join(", ")
+                ),
+            ));
+        } else if rejected.is_empty() {
             out.push(CheckResult::pass(
                 "version.definition",
                 format!(
@@ -289,8 +313,9 @@ pub fn judge(agent: Option<(&str, &str, bool)>, members: &[Member]) -> Vec<Check
     if members.is_empty() {
         return vec![CheckResult::not_judged(
             "version.members",
-            "/v1/agent/members is empty, so the token lacks node:read (ACLs filter the list silently; grant node_prefix \"\" { policy = \"read\" } to let the doctor see the members)",
-        )];
+            "/v1/agent/members is empty, so the token lacks node:read (ACLs filter the list silently)",
+        )
+        .with(crate::report::READ_GRANT, "node_prefix \"\" { policy = \"read\" }")];
     }
     let alive: Vec<&Member> = members.iter().filter(|m| m.alive).collect();
     let servers: Vec<&Member> = alive.iter().copied().filter(|m| m.server).collect();

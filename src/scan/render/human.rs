@@ -1,11 +1,14 @@
 //! Human scan report: one summary table (worst services first), the findings grouped by
 //! service, the prune plan or its outcome, and the result line. `--verbose` lists instances.
+//! On a terminal everything is laid out in its width (down to 60 columns: short table headings,
+//! wrapped text, every command on a line of its own, whole); files and pipes keep long lines.
 
 use std::fmt::Write;
 
 use anstyle::{AnsiColor, Effects, Style};
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 
+use crate::render::human::{fix_lines, wrapped};
 use crate::report::Status;
 use crate::scan::prune::Outcome;
 use crate::scan::report::ScanReport;
@@ -20,37 +23,50 @@ fn paint(style: Style, text: &str) -> String {
     format!("{style}{text}{style:#}")
 }
 
-pub fn render(r: &ScanReport, list_instances: bool) -> String {
+/// Terminal widths below this get the table's short headings.
+const NARROW: usize = 80;
+
+pub fn render(r: &ScanReport, list_instances: bool, width: Option<usize>) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{} {} · scan of {} · datacenter {}",
-        paint(HEAD, "consul-doctor"),
+    let head = format!(
+        "{} · scan of {} · datacenter {}",
         r.tool.version,
         r.target,
         r.scanned.datacenter.as_deref().unwrap_or("?")
     );
+    wrapped(&mut out, &format!("{} ", paint(HEAD, "consul-doctor")), &head, 2, width);
     if let Some(v) = &r.agent.version {
         let _ = writeln!(out, "agent: Consul {v} · node {}", r.agent.node.as_deref().unwrap_or("?"));
     }
-    let _ = writeln!(
-        out,
-        "scanned {} services, {} instances on {} nodes{} ({})",
+    let scanned = format!(
+        "{} services, {} instances on {} nodes{} ({})",
         r.scanned.services,
         r.scanned.instances,
         r.scanned.nodes,
         if r.scanned.complete { "" } else { " — incomplete, see below" },
         r.scanned.endpoints.join(", ")
     );
+    wrapped(&mut out, "scanned ", &scanned, 2, width);
     for c in r.connection.iter().filter(|c| matches!(c.status, Status::Warn | Status::Fail)) {
-        let _ = writeln!(out, "  {} {}  {}", paint(WARN, "!"), c.code.unwrap_or(""), c.message);
+        let prefix = format!("  {} {}  ", paint(WARN, "!"), c.code.unwrap_or(""));
+        wrapped(&mut out, &prefix, &c.message, 6, width);
     }
 
     let mut table = Table::new();
-    table
-        .load_style(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(vec!["service", "instances", "passing", "warning", "critical", "stale", "findings"]);
+    let narrow = width.is_some_and(|w| w < NARROW);
+    let headings = if narrow {
+        vec!["service", "inst", "pass", "warn", "crit", "stale", "found"]
+    } else {
+        vec!["service", "instances", "passing", "warning", "critical", "stale", "findings"]
+    };
+    table.load_style(presets::UTF8_FULL_CONDENSED).set_header(headings);
+    match width {
+        // Long service names wrap inside their cell; the table never exceeds the terminal.
+        Some(w) => {
+            table.set_content_arrangement(ContentArrangement::Dynamic).set_width(w.min(u16::MAX as usize) as u16)
+        }
+        None => table.set_content_arrangement(ContentArrangement::Disabled),
+    };
     // Services without findings take rows only with --verbose (a healthy 2,000-service
     // catalog is one line).
     let mut hidden = 0;
@@ -74,11 +90,8 @@ pub fn render(r: &ScanReport, list_instances: bool) -> String {
         let _ = writeln!(out, "\n{table}");
     }
     if hidden > 0 {
-        let _ = writeln!(
-            out,
-            "{}",
-            paint(DIM, &format!("{hidden} service(s) without findings not shown (--verbose lists them)"))
-        );
+        let text = format!("{hidden} service(s) without findings not shown (--verbose lists them)");
+        wrapped(&mut out, "", &paint(DIM, &text), 2, width);
     }
 
     let mut current: Option<&str> = None;
@@ -90,9 +103,10 @@ pub fn render(r: &ScanReport, list_instances: bool) -> String {
         }
         let (sym, style) = if f.result.status == Status::Fail { ("✘", FAIL) } else { ("!", WARN) };
         let code = f.result.code.unwrap_or("");
-        let _ = writeln!(out, "  {} {}  {}  {}", paint(style, sym), f.result.id, paint(style, code), f.result.message);
+        let prefix = format!("  {} {}  {}  ", paint(style, sym), f.result.id, paint(style, code));
+        wrapped(&mut out, &prefix, &f.result.message, 6, width);
         if let Some(fix) = &f.result.fix {
-            let _ = writeln!(out, "      fix: {fix}");
+            fix_lines(&mut out, "      fix: ", fix, 11, width);
         }
         let _ = writeln!(out, "      explain: consul-doctor explain {code}");
     }
@@ -100,6 +114,14 @@ pub fn render(r: &ScanReport, list_instances: bool) -> String {
     if let Some(instances) = &r.instances {
         let _ = writeln!(out, "\n{}", paint(HEAD, "instances"));
         for i in instances {
+            if width.is_some_and(|w| w < 130) {
+                let text = format!(
+                    "{} on node {} ({}): {}, node {}, {} checks",
+                    i.service_id, i.node, i.address, i.status, i.node_state, i.checks
+                );
+                wrapped(&mut out, &format!("  {} ", i.service), &text, 4, width);
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "  {:<24} {:<28} {:<20} {:<22} {:<8} {} ({} checks)",
@@ -137,9 +159,8 @@ pub fn render(r: &ScanReport, list_instances: bool) -> String {
                 (_, Outcome::Unknown) => "unknown",
                 (_, Outcome::NotAttempted) => "not attempted",
             };
-            let _ = writeln!(
-                out,
-                "  {mark}: {} {} {}   # {} {} on {}: {}{}",
+            let text = format!(
+                "{} {} {}   # {} {} on {}: {}{}",
                 a.request.method,
                 a.request.path,
                 a.request.body,
@@ -149,6 +170,7 @@ pub fn render(r: &ScanReport, list_instances: bool) -> String {
                 a.reason,
                 a.detail.as_deref().map(|d| format!(" — {d}")).unwrap_or_default()
             );
+            wrapped(&mut out, &format!("  {mark}: "), &text, 4, width);
         }
         if p.mode == "dry-run" {
             let _ = writeln!(
@@ -180,15 +202,16 @@ pub fn render(r: &ScanReport, list_instances: bool) -> String {
         }
     }
     if !p.agent_side.is_empty() {
-        let _ = writeln!(
-            out,
-            "{}",
-            paint(
-                HEAD,
-                "on live agents (deregister there; the agent's anti-entropy would undo a catalog deregistration):"
-            )
-        );
+        let head = "on live agents (deregister there; the agent's anti-entropy would undo a catalog deregistration):";
+        wrapped(&mut out, "", &paint(HEAD, head), 2, width);
         for a in &p.agent_side {
+            if width.is_some() {
+                // The command alone on its line, whole; what it is for on the line above.
+                let what = format!("{} {} on {} ({}):", a.service, a.service_id, a.node, a.code);
+                wrapped(&mut out, "  # ", &what, 4, width);
+                let _ = writeln!(out, "  {}", a.command);
+                continue;
+            }
             let _ = writeln!(out, "  {}   # {} {} on {} ({})", a.command, a.service, a.service_id, a.node, a.code);
         }
     }
