@@ -135,7 +135,7 @@ pub fn render(r: &ScanReport, list_instances: bool, width: Option<usize>) -> Str
         let _ = writeln!(out);
     }
     if let Some(why) = &p.blocked {
-        let _ = writeln!(out, "{}", paint(HEAD, &format!("prune: nothing can be pruned: {why}")));
+        wrapped(&mut out, "", &paint(HEAD, &format!("prune: nothing can be pruned: {why}")), 2, width);
     }
     if !p.actions.is_empty() {
         let head = match p.mode {
@@ -173,32 +173,38 @@ pub fn render(r: &ScanReport, list_instances: bool, width: Option<usize>) -> Str
             wrapped(&mut out, &format!("  {mark}: "), &text, 4, width);
         }
         if p.mode == "dry-run" {
-            let _ = writeln!(
-                out,
-                "  run again with --prune (and --yes when standard input is not a terminal) to deregister them; each is re-checked right before its deregistration"
+            wrapped(
+                &mut out,
+                "  ",
+                "run again with --prune (and --yes when standard input is not a terminal) to deregister them; each is re-checked right before its deregistration",
+                4,
+                width,
             );
         }
     }
     if !p.kept.is_empty() {
         let total: usize = p.kept_by_clause.values().sum();
-        let _ = writeln!(
-            out,
-            "{}",
-            paint(HEAD, &format!("kept by the prune contract ({total} instance(s) that looked stale):"))
+        wrapped(
+            &mut out,
+            "",
+            &paint(HEAD, &format!("kept by the prune contract ({total} instance(s) that looked stale):")),
+            2,
+            width,
         );
         const SHOWN: usize = 50;
         for k in p.kept.iter().take(SHOWN) {
-            let _ = writeln!(out, "  {} {} on {} ({}): {}", k.service, k.service_id, k.node, k.address, k.reason);
+            let text = format!("{} on {} ({}): {}", k.service_id, k.node, k.address, k.reason);
+            wrapped(&mut out, &format!("  {} ", k.service), &text, 4, width);
         }
         if total > SHOWN {
             let by: Vec<String> = p.kept_by_clause.iter().map(|(c, n)| format!("{c} {n}")).collect();
-            let _ = writeln!(
-                out,
-                "  … and {} more (--format json lists the first {}; by clause: {})",
+            let text = format!(
+                "… and {} more (--format json lists the first {}; by clause: {})",
                 total - SHOWN,
                 crate::scan::prune::KEPT_LISTED,
                 by.join(", ")
             );
+            wrapped(&mut out, "  ", &text, 4, width);
         }
     }
     if !p.agent_side.is_empty() {
