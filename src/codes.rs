@@ -85,6 +85,9 @@ codes! {
     CFG_TOKEN_CHARACTERS = "CFG-034", "config", Fail, "ACL token contains whitespace or control characters";
     CFG_SEVERAL_CHECK_TYPES = "CFG-035", "config", Fail, "Check sets several check types: Consul keeps one";
     CFG_CLI_DROPS_ARGS = "CFG-036", "config", Warn, "consul services register (1.8) drops script check args";
+    CFG_DEREGISTER_BELOW_MINIMUM = "CFG-037", "config", Warn, "deregister_critical_service_after is below Consul's 1m minimum";
+    CFG_ADDRESS_URL = "CFG-038", "config", Fail, "Service address is a URL, not a host";
+    CFG_WRAPPED_API_BODY = "CFG-039", "config", Note, "API body inside a configuration-file wrapper";
     DNS_NXDOMAIN = "DNS-001", "dns", Fail, "Agent host name does not exist (NXDOMAIN)";
     DNS_NO_ADDRESS = "DNS-002", "dns", Fail, "Agent host name has no address records";
     DNS_TIMEOUT = "DNS-003", "dns", Fail, "DNS lookup timed out";
@@ -144,6 +147,10 @@ codes! {
     SYN_CHECK_FAILING = "SYN-004", "sync", Warn, "Consul reports the service's check failing";
     SYN_UNREADABLE = "SYN-005", "sync", Fail, "Catalog or check lists are unreadable";
     SYN_OWNED_NOT_READY = "SYN-006", "sync", Warn, "Instance registered by its owner (Kubernetes, a peer) is not passing";
+    SYN_NOT_RUN_YET = "SYN-008", "sync", Warn, "Check has not run yet: the instance is critical until its first run";
+    SYN_CATALOG_ONLY_ON_AGENT_NODE = "SYN-009", "sync", Fail, "Catalog registration on a node whose agent does not know it";
+    SYN_NO_AGENT_TOKEN = "SYN-010", "sync", Warn, "Agent may not write its own node (no agent token under default deny)";
+    SYN_NODE_NAME_RESERVED = "SYN-011", "sync", Fail, "Node name is held in the catalog by another node ID";
     HLT_REFUSED = "HLT-001", "health", Fail, "Health endpoint refused the connection";
     HLT_TIMEOUT = "HLT-002", "health", Fail, "Health endpoint timed out";
     HLT_TLS = "HLT-003", "health", Fail, "Health endpoint TLS error";
@@ -182,6 +189,7 @@ codes! {
     WAIT_NOT_BLOCKING = "WAIT-007", "wait", Note, "Blocking queries do not work through this path";
     WAIT_OWNED_NOT_READY = "WAIT-010", "wait", Fail, "Instances registered by their owner (Kubernetes, a peer) are not passing";
     WAIT_PEER_NOT_EXPORTED = "WAIT-011", "wait", Fail, "No instance of the service is imported from the peer";
+    WAIT_AGENT_LOST_REGISTRATIONS = "WAIT-013", "wait", Fail, "Agent restarted recently without the service: API registrations were lost";
     WAIT_SIDECAR_NOT_PASSING = "WAIT-015", "wait", Fail, "Service passes but its sidecar proxy does not";
     WAIT_NOT_IN_MESH = "WAIT-016", "wait", Fail, "Service has no sidecar proxy or Connect-native instance in the mesh";
     SCN_GONE_NODE = "SCN-001", "scan", Warn, "Instance on a node whose agent failed or left";
@@ -201,6 +209,7 @@ codes! {
     SCN_OWNED_UNHEALTHY = "SCN-015", "scan", Warn, "Registration kept by another owner is not passing";
     SCN_PEERED_UNHEALTHY = "SCN-016", "scan", Warn, "Instance imported from a cluster peer is not passing";
     SCN_MEMBERS_UNREADABLE = "SCN-017", "scan", Warn, "Cluster membership could not be read";
+    SCN_UNKNOWN_TO_ITS_AGENT = "SCN-030", "scan", Warn, "Instance on an agent's node that the agent does not know";
     SCN_ORPHAN_SIDECAR = "SCN-035", "scan", Warn, "Sidecar proxy whose parent service is gone";
     SCN_MISSING_SIDECAR = "SCN-036", "scan", Warn, "Instance without the sidecar its other instances have";
     MSH_AGENT_DISABLED = "MSH-001", "mesh", Fail, "Connect is disabled on the agent";

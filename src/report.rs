@@ -95,6 +95,14 @@ pub struct CheckResult {
     /// not a pass, and the message says which permission would let it judge.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub not_judged: bool,
+    /// On a finding: the code of a dependent finding that raised this result's status above its
+    /// code's severity (the pipeline's "one cause, one finding, at the cause's real severity").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raised_by: Option<&'static str>,
+    /// On a skip blocked by an earlier finding: what the check itself judged, so the runner can
+    /// keep a failure from hiding behind a milder cause (see `check::pipeline`).
+    #[serde(skip)]
+    pub verdict: Option<Box<CheckResult>>,
 }
 
 impl CheckResult {
@@ -112,6 +120,8 @@ impl CheckResult {
             elapsed_ms: 0,
             ignored: false,
             not_judged: false,
+            raised_by: None,
+            verdict: None,
         }
     }
 
@@ -137,6 +147,15 @@ impl CheckResult {
     pub fn blocked(id: &'static str, by: &'static str) -> Self {
         let mut r = Self::base(id, Status::Skip, format!("skipped: blocked by {by}"));
         r.blocked_by = Some(by);
+        r
+    }
+
+    /// Blocked by `by`, keeping the check's own `verdict` (a finding) for the pipeline's
+    /// severity rule: a failure never hides behind a warning.
+    pub fn blocked_with(id: &'static str, by: &'static str, message: String, verdict: CheckResult) -> Self {
+        let mut r = Self::blocked(id, by);
+        r.message = message;
+        r.verdict = Some(Box::new(verdict));
         r
     }
 

@@ -119,6 +119,9 @@ pub struct ServiceDef {
     pub problems: Vec<CheckResult>,
     /// Written in HCL (fixes are then given in HCL; otherwise in the file's JSON form).
     pub hcl: bool,
+    /// A JSON configuration-file wrapper (`{"service": {...}}`) around an HTTP API body (its keys
+    /// in the API's CamelCase): the wrapper key as written.
+    pub api_body_wrapped_in: Option<String>,
 }
 
 impl ServiceDef {
@@ -266,9 +269,11 @@ fn lookup<'a>(fields: &'a [Field], key: &str, form: Form, in_check: bool) -> Res
         ("script", true, _) => return Err("script checks take \"args\" (a list) since Consul 1.0".into()),
         _ => n,
     };
-    let found = fields.iter().find(|f| norm(f.name) == n).ok_or_else(|| match in_check {
-        true => "no Consul check has this field".to_string(),
-        false => "no Consul service has this field".to_string(),
+    let found = fields.iter().find(|f| norm(f.name) == n).ok_or_else(|| match (in_check, n.as_str()) {
+        (true, _) => "no Consul check has this field".to_string(),
+        (false, "service") => "the agent's /v1/agent/services answer calls the name Service, and configuration files wrap a definition in service; a register body names the service with Name".to_string(),
+        (false, "services") => "configuration files list definitions under services; the HTTP API takes one bare definition per request".to_string(),
+        (false, _) => "no Consul service has this field".to_string(),
     })?;
     // snake_case keys in an API body: only the aliases Consul's decoders list (consul_facts).
     if form == Form::Api && key.contains('_') {
@@ -366,8 +371,22 @@ pub fn load_text(text: &str, shown: &str) -> Result<Vec<ServiceDef>, Box<CheckRe
         }
     };
     let mut raw: Vec<(Map<String, Value>, Form)> = Vec::new();
-    let wrapped: Vec<&Value> =
-        top.iter().filter(|(k, _)| matches!(norm(k).as_str(), "service" | "services")).map(|(_, v)| v).collect();
+    // A `Service` key beside a service's own fields (`{"ID": "web-1", "Service": "web"}`, the
+    // shape of /v1/agent/services) is not a configuration-file wrapper: it is an API body with
+    // a field Consul's strict decoding rejects.
+    let own_fields = top.keys().any(|k| {
+        !matches!(norm(k).as_str(), "service" | "services") && SERVICE_FIELDS.iter().any(|f| norm(f.name) == norm(k))
+    });
+    let wrapper_shaped = top
+        .iter()
+        .filter(|(k, _)| matches!(norm(k).as_str(), "service" | "services"))
+        .all(|(_, v)| v.is_object() || v.is_array());
+    let wrapped: Vec<(&String, &Value)> = if !hcl && (own_fields || !wrapper_shaped) {
+        Vec::new()
+    } else {
+        top.iter().filter(|(k, _)| matches!(norm(k).as_str(), "service" | "services")).collect()
+    };
+    let mut wrapper_of: Vec<Option<String>> = Vec::new();
     if wrapped.is_empty() {
         // Agent settings (datacenter, data_dir, ...) without a service: nothing to check here.
         let agent_keys = [
@@ -392,14 +411,21 @@ pub fn load_text(text: &str, shown: &str) -> Result<Vec<ServiceDef>, Box<CheckRe
         }
         raw.push((top.clone(), if hcl { Form::Config } else { Form::Api }));
     }
-    for v in wrapped {
+    for (key, v) in wrapped {
         let items: Vec<&Value> = match v {
             Value::Array(items) => items.iter().collect(),
             other => vec![other],
         };
         for item in items {
             match item {
-                Value::Object(m) => raw.push((m.clone(), Form::Config)),
+                Value::Object(m) => {
+                    // Every key in the API's CamelCase: an API body someone wrapped.
+                    let api_style = !hcl
+                        && !m.is_empty()
+                        && m.keys().all(|k| k.starts_with(|c: char| c.is_ascii_uppercase()) && !k.contains('_'));
+                    wrapper_of.push((raw.len(), api_style.then(|| key.clone())).1);
+                    raw.push((m.clone(), Form::Config))
+                }
                 other => {
                     return Err(Box::new(finding(
                         codes::CFG_PARSE,
@@ -423,6 +449,7 @@ pub fn load_text(text: &str, shown: &str) -> Result<Vec<ServiceDef>, Box<CheckRe
         .map(|(i, (m, form))| {
             let mut def = read_service(&m, form, Origin::File { path: shown.to_string(), index: i + 1 });
             def.hcl = hcl;
+            def.api_body_wrapped_in = wrapper_of.get(i).cloned().flatten();
             // Findings made while reading were worded before the syntax was known.
             def
         })
@@ -660,6 +687,7 @@ pub fn read_service(m: &Map<String, Value>, form: Form, origin: Origin) -> Servi
         versioned: Vec::new(),
         problems: Vec::new(),
         hcl: false,
+        api_body_wrapped_in: None,
     };
     let mut raw_checks: Vec<&Map<String, Value>> = Vec::new();
     for (field, v) in r.fields("", m, SERVICE_FIELDS, false) {
@@ -858,11 +886,13 @@ pub fn judge(def: &ServiceDef) -> Vec<CheckResult> {
             format!("{l} has no name; Consul answers 400 \"Missing service name\""),
             "add \"Name\" (\"name\" in configuration files), the name clients look the service up by".into(),
         );
-    } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+    } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || name.len() > 63 {
+        // Consul's agent warns about '_' too, yet its DNS answers web_api.service.consul
+        // (verified on 1.8.7); a dot, a space or an over-long name really cannot be asked for.
         push(
             &mut out,
             codes::CFG_DNS_NAME,
-            format!("{l}: the name {name:?} has characters other than letters, digits and dashes; Consul registers it but it \"will not be discoverable via DNS\""),
+            format!("{l}: the name {name:?} cannot be asked for as NAME.service.consul (a dot splits it into a tag query; spaces and other characters are answered NXDOMAIN; a DNS label holds at most 63 bytes); Consul registers it, but it \"will not be discoverable via DNS\""),
             format!("rename the service to {:?} (letters, digits, dashes)", dns_safe(name)),
         );
     }
@@ -875,6 +905,14 @@ pub fn judge(def: &ServiceDef) -> Vec<CheckResult> {
                 "register the API form of this definition with PUT /v1/agent/service/register, or place the file in the agent's configuration directory".into(),
             );
         }
+    }
+    if let Some(key) = &def.api_body_wrapped_in {
+        push(
+            &mut out,
+            codes::CFG_WRAPPED_API_BODY,
+            format!("{l}: an HTTP API body (CamelCase keys) inside the configuration-file wrapper {key:?}: the agent's configuration directory and consul services register read it, but sent as the body of PUT /v1/agent/service/register Consul answers 400: Request decode failed: json: unknown field \"{key}\""),
+            format!("send the object inside {key:?} as the API body (jq .{key} FILE | curl -X PUT --data @- .../v1/agent/service/register), or keep the file for the configuration directory / consul services register"),
+        );
     }
     if def.id.as_deref().is_none_or(str::is_empty) && !name.is_empty() {
         push(
@@ -899,6 +937,16 @@ pub fn judge(def: &ServiceDef) -> Vec<CheckResult> {
                 format!("{l}: address {addr:?} is a wildcard; Consul answers 400 \"Invalid service address\""),
                 "leave the address empty to advertise the node's address, or give the IP clients should connect to"
                     .into(),
+            );
+        }
+    }
+    if let Some(addr) = def.address.as_deref() {
+        if let Some(host) = url_shaped_address(addr) {
+            push(
+                &mut out,
+                codes::CFG_ADDRESS_URL,
+                format!("{l}: address {addr:?} is a URL, not a host: Consul registers it as written (200), so its DNS answers a CNAME (and an SRV target) \"{addr}.\", a name that does not exist, instead of an address, and HTTP clients build \"{addr}:{}\"", def.port.unwrap_or(0)),
+                format!("give the host alone and the port separately: {}{}", def.assign("address", "Address", &format!("{host:?}")), def.port.map(|p| format!(", {}", def.assign("port", "Port", &p.to_string()))).unwrap_or_default()),
             );
         }
     }
@@ -935,14 +983,34 @@ pub fn judge(def: &ServiceDef) -> Vec<CheckResult> {
             if n < MINUTE {
                 push(
                     &mut out,
-                    codes::CFG_NO_DEREGISTER,
-                    format!("{l} {}: deregister_critical_service_after {} is below Consul's 1m minimum; the agent raises it to 1m0s", c.label, c.deregister.as_ref().map(Dur::shown).unwrap_or_default()),
-                    "use 1m or more".into(),
+                    codes::CFG_DEREGISTER_BELOW_MINIMUM,
+                    format!("{l} {}: deregister_critical_service_after {} is below Consul's 1m minimum: the agent logs \"check has deregister interval below minimum\" and reaps the instance after 1m0s or more (its reaper runs every 30s), not after the time asked for", c.label, c.deregister.as_ref().map(Dur::shown).unwrap_or_default()),
+                    format!("ask for what Consul does: {} (or more)", def.assign("deregister_critical_service_after", "DeregisterCriticalServiceAfter", "\"1m\"")),
                 );
             }
         }
     }
     out
+}
+
+/// The host of an address written as a URL (`http://10.0.0.5`, `10.0.0.5/api`,
+/// `https://web:8443/`), or `None` for a host or IP.
+fn url_shaped_address(addr: &str) -> Option<String> {
+    let rest = match addr.split_once("://") {
+        Some((scheme, rest))
+            if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            rest
+        }
+        _ if addr.contains('/') => addr,
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match split_host_port(authority) {
+        Some((h, _)) => h,
+        None => authority.trim_matches(|c| c == '[' || c == ']').to_string(),
+    };
+    Some(host)
 }
 
 fn dns_safe(name: &str) -> String {
@@ -1288,9 +1356,35 @@ mod tests {
     }
 
     #[test]
+    fn strict_decoding_of_api_bodies() {
+        // The /v1/agent/services shape sent back to register: 1.8.7 answers 400
+        // `Request decode failed: json: unknown field "Service"`.
+        for text in [r#"{"ID":"web-1","Service":"web","Port":80}"#, r#"{"Name":"web","Service":"web","ID":"w"}"#] {
+            let defs = load_text(text, "x.json").unwrap_or_else(|e| panic!("{}", e.message));
+            assert_eq!(defs[0].form, Form::Api);
+            let r: Vec<_> = judge(&defs[0]).into_iter().filter(|r| r.code == Some("CFG-025")).collect();
+            assert_eq!(r.len(), 1, "{text}");
+            assert!(
+                r[0].message.contains("Request decode failed: json: unknown field \"Service\""),
+                "{}",
+                r[0].message
+            );
+            assert!(r[0].message.contains("Name"), "{}", r[0].message);
+        }
+        // A wrapper is a configuration file; around an API body it earns a note.
+        assert_eq!(load_text(r#"{"service":{"name":"web","id":"w"}}"#, "x.json").unwrap()[0].form, Form::Config);
+        assert!(!codes_of(r#"{"service":{"name":"web","id":"w"}}"#, "x.json").contains(&"CFG-039"));
+        let wrapped = codes_of(r#"{"service":{"Name":"web","ID":"w"}}"#, "x.json");
+        assert_eq!(wrapped, vec!["CFG-039"]);
+    }
+
+    #[test]
     fn silent_pitfalls() {
         assert!(codes_of(r#"{"Name":"w","ID":"w","Port":70000}"#, "x.json").contains(&"CFG-019"));
-        assert!(codes_of(r#"{"Name":"my_web","ID":"w"}"#, "x.json").contains(&"CFG-021"));
+        assert!(codes_of(r#"{"Name":"my.web","ID":"w"}"#, "x.json").contains(&"CFG-021"));
+        assert!(codes_of(r#"{"Name":"my web","ID":"w"}"#, "x.json").contains(&"CFG-021"));
+        // Consul's DNS answers my_web.service.consul (1.8.7), whatever the agent's log says.
+        assert!(!codes_of(r#"{"Name":"my_web","ID":"w"}"#, "x.json").contains(&"CFG-021"));
         assert!(codes_of(r#"{"Name":"w"}"#, "x.json").contains(&"CFG-022"));
         let numeric = codes_of(
             r#"{"Name":"w","ID":"w","Check":{"HTTP":"http://x/","Interval":10,"DeregisterCriticalServiceAfter":"1m"}}"#,
@@ -1310,7 +1404,26 @@ mod tests {
             r#"{"Name":"w","ID":"w","Check":{"TTL":"5s","DeregisterCriticalServiceAfter":"10s"}}"#,
             "x.json"
         )
-        .contains(&"CFG-023"));
+        .contains(&"CFG-037"));
+        // One code, one severity: advice and a value Consul overrides are two findings.
+        let short =
+            load_text(r#"{"Name":"w","ID":"w","Check":{"TTL":"5s","DeregisterCriticalServiceAfter":"30s"}}"#, "x.json")
+                .unwrap();
+        let r = judge(&short[0]);
+        assert_eq!(
+            r.iter().map(|r| (r.code, r.status)).collect::<Vec<_>>(),
+            vec![(Some("CFG-037"), crate::report::Status::Warn)]
+        );
+        assert!(r[0].fix.as_deref().unwrap().contains("\"DeregisterCriticalServiceAfter\": \"1m\""));
+        assert!(codes_of(r#"{"Name":"w","ID":"w","Check":{"TTL":"5s"}}"#, "x.json").contains(&"CFG-023"));
+        for url in ["http://10.0.0.5", "https://web.internal:8443/", "10.0.0.5/api"] {
+            let text = format!(r#"{{"Name":"w","ID":"w","Address":"{url}","Port":8080}}"#);
+            assert_eq!(codes_of(&text, "x.json"), vec!["CFG-038"], "{url}");
+        }
+        let defs = load_text(r#"{"Name":"w","ID":"w","Address":"http://10.0.0.5","Port":8080}"#, "x.json").unwrap();
+        assert!(judge(&defs[0])[0].fix.as_deref().unwrap().contains("\"Address\": \"10.0.0.5\", \"Port\": 8080"));
+        assert!(codes_of(r#"{"Name":"w","ID":"w","Address":"10.0.0.5"}"#, "x.json").is_empty());
+        assert!(codes_of(r#"{"Name":"w","ID":"w","Address":"web.internal"}"#, "x.json").is_empty());
         assert!(codes_of(r#"{"services":[{"name":"a"},{"name":"a"}]}"#, "x.json").contains(&"CFG-032"));
     }
 

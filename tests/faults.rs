@@ -103,6 +103,13 @@ fn healthy_routes() -> Vec<Route> {
             200,
             r#"[{"Node": "srv-1", "CheckID": "service:web-1", "Name": "ttl", "Status": "passing", "Output": "", "ServiceID": "web-1"}]"#,
         ),
+        // The agent's own node as its own sync writes it (agent/catalog_endpoint.go
+        // CatalogNodeServices: structs.NodeServices {Node, Services}).
+        Route::json(
+            "/v1/catalog/node/srv-1",
+            200,
+            r#"{"Node": {"ID": "6f4f1b43-0000-0000-0000-000000000001", "Node": "srv-1", "Address": "127.0.0.1", "Datacenter": "dc1", "TaggedAddresses": {"lan": "127.0.0.1", "wan": "127.0.0.1"}, "Meta": {"consul-network-segment": ""}}, "Services": {}}"#,
+        ),
         Route::json("/v1/catalog/datacenters", 200, "[\"dc1\", \"dc2\"]"),
     ]
 }
@@ -167,6 +174,7 @@ fn every_endpoint_under_every_fault() {
         ("/v1/catalog/service/web", None, "SYN-005"),
         ("/v1/agent/checks", None, "SYN-005"),
         ("/v1/health/checks/web", None, "SYN-005"),
+        ("/v1/catalog/node/srv-1", None, "SYN-005"),
     ];
     type MakeFault = Box<dyn Fn(&str) -> Route>;
     let faults: Vec<(&str, MakeFault)> = vec![

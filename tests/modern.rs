@@ -108,6 +108,14 @@ impl Cluster {
             }),
             "/v1/agent/checks" => Answer::json("{}"),
             "/v1/catalog/datacenters" => Answer::json("[\"dc1\"]"),
+            // agent/catalog_endpoint.go CatalogNodeServices (structs.NodeServices): the server's own
+            // node as its own sync writes it (tagged addresses, consul-network-segment meta).
+            "/v1/catalog/node/consul-server-0" => Answer::json(
+                json!({"Node": {"ID": "", "Node": "consul-server-0", "Address": "127.0.0.1", "Datacenter": "dc1",
+                                "TaggedAddresses": {"lan": "127.0.0.1", "wan": "127.0.0.1"}, "Meta": {"consul-network-segment": ""}},
+                       "Services": {}})
+                .to_string(),
+            ),
             "/v1/health/service/web" if r.q("peer").is_none() => {
                 if !self.ns_ok(r) {
                     return Answer::json("[]");

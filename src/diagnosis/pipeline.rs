@@ -5,6 +5,16 @@
 //! When a prerequisite fails, every check of the dependent stage is reported `skip` with
 //! `blocked_by` naming the root-cause code, so one problem is reported once. Every stage runs
 //! under the run's deadline; a stage still running then is reported with `RUN-001`.
+//!
+//! **One cause, one finding, at the cause's real severity.** A check may also skip itself
+//! because an earlier finding already names its cause (SYN-004 "the checks fail" before "no
+//! instance passes"); it then keeps its own verdict ([`CheckResult::blocked_with`]). When the
+//! run is over, [`apply_severity_rule`] compares each kept verdict with its cause as reported:
+//! a worse verdict raises the cause's status to its own (`raised_by` names the dependent's code),
+//! so a warning can never hide a failure; a cause that is not reported as a finding (accepted
+//! with `--ignore`, or absent) lets the dependent's verdict stand in its place. A check whose
+//! answer the cause fully explains (DNS answering nothing because the default token may not
+//! read the service) keeps no verdict: it is the same finding, not a worse one.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -356,6 +366,12 @@ pub async fn run_stages_until(inputs: &Inputs, wanted: &[StageId], deadline: tok
                 if c.code.is_some_and(|code| inputs.ignore.contains(&code)) {
                     c.ignore();
                 }
+                if let Some(v) = c.verdict.as_deref_mut() {
+                    v.stage = stage.name;
+                    if v.code.is_some_and(|code| inputs.ignore.contains(&code)) {
+                        v.ignore();
+                    }
+                }
                 // Every finding says what it was judged against.
                 if c.code.is_some() && !c.evidence.contains_key("target") {
                     let target = match stage.id {
@@ -406,6 +422,7 @@ pub async fn run_stages_until(inputs: &Inputs, wanted: &[StageId], deadline: tok
     }
     // A probe the deadline cut off is deregistered now, and reported.
     checks.extend(stages::probe::cleanup_pending(inputs.timeout).await);
+    apply_severity_rule(&mut checks);
     let summary = ctx.facts().summary.clone();
     let target = ctx.conn().map(|c| c.display.clone()).unwrap_or_else(|| inputs.consul.http_addr.value.clone());
     // Every `consul …` command in a fix reaches the agent diagnosed here.
@@ -413,6 +430,48 @@ pub async fn run_stages_until(inputs: &Inputs, wanted: &[StageId], deadline: tok
     let report = Report::new(target, inputs.entries(), summary, checks, started.elapsed().as_millis() as u64);
     let facts = ctx.facts.into_inner().unwrap_or_else(|p| p.into_inner());
     Outcome { report, facts }
+}
+
+/// The subject a message is about: its `label: ` prefix (a service), or nothing.
+fn subject(message: &str) -> &str {
+    message.split_once(": ").map(|(s, _)| s).unwrap_or("")
+}
+
+/// "One cause, one finding, at the cause's real severity" (see the module header). Applied
+/// once, to the whole run's results in report order.
+pub fn apply_severity_rule(checks: &mut [CheckResult]) {
+    for i in 0..checks.len() {
+        let Some(verdict) = checks[i].verdict.take() else { continue };
+        let Some(by) = checks[i].blocked_by else { continue };
+        let about = subject(&checks[i].message).to_string();
+        let is_cause = |c: &CheckResult| c.code == Some(by) && c.status != Status::Skip && !c.ignored;
+        let cause = checks
+            .iter()
+            .position(|c| is_cause(c) && subject(&c.message) == about)
+            .or_else(|| checks.iter().position(is_cause));
+        match cause {
+            None => {
+                // Nothing reports the cause as a finding: the check's own verdict stands.
+                let stage = checks[i].stage;
+                let mut own = *verdict;
+                own.stage = stage;
+                checks[i] = own;
+            }
+            Some(j) if verdict.status > checks[j].status => {
+                let consequence = verdict.message.strip_prefix(&format!("{about}: ")).unwrap_or(&verdict.message);
+                let cause = &mut checks[j];
+                cause.status = verdict.status;
+                cause.raised_by = verdict.code;
+                cause.message = format!(
+                    "{}; so {consequence} ({}: this makes it a {})",
+                    cause.message,
+                    verdict.code.unwrap_or("dependent check"),
+                    verdict.status.as_str()
+                );
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 fn fmt_dur(d: std::time::Duration) -> String {
@@ -440,6 +499,77 @@ mod tests {
             let stage = STAGES.iter().find(|s| s.id == *id).expect("in the table");
             assert!(stage.requires.iter().all(|r| CONNECTION.contains(r)), "{} needs a later stage", stage.name);
         }
+    }
+
+    fn finding(code: &'static codes::Code, id: &'static str, msg: &str) -> CheckResult {
+        CheckResult::finding(code, id, msg, "fix")
+    }
+
+    /// A synthetic stage table's results: sync names the cause, discovery skips behind it.
+    fn table(cause: CheckResult, dependent: CheckResult) -> Vec<CheckResult> {
+        let by = cause.code.unwrap();
+        let skip = CheckResult::blocked_with("discovery.health", by, "web: already reported".into(), dependent);
+        vec![CheckResult::pass("acl.token", "ok"), cause, skip]
+    }
+
+    #[test]
+    fn a_worse_dependent_raises_its_cause() {
+        let mut checks = table(
+            finding(codes::SYN_CHECK_FAILING, "sync.checks", "web: Consul reports service:web critical"),
+            finding(codes::DSC_NONE_PASSING, "discovery.health", "web: 1 instance(s): 0 passing"),
+        );
+        apply_severity_rule(&mut checks);
+        assert_eq!(checks[1].status, Status::Fail);
+        assert_eq!(checks[1].code, Some("SYN-004"), "the cause keeps its code");
+        assert_eq!(checks[1].raised_by, Some("DSC-002"));
+        assert!(checks[1].message.contains("1 instance(s): 0 passing"), "{}", checks[1].message);
+        assert_eq!(checks[2].status, Status::Skip, "one cause, one finding");
+        let report = Report::new("t".into(), vec![], AgentSummary::default(), checks, 0);
+        assert_eq!(report.status, Status::Fail);
+        assert_eq!(report.root_cause.map(|r| r.code), Some("SYN-004"));
+    }
+
+    #[test]
+    fn a_milder_or_equal_dependent_changes_nothing() {
+        let mut checks = table(
+            finding(codes::HLT_STATUS, "health.endpoint", "web: 500"),
+            finding(codes::SYN_CHECK_FAILING, "sync.checks", "web: critical"),
+        );
+        apply_severity_rule(&mut checks);
+        assert_eq!(checks[1].status, Status::Fail);
+        assert_eq!(checks[1].raised_by, None);
+        assert_eq!(checks[2].status, Status::Skip);
+        assert!(checks[2].verdict.is_none(), "the verdict is consumed");
+    }
+
+    #[test]
+    fn an_ignored_or_missing_cause_lets_the_dependent_stand() {
+        let mut cause = finding(codes::SYN_CHECK_FAILING, "sync.checks", "web: critical");
+        cause.ignore();
+        let mut checks = table(cause, finding(codes::DSC_NONE_PASSING, "discovery.health", "web: nothing passes"));
+        checks[2].stage = "discovery";
+        apply_severity_rule(&mut checks);
+        assert_eq!(checks[1].status, Status::Note, "an accepted cause stays accepted");
+        assert_eq!(checks[2].status, Status::Fail);
+        assert_eq!(checks[2].code, Some("DSC-002"));
+        assert_eq!(checks[2].stage, "discovery");
+    }
+
+    #[test]
+    fn the_cause_of_the_same_subject_is_raised() {
+        let mut checks = vec![
+            finding(codes::SYN_CHECK_FAILING, "sync.checks", "api: critical"),
+            finding(codes::SYN_CHECK_FAILING, "sync.checks", "web: critical"),
+            CheckResult::blocked_with(
+                "discovery.health",
+                "SYN-004",
+                "web: already reported".into(),
+                finding(codes::DSC_NONE_PASSING, "discovery.health", "web: nothing passes"),
+            ),
+        ];
+        apply_severity_rule(&mut checks);
+        assert_eq!(checks[0].status, Status::Warn);
+        assert_eq!(checks[1].status, Status::Fail);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! then [`gather`] reads the catalog, [`judge`] turns it into coded findings, [`prune`] plans
 //! (and with `--prune` makes) the one write, and `render/` prints the [`report`].
 
+pub mod agent_view;
 pub mod args;
 pub mod gather;
 pub mod judge;
@@ -207,6 +208,16 @@ async fn scan(
             complete: false,
         },
     };
+    // The connected agent's own view of its node (issue 15: catalog writes it will undo,
+    // check output the catalog has not caught up with).
+    let mut gathered = gathered;
+    let own = match (outcome.facts.agent.as_ref().map(|a| a.node.clone()), same_dc) {
+        (Some(node), true) => tokio::time::timeout_at(deadline, agent_view::read(&client, &node)).await.ok().flatten(),
+        _ => None,
+    };
+    if let Some(v) = &own {
+        agent_view::overlay(&mut gathered.catalog, v);
+    }
     let target = outcome.report.target.clone();
     let judge_options = judge::JudgeOptions {
         wanted: options.services.clone(),
@@ -262,6 +273,7 @@ async fn scan(
     let sidecars = mesh::scan(&client, &gathered, datacenter.as_deref(), &options.services, deadline).await;
     let mut findings = gathered.problems;
     findings.extend(judged.findings);
+    findings.extend(own.as_ref().map(|v| agent_view::judge(cat, v)).unwrap_or_default());
     findings.extend(sidecars.findings);
     for f in &mut findings {
         judge_options.consul.apply(std::slice::from_mut(&mut f.result));

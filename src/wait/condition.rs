@@ -176,6 +176,8 @@ impl<'de> Deserialize<'de> for Instance {
             status: String,
             #[serde(rename = "Output", default)]
             output: Option<String>,
+            #[serde(rename = "Notes", default)]
+            notes: Option<String>,
         }
         #[derive(Deserialize)]
         struct Entry {
@@ -192,8 +194,18 @@ impl<'de> Deserialize<'de> for Instance {
             .unwrap_or_default()
             .into_iter()
             .map(|c| CheckState {
-                // Only a failing check's output is ever shown: passing ones keep none.
-                output: if c.status == "passing" { String::new() } else { shorten(c.output.as_deref().unwrap_or("")) },
+                // Only a failing check's output is ever shown: passing ones keep none. A
+                // maintenance check has no output: its reason (Notes) is what to show.
+                output: if c.status == "passing" {
+                    String::new()
+                } else if is_maintenance(&c.id) && c.output.as_deref().unwrap_or("").is_empty() {
+                    format!(
+                        "maintenance: {}",
+                        shorten(c.notes.as_deref().filter(|n| !n.is_empty()).unwrap_or("no reason given"))
+                    )
+                } else {
+                    shorten(c.output.as_deref().unwrap_or(""))
+                },
                 name: if c.name.is_empty() { c.id } else { c.name },
                 status: c.status,
             })
@@ -215,7 +227,12 @@ impl<'de> Deserialize<'de> for Instance {
     }
 }
 
-fn shorten(s: &str) -> String {
+/// `consul maint` checks: `_service_maintenance:<service id>` and `_node_maintenance`.
+pub fn is_maintenance(check_id: &str) -> bool {
+    check_id.starts_with("_service_maintenance:") || check_id == "_node_maintenance"
+}
+
+pub(crate) fn shorten(s: &str) -> String {
     let one_line = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() <= MAX_OUTPUT {
         return one_line;

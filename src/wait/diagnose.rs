@@ -42,17 +42,62 @@ pub fn local_matches(
         .collect()
 }
 
-/// Asks whether the token may read the service and the agent's node: Consul filters health
-/// results by both, so without them the list is empty whatever is registered. `None` when
-/// that cannot be asked (ACLs disabled: 401 "ACL support disabled"; an agent without the
-/// endpoint).
+/// Asks whether the token may read the service and the nodes its instances live on: Consul
+/// filters health results by both, so without them the list is empty whatever is registered.
+/// The node asked about is the agent's (`node`, from /v1/agent/self); a token without agent:read
+/// does not learn it there, so it is read from the service's own checks on this agent
+/// (`/v1/agent/checks` entries carry `Node` and need only service:read); failing that, the
+/// question is about every node (`Segment: ""`, what `node_prefix ""` grants; verified on
+/// 1.8.7). `None` when that cannot be asked (ACLs disabled: 401 "ACL support disabled"; an agent
+/// without the endpoint).
 pub async fn read_permission(client: &ConsulClient, service: &str, node: Option<&str>) -> Option<CheckResult> {
-    let mut body = vec![json!({"Resource": "service", "Segment": service, "Access": "read"})];
-    if let Some(n) = node {
-        body.push(json!({"Resource": "node", "Segment": n, "Access": "read"}));
+    let learned = match node {
+        Some(n) => Some(n.to_string()),
+        None => match client.get("/v1/agent/checks").await {
+            Ok(r) if r.status == 200 => {
+                r.json::<serde_json::Map<String, Value>>().ok().and_then(|m| node_of_service_checks(&m, service))
+            }
+            _ => None,
+        },
+    };
+    let segment = learned.unwrap_or_default();
+    let mut body = vec![
+        json!({"Resource": "service", "Segment": service, "Access": "read"}),
+        json!({"Resource": "node", "Segment": segment, "Access": "read"}),
+    ];
+    if !segment.is_empty() {
+        // And every node: instances elsewhere are filtered out of the answer without it.
+        body.push(json!({"Resource": "node", "Segment": "", "Access": "read"}));
     }
     let reply = client.post_json("/v1/internal/acl/authorize", &Value::Array(body)).await;
-    judge_read(service, node, &reply, &client.url("/v1/internal/acl/authorize"))
+    judge_read(service, Some(&segment), &reply, &client.url("/v1/internal/acl/authorize"))
+}
+
+/// Puts this agent's current output on the checks of the instances it owns (`node`) where the
+/// catalog has none: Consul 1.8 syncs a change of output alone to the catalog only every
+/// 5 minutes, so the catalog can say nothing while the owning agent already knows why.
+pub fn overlay_agent_view(instances: &mut [Instance], node: &str, agent_checks: &serde_json::Map<String, Value>) {
+    for i in instances.iter_mut().filter(|i| i.node == node) {
+        for c in i.checks.iter_mut().filter(|c| c.status != "passing" && c.output.is_empty()) {
+            let own = agent_checks.values().find(|a| {
+                a.get("ServiceID").and_then(Value::as_str) == Some(i.id.as_str())
+                    && a.get("Name").and_then(Value::as_str) == Some(c.name.as_str())
+            });
+            if let Some(out) =
+                own.and_then(|a| a.get("Output")).and_then(Value::as_str).filter(|o| !o.trim().is_empty())
+            {
+                c.output = super::condition::shorten(out);
+            }
+        }
+    }
+}
+
+/// The node of the service's checks on this agent (`Node` of a `/v1/agent/checks` entry).
+pub fn node_of_service_checks(checks: &serde_json::Map<String, Value>, service: &str) -> Option<String> {
+    checks
+        .values()
+        .filter(|c| c.get("ServiceName").and_then(Value::as_str) == Some(service))
+        .find_map(|c| c.get("Node").and_then(Value::as_str).filter(|n| !n.is_empty()).map(str::to_string))
 }
 
 pub fn judge_read(
@@ -66,15 +111,33 @@ pub fn judge_read(
     let allow = |i: usize| items.get(i).and_then(|v| v.get("Allow")).and_then(Value::as_bool);
     let service_ok = allow(0)?;
     let node_ok = if node.is_some() { allow(1)? } else { true };
+    let every_node = match node {
+        Some("") => Some(node_ok),
+        _ => allow(2),
+    };
     let mut r = if service_ok && node_ok {
-        CheckResult::pass("wait.acl", format!("the token may read service {service:?} and its node"))
+        let r = CheckResult::pass(
+            "wait.acl",
+            match (node, every_node) {
+                (Some(""), _) => format!("the token may read service {service:?} and every node"),
+                (Some(n), Some(false)) => format!("the token may read service {service:?} and node {n:?}, but not every node: instances registered on other nodes are filtered out of its answers"),
+                (Some(n), _) => format!("the token may read service {service:?} and node {n:?}"),
+                (None, _) => format!("the token may read service {service:?}"),
+            },
+        );
+        match every_node {
+            Some(false) => r.with("every_node_read", "false"),
+            _ => r,
+        }
     } else {
         let mut denied = Vec::new();
         if !service_ok {
             denied.push(format!("service:read on {service:?}"));
         }
-        if !node_ok {
-            denied.push(format!("node:read on {:?}", node.unwrap_or("")));
+        match node {
+            Some("") if !node_ok => denied.push("node:read on the nodes the instances live on (asked for every node, node_prefix \"\": the token's own node is not known without agent:read)".to_string()),
+            Some(n) if !node_ok => denied.push(format!("node:read on {n:?}")),
+            _ => {}
         }
         CheckResult::finding(
             codes::WAIT_NO_READ,
@@ -90,6 +153,33 @@ pub fn judge_read(
     };
     r = r.with("request", format!("POST {url}"));
     r.elapsed_ms = r.elapsed_ms.max(reply.as_ref().map(|x| x.elapsed.as_millis() as u64).unwrap_or(0));
+    Some(r)
+}
+
+/// At the deadline, a condition that found too few instances while the token may read this
+/// agent's node but not every node: instances elsewhere are filtered out of the answer, so
+/// "none registered" cannot be told from "hidden" (WAIT-004, with what was asked).
+pub fn hidden_elsewhere(read: &CheckResult, condition: &CheckResult, service: &str) -> Option<CheckResult> {
+    let partial = read.evidence.get("every_node_read").is_some_and(|v| v == "false");
+    let too_few = matches!(
+        condition.code,
+        Some(c) if c == codes::WAIT_NOT_REGISTERED.code || c == codes::WAIT_TOO_FEW.code || c == codes::WAIT_AGENT_LOST_REGISTRATIONS.code
+    );
+    if !partial || !too_few {
+        return None;
+    }
+    let mut r = CheckResult::finding(
+        codes::WAIT_NO_READ,
+        "wait.condition",
+        format!(
+            "{}; but the token may not read every node (node_prefix \"\"), so Consul leaves instances registered on other nodes out of GET /v1/health/service/{service}: whether they exist cannot be told",
+            condition.message
+        ),
+        format!(
+            "give the deploy token read on every node: consul acl policy create -name {service}-read -rules 'service \"{service}\" {{ policy = \"read\" }} node_prefix \"\" {{ policy = \"read\" }}', then consul acl token update -id <AccessorID> -policy-name {service}-read -merge-policies"
+        ),
+    );
+    r.evidence = condition.evidence.clone();
     Some(r)
 }
 
@@ -164,6 +254,80 @@ pub fn judge_condition(
             }
         }
     }
+}
+
+/// At most how long ago the agent process started, from Go's runtime: the runtime forces a
+/// garbage collection when none ran for 2 minutes (its sysmon looks at least once a minute), so
+/// after `n >= 1` collections (`consul.runtime.total_gc_runs`, `/v1/agent/metrics`) the process
+/// is younger than about `(n + 1) * 3` minutes. Consul 1.8 exposes no start time; this bound is
+/// what its agent does expose. `None` without the gauge, or before the first collection.
+pub fn uptime_bound(metrics: &Value) -> Option<(u64, std::time::Duration)> {
+    let n = metrics
+        .get("Gauges")?
+        .as_array()?
+        .iter()
+        .find(|g| g.get("Name").and_then(Value::as_str) == Some("consul.runtime.total_gc_runs"))?
+        .get("Value")?
+        .as_f64()?;
+    (n >= 1.0).then(|| (n as u64, std::time::Duration::from_secs((n as u64 + 1) * 180)))
+}
+
+/// Reads [`uptime_bound`] from the agent (needs agent:read; `None` otherwise).
+pub async fn agent_uptime_bound(client: &ConsulClient) -> Option<(u64, std::time::Duration)> {
+    let r = client.get("/v1/agent/metrics").await.ok().filter(|r| r.status == 200)?;
+    uptime_bound(&r.json::<Value>().ok()?)
+}
+
+/// The agent started recently: a young agent counts as one that may have lost registrations.
+pub const RECENT_START: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// No matching instance, and the agent restarted recently while the service is known (other
+/// instances of it in the catalog, or the condition names this agent's node): registrations made
+/// through the HTTP API live only in the agent's data directory, and an agent recreated without
+/// it (a container without a volume, a data_dir on tmpfs) comes back without them.
+pub fn judge_lost(
+    cond: &Condition,
+    instances: &[Instance],
+    agent_node: &str,
+    bound: Option<(u64, std::time::Duration)>,
+    waited: &str,
+) -> Option<CheckResult> {
+    let (gcs, bound) = bound.filter(|(_, b)| *b <= RECENT_START)?;
+    if agent_node.is_empty() || instances.iter().any(|i| cond.matches(i) && i.node == agent_node) {
+        return None;
+    }
+    let siblings: Vec<String> = instances
+        .iter()
+        .filter(|i| i.node != agent_node)
+        .take(5)
+        .map(|i| format!("{} on node {}", i.id, i.node))
+        .collect();
+    let named = cond.node.as_deref() == Some(agent_node);
+    if siblings.is_empty() && !named {
+        return None;
+    }
+    let known = if siblings.is_empty() {
+        format!("the condition expects it on node {agent_node}")
+    } else {
+        format!("the catalog still knows {:?} elsewhere ({})", cond.service, siblings.join("; "))
+    };
+    let minutes = bound.as_secs() / 60;
+    Some(
+        CheckResult::finding(
+            codes::WAIT_AGENT_LOST_REGISTRATIONS,
+            "wait.condition",
+            format!(
+                "{}: nothing registered on agent {agent_node} after {waited}, and that agent started less than {minutes} minutes ago ({gcs} garbage collections; Go forces one at least every 2 minutes), while {known}: a service registered through the HTTP API lives only in the agent's data directory, so an agent restarted or recreated without it comes back without the service, and nothing registers it again",
+                cond.describe()
+            ),
+            format!(
+                "make the registration durable: put the definition in the agent's configuration directory (service {{ name = \"{}\" ... }} in a file under -config-dir, read again at every start), or keep data_dir on a persistent volume; or have the application re-register when its agent restarts (consul services register <file> in the agent's start-up hook)",
+                cond.service
+            ),
+        )
+        .with("agent_node", agent_node)
+        .with("agent_started_within", format!("{minutes}m")),
+    )
 }
 
 fn unreachable_registered(what: &str) -> CheckResult {
@@ -386,5 +550,65 @@ mod tests {
             elapsed: Default::default(),
         });
         assert!(judge_read("web", None, &off, "u").is_none());
+        // A minimal deploy token: service read only, node unknown (no agent:read).
+        let minimal = judge_read("web", Some(""), &reply(r#"[{"Allow": true}, {"Allow": false}]"#), "u").unwrap();
+        assert_eq!(minimal.code, Some("WAIT-004"));
+        assert!(minimal.message.contains("node_prefix"), "{}", minimal.message);
+        // This node readable, not every node: a pass that remembers it, and at the deadline
+        // "none registered" becomes "hidden" (WAIT-004).
+        let partial =
+            judge_read("web", Some("n1"), &reply(r#"[{"Allow": true}, {"Allow": true}, {"Allow": false}]"#), "u")
+                .unwrap();
+        assert_eq!((partial.code, partial.evidence.get("every_node_read").map(String::as_str)), (None, Some("false")));
+        let none = judge_condition(&cond(Goal::Passing(1)), &Tally::default(), &[], Some(&[]), "n1", "2s");
+        assert_eq!(hidden_elsewhere(&partial, &none, "web").and_then(|r| r.code), Some("WAIT-004"));
+        let ok = judge_read("web", Some("n1"), &reply(r#"[{"Allow": true}, {"Allow": true}, {"Allow": true}]"#), "u")
+            .unwrap();
+        assert!(hidden_elsewhere(&ok, &none, "web").is_none());
+    }
+
+    #[test]
+    fn the_owning_agents_output_and_the_maintenance_reason_are_shown() {
+        let mut list = vec![inst("a", "critical")];
+        list[0].checks[0].output = String::new();
+        let agent = json!({"service:a": {"ServiceID": "a", "Name": "http", "Output": "dial tcp 10.0.0.1:80: connect: connection refused"}});
+        overlay_agent_view(&mut list, "n2", agent.as_object().unwrap());
+        assert_eq!(list[0].checks[0].output, "", "another node's agent is not asked");
+        overlay_agent_view(&mut list, "n1", agent.as_object().unwrap());
+        assert!(list[0].worst_check().unwrap().contains("connection refused"));
+        let entry = r#"{"Node": {"Node": "n1"}, "Service": {"ID": "a"}, "Checks": [{"CheckID": "_service_maintenance:a", "Name": "Service Maintenance Mode", "Status": "critical", "Output": "", "Notes": "deploying v2"}]}"#;
+        let i: Instance = serde_json::from_str(entry).unwrap();
+        assert_eq!(i.worst_check().unwrap(), "Service Maintenance Mode: maintenance: deploying v2");
+    }
+
+    #[test]
+    fn an_agent_that_restarted_recently_lost_the_api_registration() {
+        let metrics = |n: f64| json!({"Gauges": [{"Name": "consul.runtime.total_gc_runs", "Value": n}]});
+        assert_eq!(uptime_bound(&metrics(5.0)).map(|(n, d)| (n, d.as_secs())), Some((5, 18 * 60)));
+        assert_eq!(uptime_bound(&metrics(0.0)), None, "no bound before the first collection");
+        assert_eq!(uptime_bound(&json!({"Gauges": []})), None);
+        let mut c = cond(Goal::Passing(1));
+        c.node = Some("n1".into());
+        let young = uptime_bound(&metrics(5.0));
+        let old = uptime_bound(&metrics(60.0));
+        let sibling = {
+            let mut i = inst("web-2", "passing");
+            i.node = "n2".into();
+            i
+        };
+        let r = judge_lost(&c, std::slice::from_ref(&sibling), "n1", young, "2s").expect("lost");
+        assert_eq!(r.code, Some("WAIT-013"));
+        assert!(r.message.contains("web-2 on node n2") && r.fix.unwrap().contains("configuration directory"));
+        assert!(judge_lost(&c, std::slice::from_ref(&sibling), "n1", old, "2s").is_none(), "an old agent lost nothing");
+        assert!(judge_lost(&c, &[], "n1", young, "2s").is_some(), "the condition names this node");
+        let any = cond(Goal::Passing(1));
+        assert!(judge_lost(&any, &[], "n1", young, "2s").is_none(), "nothing says it was ever there");
+    }
+
+    #[test]
+    fn the_node_comes_from_the_services_own_checks() {
+        let checks = json!({"service:web-1": {"Node": "app01", "ServiceName": "web"}, "other": {"Node": "app01", "ServiceName": "db"}});
+        assert_eq!(node_of_service_checks(checks.as_object().unwrap(), "web").as_deref(), Some("app01"));
+        assert_eq!(node_of_service_checks(checks.as_object().unwrap(), "api"), None);
     }
 }

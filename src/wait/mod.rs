@@ -315,6 +315,7 @@ async fn diagnose_at_deadline(
         Connected::Ready { client: fresh, outcome } => {
             let node = outcome.facts.agent.as_ref().map(|a| a.node.clone()).unwrap_or_default();
             let mut checks = outcome.report.checks.clone();
+            let read_answer = read.clone();
             if let Some(r) = read {
                 checks.push(r);
             }
@@ -323,6 +324,12 @@ async fn diagnose_at_deadline(
             match tokio::time::timeout_at(hard, own).await {
                 Ok(own) => checks.extend(own),
                 Err(_) => checks.push(unanswered_at_deadline(cond, dc, &fresh, watched)),
+            }
+            // Too few seen, with a token that cannot see every node: say they may be hidden.
+            if let (Some(read), Some(at)) = (&read_answer, checks.iter().position(|c| c.id == "wait.condition")) {
+                if let Some(hidden) = diagnose::hidden_elsewhere(read, &checks[at], &cond.service) {
+                    checks[at] = hidden;
+                }
             }
             checks.iter_mut().filter(|c| c.stage.is_empty()).for_each(|c| c.stage = "wait");
             let report = outcome.report;
@@ -369,7 +376,7 @@ async fn wait_checks(
     if let Some(why) = watched.not_blocking {
         out.push(not_blocking_note(why, watched.polls));
     }
-    let instances = match fresh {
+    let mut instances = match fresh {
         Ok(Ok((list, _))) => {
             out.push(CheckResult::pass("wait.query", format!("GET {path} answers ({} instance(s))", list.len())));
             list
@@ -394,8 +401,33 @@ async fn wait_checks(
         _ => None,
     };
     let local = local.map(|m| diagnose::local_matches(cond, node, &m));
+    // The owning agent's view of its own instances' checks (fresher than the catalog's).
+    if let Ok(r) = client.get("/v1/agent/checks").await {
+        if let Some(m) =
+            (r.status == 200).then(|| r.json::<serde_json::Map<String, serde_json::Value>>().ok()).flatten()
+        {
+            diagnose::overlay_agent_view(&mut instances, node, &m);
+        }
+    }
     let tally = condition::judge(cond, &instances);
     let mut r = diagnose::judge_condition(cond, &tally, &instances, local.as_deref(), node, &waited_text);
+    if r.code == Some(crate::codes::WAIT_NOT_REGISTERED.code) {
+        // Never registered, or registered and lost with a restarted agent's data directory?
+        let bound = diagnose::agent_uptime_bound(client).await;
+        if let Some(lost) = diagnose::judge_lost(cond, &instances, node, bound, &waited_text) {
+            r = lost;
+        }
+    }
+    if r.code == Some(crate::codes::SYN_MISSING.code) {
+        // On the agent, not in the catalog: a node name held by another node ID explains it.
+        if let Some(cause) = crate::diagnosis::stages::sync::node_identity_cause(client, dc).await {
+            let code = cause.code.unwrap_or_default();
+            let mut blocked = CheckResult::blocked("wait.condition", code);
+            blocked.message = format!("{}; the cause: {code}", r.message);
+            out.push(cause);
+            r = blocked;
+        }
+    }
     if cond.connect && tally.met {
         // The service passes: what its sidecars say.
         let path = mesh_path(&query::query(&cond.service, dc, 0, Duration::ZERO));

@@ -218,6 +218,10 @@ pub struct Spec {
     pub extra_hcl: String,
     /// `ports { dns = -1 }`: no DNS interface.
     pub no_dns: bool,
+    /// With `acl_master`: no `acl.tokens.agent` (the agent runs with the anonymous token).
+    pub no_agent_token: bool,
+    /// The node name instead of `<name>-<http port>` (for name clashes).
+    pub node_name: Option<String>,
     /// Open a gRPC (xDS) port for Envoy (otherwise `ports { grpc = -1 }`).
     pub grpc: bool,
 }
@@ -229,7 +233,7 @@ pub fn start(name: &str, spec: Spec, wait_leader: bool) -> Agent {
         (free_port(), free_port(), free_port(), free_port(), free_port());
     let https = spec.tls.then(free_port);
     let grpc = spec.grpc.then(free_port);
-    let node = format!("{name}-{http}");
+    let node = spec.node_name.clone().unwrap_or_else(|| format!("{name}-{http}"));
     let mut hcl = format!(
         r#"node_name = "{node}"
 datacenter = "dc1"
@@ -259,8 +263,9 @@ ports {{
         hcl.push_str(&format!("bootstrap_expect = {n}\n"));
     }
     if let Some(master) = &spec.acl_master {
+        let agent = if spec.no_agent_token { String::new() } else { format!("    agent = \"{master}\"\n") };
         hcl.push_str(&format!(
-            "acl {{\n  enabled = true\n  default_policy = \"deny\"\n  down_policy = \"extend-cache\"\n  tokens {{\n    master = \"{master}\"\n    agent = \"{master}\"\n  }}\n}}\n"
+            "acl {{\n  enabled = true\n  default_policy = \"deny\"\n  down_policy = \"extend-cache\"\n  tokens {{\n    master = \"{master}\"\n{agent}  }}\n}}\n"
         ));
     }
     if spec.tls {

@@ -65,7 +65,7 @@ fn healthy_agent_human_report() {
     assert!(!out.contains("leader.status"), "passed checks are collapsed: {out}");
     assert!(out.lines().count() <= 20, "fits on one screen: {out}");
     assert!(out.contains("No problems found."), "{out}");
-    assert!(out.contains("Result: PASS (15 passed, 0 warnings, 0 failed, 19 skipped)"), "{out}");
+    assert!(out.contains("Result: PASS (16 passed, 0 warnings, 0 failed, 19 skipped)"), "{out}");
     let verbose = run_doctor(&["check", "--http-addr", &a.http_addr(), "--color", "never", "--verbose"], &[]);
     assert!(verbose.stdout.contains("✔ leader.status"), "{}", verbose.stdout);
     assert!(
@@ -111,12 +111,12 @@ fn refused_port_junit_report() {
     let run = run_doctor(&["check", "--http-addr", &format!("127.0.0.1:{port}"), "--format", "junit"], &[]);
     assert_eq!(run.code, 1);
     let x = &run.stdout;
-    assert!(x.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"consul-doctor\" tests=\"43\" failures=\"1\""), "{x}");
+    assert!(x.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"consul-doctor\" tests=\"44\" failures=\"1\""), "{x}");
     assert!(x.contains("<testcase classname=\"consul-doctor.tcp\" name=\"tcp.connect\""), "{x}");
     assert!(x.contains("<failure type=\"TCP-001\" message=\"TCP-001 connection refused by 127.0.0.1:"), "{x}");
     assert!(x.contains("<skipped message=\"skipped: blocked by TCP-001\"/>"), "{x}");
     assert!(x.contains(" timestamp=\"20") && x.contains(" hostname=\""), "{x}");
-    assert_eq!(x.matches("<testcase ").count(), 43);
+    assert_eq!(x.matches("<testcase ").count(), 44);
 }
 
 #[test]
@@ -131,7 +131,7 @@ fn junit_failures_agree_with_the_exit_code() {
         "--format",
         "junit",
         "--service",
-        "junit_agree",
+        "junit.agree",
         "--service-port",
         "8080",
     ];

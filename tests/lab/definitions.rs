@@ -156,8 +156,9 @@ fn pitfalls_consul_accepts_silently() {
         (r#"{"Name": "silent", "ID": "silent-1", "Check": {"TTL": "30s"}}"#, "CFG-023"),
         (
             r#"{"Name": "silent", "ID": "silent-1", "Check": {"TTL": "30s", "DeregisterCriticalServiceAfter": "10s"}}"#,
-            "CFG-023",
+            "CFG-037",
         ),
+        (r#"{"Name": "silent", "ID": "silent-1", "Address": "http://10.0.0.5", "Port": 8080}"#, "CFG-038"),
         (
             r#"{"Name": "silent", "ID": "silent-1", "Check": {"HTTP": "http://127.0.0.1:1/", "Interval": 10, "DeregisterCriticalServiceAfter": "5m"}}"#,
             "CFG-026",
@@ -176,6 +177,70 @@ fn pitfalls_consul_accepts_silently() {
         let (_, json) = check_definition("silent.json", body);
         assert!(codes(&json).contains(&code.to_string()), "{body}: {:?}", codes(&json));
     }
+}
+
+#[test]
+fn deregister_below_the_minimum_is_a_warning_of_its_own() {
+    let a = dev();
+    let body = r#"{"Name": "dereg-short", "ID": "dereg-short-1", "Check": {"TTL": "30s", "DeregisterCriticalServiceAfter": "10s"}}"#;
+    let (st, text) = a.put("/v1/agent/service/register", None, body);
+    assert_eq!(st, 200, "{text}");
+    wait_until(
+        std::time::Duration::from_secs(10),
+        || a.log().contains("check has deregister interval below minimum: check=service:dereg-short-1"),
+        "the agent's own warning",
+    );
+    a.put("/v1/agent/service/deregister/dereg-short-1", None, "");
+    let (run, json) = check_definition("short.json", body);
+    let r = result(&json, "config.service");
+    assert_eq!((r["code"].as_str(), r["status"].as_str()), (Some("CFG-037"), Some("warn")), "{json:#}");
+    assert!(!codes(&json).contains(&"CFG-023".to_string()), "one code, one meaning: {json:#}");
+    assert_eq!(run.code, 0);
+}
+
+#[test]
+fn body_shapes_consul_decodes_strictly() {
+    // /v1/agent/services' shape sent back to register, and a configuration file's wrapper.
+    for (body, consul_says) in [
+        (
+            r#"{"ID": "shape-1", "Service": "shape", "Port": 80}"#,
+            r#"Request decode failed: json: unknown field "Service""#,
+        ),
+        (
+            r#"{"Name": "shape", "Service": "shape", "Port": 80}"#,
+            r#"Request decode failed: json: unknown field "Service""#,
+        ),
+    ] {
+        let (st, text) = agent_verdict(body);
+        assert_eq!((st, text.trim()), (400, consul_says), "{body}");
+        let (run, json) = check_definition("shape.json", body);
+        assert_definition_fails(&run, &json, "CFG-025");
+        let msg = result(&json, "config.service")["message"].as_str().unwrap().to_string();
+        assert!(msg.contains(consul_says) && msg.contains("Name"), "{msg}");
+    }
+    let wrapped = r#"{"service": {"Name": "shape", "ID": "shape-1", "Port": 80}}"#;
+    let (st, text) = agent_verdict(wrapped);
+    assert_eq!((st, text.trim()), (400, r#"Request decode failed: json: unknown field "service""#));
+    let (_, json) = check_definition("wrapped.json", wrapped);
+    let notes: Vec<&Value> = results(&json, "config.service").into_iter().filter(|r| r["code"] == "CFG-039").collect();
+    assert_eq!(notes.len(), 1, "{json:#}");
+    assert!(notes[0]["message"].as_str().unwrap().contains(text.trim()), "{:#}", notes[0]);
+}
+
+#[test]
+fn address_with_a_url_scheme_is_accepted_and_breaks_consumers() {
+    let a = dev();
+    let body = r#"{"Name": "url-addr", "ID": "url-addr-1", "Address": "http://10.0.0.5", "Port": 8080}"#;
+    let (st, text) = a.put("/v1/agent/service/register", None, body);
+    assert_eq!(st, 200, "Consul 1.8.7 accepts it: {text}");
+    let (_, catalog) = a.get("/v1/catalog/service/url-addr", None);
+    a.put("/v1/agent/service/deregister/url-addr-1", None, "");
+    assert!(catalog.contains(r#""ServiceAddress": "http://10.0.0.5""#), "handed out as written: {catalog}");
+    let (run, json) = check_definition("url.json", body);
+    let r = result(&json, "config.service");
+    assert_eq!(r["code"], "CFG-038", "{json:#}");
+    assert!(r["fix"].as_str().unwrap().contains(r#""Address": "10.0.0.5", "Port": 8080"#), "{r:#}");
+    assert_eq!(run.code, 1);
 }
 
 #[test]

@@ -88,10 +88,15 @@ fn critical_instance_on_this_agent_is_reported_once_by_sync() {
     std::fs::write(&file, def).unwrap();
     let (_, json) = check_json(&["--http-addr", &a.http_addr(), "--service-file", file.to_str().unwrap()], &[]);
     deregister(a, None, "disc-crit-local-1");
-    assert_eq!(codes(&json), vec!["SYN-004"], "one cause, one finding: {json:#}");
+    // A TTL check created critical has had no update yet: not run, not failed.
+    assert_eq!(codes(&json), vec!["SYN-008"], "one cause, one finding: {json:#}");
     let h = result(&json, "discovery.health");
-    assert_eq!(h["blocked_by"], "SYN-004", "{h:#}");
-    assert_eq!(result(&json, "discovery.dns")["blocked_by"], "SYN-004");
+    assert_eq!(h["blocked_by"], "SYN-008", "{h:#}");
+    assert_eq!(result(&json, "discovery.dns")["blocked_by"], "SYN-008");
+    // Every instance critical: the cause stands at the consequence's severity.
+    let s = result(&json, "sync.checks");
+    assert_eq!((s["status"].as_str(), s["raised_by"].as_str()), (Some("fail"), Some("DSC-002")), "{s:#}");
+    assert_eq!(root_cause(&json).as_deref(), Some("SYN-008"));
 }
 
 #[test]
@@ -153,15 +158,59 @@ fn default_deny_filters_dns_and_is_reported_once_as_acl_007() {
 }
 
 #[test]
-fn tags_that_dns_cannot_match() {
-    let a = dev();
+fn one_acl_cause_is_one_warning_for_the_tag_queries_too() {
+    let a = acl();
+    register(
+        a,
+        Some(MASTER_TOKEN),
+        json!({"Name": "disc-acl-tags", "ID": "disc-acl-tags-1", "Port": 7114, "Tags": ["blue"]}),
+    );
     let dir = tempfile::tempdir().unwrap();
-    let file = service_file(&dir, json!({"name": "disc-tags", "port": 7105, "tags": ["v1.2", "blue"]}));
-    let (_, json) = check_json(&["--http-addr", &a.http_addr(), "--service-file", &file], &[]);
+    let file = service_file(
+        &dir,
+        json!({"name": "disc-acl-tags", "id": "disc-acl-tags-1", "port": 7114, "tags": ["blue"],
+        "check": {"ttl": "10m", "status": "passing", "deregister_critical_service_after": "90m"}}),
+    );
+    register(
+        a,
+        Some(MASTER_TOKEN),
+        json!({"Name": "disc-acl-tags", "ID": "disc-acl-tags-1", "Port": 7114, "Tags": ["blue"],
+        "Check": {"TTL": "10m", "Status": "passing", "DeregisterCriticalServiceAfter": "90m"}}),
+    );
+    let (run, json) =
+        check_json(&["--http-addr", &a.http_addr(), "--token", MASTER_TOKEN, "--service-file", &file], &[]);
+    deregister(a, Some(MASTER_TOKEN), "disc-acl-tags-1");
+    assert_eq!(codes(&json), vec!["ACL-007"], "one cause, one finding: {json:#}");
     let t = result(&json, "discovery.tags");
-    assert_eq!(t["code"], "DSC-004", "{json:#}");
-    assert!(t["message"].as_str().unwrap().contains("\"v1.2\""), "{t:#}");
-    assert!(!t["message"].as_str().unwrap().contains("\"blue\""), "{t:#}");
+    assert_eq!((t["status"].as_str(), t["blocked_by"].as_str()), (Some("skip"), Some("ACL-007")), "{t:#}");
+    assert!(t["message"].as_str().unwrap().contains("NXDOMAIN"), "{t:#}");
+    assert_eq!(run.code, 0, "a warning-level cause never fails a preflight: {json:#}");
+}
+
+#[test]
+fn tags_and_names_are_judged_by_what_consul_dns_answers() {
+    // The agent logs that "v1.2", "env=prod" and "blue_green" (and the name "disc_tags") "will
+    // not be discoverable via DNS", yet 1.8.7's DNS answers every one of them.
+    let a = dev();
+    let tags = json!(["v1.2", "env=prod", "blue_green"]);
+    register(a, None, json!({"Name": "disc_tags", "ID": "disc-tags-1", "Port": 7105, "Tags": tags}));
+    let dir = tempfile::tempdir().unwrap();
+    let file = service_file(&dir, json!({"name": "disc_tags", "id": "disc-tags-1", "port": 7105, "tags": tags}));
+    let (run, json) = check_json(&["--http-addr", &a.http_addr(), "--service-file", &file], &[]);
+    deregister(a, None, "disc-tags-1");
+    assert!(a.log().contains("will not be discoverable via DNS"), "the agent really warns");
+    let dns = result(&json, "discovery.dns");
+    assert_eq!(dns["status"], "pass", "{json:#}");
+    assert!(dns["message"].as_str().unwrap().contains("1 SRV"), "{dns:#}");
+    let t = result(&json, "discovery.tags");
+    assert_eq!(t["status"], "pass", "{json:#}");
+    for tag in ["v1.2: 1 SRV", "env=prod: 1 SRV", "blue_green: 1 SRV"] {
+        assert!(t["message"].as_str().unwrap().contains(tag), "{tag}: {t:#}");
+    }
+    for code in ["CFG-021", "DSC-004", "DSC-008"] {
+        assert!(!codes(&json).contains(&code.to_string()), "{code}: {json:#}");
+    }
+    assert_eq!(run.code, 0, "{json:#}");
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod acl;
 mod connection;
 mod definitions;
 mod discovery;
+mod field;
 mod mesh;
 mod probe;
 mod prune;

@@ -184,8 +184,13 @@ fn ttl_check_that_never_reported_is_shown_as_consul_sees_it() {
     );
     let def = r#"{"Name": "httl", "ID": "httl-1", "Port": 18183, "Check": {"TTL": "30s", "DeregisterCriticalServiceAfter": "5m"}}"#;
     let (run, json) = check_service(a, def, &[], &[]);
-    assert_eq!(codes(&json), vec!["SYN-004"], "{json:#}");
-    assert_eq!(run.code, 0);
+    // Critical with no output: a TTL check that never had an update, not one that ran and
+    // failed; and as the only instance is out of DNS, the cause stands as a failure.
+    assert_eq!(codes(&json), vec!["SYN-008"], "{json:#}");
+    let sync = result(&json, "sync.checks");
+    assert!(sync["message"].as_str().unwrap().contains("waits for its first update"), "{sync:#}");
+    assert_eq!(sync["raised_by"], "DSC-002", "{sync:#}");
+    assert_eq!(run.code, 1);
     assert_eq!(result(&json, "health.probe")["status"], "skip");
     a.put("/v1/agent/service/deregister/httl-1", None, "");
 }
@@ -229,7 +234,11 @@ fn three_stale_critical_instances_on_one_address() {
     let (run, json) =
         check_service(a, r#"{"Name": "stale", "ID": "stale-4", "Address": "127.0.0.1", "Port": 18999}"#, &[], &[]);
     assert_eq!(codes(&json), vec!["DUP-003", "DUP-004"], "{json:#}");
-    assert_eq!(run.code, 0);
+    // Every instance is critical, so consumers find nothing: the note that names the cause
+    // stands as the failure it causes (one cause, one finding, at its real severity).
+    let crit = result(&json, "duplicates.critical");
+    assert_eq!((crit["status"].as_str(), crit["raised_by"].as_str()), (Some("fail"), Some("DSC-002")), "{crit:#}");
+    assert_eq!(run.code, 1);
     let msg = result(&json, "duplicates.address")["message"].as_str().unwrap();
     assert!(msg.contains("3 other ID(s), 3 of them critical"), "{msg}");
     // The fix names each stale instance's node and the command, with no placeholders.

@@ -305,6 +305,67 @@ fn token_without_service_read_fails_fast_with_the_acl_finding() {
 }
 
 #[test]
+fn minimal_deploy_token_without_node_read_fails_fast_with_the_acl_finding() {
+    // `service "web" { policy = "read" }` only: no agent:read (the node is unknown), no
+    // node:read (the health list is filtered to [] although the instance is there and passing).
+    let a = acl();
+    let master = a.master_token.as_deref().unwrap();
+    register(
+        a,
+        Some(master),
+        r#"{"Name": "wait-minimal", "ID": "wait-minimal-1", "Port": 7531, "Check": {"TTL": "10m", "Status": "passing"}}"#,
+    );
+    let (_, secret) = a.acl_token("wait-minimal", r#"service "wait-minimal" { policy = "read" }"#, "");
+    assert_eq!(a.get("/v1/agent/self", Some(&secret)).0, 403, "no agent:read");
+    assert_eq!(a.get("/v1/health/service/wait-minimal", Some(&secret)).1.trim(), "[]", "filtered by node:read");
+    let addr = a.http_addr();
+    let (run, json) = wait_json(
+        &["--http-addr", &addr, "--service", "wait-minimal", "--deadline", "60s", "--token", &secret],
+        &[],
+        Duration::from_secs(40),
+    );
+    a.put("/v1/agent/service/deregister/wait-minimal-1", Some(master), "");
+    assert_eq!(run.code, 1);
+    assert_eq!(json["outcome"], "failed", "before waiting, not at the deadline: {json:#}");
+    assert_eq!(diagnosis_root(&json).as_deref(), Some("WAIT-004"), "{json:#}");
+    let acl = json["diagnosis"]["checks"].as_array().unwrap().iter().find(|c| c["id"] == "wait.acl").unwrap().clone();
+    assert!(acl["message"].as_str().unwrap().contains(&format!("node:read on {:?}", a.name)), "{acl:#}");
+    assert!(!run.stdout.contains(&secret) && !run.stderr.contains(&secret));
+}
+
+#[test]
+fn instances_on_nodes_the_token_cannot_read_are_named_as_hidden_at_the_deadline() {
+    // The token reads the service, this agent and its node, but not every node: an instance on
+    // another node is filtered out of the health answer, so "none registered" is not known.
+    let a = acl();
+    let master = a.master_token.as_deref().unwrap();
+    let body = r#"{"Node": "wait-remote-node", "Address": "10.20.30.41",
+        "Service": {"ID": "wait-hidden-1", "Service": "wait-hidden", "Port": 7541},
+        "Check": {"CheckID": "wait-hidden-1-ok", "Name": "ok", "ServiceID": "wait-hidden-1", "Status": "passing"}}"#;
+    let (st, text) = a.put("/v1/catalog/register", Some(master), body);
+    assert_eq!(st, 200, "{text}");
+    let rules = format!(
+        r#"service "wait-hidden" {{ policy = "read" }} node "{n}" {{ policy = "read" }} agent "{n}" {{ policy = "read" }}"#,
+        n = a.name
+    );
+    let (_, secret) = a.acl_token("wait-hidden", &rules, "");
+    assert_eq!(a.get("/v1/health/service/wait-hidden", Some(&secret)).1.trim(), "[]", "filtered by node:read");
+    assert!(a.get("/v1/health/service/wait-hidden", Some(master)).1.contains("wait-hidden-1"));
+    let addr = a.http_addr();
+    let (run, json) = wait_json(
+        &["--http-addr", &addr, "--service", "wait-hidden", "--deadline", "2s", "--token", &secret],
+        &[],
+        Duration::from_secs(30),
+    );
+    a.put("/v1/catalog/deregister", Some(master), r#"{"Node": "wait-remote-node"}"#);
+    assert_eq!(run.code, 1);
+    assert_eq!(diagnosis_root(&json).as_deref(), Some("WAIT-004"), "{json:#}");
+    let msg = json["root_cause"]["message"].as_str().unwrap();
+    assert!(msg.contains("may not read every node"), "{msg}");
+    assert!(!run.stdout.contains(&secret) && !run.stderr.contains(&secret));
+}
+
+#[test]
 fn agent_restarted_mid_wait_is_reconnected_with_backoff() {
     let a = start("restart", Spec { dev: true, ..Spec::default() }, true);
     let addr = a.http_addr();

@@ -20,6 +20,8 @@ pub struct AgentSelf {
     pub version: String,
     pub datacenter: String,
     pub node: String,
+    /// `Config.NodeID`: the identity the agent registers its node with.
+    pub node_id: String,
     pub server: bool,
     pub tags: BTreeMap<String, String>,
     pub acls_enabled: Option<bool>,
@@ -64,6 +66,7 @@ impl AgentSelf {
             version,
             datacenter: s(config, "Datacenter").unwrap_or_default(),
             node: s(config, "NodeName").unwrap_or_default(),
+            node_id: s(config, "NodeID").unwrap_or_default(),
             server: config.get("Server").and_then(Value::as_bool).unwrap_or(false),
             acls_enabled: debug.and_then(|d| d.get("ACLsEnabled")).and_then(Value::as_bool),
             // 1.8: DebugConfig.ACLDefaultPolicy; later under ACLResolverSettings (consul_facts).

@@ -138,11 +138,18 @@ pub fn endpoint(over: Option<SocketAddr>, dns: Option<&AgentDns>, agent_ip: Opti
 /// One DNS answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
-    Records { srv: Vec<(String, u16)>, ips: Vec<IpAddr>, ttl: Option<u32>, soa_rname: Option<String> },
+    Records {
+        srv: Vec<(String, u16)>,
+        ips: Vec<IpAddr>,
+        ttl: Option<u32>,
+        soa_rname: Option<String>,
+    },
     NxDomain,
     Empty,
     Timeout,
     Failed(String),
+    /// Not asked: the name cannot be put into a DNS question at all (why).
+    Unaskable(String),
 }
 
 impl Answer {
@@ -169,8 +176,26 @@ impl Answer {
             Answer::Empty => "no records".into(),
             Answer::Timeout => "no answer (timeout)".into(),
             Answer::Failed(e) => e.clone(),
+            Answer::Unaskable(why) => format!("not asked: {why}"),
         }
     }
+}
+
+/// The DNS name to send for `name`, label by label as raw bytes: Consul's DNS answers labels
+/// with `_`, `=` and the like (`env=prod.web.service.consul`, `web_api.service.consul`), which
+/// a resolver's host-name rules (IDNA/STD3) would refuse before anything is sent. Only what DNS
+/// itself cannot carry is refused: an empty label, or one longer than 63 bytes.
+pub fn query_name(name: &str) -> Result<hickory_resolver::proto::rr::Name, String> {
+    let labels: Vec<&str> = name.strip_suffix('.').unwrap_or(name).split('.').collect();
+    if let Some(bad) = labels.iter().find(|l| l.is_empty() || l.len() > 63) {
+        return Err(if bad.is_empty() {
+            format!("{name:?} has an empty label (two dots in a row, or a leading dot): no DNS question can carry it")
+        } else {
+            format!("the label {bad:?} is {} bytes long: a DNS label holds at most 63", bad.len())
+        });
+    }
+    hickory_resolver::proto::rr::Name::from_labels(labels.iter().map(|l| l.as_bytes()))
+        .map_err(|e| format!("{name:?} cannot be sent as a DNS question: {e}"))
 }
 
 /// Asks one question through `resolver`, bounded by `timeout`.
@@ -180,7 +205,11 @@ pub(crate) async fn ask(
     rtype: RecordType,
     timeout: Duration,
 ) -> Answer {
-    match tokio::time::timeout(timeout + timeout / 2, resolver.lookup(name, rtype)).await {
+    let query = match query_name(name) {
+        Ok(q) => q,
+        Err(why) => return Answer::Unaskable(why),
+    };
+    match tokio::time::timeout(timeout + timeout / 2, resolver.lookup(query, rtype)).await {
         Err(_) => Answer::Timeout,
         Ok(Ok(lookup)) => {
             let mut srv = Vec::new();
@@ -414,10 +443,10 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             let named = earlier_cause(&ctx.facts().reported, &l);
             let mut health = judge_health(&l, &name, &dns_cfg, &instances);
             if let (Some(cause), true) = (named, health.code == Some(codes::DSC_NONE_PASSING.code)) {
-                // The sync or duplicates stage already reported why the instances fail.
-                let mut r = CheckResult::blocked("discovery.health", cause);
-                r.message = format!("{}; already reported as {cause}", health.message);
-                health = r;
+                // The sync or duplicates stage already reported why the instances fail; this
+                // verdict is kept so the runner raises that cause when it was reported milder.
+                let message = format!("{}; already reported as {cause}", health.message);
+                health = CheckResult::blocked_with("discovery.health", cause, message, health);
             }
             let health_code = match health.status {
                 crate::report::Status::Fail => health.code,
@@ -436,28 +465,39 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 None => (None, None),
             };
             let read = default_read.iter().find(|(n, _)| *n == name).map(|(_, r)| *r);
-            out.push(judge_dns(
-                &l,
-                &name,
-                &base,
-                &ep,
-                &dns_cfg,
-                &instances,
-                srv.as_ref(),
-                a.as_ref(),
-                read,
-                health_code,
-            ));
+            let dns =
+                judge_dns(&l, &name, &base, &ep, &dns_cfg, &instances, srv.as_ref(), a.as_ref(), read, health_code);
+            // A name the config stage already called undiscoverable (CFG-021): DNS answering
+            // nothing is that cause, kept at its real severity by the runner.
+            let named = ctx.facts().reported.iter().any(|(id, code, _, m)| {
+                *id == "config.service" && *code == Some(codes::CFG_DNS_NAME.code) && m.starts_with(&format!("{l}: "))
+            });
+            out.push(match (named, dns.code == Some(codes::DSC_DNS_WRONG.code)) {
+                (true, true) => {
+                    let message = format!("{}; the name is the cause (CFG-021)", dns.message);
+                    CheckResult::blocked_with("discovery.dns", codes::CFG_DNS_NAME.code, message, dns)
+                }
+                _ => dns,
+            });
             out.push(judge_addresses(&l, &instances));
 
             let mut tag_answers = Vec::new();
             if let Some(r) = &consul_resolver {
-                for tag in def.tags.iter().filter(|t| dns_safe(t)) {
+                for tag in &def.tags {
                     let q = format!("{tag}.{base}");
                     tag_answers.push((tag.clone(), ask(r, &q, RecordType::SRV, timeout).await));
                 }
             }
-            out.push(judge_tags(&l, &def.tags, &tag_answers, &instances, &dns_cfg));
+            out.push(judge_tags(
+                &l,
+                &name,
+                &def.tags,
+                consul_resolver.is_some(),
+                &tag_answers,
+                &instances,
+                &dns_cfg,
+                read,
+            ));
 
             let consumer = match ctx.inputs.dns_server {
                 Some(sa) => match super::dns::build_resolver(Some(sa), false, timeout) {
@@ -584,6 +624,11 @@ pub fn judge_dns(
         return CheckResult::skipped("discovery.dns", format!("{l}: no resolver for {sa}"));
     };
     let shown = format!("SRV {qname}: {}; A: {}", srv.describe(), a.describe());
+    if let Answer::Unaskable(why) = srv {
+        // The doctor's own client cannot ask (the config stage names the name): never blamed
+        // on the network.
+        return CheckResult::skipped("discovery.dns", format!("{l}: {qname} was not asked: {why}"));
+    }
     if matches!(srv, Answer::Timeout | Answer::Failed(_)) {
         return CheckResult::finding(
             codes::DSC_DNS_WRONG,
@@ -743,59 +788,89 @@ pub fn judge_addresses(l: &str, instances: &[Instance]) -> CheckResult {
     )
 }
 
-/// A tag DNS can match: one label of letters, digits, '-' or '_', at most 63 bytes.
+/// A tag that is one plain DNS host label (letters, digits, '-'): what every DNS client sends
+/// as is. Consul's DNS answers other tags too (`v1.2`, `env=prod`), so this never decides a
+/// finding on its own: the answer Consul's DNS gives does.
 pub fn dns_safe(tag: &str) -> bool {
-    !tag.is_empty() && tag.len() <= 63 && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !tag.is_empty() && tag.len() <= 63 && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
+/// Judges the tag queries (`TAG.NAME.service.consul`) by what Consul's DNS answered.
+#[allow(clippy::too_many_arguments)]
 pub fn judge_tags(
     l: &str,
+    name: &str,
     tags: &[String],
+    asked: bool,
     answers: &[(String, Answer)],
     instances: &[Instance],
     cfg: &AgentDns,
+    default_read: Option<bool>,
 ) -> CheckResult {
-    let unsafe_tags: Vec<&String> = tags.iter().filter(|t| !dns_safe(t)).collect();
-    if !unsafe_tags.is_empty() {
-        return CheckResult::finding(
-            codes::DSC_TAG_NOT_DNS,
-            "discovery.tags",
-            format!(
-                "{l}: tag(s) {} cannot be matched by a DNS query (TAG.NAME.service.consul needs one label of letters, digits and dashes): only the HTTP API (?tag=) finds them",
-                unsafe_tags.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")
-            ),
-            "use DNS-safe tags such as \"v1-2\" instead of \"v1.2\" or \"env=prod\", or filter with /v1/health/service/NAME?tag=...&passing",
-        );
-    }
     if tags.is_empty() {
         return CheckResult::pass("discovery.tags", format!("{l}: no tags to query"));
     }
-    let silent: Vec<String> = answers
+    if !asked {
+        return CheckResult::skipped(
+            "discovery.tags",
+            format!("{l}: Consul DNS was not asked, so whether it answers the tag queries is not known"),
+        );
+    }
+    let unaskable: Vec<String> = answers
+        .iter()
+        .filter_map(|(t, a)| match a {
+            Answer::Unaskable(why) => Some(format!("{t:?} ({why})")),
+            _ => None,
+        })
+        .collect();
+    if !unaskable.is_empty() {
+        return CheckResult::finding(
+            codes::DSC_TAG_NOT_DNS,
+            "discovery.tags",
+            format!("{l}: tag(s) {} cannot be put into a DNS question TAG.{name}.service.consul: only the HTTP API (?tag=) finds them", unaskable.join(", ")),
+            format!("use tags DNS can carry (labels of at most 63 bytes, no empty label), or filter with /v1/health/service/{name}?tag=TAG&passing"),
+        );
+    }
+    let silent: Vec<&(String, Answer)> = answers
         .iter()
         .filter(|(tag, ans)| {
             let serving =
                 instances.iter().any(|i| expected_in_dns(cfg, i) && i.tags.iter().any(|t| t.eq_ignore_ascii_case(tag)));
             serving && !ans.answered()
         })
-        .map(|(t, a)| format!("{t} ({})", a.describe()))
         .collect();
-    if !silent.is_empty() {
+    let shown = |list: &[&(String, Answer)]| {
+        list.iter().map(|(t, a)| format!("{t}.{name}.service: {}", a.describe())).collect::<Vec<_>>().join(", ")
+    };
+    if !silent.is_empty() && default_read == Some(false) {
+        // The same cause as the service query: Consul DNS runs with the default token.
+        let mut r = CheckResult::blocked("discovery.tags", codes::ACL_NO_SERVICE_READ.code);
+        r.message = format!(
+            "{l}: tag queries answer nothing ({}): Consul DNS runs with the agent's default token, which may not read {name:?} (ACL-007)",
+            shown(&silent)
+        );
+        return r;
+    }
+    type Asked<'a> = Vec<&'a (String, Answer)>;
+    let (odd, plain): (Asked, Asked) = silent.into_iter().partition(|(t, _)| !dns_safe(t));
+    if !plain.is_empty() {
         return CheckResult::finding(
             codes::DSC_DNS_WRONG,
             "discovery.tags",
-            format!("{l}: tag queries answer nothing although passing instances carry the tag: {}", silent.join(", ")),
-            "compare dig TAG.NAME.service.consul SRV with curl /v1/health/service/NAME?tag=TAG&passing",
+            format!("{l}: tag queries answer nothing although passing instances carry the tag: {}", shown(&plain)),
+            format!("compare dig TAG.{name}.service.consul SRV with curl /v1/health/service/{name}?tag=TAG&passing"),
+        );
+    }
+    if !odd.is_empty() {
+        return CheckResult::finding(
+            codes::DSC_TAG_NOT_DNS,
+            "discovery.tags",
+            format!("{l}: Consul DNS answers nothing for tag(s) that passing instances carry: {}: only the HTTP API (?tag=) finds them", shown(&odd)),
+            format!("use tags of letters, digits and dashes for DNS lookups, or filter with /v1/health/service/{name}?tag=TAG&passing"),
         );
     }
     let asked: Vec<String> = answers.iter().map(|(t, a)| format!("{t}: {}", a.describe())).collect();
-    CheckResult::pass(
-        "discovery.tags",
-        if asked.is_empty() {
-            format!("{l}: every tag is DNS-safe")
-        } else {
-            format!("{l}: every tag is DNS-safe; {}", asked.join("; "))
-        },
-    )
+    CheckResult::pass("discovery.tags", format!("{l}: Consul DNS answers the tag queries; {}", asked.join("; ")))
 }
 
 /// Does the consumer's resolver forward the Consul domain?
@@ -937,10 +1012,34 @@ mod tests {
     }
 
     #[test]
-    fn tags_must_be_one_dns_label() {
-        assert!(dns_safe("v1") && dns_safe("blue_green") && !dns_safe("v1.2") && !dns_safe("env=prod"));
-        let r = judge_tags("web", &["v1.2".into()], &[], &[], &cfg());
+    fn tags_are_judged_by_what_consul_dns_answers() {
+        let mut i = inst("a", 1, State::Passing);
+        i.tags = vec!["v1.2".into(), "env=prod".into()];
+        let tags: Vec<String> = i.tags.clone();
+        let answered: Vec<(String, Answer)> = tags.iter().map(|t| (t.clone(), records(&[1]))).collect();
+        let r = judge_tags("web", "web", &tags, true, &answered, &[i.clone()], &cfg(), None);
+        assert_eq!(r.code, None, "Consul DNS answers v1.2 and env=prod: {}", r.message);
+        let silent = vec![("v1.2".to_string(), Answer::NxDomain)];
+        let r = judge_tags("web", "web", &tags, true, &silent, &[i.clone()], &cfg(), None);
         assert_eq!(r.code, Some("DSC-004"));
+        let r = judge_tags("web", "web", &tags, true, &silent, &[i.clone()], &cfg(), Some(false));
+        assert_eq!((r.status, r.blocked_by), (crate::report::Status::Skip, Some("ACL-007")), "one ACL cause");
+        let long = "x".repeat(64);
+        let unaskable = vec![(long.clone(), Answer::Unaskable("too long".into()))];
+        let r = judge_tags("web", "web", &[long], true, &unaskable, &[i], &cfg(), None);
+        assert_eq!(r.code, Some("DSC-004"));
+    }
+
+    #[test]
+    fn query_names_carry_what_consul_dns_answers() {
+        for name in ["web_api.service.consul.", "v1.2.web.service.consul.", "env=prod.web.service.consul."] {
+            let q = query_name(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(q.is_fqdn());
+        }
+        assert_eq!(query_name("env=prod.web.service.consul.").unwrap().num_labels(), 4);
+        assert_eq!(query_name("v1.2.web.service.consul.").unwrap().num_labels(), 5);
+        assert!(query_name("a..web.service.consul.").is_err());
+        assert!(query_name(&format!("{}.service.consul.", "x".repeat(64))).is_err());
     }
 
     #[test]

@@ -949,6 +949,10 @@ pub fn judge_dns(
     let Some(srv) = srv else {
         return CheckResult::skipped("mesh.dns", format!("{l}: no resolver for {sa}"));
     };
+    if let Answer::Unaskable(why) = srv {
+        // A name no DNS question can carry: not asked, never blamed on the network.
+        return CheckResult::skipped("mesh.dns", format!("{l}: {qname} was not asked: {why}"));
+    }
     let records = match srv {
         Answer::Records { srv, .. } => srv.len(),
         _ => 0,
@@ -959,6 +963,7 @@ pub fn judge_dns(
         Answer::Empty => "no records".into(),
         Answer::Timeout => "no answer (timeout)".into(),
         Answer::Failed(e) => e.clone(),
+        Answer::Unaskable(why) => why.clone(),
     };
     let broken = matches!(srv, Answer::Timeout | Answer::Failed(_));
     if broken || (passing > 0 && records == 0) {

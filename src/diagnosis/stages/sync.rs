@@ -11,7 +11,83 @@ use crate::consul::urlencode;
 use crate::report::CheckResult;
 use crate::service::ServiceDef;
 
-pub const CHECKS: &[&str] = &["sync.catalog", "sync.checks"];
+pub const CHECKS: &[&str] = &["sync.node", "sync.catalog", "sync.checks"];
+
+/// The agent's own node as the catalog holds it (`/v1/catalog/node/NAME`, `Node` object).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogNode {
+    pub id: String,
+    pub address: String,
+    /// Written only by the agent's own node sync (`lan`, `wan`, ...); the leader's serf
+    /// reconciliation creates a node without them.
+    pub tagged_addresses: bool,
+    /// Likewise: every agent's node sync writes `consul-network-segment`.
+    pub meta: bool,
+}
+
+impl CatalogNode {
+    pub fn from_json(v: &Value) -> Option<CatalogNode> {
+        let n = v.get("Node")?.as_object()?;
+        let s = |k: &str| n.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let filled = |k: &str| n.get(k).and_then(Value::as_object).is_some_and(|m| !m.is_empty());
+        Some(CatalogNode {
+            id: s("ID"),
+            address: s("Address"),
+            tagged_addresses: filled("TaggedAddresses"),
+            meta: filled("Meta"),
+        })
+    }
+}
+
+/// The agent's own node: does the catalog hold it under the agent's node ID, and has the
+/// agent ever been allowed to write it? Both fail silently (the agent log only), and either
+/// explains services that never reach the catalog.
+pub fn judge_node(
+    agent_node: &str,
+    agent_id: &str,
+    datacenter: &str,
+    deny_by_default: bool,
+    node: Option<&CatalogNode>,
+) -> CheckResult {
+    let Some(node) = node else {
+        return CheckResult::pass(
+            "sync.node",
+            format!("node {agent_node:?} is not in the catalog yet (the leader adds it when the agent joins)"),
+        );
+    };
+    if !agent_id.is_empty() && !node.id.is_empty() && !node.id.eq_ignore_ascii_case(agent_id) {
+        return CheckResult::finding(
+            codes::SYN_NODE_NAME_RESERVED,
+            "sync.node",
+            format!(
+                "node name {agent_node:?} is held in the catalog by node ID {} ({}), while this agent's node ID is {agent_id}: the servers refuse every sync from this agent (agent log: \"Syncing node info failed.: ... Node name {agent_node} is reserved by node {} with name {agent_node} ({})\"), so nothing it registers reaches the catalog",
+                node.id, node.address, node.id, node.address
+            ),
+            format!(
+                "give each agent its own node_name (a clone or a re-created host keeps the old name): set node_name in the agent configuration, or, if the node {} is gone for good, remove it (consul force-leave {agent_node}, or PUT /v1/catalog/deregister {{\"Node\": \"{agent_node}\"}}) and restart this agent; cloned images must not carry the data directory's node-id file",
+                node.id
+            ),
+        )
+        .with("agent_node_id", agent_id)
+        .with("catalog_node_id", node.id.clone());
+    }
+    if deny_by_default && !node.tagged_addresses && !node.meta {
+        return CheckResult::finding(
+            codes::SYN_NO_AGENT_TOKEN,
+            "sync.node",
+            format!(
+                "node {agent_node:?} is in the catalog without the tagged addresses and meta the agent itself writes: under default deny the agent has no token that may write its node (agent log: \"Node info update blocked by ACLs\", \"Coordinate update blocked by ACLs\")"
+            ),
+            format!(
+                "give the agent a token with node:write on its node: consul acl token create -description \"agent {agent_node}\" -node-identity \"{agent_node}:{datacenter}\" (or a policy with node \"{agent_node}\" {{ policy = \"write\" }}), then consul acl set-agent-token agent <SecretID> on that agent, or acl {{ tokens {{ agent = \"...\" }} }} in its configuration"
+            ),
+        );
+    }
+    CheckResult::pass(
+        "sync.node",
+        format!("node {agent_node:?} is in the catalog under this agent's node ID, as the agent wrote it"),
+    )
+}
 
 /// A catalog entry: any object with `ServiceID` and `Node` strings.
 struct CatalogEntry(Value);
@@ -46,6 +122,23 @@ pub struct CheckView {
     pub name: String,
     pub status: String,
     pub output: String,
+    /// `Type` (`http`, `tcp`, `ttl`, ...; empty in the catalog's view of 1.8).
+    pub kind: String,
+    /// `Notes`: the reason given for maintenance mode.
+    pub notes: String,
+}
+
+impl CheckView {
+    /// The agent's maintenance check (`consul maint`), whose Notes hold the reason.
+    pub fn is_maintenance(&self) -> bool {
+        self.id.starts_with("_service_maintenance:") || self.id == "_node_maintenance"
+    }
+
+    /// Critical with no output at all: Consul creates every check critical with empty output,
+    /// and any run (or TTL update) writes one, so the check has not run yet.
+    pub fn not_run_yet(&self) -> bool {
+        self.status == "critical" && self.output.is_empty() && !self.is_maintenance()
+    }
 }
 
 fn check_views<'a>(items: impl Iterator<Item = &'a Value>, service_id: &str, node: Option<&str>) -> Vec<CheckView> {
@@ -54,17 +147,43 @@ fn check_views<'a>(items: impl Iterator<Item = &'a Value>, service_id: &str, nod
         .filter(|c| node.is_none_or(|n| c.get("Node").and_then(Value::as_str).is_none_or(|cn| cn == n)))
         .map(|c| {
             let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-            CheckView { id: s("CheckID"), name: s("Name"), status: s("Status"), output: s("Output").trim().to_string() }
+            CheckView {
+                id: s("CheckID"),
+                name: s("Name"),
+                status: s("Status"),
+                output: s("Output").trim().to_string(),
+                kind: s("Type"),
+                notes: s("Notes"),
+            }
         })
         .collect()
 }
 
 pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     Box::pin(async move {
-        let (services, client) = match super::service_stage_start(ctx, CHECKS) {
+        let node_result = judge_own_node(ctx).await;
+        // Only a clash of node identity stops everything this agent syncs.
+        let node_blocker =
+            node_result.as_ref().and_then(|r| r.code).filter(|c| *c == codes::SYN_NODE_NAME_RESERVED.code);
+        let mut results: Vec<CheckResult> = node_result.into_iter().collect();
+        let (services, client) = match super::service_stage_start(ctx, &CHECKS[1..]) {
             Ok(started) => started,
-            Err(results) => return results,
+            Err(skipped) => {
+                results.extend(skipped);
+                return results;
+            }
         };
+        if let Some(code) = node_blocker {
+            // Nothing this agent registers reaches the catalog: one cause, named once.
+            for svc in &services {
+                for id in &CHECKS[1..] {
+                    let mut r = CheckResult::blocked(id, code);
+                    r.message = format!("{}: skipped: blocked by {code}", svc.def.label);
+                    results.push(r);
+                }
+            }
+            return results;
+        }
         let (node, local, probes, visibility) = {
             let f = ctx.facts();
             (
@@ -86,7 +205,6 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                     return vec![super::unusable(codes::SYN_UNREADABLE, "sync.checks", what)]
                 }
             };
-        let mut results = Vec::new();
         for svc in &services {
             if let Some(skip) = super::service_gate(svc, "sync.catalog") {
                 results.push(skip);
@@ -101,14 +219,43 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                     results.extend(verdict);
                     continue;
                 }
-                results.push(CheckResult::pass(
-                    "sync.catalog",
-                    format!("{}: not registered on this agent yet, nothing to compare", def.label),
-                ));
-                results.push(CheckResult::skipped(
-                    "sync.checks",
-                    format!("{}: not registered on this agent yet", def.label),
-                ));
+                // Not on this agent: is it in the catalog on this agent's node all the same
+                // (written with /v1/catalog/register)? The agent's anti-entropy removes it.
+                let path = format!("/v1/catalog/service/{}", urlencode(def.display_name()));
+                let written = match (&node, def.name.is_some()) {
+                    (Some(n), true) => match super::decode::<Vec<CatalogEntry>>(
+                        &format!("GET {path}"),
+                        &client.get(&path).await,
+                        client.timeout,
+                        false,
+                    ) {
+                        super::Answer::Ok(list) => list
+                            .into_iter()
+                            .map(|e| e.0)
+                            .filter(|e| e.get("Node").and_then(Value::as_str) == Some(n.as_str()))
+                            .filter_map(|e| e.get("ServiceID").and_then(Value::as_str).map(str::to_string))
+                            .filter(|sid| !local.contains_key(sid))
+                            .collect(),
+                        _ => Vec::new(),
+                    },
+                    _ => Vec::new(),
+                };
+                match judge_catalog_only(def, &id, node.as_deref(), &written) {
+                    Some(r) => {
+                        results.push(r.with("request", format!("GET {path}")));
+                        results.push(CheckResult::blocked("sync.checks", codes::SYN_CATALOG_ONLY_ON_AGENT_NODE.code));
+                    }
+                    None => {
+                        results.push(CheckResult::pass(
+                            "sync.catalog",
+                            format!("{}: not registered on this agent yet, nothing to compare", def.label),
+                        ));
+                        results.push(CheckResult::skipped(
+                            "sync.checks",
+                            format!("{}: not registered on this agent yet", def.label),
+                        ));
+                    }
+                }
                 continue;
             };
             let name = on_agent.get("Service").and_then(Value::as_str).unwrap_or(def.display_name()).to_string();
@@ -183,6 +330,83 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     })
 }
 
+/// For commands other than `check` (wait's "on the agent, not in the catalog"): the node
+/// identity clash that explains it, when there is one (SYN-011), read from `/v1/agent/self` and
+/// `/v1/catalog/node/NAME`.
+pub async fn node_identity_cause(client: &crate::consul::ConsulClient, dc: Option<&str>) -> Option<CheckResult> {
+    let own = client.get("/v1/agent/self").await.ok().filter(|r| r.status == 200)?;
+    let agent = super::api::AgentSelf::from_json(&own.json::<Value>().ok()?)?;
+    let path = format!("/v1/catalog/node/{}{}", urlencode(&agent.node), crate::consul::dc_query(dc));
+    let reply = client.get(&path).await.ok().filter(|r| r.status == 200)?;
+    let node = CatalogNode::from_json(&reply.json::<Value>().ok()?)?;
+    let r = judge_node(&agent.node, &agent.node_id, &agent.datacenter, false, Some(&node));
+    (r.code == Some(codes::SYN_NODE_NAME_RESERVED.code))
+        .then(|| r.with("request", format!("GET {}", client.url(&path))))
+}
+
+/// Reads the agent's own node from the catalog and judges it (`None`: nothing to ask with).
+async fn judge_own_node(ctx: &Ctx<'_>) -> Option<CheckResult> {
+    let client = ctx.client()?;
+    let (agent, policy, node_visible) = {
+        let f = ctx.facts();
+        (f.agent.clone(), f.default_acl_policy.clone(), f.visibility.as_ref().map(|v| !v.local_node_hidden))
+    };
+    let Some(agent) = agent.filter(|a| !a.node.is_empty()) else {
+        return Some(CheckResult::not_judged(
+            "sync.node",
+            "the agent's node name and ID are unknown (GET /v1/agent/self needs agent:read)",
+        ));
+    };
+    let deny = agent.acls_enabled == Some(true)
+        && policy.or(agent.acl_default_policy.clone()).is_some_and(|p| p.eq_ignore_ascii_case("deny"));
+    let path = format!("/v1/catalog/node/{}{}", urlencode(&agent.node), crate::consul::dc_query(ctx.datacenter()));
+    let r = match super::decode::<Value>(&format!("GET {path}"), &client.get(&path).await, client.timeout, true) {
+        super::Answer::Ok(Value::Null) if agent.acls_enabled == Some(true) && node_visible != Some(true) => {
+            // Absent from a filtered answer is not absent from the catalog.
+            CheckResult::not_judged(
+                "sync.node",
+                format!("GET {path} answered null: the token may not read node {:?} (node:read), or the node is not in the catalog yet", agent.node),
+            )
+        }
+        super::Answer::Ok(Value::Null) => judge_node(&agent.node, &agent.node_id, &agent.datacenter, deny, None),
+        super::Answer::Ok(v) => match CatalogNode::from_json(&v) {
+            Some(n) => judge_node(&agent.node, &agent.node_id, &agent.datacenter, deny, Some(&n)),
+            None => super::unusable(
+                codes::SYN_UNREADABLE,
+                "sync.node",
+                format!("GET {path} returned a body that is not the JSON Consul sends (no Node object)"),
+            ),
+        },
+        super::Answer::NotJudged(why) => CheckResult::not_judged("sync.node", why),
+        super::Answer::Unusable(what) => super::unusable(codes::SYN_UNREADABLE, "sync.node", what),
+    };
+    Some(r.with("request", format!("GET {}", client.url(&path))))
+}
+
+/// Instances of the service in the catalog on this agent's node that the agent does not know
+/// (`written`: their IDs): written with `PUT /v1/catalog/register`, they are removed by the
+/// agent's next anti-entropy sync, about a minute later (hashicorp/consul#729).
+pub fn judge_catalog_only(def: &ServiceDef, id: &str, node: Option<&str>, written: &[String]) -> Option<CheckResult> {
+    let node = node?;
+    if written.is_empty() {
+        return None;
+    }
+    let l = &def.label;
+    let ids = written.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+    let mine =
+        if written.iter().any(|w| w == id) { String::new() } else { format!(" (the definition's ID is {id:?})") };
+    Some(CheckResult::finding(
+        codes::SYN_CATALOG_ONLY_ON_AGENT_NODE,
+        "sync.catalog",
+        format!(
+            "{l}: the catalog holds {ids} on node {node:?}, but the agent of that node does not know it{mine}: it was written with /v1/catalog/register, and the agent's anti-entropy removes it at its next sync (about a minute)"
+        ),
+        format!(
+            "register through the node's agent instead: consul services register FILE, or PUT /v1/agent/service/register on {node}'s agent (or a service file in its configuration directory); keep /v1/catalog/register for nodes no agent runs on (external services, with a node name of their own)"
+        ),
+    ))
+}
+
 /// Is the agent's service in the catalog, with the same definition?
 pub fn judge_catalog(
     def: &ServiceDef,
@@ -238,6 +462,49 @@ pub fn judge_catalog(
     }
 }
 
+/// The definition's check for an agent check ID: its own CheckID, or Consul's default
+/// (`service:<id>` for one check, `service:<id>:<n>` for several).
+fn defined_check<'d>(def: &'d ServiceDef, check_id: &str) -> Option<&'d crate::service::CheckDef> {
+    let sid = def.effective_id().unwrap_or("");
+    def.checks.iter().enumerate().find_map(|(n, c)| {
+        let default = if def.checks.len() == 1 { format!("service:{sid}") } else { format!("service:{sid}:{}", n + 1) };
+        let id = c.id.clone().unwrap_or(default);
+        (id == check_id).then_some(c)
+    })
+}
+
+/// Checks that have not run yet: "not run yet" is not "ran and failed".
+fn not_run_yet(def: &ServiceDef, waiting: &[&CheckView]) -> CheckResult {
+    let l = &def.label;
+    let mut parts = Vec::new();
+    let mut fixes = Vec::new();
+    for c in waiting {
+        let defined = defined_check(def, &c.id);
+        let interval = defined.and_then(|d| d.interval.as_ref()).and_then(crate::service::Dur::nanos);
+        let ttl = defined.is_some_and(|d| d.ttl.is_some()) || c.kind == "ttl";
+        if ttl {
+            parts.push(format!(
+                "{} is critical with no output: a TTL check waits for its first update (PUT /v1/agent/check/pass/{})",
+                c.id, c.id
+            ));
+            fixes.push(format!("have the application report at start (consul-api: agent.PassTTL(\"{}\", \"\"); curl -X PUT .../v1/agent/check/pass/{})", c.id, c.id));
+        } else {
+            let when = match interval {
+                Some(n) if n > 0 => {
+                    format!("within one interval ({}) of its registration", crate::duration::format_go(n))
+                }
+                _ => "within one check interval of its registration".to_string(),
+            };
+            parts.push(format!("{} has not run yet (critical, no output): the agent starts a {} check at a random moment {when}, and until then the instance is critical", c.id, if c.kind.is_empty() { "new" } else { &c.kind }));
+        }
+    }
+    let status = def.assign("status", "Status", "\"passing\"");
+    fixes.push(format!(
+        "to start healthy, give the check an initial {status}; or a shorter interval, so its first run comes sooner"
+    ));
+    CheckResult::finding(codes::SYN_NOT_RUN_YET, "sync.checks", format!("{l}: {}", parts.join("; ")), fixes.join("; "))
+}
+
 /// Compares the agent's and the catalog's check status, and shows Consul's own verdict.
 pub fn judge_checks(
     def: &ServiceDef,
@@ -264,7 +531,22 @@ pub fn judge_checks(
             "usually the token used to register the service was deleted or expired (agent log: \"Check registration blocked by ACLs\"): re-register the service with a valid long-lived token, or set acl.tokens.agent",
         ));
     }
-    let failing: Vec<&CheckView> = agent.iter().filter(|a| a.status != "passing").collect();
+    // Maintenance is an operator's choice, named with its reason by the discovery stage.
+    let failing: Vec<&CheckView> = agent.iter().filter(|a| a.status != "passing" && !a.is_maintenance()).collect();
+    let (waiting, failing): (Vec<&CheckView>, Vec<&CheckView>) = failing.into_iter().partition(|c| c.not_run_yet());
+    if !waiting.is_empty() && failing.is_empty() {
+        match (probe_passed, probe_failure) {
+            // Not run yet, and the doctor's own probe of the target fails: that is the cause.
+            (Some(false), Some(code)) => {
+                let ids = waiting.iter().map(|c| c.id.as_str()).collect::<Vec<_>>().join(", ");
+                let mut r = CheckResult::blocked("sync.checks", code);
+                r.message = format!("{l}: {ids} has not run yet on the agent, and the doctor's probe of its target fails; see the health stage");
+                out.push(r);
+            }
+            _ => out.push(not_run_yet(def, &waiting)),
+        }
+        return out;
+    }
     if failing.is_empty() {
         if mismatched.is_empty() {
             out.push(CheckResult::pass(
@@ -276,7 +558,8 @@ pub fn judge_checks(
     }
     let view = failing
         .iter()
-        .map(|c| format!("{} {}: {}", c.id, c.status, if c.output.is_empty() { "(no output yet)" } else { &c.output }))
+        .map(|c| format!("{} {}: {}", c.id, c.status, if c.output.is_empty() { "(no output)" } else { &c.output }))
+        .chain(waiting.iter().map(|c| format!("{} critical: has not run yet", c.id)))
         .collect::<Vec<_>>()
         .join("; ");
     match (probe_passed, probe_failure) {
@@ -308,7 +591,39 @@ mod tests {
     }
 
     fn view(status: &str, output: &str) -> CheckView {
-        CheckView { id: "service:web-1".into(), name: "web".into(), status: status.into(), output: output.into() }
+        CheckView {
+            id: "service:web-1".into(),
+            name: "web".into(),
+            status: status.into(),
+            output: output.into(),
+            kind: "http".into(),
+            notes: String::new(),
+        }
+    }
+
+    #[test]
+    fn not_run_yet_is_not_ran_and_failed() {
+        let d = read_service(
+            serde_json::json!({"Name": "web", "ID": "web-1", "Check": {"HTTP": "http://127.0.0.1:1/", "Interval": "5m"}}).as_object().unwrap(),
+            Form::Api,
+            Origin::Flags,
+        );
+        let r = judge_checks(&d, &[view("critical", "")], &[view("critical", "")], None, None);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].code, Some("SYN-008"));
+        assert!(r[0].message.contains("has not run yet") && r[0].message.contains("(5m0s)"), "{}", r[0].message);
+        assert!(r[0].fix.as_deref().unwrap().contains("\"Status\": \"passing\""), "{:?}", r[0].fix);
+        let ran =
+            judge_checks(&d, &[view("critical", "dial tcp 127.0.0.1:1: connect: connection refused")], &[], None, None);
+        assert_eq!(ran[0].code, Some("SYN-004"));
+        assert!(ran[0].message.contains("connection refused"));
+        let probed = judge_checks(&d, &[view("critical", "")], &[], Some(false), Some("HLT-001"));
+        assert_eq!((probed[0].status, probed[0].blocked_by), (crate::report::Status::Skip, Some("HLT-001")));
+        let mut maint = view("critical", "");
+        maint.id = "_service_maintenance:web-1".into();
+        maint.notes = "deploying".into();
+        let r = judge_checks(&d, &[maint], &[], None, None);
+        assert!(r.iter().all(|r| r.code.is_none()), "maintenance is named by discovery: {r:?}");
     }
 
     #[test]
@@ -342,6 +657,50 @@ mod tests {
         );
         assert_eq!(r[0].status, crate::report::Status::Skip);
         assert_eq!(r[0].blocked_by, Some("HLT-004"));
+    }
+
+    #[test]
+    fn the_agents_own_node() {
+        let node = |id: &str, written: bool| CatalogNode {
+            id: id.into(),
+            address: "10.0.0.9".into(),
+            tagged_addresses: written,
+            meta: written,
+        };
+        let r = judge_node("app01", "cccc", "dc1", false, Some(&node("bbbb", true)));
+        assert_eq!(r.code, Some("SYN-011"));
+        assert!(
+            r.message.contains("Node name app01 is reserved by node bbbb with name app01 (10.0.0.9)"),
+            "{}",
+            r.message
+        );
+        assert_eq!(
+            judge_node("app01", "BBBB", "dc1", false, Some(&node("bbbb", true))).code,
+            None,
+            "IDs compare without case"
+        );
+        let r = judge_node("app01", "bbbb", "dc1", true, Some(&node("bbbb", false)));
+        assert_eq!(r.code, Some("SYN-010"));
+        assert!(r.fix.unwrap().contains("consul acl set-agent-token agent"));
+        assert_eq!(
+            judge_node("app01", "bbbb", "dc1", false, Some(&node("bbbb", false))).code,
+            None,
+            "allow: not judged as ACL"
+        );
+        assert_eq!(judge_node("app01", "bbbb", "dc1", true, Some(&node("bbbb", true))).code, None);
+        assert_eq!(judge_node("app01", "bbbb", "dc1", true, None).code, None);
+        let v = serde_json::json!({"Node": {"ID": "x", "Node": "n", "Address": "a", "TaggedAddresses": null, "Meta": null}});
+        assert!(!CatalogNode::from_json(&v).unwrap().tagged_addresses);
+        assert!(CatalogNode::from_json(&Value::Null).is_none(), "an unknown node answers null");
+    }
+
+    #[test]
+    fn catalog_written_instance_on_an_agent_node() {
+        let r = judge_catalog_only(&def(), "web-1", Some("n1"), &["web-1".into()]).expect("a finding");
+        assert_eq!(r.code, Some("SYN-009"));
+        assert!(r.message.contains("\"web-1\" on node \"n1\"") && r.message.contains("anti-entropy removes it"));
+        assert!(judge_catalog_only(&def(), "web-1", Some("n1"), &[]).is_none());
+        assert!(judge_catalog_only(&def(), "web-1", None, &["web-1".into()]).is_none());
     }
 
     #[test]
