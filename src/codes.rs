@@ -206,6 +206,9 @@ codes! {
     SCN_UNREADABLE = "SCN-012", "scan", Fail, "Catalog cannot be read";
     SCN_NOT_FOUND = "SCN-013", "scan", Warn, "Service asked for is not in the catalog";
     SCN_PRUNE_FAILED = "SCN-014", "scan", Fail, "Prune could not deregister an instance";
+    SCN_OWNED_UNHEALTHY = "SCN-015", "scan", Warn, "Registration kept by another owner is not passing";
+    SCN_PEERED_UNHEALTHY = "SCN-016", "scan", Warn, "Instance imported from a cluster peer is not passing";
+    SCN_MEMBERS_UNREADABLE = "SCN-017", "scan", Warn, "Cluster membership could not be read";
     SCN_UNKNOWN_TO_ITS_AGENT = "SCN-030", "scan", Warn, "Instance on an agent's node that the agent does not know";
     SCN_ORPHAN_SIDECAR = "SCN-035", "scan", Warn, "Sidecar proxy whose parent service is gone";
     SCN_MISSING_SIDECAR = "SCN-036", "scan", Warn, "Instance without the sidecar its other instances have";

@@ -922,11 +922,13 @@ fn ctrl_c_during_prune_leaves_a_correct_report_of_what_was_and_was_not_done() {
             "Checks": [{"CheckID": format!("{id}-alive"), "ServiceID": id, "Status": "critical", "Definition": {}}]})
     };
     let nodes = serde_json::json!([node("legacy-a", "legacy-1"), node("legacy-b", "legacy-2")]).to_string();
-    let s = consul_with(vec![
+    let mut routes = vec![
         Route::text("/v1/internal/acl/authorize", 401, "ACL support disabled"),
         Route::json("/v1/internal/ui/nodes", 200, &nodes),
         Route::json("/v1/catalog/deregister", 200, "true").with_method("PUT").with_behavior(Behavior::Hang),
-    ]);
+    ];
+    routes.extend(reread_routes(&[("legacy-a", "legacy-1"), ("legacy-b", "legacy-2")]));
+    let s = consul_with(routes);
     let mut cmd = doctor_cmd();
     cmd.args(["scan", "--http-addr", &addr(&s), "--format", "json", "--prune", "--yes", "--timeout", "20s"]);
     cmd.stdout(std::process::Stdio::piped());
@@ -946,6 +948,120 @@ fn ctrl_c_during_prune_leaves_a_correct_report_of_what_was_and_was_not_done() {
     assert_eq!(outcomes, vec!["unknown", "not-attempted"], "{json:#}");
     let puts = s.requests().iter().filter(|r| r.method == "PUT").count();
     assert_eq!(puts, 1, "nothing sent after the interrupt");
+}
+
+/// The consistent re-read prune makes right before each deregistration, for catalog-only nodes
+/// holding one critical service each: `/v1/catalog/node/<n>` (hashicorp/consul
+/// `agent/structs/structs.go` `NodeServices`: Node, Services by ID) and `/v1/health/node/<n>`
+/// (`HealthCheck` list).
+fn reread_routes(nodes: &[(&str, &str)]) -> Vec<Route> {
+    let mut routes = Vec::new();
+    for (name, id) in nodes {
+        routes.push(Route::json(
+            &format!("/v1/catalog/node/{name}"),
+            200,
+            &serde_json::json!({"Node": {"Node": name, "Address": "127.0.0.51"},
+                "Services": {*id: {"ID": id, "Service": "legacy", "Port": 80}}})
+            .to_string(),
+        ));
+        routes.push(Route::json(
+            &format!("/v1/health/node/{name}"),
+            200,
+            &serde_json::json!([{"Node": name, "CheckID": format!("{id}-alive"), "ServiceID": id, "Status": "critical"}])
+                .to_string(),
+        ));
+    }
+    routes
+}
+
+/// What 1.8.7 cannot show: an empty ServiceID (a lying proxy or server), instances imported
+/// from a cluster peer under the name of a local node, and consul-k8s's agentless registrations.
+/// `--prune --yes` sends no deregistration at all, and the report says why each is kept.
+#[test]
+fn prune_sends_nothing_for_empty_ids_peers_and_owned_registrations() {
+    let nodes = serde_json::json!([
+        // The agent's own node.
+        {"Node": "srv-1", "Address": "127.0.0.1", "Services": [],
+         "Checks": [{"CheckID": "serfHealth", "ServiceID": "", "Status": "passing", "ModifyIndex": 5}]},
+        // A lying answer: a catalog-only service without an ID, its only check critical.
+        // ({"Node": "liar", "ServiceID": ""} would deregister the whole node on 1.8.7.)
+        {"Node": "liar", "Address": "10.0.0.9", "Services": [{"ID": "", "Service": "ghost", "Port": 80}],
+         "Checks": [{"CheckID": "ghost-alive", "ServiceID": "", "Status": "critical"}]},
+        // Imported from peer "east" (hashicorp/consul agent/structs/structs.go NodeInfo and
+        // NodeService: PeerName, omitempty; agent/ui_endpoint.go lists peered nodes too), under
+        // the local node's name, critical.
+        {"Node": "srv-1", "Address": "10.1.0.5", "PeerName": "east",
+         "Services": [{"ID": "web-9", "Service": "web", "Port": 8080, "PeerName": "east"}],
+         "Checks": [{"CheckID": "web-9-alive", "ServiceID": "web-9", "Status": "critical", "PeerName": "east"}]},
+        // consul-k8s endpoints controller, agentless (hashicorp/consul-k8s
+        // control-plane/connect-inject/controllers/endpoints/endpoints_controller.go): synthetic
+        // node, managed-by service meta, the pod's readiness check critical.
+        {"Node": "k8s-node-1-virtual", "Address": "127.0.0.1", "Meta": {"synthetic-node": "true"},
+         "Services": [{"ID": "pod1-api", "Service": "api", "Address": "10.0.3.7", "Port": 8080,
+                       "Meta": {"managed-by": "consul-k8s-endpoints-controller", "pod-name": "pod1", "k8s-namespace": "default"}}],
+         "Checks": [{"CheckID": "default/pod1-api", "ServiceID": "pod1-api", "Status": "critical",
+                     "Name": "Kubernetes Readiness Check", "Output": "Pod \"default/pod1\" is not ready"}]}
+    ])
+    .to_string();
+    let s = consul_with(vec![
+        Route::text("/v1/internal/acl/authorize", 401, "ACL support disabled"),
+        Route::json("/v1/internal/ui/nodes", 200, &nodes),
+        Route::json("/v1/catalog/deregister", 200, "true").with_method("PUT"),
+    ]);
+    let run =
+        run_doctor(&["scan", "--http-addr", &addr(&s), "--format", "json", "--prune", "--yes", "--grace", "0s"], &[]);
+    let json = run.json();
+    assert_eq!(json["prune"]["planned"], 0, "{json:#}");
+    assert!(s.requests().iter().all(|r| r.method != "PUT"), "no write at all: {:#?}", s.requests());
+    let kept = |id: &str| -> String {
+        json["prune"]["kept"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["service_id"] == id)
+            .unwrap_or_else(|| panic!("{id} not kept: {:#}", json["prune"]))["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(kept("").contains("no ServiceID"), "{json:#}");
+    assert!(kept("web-9").contains("imported from cluster peer \"east\""), "{json:#}");
+    assert!(kept("pod1-api").contains("consul-k8s"), "{json:#}");
+    let codes = scan_codes(&json);
+    assert!(codes.contains(&"SCN-016".to_string()) && codes.contains(&"SCN-015".to_string()), "{codes:?}");
+    let peer = json["findings"].as_array().unwrap().iter().find(|f| f["code"] == "SCN-016").unwrap();
+    assert_eq!(peer["node"], "east//srv-1", "the peer's srv-1 is not the local srv-1");
+    let k8s = json["findings"].as_array().unwrap().iter().find(|f| f["code"] == "SCN-015").unwrap();
+    assert!(k8s["message"].as_str().unwrap().contains("look at the pod's readiness"), "{k8s:#}");
+    assert_eq!(json["scanned"]["nodes"], 4);
+}
+
+/// A member list that cannot be read: the scan says so (SCN-017), is incomplete, and prunes
+/// nothing (a critical catalog-only instance is kept with the reason).
+#[test]
+fn unreadable_members_make_the_scan_incomplete_and_prune_nothing() {
+    let nodes = serde_json::json!([
+        {"Node": "legacy-a", "Address": "127.0.0.51", "Services": [{"ID": "legacy-1", "Service": "legacy", "Port": 80}],
+         "Checks": [{"CheckID": "legacy-1-alive", "ServiceID": "legacy-1", "Status": "critical"}]}
+    ])
+    .to_string();
+    let s = consul_with(vec![
+        Route::text("/v1/internal/acl/authorize", 401, "ACL support disabled"),
+        Route::json("/v1/internal/ui/nodes", 200, &nodes),
+        Route::text("/v1/agent/members", 504, "gateway timeout"),
+        Route::json("/v1/catalog/deregister", 200, "true").with_method("PUT"),
+    ]);
+    let run =
+        run_doctor(&["scan", "--http-addr", &addr(&s), "--format", "json", "--prune", "--yes", "--grace", "0s"], &[]);
+    let json = run.json();
+    if json["command"] != "scan" {
+        panic!("the connection stages refused the fake: {json:#}");
+    }
+    assert!(scan_codes(&json).contains(&"SCN-017".to_string()), "{json:#}");
+    assert_eq!(json["scanned"]["complete"], false);
+    assert_eq!(json["prune"]["planned"], 0, "{json:#}");
+    assert!(json["prune"]["blocked"].as_str().unwrap().contains("incomplete"), "{json:#}");
+    assert!(s.requests().iter().all(|r| r.method != "PUT"));
 }
 
 // --- wait: answers that cannot block, an agent that goes silent, a token echoed back ----------

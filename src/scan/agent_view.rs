@@ -68,7 +68,8 @@ pub fn view(node: &str, services: &Map<String, Value>, checks: &Map<String, Valu
 /// Puts the agent's current check output on the instances of its node where the catalog's is
 /// older (statuses are left as the catalog has them).
 pub fn overlay(cat: &mut Catalog, v: &AgentView) {
-    let Some(n) = cat.nodes.iter().position(|x| x.name == v.node) else { return };
+    // The agent's own node is a local one: a peer's node of the same name is another node.
+    let Some(n) = cat.nodes.iter().position(|x| x.name == v.node && x.peer.is_empty()) else { return };
     for i in cat.instances.iter_mut().filter(|i| i.node == n && v.services.contains(&i.id)) {
         for c in &mut i.checks {
             if let Some(out) = v.outputs.get(&c.id).filter(|o| !o.is_empty()) {
@@ -80,11 +81,11 @@ pub fn overlay(cat: &mut Catalog, v: &AgentView) {
 
 /// Instances on the agent's node that the agent does not know.
 pub fn judge(cat: &Catalog, v: &AgentView) -> Vec<Finding> {
-    let Some(n) = cat.nodes.iter().position(|x| x.name == v.node) else { return Vec::new() };
+    let Some(n) = cat.nodes.iter().position(|x| x.name == v.node && x.peer.is_empty()) else { return Vec::new() };
     cat.instances
         .iter()
         // The servers' `consul` service is kept by the leader, never by an agent's own list.
-        .filter(|i| i.node == n && !v.services.contains(&i.id) && i.service != "consul")
+        .filter(|i| i.node == n && !v.services.contains(&i.id) && &*i.service != "consul")
         .map(|i| {
             let result = CheckResult::finding(
                 codes::SCN_UNKNOWN_TO_ITS_AGENT,
@@ -101,7 +102,7 @@ pub fn judge(cat: &Catalog, v: &AgentView) -> Vec<Finding> {
             .with("node", v.node.clone())
             .with("service_id", i.id.clone());
             Finding {
-                service: i.service.clone(),
+                service: i.service.to_string(),
                 node: Some(v.node.clone()),
                 service_id: Some(i.id.clone()),
                 address: Some(i.endpoint()),
@@ -126,13 +127,17 @@ mod tests {
             port: 80,
             tags: Vec::new(),
             create_index: 1,
+            modify_index: 1,
             checks: vec![Check {
                 id: format!("service:{id}"),
-                name: "c".into(),
                 status: Health::Critical,
                 output: String::new(),
                 deregister: Deregister::Unknown,
+                modify_index: 1,
             }],
+            namespace: String::new(),
+            peer: String::new(),
+            owner: None,
         };
         Catalog {
             nodes: vec![node("app01"), node("app02")],
@@ -142,6 +147,7 @@ mod tests {
                 c
             }],
             members: None,
+            membership: Default::default(),
         }
     }
 

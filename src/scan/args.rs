@@ -10,6 +10,7 @@ use crate::inputs::{RawInputs, ServiceInputs};
 
 /// Flags of `scan`. No `Debug`: the token must never be printable.
 #[derive(Args)]
+#[command(after_long_help = crate::scan::prune::CONTRACT)]
 pub struct ScanArgs {
     #[command(flatten)]
     pub connection: crate::cli::ConnectionArgs,
@@ -20,10 +21,14 @@ pub struct ScanArgs {
     /// Expect at most N instances of service NAME (repeatable)
     #[arg(long, value_name = "NAME=N", value_parser = parse_expect, help_heading = "Scan")]
     pub expect: Vec<(String, usize)>,
-    /// Deregister the instances that are safe to remove (failed/left nodes, critical
-    /// catalog-only nodes) through PUT /v1/catalog/deregister; without it, a dry run
+    /// Deregister the instances the prune contract allows (below), each re-checked right
+    /// before its PUT /v1/catalog/deregister; without it, a dry run
     #[arg(long, help_heading = "Scan")]
     pub prune: bool,
+    /// How long a node must stay gone (failed or left, serfHealth unchanged) after this run
+    /// first sees it before --prune removes its instances (Go duration syntax)
+    #[arg(long, default_value = crate::scan::prune::DEFAULT_GRACE, value_name = "DURATION", help_heading = "Scan")]
+    pub grace: String,
     /// Do not ask before pruning (required when standard input is not a terminal)
     #[arg(long, requires = "prune", help_heading = "Scan")]
     pub yes: bool,
@@ -74,6 +79,8 @@ pub struct ScanOptions {
     pub yes: bool,
     /// `--verbose`: list every instance.
     pub list_instances: bool,
+    /// `--grace` as given (validated by `scan::run`).
+    pub grace: String,
 }
 
 /// The parsed `scan` command line: the connection inputs in `check`'s shape, and the scan's own.
@@ -114,7 +121,14 @@ pub fn raw_inputs(a: ScanArgs, m: &ArgMatches) -> ScanRaw {
     }
     ScanRaw {
         raw,
-        options: ScanOptions { services, expect: a.expect, prune: a.prune, yes: a.yes, list_instances: a.verbose },
+        options: ScanOptions {
+            services,
+            expect: a.expect,
+            prune: a.prune,
+            yes: a.yes,
+            list_instances: a.verbose,
+            grace: a.grace,
+        },
     }
 }
 

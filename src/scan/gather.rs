@@ -20,7 +20,7 @@ use crate::codes;
 use crate::consul::{dc_query, urlencode, ConsulClient, Reply};
 use crate::report::CheckResult;
 use crate::scan::judge::Finding;
-use crate::scan::model::{Builder, Catalog, HealthEntry, UiNode, WireMember};
+use crate::scan::model::{Builder, Catalog, HealthEntry, Membership, UiNode, UiNodesInto, WireMember};
 
 /// A segment no rule names, to learn what the token may read by default.
 const PROBE: &str = "consul-doctor-scan-probe-7f3c";
@@ -221,6 +221,18 @@ fn unreadable(what: String) -> Finding {
     )
 }
 
+fn members_unreadable(what: &str) -> Finding {
+    Finding::service_wide(
+        "",
+        CheckResult::finding(
+            codes::SCN_MEMBERS_UNREADABLE,
+            "scan.membership",
+            format!("{what}: gone nodes cannot be told from live ones, so this scan is not complete and --prune removes nothing"),
+            "give the token agent:read and node:read (agent_prefix \"\" { policy = \"read\" } and node_prefix \"\" { policy = \"read\" }), or find what blocks GET /v1/agent/members (http_config.block_endpoints, a proxy): curl -sv <agent>/v1/agent/members",
+        ),
+    )
+}
+
 pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progress) -> Gathered {
     let dcq = dc_query(o.datacenter.as_deref());
     let mut endpoints = Vec::new();
@@ -234,16 +246,19 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
     let members_path = "/v1/agent/members";
     let members = async {
         if !o.same_dc {
-            return None;
+            return Err(None);
         }
-        match get_list::<Vec<WireMember>>(client, members_path).await {
-            Ok(m) => Some(m),
-            Err(f) => {
-                crate::log::debug(format!("members not used: {}", f.what));
-                None
-            }
-        }
+        get_list::<Vec<WireMember>>(client, members_path).await.map_err(Some)
     };
+    let set_members =
+        |b: &mut Builder, problems: &mut Vec<Finding>, m: Result<Vec<WireMember>, Option<Failure>>| match m {
+            Ok(m) => b.set_members(Some(m)),
+            Err(None) => b.set_membership(Membership::OtherDatacenter),
+            Err(Some(f)) => {
+                problems.push(members_unreadable(&f.what));
+                b.set_membership(Membership::Unreadable(f.what));
+            }
+        };
 
     let spaces = if o.wanted.is_empty() { spaces(client, o, &mut problems, &mut endpoints).await } else { Vec::new() };
     if let Some((first, more)) = spaces.split_first().filter(|(_, more)| !more.is_empty()) {
@@ -252,7 +267,7 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
         let sep = if dcq.is_empty() { '?' } else { '&' };
         let first_path = format!("/v1/internal/ui/nodes{dcq}{sep}{first}");
         let (nodes, members) = tokio::join!(get_list::<Vec<UiNode>>(client, &first_path), members);
-        b.set_members(members);
+        set_members(&mut b, &mut problems, members);
         if o.same_dc {
             endpoints.push(format!("GET {members_path}"));
         }
@@ -276,14 +291,21 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
             Some(q) => format!("/v1/internal/ui/nodes{dcq}{sep}{q}"),
             None => format!("/v1/internal/ui/nodes{dcq}"),
         };
-        let (nodes, members) = tokio::join!(get_list::<Vec<UiNode>>(client, &nodes_path), members);
+        let (nodes, members) = tokio::join!(get_list::<UiNodesInto>(client, &nodes_path), members);
         endpoints.push(format!("GET {nodes_path}"));
         if o.same_dc {
             endpoints.push(format!("GET {members_path}"));
         }
-        b.set_members(members);
+        let nodes = match nodes {
+            Ok(UiNodesInto(built)) => {
+                b = built;
+                Ok(())
+            }
+            Err(f) => Err(f),
+        };
+        set_members(&mut b, &mut problems, members);
         match nodes {
-            Ok(nodes) => nodes.into_iter().for_each(|n| b.add_ui_node(n)),
+            Ok(()) => {}
             Err(f) if matches!(f.status, Some(403) | Some(404) | Some(405)) => {
                 crate::log::debug(format!("falling back to one request per service: {}", f.what));
                 let services_path = format!("/v1/catalog/services{dcq}");
@@ -299,7 +321,7 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
             Err(f) => problems.push(unreadable(f.what)),
         }
     } else {
-        b.set_members(members.await);
+        set_members(&mut b, &mut problems, members.await);
         if o.same_dc {
             endpoints.push(format!("GET {members_path}"));
         }
@@ -309,7 +331,7 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
     let catalog = b.finish();
     if let Some(why) = hidden {
         let services = {
-            let mut names: Vec<&str> = catalog.instances.iter().map(|i| i.service.as_str()).collect();
+            let mut names: Vec<&str> = catalog.instances.iter().map(|i| &*i.service).collect();
             names.sort();
             names.dedup();
             names.len()

@@ -29,8 +29,8 @@ impl Finding {
 
     fn instance(cat: &Catalog, i: &Instance, result: CheckResult) -> Finding {
         Finding {
-            service: i.service.clone(),
-            node: Some(cat.nodes[i.node].name.clone()),
+            service: i.service.to_string(),
+            node: Some(cat.nodes[i.node].key()),
             service_id: Some(i.id.clone()),
             address: Some(i.endpoint()),
             result: result.with("node", cat.nodes[i.node].name.clone()).with("service_id", i.id.clone()),
@@ -50,7 +50,8 @@ pub enum NodeState {
 }
 
 pub fn node_state(node: &Node, members: Option<&HashMap<String, Member>>) -> NodeState {
-    let member = members.and_then(|m| m.get(&node.name)).copied();
+    // The member list is this cluster's: an imported node is never in it.
+    let member = if node.peer.is_empty() { members.and_then(|m| m.get(&node.name)).copied() } else { None };
     match (member, &node.serf) {
         (Some(Member::Failed), _) => NodeState::Gone("its agent failed (serf member status failed)".into()),
         (Some(Member::Left), _) => NodeState::Gone("its agent left the cluster (serf member status left)".into()),
@@ -118,23 +119,119 @@ impl ServiceRow {
     }
 }
 
+/// Instance findings listed one by one per code; beyond that they are counted per service and
+/// summed up in one finding per code, so a catalog of 100,000 stale instances gives a report a
+/// person can read (and a few MB of JSON), not 100,000 paragraphs.
+pub const LISTED_PER_CODE: usize = 200;
+
+/// Instance findings of one code: how many, and per service how many were not listed.
+type CodeCount = (usize, BTreeMap<String, usize>);
+
+#[derive(Default)]
+pub struct Findings {
+    list: Vec<Finding>,
+    /// Per code: instance findings seen, and how many were not listed per service.
+    per_code: HashMap<&'static str, CodeCount>,
+    /// Per service: findings not listed, and their worst status (for the summary table).
+    unlisted_by_service: HashMap<String, (usize, Status)>,
+}
+
+impl Findings {
+    pub fn push(&mut self, f: Finding) {
+        // Instance- and group-level findings (they name an instance or an address) are capped;
+        // service-wide ones are bounded by the number of services.
+        if let (Some(code), true) = (f.result.code, f.service_id.is_some() || f.address.is_some()) {
+            let e = self.per_code.entry(code).or_default();
+            e.0 += 1;
+            if e.0 > LISTED_PER_CODE {
+                match e.1.get_mut(f.service.as_str()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        e.1.insert(f.service.clone(), 1);
+                    }
+                }
+                match self.unlisted_by_service.get_mut(f.service.as_str()) {
+                    Some((n, st)) => {
+                        *n += 1;
+                        *st = (*st).max(f.result.status);
+                    }
+                    None => {
+                        self.unlisted_by_service.insert(f.service, (1, f.result.status));
+                    }
+                }
+                return;
+            }
+        }
+        self.list.push(f);
+    }
+
+    /// The listed findings and one summary per code with unlisted ones.
+    pub fn finish(self) -> Vec<Finding> {
+        let mut list = self.list;
+        let mut codes: Vec<(&'static str, CodeCount)> =
+            self.per_code.into_iter().filter(|(_, (n, _))| *n > LISTED_PER_CODE).collect();
+        codes.sort_by_key(|(c, _)| *c);
+        for (code, (total, by_service)) in codes {
+            let Some(c) = codes::find(code) else { continue };
+            let unlisted = total - LISTED_PER_CODE;
+            let mut top: Vec<(&String, &usize)> = by_service.iter().collect();
+            top.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+            let top: Vec<String> = top.iter().map(|(s, n)| format!("{s} ({n})")).collect();
+            list.push(Finding::service_wide(
+                "",
+                CheckResult::finding(
+                    c,
+                    "scan.summary",
+                    format!(
+                        "{total} instances have {code} ({}); the first {LISTED_PER_CODE} are listed one by one, the other {unlisted} are in {}",
+                        c.title,
+                        summarise(&top, 8)
+                    ),
+                    format!("scan those services one at a time (consul-doctor scan --service NAME) to list every instance; consul-doctor explain {code}"),
+                )
+                .with("instances", total.to_string())
+                .with("not_listed", unlisted.to_string()),
+            ));
+        }
+        list
+    }
+}
+
 pub struct Judged {
     pub findings: Vec<Finding>,
     pub services: Vec<ServiceRow>,
     pub states: Vec<NodeState>,
+    /// Per instance: it looks stale (failed, left or catalog-only node, superseded duplicate).
+    pub stale: Vec<bool>,
+    /// Instances on live agents a finding says should go (index, code): removed on the agent.
+    pub agent_side: Vec<(usize, &'static str)>,
 }
 
-/// The body of `PUT /v1/catalog/deregister` for one instance.
-pub fn deregister_body(dc: Option<&str>, node: &str, service_id: &str) -> serde_json::Value {
+/// The body of `PUT /v1/catalog/deregister` for one instance, in the shape of hashicorp/consul
+/// `api/catalog.go` `CatalogDeregistration` (`Node`, `Datacenter`, `ServiceID`, and the
+/// Enterprise `Namespace`/`Partition`, sent only when the entry had them).
+pub fn deregister_body(
+    dc: Option<&str>,
+    node: &str,
+    service_id: &str,
+    namespace: &str,
+    partition: &str,
+) -> serde_json::Value {
     let mut body = serde_json::json!({ "Node": node, "ServiceID": service_id });
     if let Some(dc) = dc {
         body["Datacenter"] = serde_json::Value::String(dc.to_string());
     }
+    if !namespace.is_empty() {
+        body["Namespace"] = serde_json::Value::String(namespace.to_string());
+    }
+    if !partition.is_empty() {
+        body["Partition"] = serde_json::Value::String(partition.to_string());
+    }
     body
 }
 
-fn catalog_deregister_cmd(o: &JudgeOptions, node: &str, id: &str) -> String {
-    let body = deregister_body(o.datacenter.as_deref(), node, id);
+fn catalog_deregister_cmd(o: &JudgeOptions, node: &Node, i: &Instance) -> String {
+    let body = deregister_body(o.datacenter.as_deref(), &node.name, &i.id, &i.namespace, &node.partition);
     let url = format!("{}/v1/catalog/deregister", o.target.trim_end_matches('/'));
     o.consul.curl("PUT", &url, Some(&body.to_string()), o.token_from_env)
 }
@@ -159,12 +256,29 @@ pub fn dns_key(name: &str) -> String {
 pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
     let states: Vec<NodeState> = cat.nodes.iter().map(|n| node_state(n, cat.members.as_ref())).collect();
     let health: Vec<Health> = cat.instances.iter().map(|i| instance_health(cat, i)).collect();
-    let mut findings: Vec<Finding> = Vec::new();
+    let mut findings = Findings::default();
     let mut stale = vec![false; cat.instances.len()];
 
-    // Where each instance lives.
+    let mut agent_side: Vec<(usize, &'static str)> = Vec::new();
+
+    // Where each instance lives, and who keeps it.
     for (n, i) in cat.instances.iter().enumerate() {
         let node = &cat.nodes[i.node];
+        let peer = if node.peer.is_empty() { i.peer.as_str() } else { node.peer.as_str() };
+        if !peer.is_empty() {
+            // Imported from a peer: the exporting cluster keeps it; judged only for health.
+            if health[n] != Health::Passing {
+                findings.push(Finding::instance(cat, i, peered(node, i, peer, health[n])));
+            }
+            continue;
+        }
+        if let (Some(owner), false) = (&i.owner, matches!(states[i.node], NodeState::Alive)) {
+            // Kept by an owner (consul-esm, consul-k8s, Nomad…): never "stale", speak of the owner.
+            if health[n] != Health::Passing {
+                findings.push(Finding::instance(cat, i, owned(node, i, owner, health[n])));
+            }
+            continue;
+        }
         match &states[i.node] {
             NodeState::Gone(why) => {
                 stale[n] = true;
@@ -183,6 +297,7 @@ pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
             NodeState::Alive => {
                 if health[n] == Health::Critical {
                     if let Some(r) = critical_forever(o, node, i) {
+                        agent_side.push((n, codes::SCN_CRITICAL_FOREVER.code));
                         findings.push(Finding::instance(cat, i, r));
                     }
                 }
@@ -193,10 +308,10 @@ pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
     // Services without any health check, on live agents (the consul service is Consul's own).
     let mut unchecked: BTreeMap<&str, (Vec<usize>, usize)> = BTreeMap::new();
     for (n, i) in cat.instances.iter().enumerate() {
-        if states[i.node] != NodeState::Alive || i.service == "consul" {
+        if states[i.node] != NodeState::Alive || &*i.service == "consul" || !i.peer.is_empty() {
             continue;
         }
-        let e = unchecked.entry(i.service.as_str()).or_default();
+        let e = unchecked.entry(&i.service).or_default();
         e.1 += 1;
         if i.checks.is_empty() {
             e.0.push(n);
@@ -249,14 +364,14 @@ pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
         }
     }
 
-    duplicates(cat, o, &states, &health, &mut stale, &mut findings);
+    duplicates(cat, o, &states, &health, &mut stale, &mut agent_side, &mut findings);
     dns(cat, &mut findings);
     expectations(cat, o, &stale, &mut findings);
 
     // Per-service rows.
     let mut rows: BTreeMap<&str, ServiceRow> = BTreeMap::new();
     for (n, i) in cat.instances.iter().enumerate() {
-        let r = rows.entry(i.service.as_str()).or_insert_with(|| ServiceRow::new(&i.service));
+        let r = rows.entry(&i.service).or_insert_with(|| ServiceRow::new(&i.service));
         r.instances += 1;
         match health[n] {
             Health::Passing => r.passing += 1,
@@ -267,14 +382,68 @@ pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
             r.stale += 1;
         }
     }
-    for f in &findings {
+    for f in &findings.list {
         if let Some(r) = rows.get_mut(f.service.as_str()) {
             r.findings += 1;
             r.status = r.status.max(f.result.status);
         }
     }
+    for (service, (n, status)) in &findings.unlisted_by_service {
+        if let Some(r) = rows.get_mut(service.as_str()) {
+            r.findings += n;
+            r.status = r.status.max(*status);
+        }
+    }
     let services = rows.into_values().collect();
-    Judged { findings, services, states }
+    let findings = findings.finish();
+    Judged { findings, services, states, stale, agent_side }
+}
+
+fn owned(node: &Node, i: &Instance, owner: &crate::scan::model::Owner, health: Health) -> CheckResult {
+    CheckResult::finding(
+        codes::SCN_OWNED_UNHEALTHY,
+        "scan.owner",
+        format!(
+            "instance {} of \"{}\" ({}) on node {} is {}; it is maintained by {} ({}), not stale: {}",
+            i.id,
+            i.service,
+            i.endpoint(),
+            node.key(),
+            health.as_str(),
+            owner.name,
+            owner.mark,
+            crate::scan::prune::owner_advice(owner)
+        ),
+        format!(
+            "managed by {}: {}; scan --prune never removes it",
+            owner.name,
+            crate::scan::prune::owner_advice(owner)
+        ),
+    )
+    .with("owner", owner.name.clone())
+    .with("mark", owner.mark.clone())
+    .with("status", health.as_str())
+}
+
+fn peered(node: &Node, i: &Instance, peer: &str, health: Health) -> CheckResult {
+    CheckResult::finding(
+        codes::SCN_PEERED_UNHEALTHY,
+        "scan.peer",
+        format!(
+            "instance {} of \"{}\" ({}) on node {} is {}; it is imported from cluster peer \"{peer}\" (PeerName), so its registration and checks live in the exporting cluster",
+            i.id,
+            i.service,
+            i.endpoint(),
+            node.name,
+            health.as_str()
+        ),
+        format!(
+            "look at it in the exporting cluster (consul-doctor scan --service {} against that cluster's agent); the peering stream removes it there, scan --prune never does",
+            i.service
+        ),
+    )
+    .with("peer", peer.to_string())
+    .with("status", health.as_str())
 }
 
 fn gone(o: &JudgeOptions, node: &Node, i: &Instance, why: &str, health: Health) -> CheckResult {
@@ -292,7 +461,7 @@ fn gone(o: &JudgeOptions, node: &Node, i: &Instance, why: &str, health: Health) 
         format!(
             "if the node is gone for good, remove it with `consul force-leave {}` (a failed node and all its services) or deregister the instance: {} (consul-doctor scan --prune does this)",
             node.name,
-            catalog_deregister_cmd(o, &node.name, &i.id)
+            catalog_deregister_cmd(o, node, i)
         ),
     )
     .with("node_state", why.to_string())
@@ -319,7 +488,7 @@ fn catalog_only(o: &JudgeOptions, node: &Node, i: &Instance, health: Health) -> 
         ),
         format!(
             "if it is stale, deregister it: {} (consul-doctor scan --prune does this for critical ones); if it is an external service, let consul-esm keep its checks (node meta external-node = \"true\") or register it through an agent",
-            catalog_deregister_cmd(o, &node.name, &i.id)
+            catalog_deregister_cmd(o, node, i)
         ),
     )
     .with("checks", statuses.join(", "))
@@ -339,7 +508,7 @@ fn catalog_only_unchecked(o: &JudgeOptions, node: &Node, i: &Instance) -> CheckR
         ),
         format!(
             "if it is stale, deregister it: {}; if it is a real external service, register it with a check that consul-esm runs (node meta external-node = \"true\")",
-            catalog_deregister_cmd(o, &node.name, &i.id)
+            catalog_deregister_cmd(o, node, i)
         ),
     )
 }
@@ -386,22 +555,43 @@ fn critical_forever(o: &JudgeOptions, node: &Node, i: &Instance) -> Option<Check
     )
 }
 
+/// One finding per group of instances sharing an address:port (never one per member listing
+/// all the others: 3,000 copies give one finding with bounded evidence).
 fn duplicates(
     cat: &Catalog,
     o: &JudgeOptions,
     states: &[NodeState],
     health: &[Health],
     stale: &mut [bool],
-    findings: &mut Vec<Finding>,
+    agent_side: &mut Vec<(usize, &'static str)>,
+    findings: &mut Findings,
 ) {
-    let mut groups: HashMap<(&str, &str, i64), Vec<usize>> = HashMap::new();
-    for (n, i) in cat.instances.iter().enumerate() {
-        if i.port > 0 && !i.address.is_empty() {
-            groups.entry((i.service.as_str(), i.address.as_str(), i.port)).or_default().push(n);
+    // Keyed by partition and namespace too: the same address:port in two namespaces is two
+    // services, not a duplicate. Grouped by sorting indices (no map over every instance).
+    let key = |n: u32| {
+        let i = &cat.instances[n as usize];
+        (&*i.service, i.address.as_str(), i.port, i.namespace.as_str(), cat.nodes[i.node].partition.as_str())
+    };
+    let mut order: Vec<u32> = (0..cat.instances.len() as u32)
+        .filter(|&n| {
+            let i = &cat.instances[n as usize];
+            i.port > 0 && !i.address.is_empty() && i.peer.is_empty() && cat.nodes[i.node].peer.is_empty()
+        })
+        .collect();
+    order.sort_unstable_by(|a, b| key(*a).cmp(&key(*b)).then(a.cmp(b)));
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && key(order[end]) == key(order[start]) {
+            end += 1;
         }
+        if end - start > 1 {
+            groups.push(order[start..end].iter().map(|&n| n as usize).collect());
+        }
+        start = end;
     }
-    let mut groups: Vec<Vec<usize>> = groups.into_values().filter(|g| g.len() > 1).collect();
-    groups.sort();
+    drop(order);
     for group in groups {
         let live = |n: &usize| states[cat.instances[*n].node] == NodeState::Alive;
         let passing_live: Vec<usize> =
@@ -415,62 +605,81 @@ fn duplicates(
             (None, "")
         };
         let newest = *group.iter().max_by_key(|n| cat.instances[**n].create_index).expect("non-empty group");
+        let keep = current.unwrap_or(newest);
+        let others: Vec<usize> = group.iter().copied().filter(|&n| n != keep).collect();
+        let first = &cat.instances[others[0]];
         let ids: Vec<String> = group.iter().map(|n| cat.instances[*n].id.clone()).collect();
-        for &n in &group {
-            if Some(n) == current || (current.is_none() && n == newest) {
-                continue;
-            }
-            let i = &cat.instances[n];
-            let node = &cat.nodes[i.node];
-            let others: Vec<String> = ids.iter().filter(|id| **id != i.id).cloned().collect();
-            let verdict = match current {
-                Some(c) => format!("the current one is {} ({why})", cat.instances[c].id),
-                None => format!(
-                    "the catalog cannot tell which one the process uses; the newest registration is {} (CreateIndex {})",
-                    cat.instances[newest].id, cat.instances[newest].create_index
-                ),
-            };
-            let remove = match states[i.node] {
-                NodeState::Alive => agent_deregister_cmd(o, node, &i.id),
-                _ => catalog_deregister_cmd(o, &node.name, &i.id),
-            };
-            if current.is_some() {
+        let other_ids: Vec<String> = others.iter().map(|n| cat.instances[*n].id.clone()).collect();
+        let verdict = match current {
+            Some(c) => format!("the current one is {} ({why})", cat.instances[c].id),
+            None => format!(
+                "the catalog cannot tell which one the process uses; the newest registration is {} (CreateIndex {})",
+                cat.instances[newest].id, cat.instances[newest].create_index
+            ),
+        };
+        if current.is_some() {
+            for &n in &others {
                 stale[n] = true;
+                if live(&n) {
+                    agent_side.push((n, codes::SCN_DUPLICATE_ADDRESS.code));
+                }
             }
-            findings.push(Finding::instance(
-                cat,
-                i,
-                CheckResult::finding(
-                    codes::SCN_DUPLICATE_ADDRESS,
-                    "scan.duplicates",
-                    format!(
-                        "{} of \"{}\" is registered under {} service IDs ({}): {} ({}) is one of them and {verdict}; every copy is routed to and counted as an instance",
-                        i.endpoint(),
-                        i.service,
-                        group.len(),
-                        summarise(&ids, 6),
-                        i.id,
-                        health[n].as_str()
-                    ),
-                    format!(
-                        "if {} is left over from a restart, {remove}; give the service a stable ID (<name>-<host>-<port>) and deregister it on shutdown",
-                        i.id
-                    ),
-                )
-                .with("other_ids", others.join(", "))
-                .with("status", health[n].as_str()),
-            ));
         }
+        let mut nodes: Vec<&str> = others.iter().map(|n| cat.nodes[cat.instances[*n].node].name.as_str()).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let remove = if others.len() == 1 {
+            let node = &cat.nodes[first.node];
+            let cmd = match states[first.node] {
+                NodeState::Alive => agent_deregister_cmd(o, node, &first.id),
+                _ => catalog_deregister_cmd(o, node, first),
+            };
+            format!("if {} is left over from a restart, {cmd}", first.id)
+        } else {
+            format!(
+                "deregister the left-over IDs ({}) on the agents that own them (consul services deregister -id=<id> on node {})",
+                summarise(&other_ids, 6),
+                summarise(&nodes.iter().map(|s| s.to_string()).collect::<Vec<_>>(), 3)
+            )
+        };
+        let worst = others.iter().map(|n| health[*n]).max().unwrap_or(Health::Passing);
+        let mut finding = Finding {
+            service: first.service.to_string(),
+            node: (nodes.len() == 1).then(|| nodes[0].to_string()),
+            service_id: (others.len() == 1).then(|| first.id.clone()),
+            address: Some(first.endpoint()),
+            result: CheckResult::finding(
+                codes::SCN_DUPLICATE_ADDRESS,
+                "scan.duplicates",
+                format!(
+                    "{} of \"{}\" is registered under {} service IDs ({}): {verdict}; {} left over ({}); every copy is routed to and counted as an instance",
+                    first.endpoint(),
+                    first.service,
+                    group.len(),
+                    summarise(&ids, 6),
+                    others.len(),
+                    summarise(&other_ids, 6),
+                ),
+                format!("{remove}; give the service a stable ID (<name>-<host>-<port>) and deregister it on shutdown"),
+            )
+            .with("instances", group.len().to_string())
+            .with("other_ids", summarise(&other_ids, 6))
+            .with("status", worst.as_str()),
+        };
+        if others.len() == 1 {
+            finding.result = finding.result.with("node", nodes[0].to_string()).with("service_id", first.id.clone());
+        }
+        findings.push(finding);
     }
 }
 
-fn dns(cat: &Catalog, findings: &mut Vec<Finding>) {
+fn dns(cat: &Catalog, findings: &mut Findings) {
     let mut tags: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for i in &cat.instances {
-        let t = tags.entry(i.service.as_str()).or_default();
+        let t = tags.entry(&i.service).or_default();
         for tag in &i.tags {
-            if !t.contains(&tag.as_str()) {
-                t.push(tag.as_str());
+            if !t.contains(&&**tag) {
+                t.push(&**tag);
             }
         }
     }
@@ -561,7 +770,7 @@ fn suggest_name(name: &str) -> String {
     }
 }
 
-fn expectations(cat: &Catalog, o: &JudgeOptions, stale: &[bool], findings: &mut Vec<Finding>) {
+fn expectations(cat: &Catalog, o: &JudgeOptions, stale: &[bool], findings: &mut Findings) {
     let mut names: Vec<&str> = o.wanted.iter().map(String::as_str).collect();
     names.extend(o.expect.iter().map(|(n, _)| n.as_str()));
     let mut reported = Vec::new();
@@ -570,7 +779,7 @@ fn expectations(cat: &Catalog, o: &JudgeOptions, stale: &[bool], findings: &mut 
             continue;
         }
         reported.push(name);
-        if !cat.instances.iter().any(|i| i.service == name) {
+        if !cat.instances.iter().any(|i| &*i.service == name) {
             findings.push(Finding::service_wide(
                 name,
                 CheckResult::finding(
@@ -585,7 +794,7 @@ fn expectations(cat: &Catalog, o: &JudgeOptions, stale: &[bool], findings: &mut 
         }
     }
     for (name, want) in &o.expect {
-        let mine: Vec<usize> = (0..cat.instances.len()).filter(|&n| cat.instances[n].service == *name).collect();
+        let mine: Vec<usize> = (0..cat.instances.len()).filter(|&n| *cat.instances[n].service == **name).collect();
         if mine.len() <= *want {
             continue;
         }
@@ -784,10 +993,10 @@ mod tests {
         let node = Node { name: "n".into(), address: "10.0.0.1".into(), ..Default::default() };
         let check = |id: &str, d: Deregister| Check {
             id: id.into(),
-            name: String::new(),
             status: Health::Critical,
             output: String::new(),
             deregister: d,
+            modify_index: 1,
         };
         let mut i = Instance {
             service: "s".into(),
@@ -797,7 +1006,11 @@ mod tests {
             port: 1,
             tags: vec![],
             create_index: 1,
+            modify_index: 1,
             checks: vec![check("c", Deregister::After("1m0s".into()))],
+            namespace: String::new(),
+            peer: String::new(),
+            owner: None,
         };
         assert!(critical_forever(&JudgeOptions::default(), &node, &i).is_none());
         i.checks = vec![check("_service_maintenance:s1", Deregister::Unknown)];
@@ -806,5 +1019,68 @@ mod tests {
         let r = critical_forever(&JudgeOptions::default(), &node, &i).unwrap();
         assert_eq!(r.code, Some("SCN-005"));
         assert_eq!(r.evidence["deregister_critical_service_after"], "none");
+    }
+
+    #[test]
+    fn three_thousand_copies_of_one_address_are_one_bounded_finding() {
+        let mut b = Builder::default();
+        let entries: Vec<HealthEntry> = (0..3000)
+            .map(|n| {
+                let id = format!("web-{n}");
+                entry(
+                    "n1",
+                    "10.0.0.1",
+                    &id,
+                    "web",
+                    80,
+                    &[("serfHealth", "", "passing"), ("c", id.as_str(), "critical")],
+                )
+            })
+            .collect();
+        b.add_health_entries("web", entries);
+        let cat = b.finish();
+        let j = judge(&cat, &JudgeOptions::default());
+        let dups: Vec<&Finding> = j.findings.iter().filter(|f| f.result.code == Some("SCN-004")).collect();
+        assert_eq!(dups.len(), 1, "one finding per group");
+        let size = serde_json::to_string(&dups[0]).unwrap().len();
+        assert!(size < 4096, "bounded evidence: {size} bytes");
+        assert_eq!(dups[0].result.evidence["instances"], "3000");
+        // The 3,000 SCN-005 findings (critical, nothing deregisters them) are listed up to the cap.
+        let listed = j.findings.iter().filter(|f| f.result.code == Some("SCN-005") && f.service_id.is_some()).count();
+        assert_eq!(listed, LISTED_PER_CODE);
+        let summary = j.findings.iter().find(|f| f.result.id == "scan.summary").unwrap();
+        assert_eq!(summary.result.evidence["not_listed"], (3000 - LISTED_PER_CODE).to_string());
+        assert!(summary.result.message.contains("web (2800)"), "{}", summary.result.message);
+        assert_eq!(j.services[0].findings, 3000 + 1, "the table still counts every instance's finding");
+    }
+
+    #[test]
+    fn service_names_are_interned() {
+        let mut b = Builder::default();
+        b.add_health_entries(
+            "web",
+            (0..3).map(|n| entry(&format!("n{n}"), "10.0.0.1", &format!("w{n}"), "web", 80, &[])).collect(),
+        );
+        let cat = b.finish();
+        assert!(std::sync::Arc::ptr_eq(&cat.instances[0].service, &cat.instances[2].service));
+    }
+
+    #[test]
+    fn the_same_address_in_two_namespaces_is_not_a_duplicate() {
+        // Enterprise: EnterpriseMeta squashed into the service (hashicorp/consul
+        // agent/structs/structs.go NodeService), so `Namespace` sits beside `ID`.
+        let mut b = Builder::default();
+        for n in serde_json::from_value::<Vec<crate::scan::model::UiNode>>(serde_json::json!([
+            {"Node": "n1", "Address": "10.0.0.1",
+             "Services": [{"ID": "web-1", "Service": "web", "Port": 80, "Namespace": "team-a"},
+                          {"ID": "web-1", "Service": "web", "Port": 80, "Namespace": "team-b"}],
+             "Checks": [{"CheckID": "serfHealth", "ServiceID": "", "Status": "passing"}]}
+        ]))
+        .unwrap()
+        {
+            b.add_ui_node(n);
+        }
+        let j = judge(&b.finish(), &JudgeOptions::default());
+        assert!(!codes_of(&j).contains(&"SCN-004"), "{:#?}", j.findings);
     }
 }

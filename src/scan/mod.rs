@@ -25,6 +25,22 @@ fn usage(message: &str) -> ExitStatus {
     ExitStatus::Usage
 }
 
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM: both stop a scan or a prune the same way.
+pub async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 pub fn run(raw: args::ScanRaw) -> ExitStatus {
     let args::ScanRaw { raw, options } = raw;
     let mut inputs = match inputs::Inputs::resolve(raw) {
@@ -32,9 +48,21 @@ pub fn run(raw: args::ScanRaw) -> ExitStatus {
         Err(message) => return usage(&message),
     };
     inputs.access = inputs::Access::ReadCatalog;
-    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let grace = match crate::duration::parse_go_duration(&options.grace) {
+        Ok(n) if n >= 0 => std::time::Duration::from_nanos(n as u64),
+        Ok(_) => return usage(&format!("--grace {:?} must not be negative", options.grace)),
+        Err(e) => return usage(&format!("--grace {:?}: {e}", options.grace)),
+    };
+    // The question is read from standard input and asked on standard error: both must be a
+    // terminal (standard output may be piped, e.g. --format json | jq).
+    let stdin_tty = std::io::stdin().is_terminal();
+    let interactive = stdin_tty && std::io::stderr().is_terminal();
     if options.prune && !options.yes && !interactive {
-        return usage("--prune deregisters instances: add --yes to confirm when standard input is not a terminal");
+        return usage(if stdin_tty {
+            "--prune deregisters instances: standard error is not a terminal, so the question cannot be shown; add --yes to confirm"
+        } else {
+            "--prune deregisters instances: add --yes to confirm when standard input is not a terminal"
+        });
     }
     let runtime = match crate::command_runtime(&inputs) {
         Ok(rt) => rt,
@@ -46,8 +74,8 @@ pub fn run(raw: args::ScanRaw) -> ExitStatus {
     let progress = gather::Progress::new(true);
     let scanned = runtime.block_on(async {
         tokio::select! {
-            r = scan(&inputs, &options, deadline, &progress) => Some(r),
-            _ = tokio::signal::ctrl_c() => None,
+            r = scan(&inputs, &options, grace, deadline, &progress) => Some(r),
+            _ = interrupted() => None,
         }
     });
     progress.clear();
@@ -66,26 +94,30 @@ pub fn run(raw: args::ScanRaw) -> ExitStatus {
         Some(Scanned::Done(report, client)) => (*report, client),
     };
     if options.prune && report.prune.planned > 0 {
-        // The terminal question is asked inside the runtime, so a Ctrl-C there is seen too.
+        // The terminal question is asked inside the runtime, so an interrupt there is seen too.
         let asked = report.prune.clone();
         let go = options.yes
             || runtime.block_on(async {
                 tokio::select! {
                     answer = tokio::task::spawn_blocking(move || confirm(&asked)) => answer.unwrap_or(false),
-                    _ = tokio::signal::ctrl_c() => {
+                    _ = interrupted() => {
                         report.interrupted = true;
                         false
                     }
                 }
             });
         if go {
+            // Every instance is re-read (consistently) and re-judged right before its write, so
+            // the plan shown at the question is re-checked whatever time the answer took. Time
+            // spent at the question is a person's, not the network's: --deadline starts again.
+            let deadline = if options.yes { deadline } else { tokio::time::Instant::now() + inputs.deadline };
             let (failures, interrupted) =
-                runtime.block_on(prune::execute(&client, &mut report.prune, deadline, async {
-                    let _ = tokio::signal::ctrl_c().await;
-                }));
+                runtime.block_on(prune::execute(&client, &mut report.prune, deadline, interrupted()));
             report.findings.extend(failures);
             report.interrupted = interrupted;
+            report.forget_removed();
         } else {
+            report.prune.mode = "declined";
             let _ = writeln!(std::io::stderr(), "\nconsul-doctor: nothing deregistered (not confirmed)");
         }
     } else if options.prune {
@@ -113,6 +145,10 @@ fn confirm(plan: &prune::PruneReport) -> bool {
     for a in &plan.actions {
         let _ = writeln!(err, "  {} {} on node {} ({}): {}", a.service, a.service_id, a.node, a.address, a.reason);
     }
+    let _ = writeln!(
+        err,
+        "Each one is read again (consistent read) right before its deregistration and skipped if anything changed."
+    );
     let _ = write!(err, "Deregister them? [y/N] ");
     let _ = err.flush();
     let mut answer = String::new();
@@ -131,6 +167,7 @@ enum Scanned {
 async fn scan(
     inputs: &inputs::Inputs,
     options: &args::ScanOptions,
+    grace: std::time::Duration,
     deadline: tokio::time::Instant,
     progress: &gather::Progress,
 ) -> Scanned {
@@ -196,14 +233,32 @@ async fn scan(
     };
     let cat = &gathered.catalog;
     let judged = judge::judge(cat, &judge_options);
-    let plan = prune::plan(cat, &judged, datacenter.as_deref(), &judge_options.consul);
+    let incomplete = (!gathered.complete).then(|| {
+        let mut codes: Vec<&str> = gathered.problems.iter().filter_map(|f| f.result.code).collect();
+        codes.dedup();
+        format!("see {}", codes.join(", "))
+    });
+    let plan = prune::plan(
+        cat,
+        &judged,
+        &prune::PlanOptions {
+            dc: datacenter.as_deref(),
+            same_dc,
+            incomplete,
+            grace,
+            grace_text: options.grace.clone(),
+            observed: tokio::time::Instant::now(),
+            deadline,
+            cli: &judge_options.consul,
+        },
+    );
     let instances = options.list_instances.then(|| {
         cat.instances
             .iter()
             .map(|i| report::InstanceRow {
-                service: i.service.clone(),
+                service: i.service.to_string(),
                 service_id: i.id.clone(),
-                node: cat.nodes[i.node].name.clone(),
+                node: cat.nodes[i.node].key(),
                 address: i.endpoint(),
                 status: judge::instance_health(cat, i).as_str(),
                 node_state: match judged.states[i.node] {

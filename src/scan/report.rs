@@ -73,6 +73,48 @@ pub struct ScanReport {
 }
 
 impl ScanReport {
+    /// After a prune, the instances it removed are no longer in the catalog: their findings and
+    /// counts go (the prune section still lists them as removed).
+    pub fn forget_removed(&mut self) {
+        use crate::scan::prune::Outcome;
+        let removed: std::collections::HashSet<(&str, &str)> = self
+            .prune
+            .actions
+            .iter()
+            .filter(|a| a.outcome == Outcome::Removed)
+            .map(|a| (a.node.as_str(), a.service_id.as_str()))
+            .collect();
+        if removed.is_empty() {
+            return;
+        }
+        let mut per_service: BTreeMap<String, usize> = BTreeMap::new();
+        for a in self.prune.actions.iter().filter(|a| a.outcome == Outcome::Removed) {
+            *per_service.entry(a.service.clone()).or_default() += 1;
+        }
+        self.findings.retain(|f| match (&f.node, &f.service_id) {
+            (Some(n), Some(id)) => !removed.contains(&(n.as_str(), id.as_str())),
+            _ => true,
+        });
+        self.scanned.instances = self.scanned.instances.saturating_sub(removed.len());
+        for row in &mut self.services {
+            if let Some(&n) = per_service.get(&row.name) {
+                // Only critical instances are ever removed, and each one counted as stale.
+                row.instances = row.instances.saturating_sub(n);
+                row.critical = row.critical.saturating_sub(n);
+                row.stale = row.stale.saturating_sub(n);
+            }
+            row.findings = self.findings.iter().filter(|f| f.service == row.name).count();
+            row.status = self
+                .findings
+                .iter()
+                .filter(|f| f.service == row.name)
+                .map(|f| f.result.status)
+                .max()
+                .unwrap_or(Status::Pass);
+        }
+        self.services.retain(|r| r.instances > 0);
+    }
+
     /// Orders services and findings worst first and fills the status and summary.
     pub fn finish(&mut self) {
         let rank = |s: &ServiceRow| {

@@ -185,6 +185,14 @@ impl Agent {
         (v["AccessorID"].as_str().unwrap().into(), v["SecretID"].as_str().unwrap().into())
     }
 
+    /// Sends a signal to the agent process (SIGSTOP/SIGCONT pause and resume it, as a GC pause
+    /// or a short partition would).
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = self.child.lock().unwrap().as_ref() {
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
     /// Kills the agent now (for scenarios that need it gone).
     pub fn kill(&self) {
         if let Some(mut c) = self.child.lock().unwrap().take() {

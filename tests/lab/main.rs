@@ -11,6 +11,7 @@ mod discovery;
 mod field;
 mod mesh;
 mod probe;
+mod prune;
 mod readme;
 mod scan;
 mod service;

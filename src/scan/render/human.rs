@@ -131,26 +131,33 @@ pub fn render(r: &ScanReport, list_instances: bool, width: Option<usize>) -> Str
     }
 
     let p = &r.prune;
-    if !p.actions.is_empty() || !p.agent_side.is_empty() {
+    if !p.actions.is_empty() || !p.agent_side.is_empty() || !p.kept.is_empty() || p.blocked.is_some() {
         let _ = writeln!(out);
     }
+    if let Some(why) = &p.blocked {
+        wrapped(&mut out, "", &paint(HEAD, &format!("prune: nothing can be pruned: {why}")), 2, width);
+    }
     if !p.actions.is_empty() {
-        let head = if p.mode == "dry-run" {
-            format!("prune (dry run): --prune would deregister {} instance(s)", p.planned)
-        } else {
-            format!(
-                "prune: {} removed, {} failed, {} unknown, {} not attempted",
-                p.removed, p.failed, p.unknown, p.not_attempted
-            )
+        let head = match p.mode {
+            "dry-run" => format!("prune (dry run): --prune would deregister {} instance(s)", p.planned),
+            "declined" => {
+                format!("prune: not confirmed, nothing deregistered ({} instance(s) were planned)", p.planned)
+            }
+            _ => format!(
+                "prune: {} removed, {} skipped, {} failed, {} unknown, {} not attempted",
+                p.removed, p.skipped, p.failed, p.unknown, p.not_attempted
+            ),
         };
         let _ = writeln!(out, "{}", paint(HEAD, &head));
         for a in &p.actions {
-            let mark = match a.outcome {
-                Outcome::Planned => "would",
-                Outcome::Removed => "removed",
-                Outcome::Failed => "FAILED",
-                Outcome::Unknown => "unknown",
-                Outcome::NotAttempted => "not attempted",
+            let mark = match (p.mode, a.outcome) {
+                ("declined", _) => "not confirmed",
+                (_, Outcome::Planned) => "would",
+                (_, Outcome::Removed) => "removed",
+                (_, Outcome::Skipped) => "skipped",
+                (_, Outcome::Failed) => "FAILED",
+                (_, Outcome::Unknown) => "unknown",
+                (_, Outcome::NotAttempted) => "not attempted",
             };
             let text = format!(
                 "{} {} {}   # {} {} on {}: {}{}",
@@ -166,7 +173,38 @@ pub fn render(r: &ScanReport, list_instances: bool, width: Option<usize>) -> Str
             wrapped(&mut out, &format!("  {mark}: "), &text, 4, width);
         }
         if p.mode == "dry-run" {
-            let _ = writeln!(out, "  run again with --prune (and --yes when not on a terminal) to deregister them");
+            wrapped(
+                &mut out,
+                "  ",
+                "run again with --prune (and --yes when standard input is not a terminal) to deregister them; each is re-checked right before its deregistration",
+                4,
+                width,
+            );
+        }
+    }
+    if !p.kept.is_empty() {
+        let total: usize = p.kept_by_clause.values().sum();
+        wrapped(
+            &mut out,
+            "",
+            &paint(HEAD, &format!("kept by the prune contract ({total} instance(s) that looked stale):")),
+            2,
+            width,
+        );
+        const SHOWN: usize = 50;
+        for k in p.kept.iter().take(SHOWN) {
+            let text = format!("{} on {} ({}): {}", k.service_id, k.node, k.address, k.reason);
+            wrapped(&mut out, &format!("  {} ", k.service), &text, 4, width);
+        }
+        if total > SHOWN {
+            let by: Vec<String> = p.kept_by_clause.iter().map(|(c, n)| format!("{c} {n}")).collect();
+            let text = format!(
+                "… and {} more (--format json lists the first {}; by clause: {})",
+                total - SHOWN,
+                crate::scan::prune::KEPT_LISTED,
+                by.join(", ")
+            );
+            wrapped(&mut out, "  ", &text, 4, width);
         }
     }
     if !p.agent_side.is_empty() {
