@@ -125,7 +125,7 @@ mod tests {
             node,
             address: "10.0.0.1".into(),
             port: 80,
-            tags: Vec::new(),
+            tags: std::sync::Arc::from([]),
             create_index: 1,
             modify_index: 1,
             checks: vec![Check {
@@ -135,8 +135,8 @@ mod tests {
                 deregister: Deregister::Unknown,
                 modify_index: 1,
             }],
-            namespace: String::new(),
-            peer: String::new(),
+            namespace: "".into(),
+            peer: "".into(),
             owner: None,
         };
         Catalog {

@@ -264,7 +264,7 @@ pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
     // Where each instance lives, and who keeps it.
     for (n, i) in cat.instances.iter().enumerate() {
         let node = &cat.nodes[i.node];
-        let peer = if node.peer.is_empty() { i.peer.as_str() } else { node.peer.as_str() };
+        let peer: &str = if node.peer.is_empty() { &i.peer } else { &node.peer };
         if !peer.is_empty() {
             // Imported from a peer: the exporting cluster keeps it; judged only for health.
             if health[n] != Health::Passing {
@@ -570,7 +570,7 @@ fn duplicates(
     // services, not a duplicate. Grouped by sorting indices (no map over every instance).
     let key = |n: u32| {
         let i = &cat.instances[n as usize];
-        (&*i.service, i.address.as_str(), i.port, i.namespace.as_str(), cat.nodes[i.node].partition.as_str())
+        (&*i.service, &*i.address, i.port, &*i.namespace, &*cat.nodes[i.node].partition)
     };
     let mut order: Vec<u32> = (0..cat.instances.len() as u32)
         .filter(|&n| {
@@ -677,7 +677,7 @@ fn dns(cat: &Catalog, findings: &mut Findings) {
     let mut tags: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for i in &cat.instances {
         let t = tags.entry(&i.service).or_default();
-        for tag in &i.tags {
+        for tag in i.tags.iter() {
             if !t.contains(&&**tag) {
                 t.push(&**tag);
             }
@@ -1004,12 +1004,12 @@ mod tests {
             node: 0,
             address: "10.0.0.1".into(),
             port: 1,
-            tags: vec![],
+            tags: std::sync::Arc::from([]),
             create_index: 1,
             modify_index: 1,
             checks: vec![check("c", Deregister::After("1m0s".into()))],
-            namespace: String::new(),
-            peer: String::new(),
+            namespace: "".into(),
+            peer: "".into(),
             owner: None,
         };
         assert!(critical_forever(&JudgeOptions::default(), &node, &i).is_none());

@@ -2,17 +2,23 @@
 //! Consul's answers with only the fields the judges use (the rest of a catalog-sized answer is
 //! skipped while it streams in).
 //!
-//! Memory grows with the number of instances only: service names are interned (one copy per
-//! name, shared by every instance), node names live once in [`Node`] and instances point at it,
-//! owners are interned, and check outputs are clipped.
+//! Memory grows with the number of instances only: service names, tags, tag lists, namespaces,
+//! peers and partitions are interned (one copy per value, shared by every instance), node names
+//! live once in [`Node`] and instances point at it, an instance without an address of its own
+//! shares its node's, owners are interned, check lists are allocated to their exact length and
+//! check outputs are clipped (and not kept for passing checks). The services of a node are
+//! turned into instances as they stream in, so a node with a million services is never held
+//! twice (once decoded, once built).
 //!
 //! A node is identified by peer + partition + name (`PeerName` and `Partition` of
 //! hashicorp/consul `agent/structs/structs.go` `NodeInfo`, both `omitempty`, so absent on
 //! 1.8.7 and on OSS): an imported node never merges with a local node of the same name.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 /// A check's status, ordered from best to worst (Consul's aggregation takes the worst).
@@ -99,17 +105,18 @@ pub enum OwnerKind {
 #[derive(Debug, Clone, Default)]
 pub struct Node {
     pub name: String,
-    pub address: String,
+    /// Shared with the instances that have no address of their own.
+    pub address: Arc<str>,
     /// The `serfHealth` check the leader keeps for every agent; catalog-only nodes have none.
     pub serf: Option<Check>,
     /// Other node-level checks (maintenance mode, catalog-registered node checks).
     pub checks: Vec<Check>,
     /// `Meta["external-node"] = "true"`: a node consul-esm keeps the checks of.
     pub external: bool,
-    /// `PeerName`: imported from a cluster peer (empty: local).
-    pub peer: String,
-    /// `Partition` (Enterprise; empty on OSS and before 1.11).
-    pub partition: String,
+    /// `PeerName`: imported from a cluster peer (empty: local). Interned.
+    pub peer: Arc<str>,
+    /// `Partition` (Enterprise; empty on OSS and before 1.11). Interned.
+    pub partition: Arc<str>,
     /// The owner its node meta names (consul-esm, synthetic nodes).
     pub owner: Option<Arc<Owner>>,
 }
@@ -117,7 +124,7 @@ pub struct Node {
 impl Node {
     /// `name`, or `peer/partition/name` when it is not a local node of the default partition.
     pub fn key(&self) -> String {
-        let default_partition = self.partition.is_empty() || self.partition == "default";
+        let default_partition = self.partition.is_empty() || &*self.partition == "default";
         if self.peer.is_empty() && default_partition {
             self.name.clone()
         } else {
@@ -133,18 +140,20 @@ pub struct Instance {
     pub id: String,
     /// Index into [`Catalog::nodes`].
     pub node: usize,
-    /// `Service.Address`, or the node's address when that is empty (what DNS answers).
-    pub address: String,
+    /// `Service.Address`, or the node's address when that is empty (what DNS answers); the
+    /// node's own copy when they are the same.
+    pub address: Arc<str>,
     pub port: i64,
-    /// Interned like service names.
-    pub tags: Vec<Arc<str>>,
+    /// Interned like service names, and the list as a whole too (most instances share one).
+    pub tags: Arc<[Arc<str>]>,
     pub create_index: u64,
     pub modify_index: u64,
+    /// Allocated to its exact length.
     pub checks: Vec<Check>,
-    /// `Namespace` (Enterprise; empty on OSS).
-    pub namespace: String,
-    /// `PeerName` of the service entry (empty: local).
-    pub peer: String,
+    /// `Namespace` (Enterprise; empty on OSS). Interned.
+    pub namespace: Arc<str>,
+    /// `PeerName` of the service entry (empty: local). Interned.
+    pub peer: Arc<str>,
     /// The owner its service meta (or its node's meta) names.
     pub owner: Option<Arc<Owner>>,
 }
@@ -302,27 +311,148 @@ pub struct UiNode {
     pub(crate) checks: Vec<WireCheck>,
 }
 
-/// `/v1/internal/ui/nodes` decoded straight into a [`Builder`], one node at a time: the list is
-/// never held whole (a million nodes would be gigabytes of decoded wire structs).
+/// `/v1/internal/ui/nodes` decoded straight into a [`Builder`], one node at a time and each
+/// service of a node as it streams past: neither the list nor one node's services are ever held
+/// as wire structs (a million nodes, or a node with a million services, would be gigabytes).
 pub struct UiNodesInto(pub Builder);
 
 impl<'de> Deserialize<'de> for UiNodesInto {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Nodes;
-        impl<'de> serde::de::Visitor<'de> for Nodes {
+        impl<'de> Visitor<'de> for Nodes {
             type Value = UiNodesInto;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a list of nodes")
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UiNodesInto, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<UiNodesInto, A::Error> {
                 let mut b = Builder::default();
-                while let Some(n) = seq.next_element::<UiNode>()? {
-                    b.add_ui_node(n);
-                }
+                while seq.next_element_seed(UiNodeSeed(&mut b))?.is_some() {}
                 Ok(UiNodesInto(b))
             }
         }
         d.deserialize_seq(Nodes)
+    }
+}
+
+/// One [`UiNode`] decoded into the builder: its services become instances as they arrive and
+/// are tied to the node (and its checks) once the whole node has been read.
+struct UiNodeSeed<'a>(&'a mut Builder);
+
+/// The fields of [`UiNode`]; the others are skipped.
+#[derive(Deserialize)]
+enum UiNodeField {
+    Node,
+    Address,
+    Meta,
+    PeerName,
+    Partition,
+    Services,
+    Checks,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> DeserializeSeed<'de> for UiNodeSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_struct(
+            "UiNode",
+            &["Node", "Address", "Meta", "PeerName", "Partition", "Services", "Checks"],
+            self,
+        )
+    }
+}
+
+impl<'de> Visitor<'de> for UiNodeSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("struct UiNode")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        use serde::de::Error;
+        let b = self.0;
+        let start = b.catalog.instances.len();
+        let (mut node, mut address, mut meta, mut peer, mut partition, mut services, mut checks) =
+            (None, None, None, None, None, false, None);
+        fn once<T, E: Error>(slot: &mut Option<T>, v: T, name: &'static str) -> Result<(), E> {
+            if slot.is_some() {
+                return Err(E::duplicate_field(name));
+            }
+            *slot = Some(v);
+            Ok(())
+        }
+        while let Some(key) = map.next_key::<UiNodeField>()? {
+            match key {
+                UiNodeField::Node => once(&mut node, map.next_value::<String>()?, "Node")?,
+                UiNodeField::Address => {
+                    once(&mut address, map.next_value::<Option<String>>()?.unwrap_or_default(), "Address")?
+                }
+                UiNodeField::Meta => {
+                    once(&mut meta, map.next_value::<Option<HashMap<String, String>>>()?.unwrap_or_default(), "Meta")?
+                }
+                UiNodeField::PeerName => {
+                    once(&mut peer, map.next_value::<Option<String>>()?.unwrap_or_default(), "PeerName")?
+                }
+                UiNodeField::Partition => {
+                    once(&mut partition, map.next_value::<Option<String>>()?.unwrap_or_default(), "Partition")?
+                }
+                UiNodeField::Services => {
+                    if services {
+                        return Err(A::Error::duplicate_field("Services"));
+                    }
+                    services = true;
+                    map.next_value_seed(ServicesSeed(&mut *b))?;
+                }
+                UiNodeField::Checks => {
+                    once(&mut checks, map.next_value::<Option<Vec<WireCheck>>>()?.unwrap_or_default(), "Checks")?
+                }
+                UiNodeField::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        b.finish_ui_node(
+            start,
+            &node.unwrap_or_default(),
+            &address.unwrap_or_default(),
+            &meta.unwrap_or_default(),
+            &peer.unwrap_or_default(),
+            &partition.unwrap_or_default(),
+            checks.unwrap_or_default(),
+        );
+        Ok(())
+    }
+}
+
+/// A node's `Services` (or `null`), each pushed into the builder as it is decoded.
+struct ServicesSeed<'a>(&'a mut Builder);
+
+impl<'de> DeserializeSeed<'de> for ServicesSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ServicesSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a sequence")
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(s) = seq.next_element::<WireService>()? {
+            self.0.push_service(s);
+        }
+        Ok(())
     }
 }
 
@@ -474,20 +604,38 @@ fn service_owner(meta: &HashMap<String, String>) -> Option<(OwnerKind, String, S
 #[derive(Default)]
 pub struct Builder {
     catalog: Catalog,
-    /// Nodes by (peer, partition, name).
-    node_index: HashMap<(String, String, String), usize>,
+    /// Nodes by a hash of (peer, partition, name): the last node with that hash; `same_hash`
+    /// chains each node to the one before it with the same hash (the names are not copied).
+    node_index: HashMap<u64, usize>,
+    same_hash: Vec<usize>,
+    hasher: std::hash::RandomState,
+    /// Interned strings: service names, tags, namespaces, peers, partitions.
     names: HashSet<Arc<str>>,
+    tag_lists: HashSet<Arc<[Arc<str>]>>,
     owners: HashMap<(OwnerKind, String, String), Arc<Owner>>,
 }
 
+/// No node before this one has the same hash.
+const NO_NODE: usize = usize::MAX;
+
 impl Builder {
-    fn intern(&mut self, name: String) -> Arc<str> {
-        if let Some(n) = self.names.get(name.as_str()) {
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.names.get(name) {
             return n.clone();
         }
         let n: Arc<str> = Arc::from(name);
         self.names.insert(n.clone());
         n
+    }
+
+    fn intern_tags(&mut self, tags: Vec<String>) -> Arc<[Arc<str>]> {
+        let tags: Vec<Arc<str>> = tags.iter().map(|t| self.intern(t)).collect();
+        if let Some(t) = self.tag_lists.get(tags.as_slice()) {
+            return t.clone();
+        }
+        let t: Arc<[Arc<str>]> = Arc::from(tags);
+        self.tag_lists.insert(t.clone());
+        t
     }
 
     fn owner(&mut self, found: Option<(OwnerKind, String, String)>) -> Option<Arc<Owner>> {
@@ -509,28 +657,41 @@ impl Builder {
         peer: &str,
         partition: &str,
     ) -> usize {
-        let key = (peer.to_string(), partition.to_string(), name.to_string());
-        if let Some(&i) = self.node_index.get(&key) {
-            return i;
+        let hash = self.hasher.hash_one((peer, partition, name));
+        let mut at = self.node_index.get(&hash).copied().unwrap_or(NO_NODE);
+        while at != NO_NODE {
+            let n = &self.catalog.nodes[at];
+            if n.name == name && &*n.partition == partition && &*n.peer == peer {
+                return at;
+            }
+            at = self.same_hash[at];
         }
         let i = self.catalog.nodes.len();
         let owner = self.owner(node_owner(meta));
+        let peer = self.intern(peer);
+        let partition = self.intern(partition);
         self.catalog.nodes.push(Node {
             name: name.to_string(),
-            address: address.to_string(),
+            address: Arc::from(address),
             external: is_external(meta),
-            peer: peer.to_string(),
-            partition: partition.to_string(),
+            peer,
+            partition,
             owner,
             ..Node::default()
         });
-        self.node_index.insert(key, i);
+        self.same_hash.push(self.node_index.insert(hash, i).unwrap_or(NO_NODE));
         i
     }
 
-    fn add_service(&mut self, node: usize, s: WireService, checks: Vec<Check>) {
-        let address = if s.address.is_empty() { self.catalog.nodes[node].address.clone() } else { s.address };
-        let service = self.intern(s.service);
+    /// Pushes the instance of `s`, not yet tied to a node: [`Builder::attach`] does that.
+    fn push_service(&mut self, s: WireService) {
+        // The address of the instance before, when it is the same (a node's services often
+        // share one): one copy.
+        let address = match self.catalog.instances.last() {
+            Some(last) if !s.address.is_empty() && *last.address == *s.address => last.address.clone(),
+            _ => Arc::from(s.address),
+        };
+        let service = self.intern(&s.service);
         let found = service_owner(&s.meta).or_else(|| {
             // consul-lambda-registrator (hashicorp/terraform-aws-consul-lambda
             // consul-lambda/consul-lambda-registrator/upsert_event.go): tag on an external node.
@@ -542,25 +703,40 @@ impl Builder {
                 )
             })
         });
-        let tags: Vec<Arc<str>> = s.tags.into_iter().map(|t| self.intern(t)).collect();
-        let owner = match self.owner(found) {
-            Some(o) => Some(o),
-            None => self.catalog.nodes[node].owner.clone(),
-        };
+        let tags = self.intern_tags(s.tags);
+        let owner = self.owner(found);
+        let namespace = self.intern(&s.namespace);
+        let peer = self.intern(&s.peer);
         self.catalog.instances.push(Instance {
             service,
             id: s.id,
-            node,
+            node: NO_NODE,
             address,
             port: s.port,
             tags,
             create_index: s.create_index,
             modify_index: s.modify_index,
-            checks,
-            namespace: s.namespace,
-            peer: s.peer,
+            checks: Vec::new(),
+            namespace,
+            peer,
             owner,
         });
+    }
+
+    /// Ties instance `n` to its node: the node's address when it has none of its own, the
+    /// node's owner when its service meta names none, and its checks.
+    fn attach(&mut self, n: usize, node: usize, mut checks: Vec<Check>) {
+        let nd = &self.catalog.nodes[node];
+        let i = &mut self.catalog.instances[n];
+        i.node = node;
+        if i.address.is_empty() || *i.address == *nd.address {
+            i.address = nd.address.clone();
+        }
+        if i.owner.is_none() {
+            i.owner = nd.owner.clone();
+        }
+        checks.shrink_to_fit();
+        i.checks = checks;
     }
 
     fn set_node_checks(&mut self, node: usize, checks: Vec<Check>) {
@@ -572,13 +748,33 @@ impl Builder {
                 n.checks.push(c);
             }
         }
+        n.checks.shrink_to_fit();
     }
 
     pub fn add_ui_node(&mut self, n: UiNode) {
-        let node = self.node(&n.node, &n.address, &n.meta, &n.peer, &n.partition);
+        let start = self.catalog.instances.len();
+        for s in n.services {
+            self.push_service(s);
+        }
+        self.finish_ui_node(start, &n.node, &n.address, &n.meta, &n.peer, &n.partition, n.checks);
+    }
+
+    /// The node whose services are the instances from `start` on.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_ui_node(
+        &mut self,
+        start: usize,
+        name: &str,
+        address: &str,
+        meta: &HashMap<String, String>,
+        peer: &str,
+        partition: &str,
+        checks: Vec<WireCheck>,
+    ) {
+        let node = self.node(name, address, meta, peer, partition);
         let mut by_service: HashMap<String, Vec<Check>> = HashMap::new();
         let mut node_checks = Vec::new();
-        for c in n.checks {
+        for c in checks {
             let (sid, check) = c.into_check();
             if sid.is_empty() {
                 node_checks.push(check);
@@ -587,10 +783,11 @@ impl Builder {
             }
         }
         self.set_node_checks(node, node_checks);
-        for s in n.services {
+        for n in start..self.catalog.instances.len() {
+            let id = &self.catalog.instances[n].id;
             // A service without an ID gets no checks: an empty ServiceID on a check means "node check".
-            let checks = if s.id.is_empty() { Vec::new() } else { by_service.remove(&s.id).unwrap_or_default() };
-            self.add_service(node, s, checks);
+            let checks = if id.is_empty() { Vec::new() } else { by_service.remove(id).unwrap_or_default() };
+            self.attach(n, node, checks);
         }
     }
 
@@ -610,7 +807,8 @@ impl Builder {
                 }
             }
             self.set_node_checks(node, node_checks);
-            self.add_service(node, e.service, checks);
+            self.push_service(e.service);
+            self.attach(self.catalog.instances.len() - 1, node, checks);
         }
     }
 
@@ -624,5 +822,77 @@ impl Builder {
 
     pub fn finish(self) -> Catalog {
         self.catalog
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The catalog built node by node from decoded [`UiNode`]s, as the re-read before a
+    /// deregistration builds it.
+    fn one_by_one(body: &serde_json::Value) -> Catalog {
+        let mut b = Builder::default();
+        for n in serde_json::from_value::<Vec<UiNode>>(body.clone()).unwrap() {
+            b.add_ui_node(n);
+        }
+        b.finish()
+    }
+
+    fn streamed(body: &serde_json::Value) -> Catalog {
+        serde_json::from_str::<UiNodesInto>(&body.to_string()).unwrap().0.finish()
+    }
+
+    #[test]
+    fn streamed_nodes_build_the_same_catalog_as_decoded_nodes() {
+        // Shapes: hashicorp/consul agent/structs/structs.go NodeInfo (ui/nodes entries).
+        let body = serde_json::json!([
+            {"Services": [{"ID": "web-1", "Service": "web", "Tags": ["v1"], "Port": 80, "ModifyIndex": 7},
+                          {"ID": "web-2", "Service": "web", "Tags": ["v1"], "Address": "10.0.0.9", "Port": 81},
+                          {"ID": "", "Service": "noid", "Tags": null, "Address": "10.0.0.1", "Port": 82}],
+             "Node": "n1", "Address": "10.0.0.1", "Meta": {"external-node": "true"}, "TaggedAddresses": {"lan": "x"},
+             "Checks": [{"CheckID": "serfHealth", "Status": "passing", "ServiceID": ""},
+                        {"CheckID": "c1", "Status": "critical", "Output": " down ", "ServiceID": "web-1", "ModifyIndex": 9},
+                        {"CheckID": "c2", "Status": "passing", "ServiceID": "web-1"},
+                        {"CheckID": "c3", "Status": "warning", "ServiceID": ""}]},
+            {"Node": "n2", "Address": "10.0.0.2", "Meta": null, "Services": null, "Checks": null},
+            {"Node": "n3", "Address": "10.0.0.3", "PeerName": "east", "Partition": "p1",
+             "Services": [{"ID": "db-1", "Service": "db", "Meta": {"managed-by": "someone"}, "Namespace": "ns1"}]},
+            {"Node": "n1", "Address": "10.0.0.1",
+             "Services": [{"ID": "web-3", "Service": "web", "Tags": ["v2", "x"], "Port": 83}],
+             "Checks": [{"CheckID": "c4", "Status": "critical", "ServiceID": "web-3"}]}
+        ]);
+        let (a, b) = (streamed(&body), one_by_one(&body));
+        assert_eq!(format!("{:?}", a.nodes), format!("{:?}", b.nodes));
+        assert_eq!(format!("{:?}", a.instances), format!("{:?}", b.instances));
+        assert_eq!(a.nodes.len(), 3, "the second n1 entry is the same node");
+        let web1 = &a.instances[0];
+        assert_eq!((&*web1.address, web1.node, web1.checks.len()), ("10.0.0.1", 0, 2));
+        assert!(Arc::ptr_eq(&web1.address, &a.nodes[0].address), "the node's address is shared");
+        assert!(Arc::ptr_eq(&web1.tags, &a.instances[1].tags), "equal tag lists are one");
+        assert_eq!(web1.owner.as_ref().map(|o| o.kind), Some(OwnerKind::Esm));
+        assert_eq!(&*a.instances[1].address, "10.0.0.9");
+        assert!(a.instances[2].checks.is_empty(), "a service without an ID gets no checks");
+        assert_eq!(a.instances[3].owner.as_ref().map(|o| o.name.as_str()), Some("someone"));
+        assert_eq!((&*a.instances[3].namespace, &*a.nodes[2].peer, &*a.nodes[2].partition), ("ns1", "east", "p1"));
+        assert_eq!((a.instances[4].node, a.instances[4].checks.len()), (0, 1));
+        assert_eq!(a.nodes[0].checks.len(), 1);
+        assert!(a.nodes[0].serf.is_some());
+    }
+
+    #[test]
+    fn streamed_nodes_refuse_what_decoded_nodes_refuse() {
+        for bad in [
+            r#"[{"Node": null}]"#,
+            r#"[{"Node": "a", "Node": "b"}]"#,
+            r#"[{"Node": "a", "Services": [], "Services": []}]"#,
+            r#"[{"Node": "a", "Services": 5}]"#,
+            r#"[{"Node": "a", "Services": [{"ID": 5}]}]"#,
+            r#"[{"Node": "a", "Checks": {}}]"#,
+            r#"[5]"#,
+        ] {
+            assert!(serde_json::from_str::<Vec<UiNode>>(bad).is_err(), "{bad}");
+            assert!(serde_json::from_str::<UiNodesInto>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -338,7 +338,7 @@ pub fn verdict(cat: &Catalog, i: &Instance, incomplete: Option<&str>) -> Verdict
                 None => return keep("members-unreadable", "the member list was not read, so no node counts as gone"),
             },
         };
-    if !node.partition.is_empty() && node.partition != "default" {
+    if !node.partition.is_empty() && &*node.partition != "default" {
         return keep(
             "partition",
             format!(
@@ -462,8 +462,8 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
                     detail: None,
                     grace_wait_ms: after_grace.then_some(o.grace.as_millis() as u64),
                     seen: Seen::of(cat, i),
-                    namespace: i.namespace.clone(),
-                    partition: node.partition.clone(),
+                    namespace: i.namespace.to_string(),
+                    partition: node.partition.to_string(),
                     not_before,
                 });
             }
