@@ -67,7 +67,8 @@ pub fn node_state(node: &Node, members: Option<&HashMap<String, Member>>) -> Nod
 /// Consul's aggregated status of an instance: the worst of its own and its node's checks.
 pub fn instance_health(cat: &Catalog, i: &Instance) -> Health {
     let node = &cat.nodes[i.node];
-    i.checks.iter().chain(node.serf.iter()).chain(node.checks.iter()).map(|c| c.status).max().unwrap_or(Health::Passing)
+    let own = i.checks.iter().map(|c| c.status);
+    own.chain(node.serf.iter().map(|s| s.status)).chain(node.checks.iter().map(|c| c.status)).max().unwrap_or(Health::Passing)
 }
 
 fn is_maintenance(c: &Check) -> bool {

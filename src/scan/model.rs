@@ -68,6 +68,16 @@ pub struct Check {
     pub modify_index: u64,
 }
 
+/// A node's `serfHealth` check: what the judges read of it (its ID is always `serfHealth`, and
+/// the leader's check has no definition).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Serf {
+    pub status: Health,
+    /// Clipped like [`Check::output`], empty when passing.
+    pub output: Box<str>,
+    pub modify_index: u64,
+}
+
 /// Who keeps a registration up to date besides (or instead of) a Consul agent, from the marks
 /// that owner writes on what it registers. A registration with an owner is never pruned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +118,7 @@ pub struct Node {
     /// Shared with the instances that have no address of their own.
     pub address: Arc<str>,
     /// The `serfHealth` check the leader keeps for every agent; catalog-only nodes have none.
-    pub serf: Option<Check>,
+    pub serf: Option<Serf>,
     /// Other node-level checks (maintenance mode, catalog-registered node checks).
     pub checks: Vec<Check>,
     /// `Meta["external-node"] = "true"`: a node consul-esm keeps the checks of.
@@ -743,7 +753,7 @@ impl Builder {
         let n = &mut self.catalog.nodes[node];
         for c in checks {
             if c.id == "serfHealth" {
-                n.serf = Some(c);
+                n.serf = Some(Serf { status: c.status, output: c.output.into(), modify_index: c.modify_index });
             } else if !n.checks.iter().any(|x| x.id == c.id) {
                 n.checks.push(c);
             }
