@@ -72,8 +72,8 @@ pub fn overlay(cat: &mut Catalog, v: &AgentView) {
     let Some(n) = cat.nodes.iter().position(|x| x.name == v.node && x.peer.is_empty()) else { return };
     for i in cat.instances.iter_mut().filter(|i| i.node == n && v.services.contains(&i.id)) {
         for c in &mut i.checks {
-            if let Some(out) = v.outputs.get(&c.id).filter(|o| !o.is_empty()) {
-                c.output = out.clone();
+            if let Some(out) = v.outputs.get(&*c.id).filter(|o| !o.is_empty()) {
+                c.output = out.as_str().into();
             }
         }
     }
@@ -129,9 +129,9 @@ mod tests {
             create_index: 1,
             modify_index: 1,
             checks: vec![Check {
-                id: format!("service:{id}"),
+                id: format!("service:{id}").into(),
                 status: Health::Critical,
-                output: String::new(),
+                output: "".into(),
                 deregister: Deregister::Unknown,
                 modify_index: 1,
             }],

@@ -72,7 +72,7 @@ pub fn instance_health(cat: &Catalog, i: &Instance) -> Health {
 }
 
 fn is_maintenance(c: &Check) -> bool {
-    c.id == "_node_maintenance" || c.id.starts_with("_service_maintenance:")
+    &*c.id == "_node_maintenance" || c.id.starts_with("_service_maintenance:")
 }
 
 /// Scan options the judges need.
@@ -995,7 +995,7 @@ mod tests {
         let check = |id: &str, d: Deregister| Check {
             id: id.into(),
             status: Health::Critical,
-            output: String::new(),
+            output: "".into(),
             deregister: d,
             modify_index: 1,
         };

@@ -60,9 +60,9 @@ pub enum Deregister {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
-    pub id: String,
+    pub id: Box<str>,
     pub status: Health,
-    pub output: String,
+    pub output: Box<str>,
     pub deregister: Deregister,
     /// Raft index of the check's last change (status, output or definition).
     pub modify_index: u64,
@@ -271,7 +271,8 @@ impl WireCheck {
             }
             output
         };
-        let check = Check { id: self.id, status, output, deregister, modify_index: self.modify_index };
+        let check =
+            Check { id: self.id.into(), status, output: output.into(), deregister, modify_index: self.modify_index };
         (self.service_id, check)
     }
 }
@@ -752,8 +753,8 @@ impl Builder {
     fn set_node_checks(&mut self, node: usize, checks: Vec<Check>) {
         let n = &mut self.catalog.nodes[node];
         for c in checks {
-            if c.id == "serfHealth" {
-                n.serf = Some(Serf { status: c.status, output: c.output.into(), modify_index: c.modify_index });
+            if &*c.id == "serfHealth" {
+                n.serf = Some(Serf { status: c.status, output: c.output, modify_index: c.modify_index });
             } else if !n.checks.iter().any(|x| x.id == c.id) {
                 n.checks.push(c);
             }

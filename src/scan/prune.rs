@@ -101,7 +101,7 @@ impl Seen {
         let node = &cat.nodes[i.node];
         let list = |checks: &[crate::scan::model::Check]| {
             let mut v: Vec<(String, u64, Health)> =
-                checks.iter().map(|c| (c.id.clone(), c.modify_index, c.status)).collect();
+                checks.iter().map(|c| (c.id.to_string(), c.modify_index, c.status)).collect();
             v.sort();
             v
         };
@@ -301,7 +301,7 @@ pub fn verdict(cat: &Catalog, i: &Instance, incomplete: Option<&str>) -> Verdict
             format!("the instance is in maintenance mode ({}): someone put it there on purpose", c.id),
         );
     }
-    if node.checks.iter().any(|c| c.id == "_node_maintenance") {
+    if node.checks.iter().any(|c| &*c.id == "_node_maintenance") {
         return keep(
             "maintenance",
             "its node is in maintenance mode (_node_maintenance): someone put it there on purpose",
