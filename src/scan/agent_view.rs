@@ -69,8 +69,8 @@ pub fn view(node: &str, services: &Map<String, Value>, checks: &Map<String, Valu
 /// older (statuses are left as the catalog has them).
 pub fn overlay(cat: &mut Catalog, v: &AgentView) {
     // The agent's own node is a local one: a peer's node of the same name is another node.
-    let Some(n) = cat.nodes.iter().position(|x| x.name == v.node && x.peer.is_empty()) else { return };
-    for i in cat.instances.iter_mut().filter(|i| i.node == n && v.services.contains(&i.id)) {
+    let Some(n) = cat.nodes.iter().position(|x| *x.name == *v.node && x.peer.is_empty()) else { return };
+    for i in cat.instances.iter_mut().filter(|i| i.node == n && v.services.contains(&*i.id)) {
         for c in &mut i.checks {
             if let Some(out) = v.outputs.get(&*c.id).filter(|o| !o.is_empty()) {
                 c.output = out.as_str().into();
@@ -81,11 +81,11 @@ pub fn overlay(cat: &mut Catalog, v: &AgentView) {
 
 /// Instances on the agent's node that the agent does not know.
 pub fn judge(cat: &Catalog, v: &AgentView) -> Vec<Finding> {
-    let Some(n) = cat.nodes.iter().position(|x| x.name == v.node && x.peer.is_empty()) else { return Vec::new() };
+    let Some(n) = cat.nodes.iter().position(|x| *x.name == *v.node && x.peer.is_empty()) else { return Vec::new() };
     cat.instances
         .iter()
         // The servers' `consul` service is kept by the leader, never by an agent's own list.
-        .filter(|i| i.node == n && !v.services.contains(&i.id) && &*i.service != "consul")
+        .filter(|i| i.node == n && !v.services.contains(&*i.id) && &*i.service != "consul")
         .map(|i| {
             let result = CheckResult::finding(
                 codes::SCN_UNKNOWN_TO_ITS_AGENT,
@@ -100,11 +100,11 @@ pub fn judge(cat: &Catalog, v: &AgentView) -> Vec<Finding> {
                 ),
             )
             .with("node", v.node.clone())
-            .with("service_id", i.id.clone());
+            .with("service_id", i.id.to_string());
             Finding {
                 service: i.service.to_string(),
                 node: Some(v.node.clone()),
-                service_id: Some(i.id.clone()),
+                service_id: Some(i.id.to_string()),
                 address: Some(i.endpoint()),
                 result,
             }
@@ -125,7 +125,7 @@ mod tests {
             node,
             address: "10.0.0.1".into(),
             port: 80,
-            tags: std::sync::Arc::from([]),
+            tags: Default::default(),
             create_index: 1,
             modify_index: 1,
             checks: vec![Check {
@@ -134,9 +134,10 @@ mod tests {
                 output: "".into(),
                 deregister: Deregister::Unknown,
                 modify_index: 1,
-            }],
-            namespace: "".into(),
-            peer: "".into(),
+            }]
+            .into(),
+            namespace: Default::default(),
+            peer: Default::default(),
             owner: None,
         };
         Catalog {

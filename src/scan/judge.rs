@@ -31,9 +31,9 @@ impl Finding {
         Finding {
             service: i.service.to_string(),
             node: Some(cat.nodes[i.node].key()),
-            service_id: Some(i.id.clone()),
+            service_id: Some(i.id.to_string()),
             address: Some(i.endpoint()),
-            result: result.with("node", cat.nodes[i.node].name.clone()).with("service_id", i.id.clone()),
+            result: result.with("node", cat.nodes[i.node].name.to_string()).with("service_id", i.id.to_string()),
         }
     }
 }
@@ -51,7 +51,7 @@ pub enum NodeState {
 
 pub fn node_state(node: &Node, members: Option<&HashMap<String, Member>>) -> NodeState {
     // The member list is this cluster's: an imported node is never in it.
-    let member = if node.peer.is_empty() { members.and_then(|m| m.get(&node.name)).copied() } else { None };
+    let member = if node.peer.is_empty() { members.and_then(|m| m.get(&*node.name)).copied() } else { None };
     match (member, &node.serf) {
         (Some(Member::Failed), _) => NodeState::Gone("its agent failed (serf member status failed)".into()),
         (Some(Member::Left), _) => NodeState::Gone("its agent left the cluster (serf member status left)".into()),
@@ -68,7 +68,10 @@ pub fn node_state(node: &Node, members: Option<&HashMap<String, Member>>) -> Nod
 pub fn instance_health(cat: &Catalog, i: &Instance) -> Health {
     let node = &cat.nodes[i.node];
     let own = i.checks.iter().map(|c| c.status);
-    own.chain(node.serf.iter().map(|s| s.status)).chain(node.checks.iter().map(|c| c.status)).max().unwrap_or(Health::Passing)
+    own.chain(node.serf.iter().map(|s| s.status))
+        .chain(node.checks.iter().map(|c| c.status))
+        .max()
+        .unwrap_or(Health::Passing)
 }
 
 fn is_maintenance(c: &Check) -> bool {
@@ -323,7 +326,8 @@ pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
             continue;
         }
         if without.len() == total && total > 1 {
-            let nodes: Vec<String> = without.iter().map(|&n| cat.nodes[cat.instances[n].node].name.clone()).collect();
+            let nodes: Vec<String> =
+                without.iter().map(|&n| cat.nodes[cat.instances[n].node].name.to_string()).collect();
             findings.push(Finding::service_wide(
                 service,
                 CheckResult::finding(
@@ -421,7 +425,7 @@ fn owned(node: &Node, i: &Instance, owner: &crate::scan::model::Owner, health: H
             crate::scan::prune::owner_advice(owner)
         ),
     )
-    .with("owner", owner.name.clone())
+    .with("owner", owner.name.to_string())
     .with("mark", owner.mark.clone())
     .with("status", health.as_str())
 }
@@ -547,7 +551,7 @@ fn critical_forever(o: &JudgeOptions, node: &Node, i: &Instance) -> Option<Check
                 agent_deregister_cmd(o, node, &i.id)
             ),
         )
-        .with("check", first.id.clone())
+        .with("check", first.id.to_string())
         .with("output", first.output.clone())
         .with(
             "deregister_critical_service_after",
@@ -609,8 +613,8 @@ fn duplicates(
         let keep = current.unwrap_or(newest);
         let others: Vec<usize> = group.iter().copied().filter(|&n| n != keep).collect();
         let first = &cat.instances[others[0]];
-        let ids: Vec<String> = group.iter().map(|n| cat.instances[*n].id.clone()).collect();
-        let other_ids: Vec<String> = others.iter().map(|n| cat.instances[*n].id.clone()).collect();
+        let ids: Vec<String> = group.iter().map(|n| cat.instances[*n].id.to_string()).collect();
+        let other_ids: Vec<String> = others.iter().map(|n| cat.instances[*n].id.to_string()).collect();
         let verdict = match current {
             Some(c) => format!("the current one is {} ({why})", cat.instances[c].id),
             None => format!(
@@ -626,7 +630,7 @@ fn duplicates(
                 }
             }
         }
-        let mut nodes: Vec<&str> = others.iter().map(|n| cat.nodes[cat.instances[*n].node].name.as_str()).collect();
+        let mut nodes: Vec<&str> = others.iter().map(|n| &*cat.nodes[cat.instances[*n].node].name).collect();
         nodes.sort_unstable();
         nodes.dedup();
         let remove = if others.len() == 1 {
@@ -647,7 +651,7 @@ fn duplicates(
         let mut finding = Finding {
             service: first.service.to_string(),
             node: (nodes.len() == 1).then(|| nodes[0].to_string()),
-            service_id: (others.len() == 1).then(|| first.id.clone()),
+            service_id: (others.len() == 1).then(|| first.id.to_string()),
             address: Some(first.endpoint()),
             result: CheckResult::finding(
                 codes::SCN_DUPLICATE_ADDRESS,
@@ -668,7 +672,7 @@ fn duplicates(
             .with("status", worst.as_str()),
         };
         if others.len() == 1 {
-            finding.result = finding.result.with("node", nodes[0].to_string()).with("service_id", first.id.clone());
+            finding.result = finding.result.with("node", nodes[0].to_string()).with("service_id", first.id.to_string());
         }
         findings.push(finding);
     }
@@ -799,9 +803,10 @@ fn expectations(cat: &Catalog, o: &JudgeOptions, stale: &[bool], findings: &mut 
         if mine.len() <= *want {
             continue;
         }
-        let stale_ids: Vec<String> = mine.iter().filter(|&&n| stale[n]).map(|&n| cat.instances[n].id.clone()).collect();
+        let stale_ids: Vec<String> =
+            mine.iter().filter(|&&n| stale[n]).map(|&n| cat.instances[n].id.to_string()).collect();
         let nodes: Vec<String> = {
-            let mut v: Vec<String> = mine.iter().map(|&n| cat.nodes[cat.instances[n].node].name.clone()).collect();
+            let mut v: Vec<String> = mine.iter().map(|&n| cat.nodes[cat.instances[n].node].name.to_string()).collect();
             v.sort();
             v.dedup();
             v
@@ -1005,18 +1010,18 @@ mod tests {
             node: 0,
             address: "10.0.0.1".into(),
             port: 1,
-            tags: std::sync::Arc::from([]),
+            tags: Default::default(),
             create_index: 1,
             modify_index: 1,
-            checks: vec![check("c", Deregister::After("1m0s".into()))],
-            namespace: "".into(),
-            peer: "".into(),
+            checks: vec![check("c", Deregister::After("1m0s".into()))].into(),
+            namespace: Default::default(),
+            peer: Default::default(),
             owner: None,
         };
         assert!(critical_forever(&JudgeOptions::default(), &node, &i).is_none());
-        i.checks = vec![check("_service_maintenance:s1", Deregister::Unknown)];
+        i.checks = vec![check("_service_maintenance:s1", Deregister::Unknown)].into();
         assert!(critical_forever(&JudgeOptions::default(), &node, &i).is_none());
-        i.checks = vec![check("c", Deregister::Never)];
+        i.checks = vec![check("c", Deregister::Never)].into();
         let r = critical_forever(&JudgeOptions::default(), &node, &i).unwrap();
         assert_eq!(r.code, Some("SCN-005"));
         assert_eq!(r.evidence["deregister_critical_service_after"], "none");

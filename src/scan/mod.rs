@@ -257,7 +257,7 @@ async fn scan(
             .iter()
             .map(|i| report::InstanceRow {
                 service: i.service.to_string(),
-                service_id: i.id.clone(),
+                service_id: i.id.to_string(),
                 node: cat.nodes[i.node].key(),
                 address: i.endpoint(),
                 status: judge::instance_health(cat, i).as_str(),

@@ -114,7 +114,7 @@ pub enum OwnerKind {
 
 #[derive(Debug, Clone, Default)]
 pub struct Node {
-    pub name: String,
+    pub name: Box<str>,
     /// Shared with the instances that have no address of their own.
     pub address: Arc<str>,
     /// The `serfHealth` check the leader keeps for every agent; catalog-only nodes have none.
@@ -123,10 +123,10 @@ pub struct Node {
     pub checks: Vec<Check>,
     /// `Meta["external-node"] = "true"`: a node consul-esm keeps the checks of.
     pub external: bool,
-    /// `PeerName`: imported from a cluster peer (empty: local). Interned.
-    pub peer: Arc<str>,
-    /// `Partition` (Enterprise; empty on OSS and before 1.11). Interned.
-    pub partition: Arc<str>,
+    /// `PeerName`: imported from a cluster peer (empty: local). Interned (a thin pointer).
+    pub peer: Arc<String>,
+    /// `Partition` (Enterprise; empty on OSS and before 1.11). Interned (a thin pointer).
+    pub partition: Arc<String>,
     /// The owner its node meta names (consul-esm, synthetic nodes).
     pub owner: Option<Arc<Owner>>,
 }
@@ -136,7 +136,7 @@ impl Node {
     pub fn key(&self) -> String {
         let default_partition = self.partition.is_empty() || &*self.partition == "default";
         if self.peer.is_empty() && default_partition {
-            self.name.clone()
+            self.name.to_string()
         } else {
             format!("{}/{}/{}", self.peer, self.partition, self.name)
         }
@@ -147,23 +147,23 @@ impl Node {
 pub struct Instance {
     /// Interned: every instance of a service shares one copy of its name.
     pub service: Arc<str>,
-    pub id: String,
+    pub id: Box<str>,
     /// Index into [`Catalog::nodes`].
     pub node: usize,
     /// `Service.Address`, or the node's address when that is empty (what DNS answers); the
     /// node's own copy when they are the same.
     pub address: Arc<str>,
     pub port: i64,
-    /// Interned like service names, and the list as a whole too (most instances share one).
-    pub tags: Arc<[Arc<str>]>,
+    /// Interned like service names, and the list as a whole too (most instances share one;
+    /// a thin pointer).
+    pub tags: Arc<Box<[Arc<str>]>>,
     pub create_index: u64,
     pub modify_index: u64,
-    /// Allocated to its exact length.
-    pub checks: Vec<Check>,
-    /// `Namespace` (Enterprise; empty on OSS). Interned.
-    pub namespace: Arc<str>,
-    /// `PeerName` of the service entry (empty: local). Interned.
-    pub peer: Arc<str>,
+    pub checks: Box<[Check]>,
+    /// `Namespace` (Enterprise; empty on OSS). Interned (a thin pointer).
+    pub namespace: Arc<String>,
+    /// `PeerName` of the service entry (empty: local). Interned (a thin pointer).
+    pub peer: Arc<String>,
     /// The owner its service meta (or its node's meta) names.
     pub owner: Option<Arc<Owner>>,
 }
@@ -620,9 +620,10 @@ pub struct Builder {
     node_index: HashMap<u64, usize>,
     same_hash: Vec<usize>,
     hasher: std::hash::RandomState,
-    /// Interned strings: service names, tags, namespaces, peers, partitions.
+    /// Interned strings: service names and tags; namespaces, peers and partitions.
     names: HashSet<Arc<str>>,
-    tag_lists: HashSet<Arc<[Arc<str>]>>,
+    scopes: HashSet<Arc<String>>,
+    tag_lists: HashSet<Arc<Box<[Arc<str>]>>>,
     owners: HashMap<(OwnerKind, String, String), Arc<Owner>>,
 }
 
@@ -639,14 +640,23 @@ impl Builder {
         n
     }
 
-    fn intern_tags(&mut self, tags: Vec<String>) -> Arc<[Arc<str>]> {
-        let tags: Vec<Arc<str>> = tags.iter().map(|t| self.intern(t)).collect();
-        if let Some(t) = self.tag_lists.get(tags.as_slice()) {
+    fn intern_tags(&mut self, tags: Vec<String>) -> Arc<Box<[Arc<str>]>> {
+        let tags: Box<[Arc<str>]> = tags.iter().map(|t| self.intern(t)).collect();
+        if let Some(t) = self.tag_lists.get(&tags) {
             return t.clone();
         }
-        let t: Arc<[Arc<str>]> = Arc::from(tags);
+        let t = Arc::new(tags);
         self.tag_lists.insert(t.clone());
         t
+    }
+
+    fn intern_scope(&mut self, name: String) -> Arc<String> {
+        if let Some(n) = self.scopes.get(&name) {
+            return n.clone();
+        }
+        let n = Arc::new(name);
+        self.scopes.insert(n.clone());
+        n
     }
 
     fn owner(&mut self, found: Option<(OwnerKind, String, String)>) -> Option<Arc<Owner>> {
@@ -672,17 +682,17 @@ impl Builder {
         let mut at = self.node_index.get(&hash).copied().unwrap_or(NO_NODE);
         while at != NO_NODE {
             let n = &self.catalog.nodes[at];
-            if n.name == name && &*n.partition == partition && &*n.peer == peer {
+            if &*n.name == name && n.partition.as_str() == partition && n.peer.as_str() == peer {
                 return at;
             }
             at = self.same_hash[at];
         }
         let i = self.catalog.nodes.len();
         let owner = self.owner(node_owner(meta));
-        let peer = self.intern(peer);
-        let partition = self.intern(partition);
+        let peer = self.intern_scope(peer.to_string());
+        let partition = self.intern_scope(partition.to_string());
         self.catalog.nodes.push(Node {
-            name: name.to_string(),
+            name: name.into(),
             address: Arc::from(address),
             external: is_external(meta),
             peer,
@@ -716,18 +726,18 @@ impl Builder {
         });
         let tags = self.intern_tags(s.tags);
         let owner = self.owner(found);
-        let namespace = self.intern(&s.namespace);
-        let peer = self.intern(&s.peer);
+        let namespace = self.intern_scope(s.namespace);
+        let peer = self.intern_scope(s.peer);
         self.catalog.instances.push(Instance {
             service,
-            id: s.id,
+            id: s.id.into(),
             node: NO_NODE,
             address,
             port: s.port,
             tags,
             create_index: s.create_index,
             modify_index: s.modify_index,
-            checks: Vec::new(),
+            checks: Box::default(),
             namespace,
             peer,
             owner,
@@ -736,7 +746,7 @@ impl Builder {
 
     /// Ties instance `n` to its node: the node's address when it has none of its own, the
     /// node's owner when its service meta names none, and its checks.
-    fn attach(&mut self, n: usize, node: usize, mut checks: Vec<Check>) {
+    fn attach(&mut self, n: usize, node: usize, checks: Vec<Check>) {
         let nd = &self.catalog.nodes[node];
         let i = &mut self.catalog.instances[n];
         i.node = node;
@@ -746,8 +756,7 @@ impl Builder {
         if i.owner.is_none() {
             i.owner = nd.owner.clone();
         }
-        checks.shrink_to_fit();
-        i.checks = checks;
+        i.checks = checks.into_boxed_slice();
     }
 
     fn set_node_checks(&mut self, node: usize, checks: Vec<Check>) {
@@ -797,7 +806,7 @@ impl Builder {
         for n in start..self.catalog.instances.len() {
             let id = &self.catalog.instances[n].id;
             // A service without an ID gets no checks: an empty ServiceID on a check means "node check".
-            let checks = if id.is_empty() { Vec::new() } else { by_service.remove(id).unwrap_or_default() };
+            let checks = if id.is_empty() { Vec::new() } else { by_service.remove(&**id).unwrap_or_default() };
             self.attach(n, node, checks);
         }
     }
@@ -885,7 +894,10 @@ mod tests {
         assert_eq!(&*a.instances[1].address, "10.0.0.9");
         assert!(a.instances[2].checks.is_empty(), "a service without an ID gets no checks");
         assert_eq!(a.instances[3].owner.as_ref().map(|o| o.name.as_str()), Some("someone"));
-        assert_eq!((&*a.instances[3].namespace, &*a.nodes[2].peer, &*a.nodes[2].partition), ("ns1", "east", "p1"));
+        assert_eq!(
+            (a.instances[3].namespace.as_str(), a.nodes[2].peer.as_str(), a.nodes[2].partition.as_str()),
+            ("ns1", "east", "p1")
+        );
         assert_eq!((a.instances[4].node, a.instances[4].checks.len()), (0, 1));
         assert_eq!(a.nodes[0].checks.len(), 1);
         assert!(a.nodes[0].serf.is_some());

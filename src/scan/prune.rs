@@ -156,7 +156,7 @@ fn member_of(cat: &Catalog, i: &Instance) -> Option<Member> {
     if !node.peer.is_empty() {
         return None;
     }
-    cat.members.as_ref().and_then(|m| m.get(&node.name)).copied()
+    cat.members.as_ref().and_then(|m| m.get(&*node.name)).copied()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -334,7 +334,7 @@ pub fn verdict(cat: &Catalog, i: &Instance, incomplete: Option<&str>) -> Verdict
                 )
             }
             Membership::Read => match cat.members.as_ref() {
-                Some(m) => m.get(&node.name).copied(),
+                Some(m) => m.get(&*node.name).copied(),
                 None => return keep("members-unreadable", "the member list was not read, so no node counts as gone"),
             },
         };
@@ -449,8 +449,8 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
                 };
                 actions.push(Action {
                     service: i.service.to_string(),
-                    node: node.name.clone(),
-                    service_id: i.id.clone(),
+                    node: node.name.to_string(),
+                    service_id: i.id.to_string(),
                     address: i.endpoint(),
                     reason,
                     request: Request {
@@ -473,7 +473,7 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
                     kept.push(Kept {
                         service: i.service.to_string(),
                         node: node.key(),
-                        service_id: i.id.clone(),
+                        service_id: i.id.to_string(),
                         address: i.endpoint(),
                         reason,
                     });
@@ -494,8 +494,8 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
         let on_node = o.cli.on_host(&node.address);
         agent_side.push(AgentSide {
             service: i.service.to_string(),
-            node: node.name.clone(),
-            service_id: i.id.clone(),
+            node: node.name.to_string(),
+            service_id: i.id.to_string(),
             code,
             command: on_node.command("services deregister", &format!("-id={}", i.id)),
         });
@@ -688,7 +688,7 @@ async fn recheck_instance(client: &ConsulClient, a: &Action, rc: &Recheck) -> Re
     };
     b.add_ui_node(ui);
     let cat = b.finish();
-    let Some(i) = cat.instances.iter().find(|i| i.id == a.service_id) else {
+    let Some(i) = cat.instances.iter().find(|i| *i.id == *a.service_id) else {
         return Err(format!("already gone: {} is no longer registered on node {}", a.service_id, a.node));
     };
     if let Verdict::Keep { why, .. } = verdict(&cat, i, None) {
