@@ -44,7 +44,7 @@ pub enum NodeState {
     /// A live agent runs there (serf member alive, or `serfHealth` passing).
     Alive,
     /// Its agent failed or left; the text says how Consul shows it.
-    Gone(String),
+    Gone(Box<str>),
     /// Registered through `/v1/catalog/register`: no `serfHealth`, not a member.
     CatalogOnly,
 }
@@ -55,10 +55,13 @@ pub fn node_state(node: &Node, members: Option<&HashMap<String, Member>>) -> Nod
     match (member, &node.serf) {
         (Some(Member::Failed), _) => NodeState::Gone("its agent failed (serf member status failed)".into()),
         (Some(Member::Left), _) => NodeState::Gone("its agent left the cluster (serf member status left)".into()),
-        (_, Some(serf)) if serf.status == Health::Critical => NodeState::Gone(format!(
-            "its serfHealth check is critical (\"{}\")",
-            if serf.output.is_empty() { "Agent not live or unreachable" } else { &serf.output }
-        )),
+        (_, Some(serf)) if serf.status == Health::Critical => NodeState::Gone(
+            format!(
+                "its serfHealth check is critical (\"{}\")",
+                if serf.output.is_empty() { "Agent not live or unreachable" } else { &serf.output }
+            )
+            .into(),
+        ),
         (Some(_), _) | (None, Some(_)) => NodeState::Alive,
         (None, None) => NodeState::CatalogOnly,
     }

@@ -625,6 +625,8 @@ pub struct Builder {
     scopes: HashSet<Arc<String>>,
     tag_lists: HashSet<Arc<Box<[Arc<str>]>>>,
     owners: HashMap<(OwnerKind, String, String), Arc<Owner>>,
+    /// The empty address of services that have none (they take their node's).
+    no_address: Arc<str>,
 }
 
 /// No node before this one has the same hash.
@@ -709,7 +711,8 @@ impl Builder {
         // The address of the instance before, when it is the same (a node's services often
         // share one): one copy.
         let address = match self.catalog.instances.last() {
-            Some(last) if !s.address.is_empty() && *last.address == *s.address => last.address.clone(),
+            _ if s.address.is_empty() => Arc::clone(&self.no_address),
+            Some(last) if *last.address == *s.address => last.address.clone(),
             _ => Arc::from(s.address),
         };
         let service = self.intern(&s.service);
@@ -799,7 +802,8 @@ impl Builder {
             if sid.is_empty() {
                 node_checks.push(check);
             } else {
-                by_service.entry(sid).or_default().push(check);
+                // Most services have one check: a list of that length needs no shrinking later.
+                by_service.entry(sid).or_insert_with(|| Vec::with_capacity(1)).push(check);
             }
         }
         self.set_node_checks(node, node_checks);
