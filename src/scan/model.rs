@@ -615,10 +615,11 @@ fn service_owner(meta: &HashMap<String, String>) -> Option<(OwnerKind, String, S
 #[derive(Default)]
 pub struct Builder {
     catalog: Catalog,
-    /// Nodes by a hash of (peer, partition, name): the last node with that hash; `same_hash`
-    /// chains each node to the one before it with the same hash (the names are not copied).
-    node_index: HashMap<u64, usize>,
-    same_hash: Vec<usize>,
+    /// Nodes by a 32-bit hash of (peer, partition, name): the last node with that hash;
+    /// `same_hash` chains each node to the one before it with the same hash (the names are not
+    /// copied; 8 bytes a node).
+    node_index: HashMap<u32, u32>,
+    same_hash: Vec<u32>,
     hasher: std::hash::RandomState,
     /// Interned strings: service names and tags; namespaces, peers and partitions.
     names: HashSet<Arc<str>>,
@@ -629,8 +630,10 @@ pub struct Builder {
     no_address: Arc<str>,
 }
 
-/// No node before this one has the same hash.
+/// An instance not tied to its node yet.
 const NO_NODE: usize = usize::MAX;
+/// No node before this one has the same hash.
+const NO_SLOT: u32 = u32::MAX;
 
 impl Builder {
     fn intern(&mut self, name: &str) -> Arc<str> {
@@ -680,14 +683,14 @@ impl Builder {
         peer: &str,
         partition: &str,
     ) -> usize {
-        let hash = self.hasher.hash_one((peer, partition, name));
-        let mut at = self.node_index.get(&hash).copied().unwrap_or(NO_NODE);
-        while at != NO_NODE {
-            let n = &self.catalog.nodes[at];
+        let hash = self.hasher.hash_one((peer, partition, name)) as u32;
+        let mut at = self.node_index.get(&hash).copied().unwrap_or(NO_SLOT);
+        while at != NO_SLOT {
+            let n = &self.catalog.nodes[at as usize];
             if &*n.name == name && n.partition.as_str() == partition && n.peer.as_str() == peer {
-                return at;
+                return at as usize;
             }
-            at = self.same_hash[at];
+            at = self.same_hash[at as usize];
         }
         let i = self.catalog.nodes.len();
         let owner = self.owner(node_owner(meta));
@@ -702,7 +705,12 @@ impl Builder {
             owner,
             ..Node::default()
         });
-        self.same_hash.push(self.node_index.insert(hash, i).unwrap_or(NO_NODE));
+        // (Past four billion nodes, which no memory holds, a node would just not be found again.)
+        let before = match u32::try_from(i).ok().filter(|&slot| slot != NO_SLOT) {
+            Some(slot) => self.node_index.insert(hash, slot),
+            None => None,
+        };
+        self.same_hash.push(before.unwrap_or(NO_SLOT));
         i
     }
 
@@ -905,6 +913,25 @@ mod tests {
         assert_eq!((a.instances[4].node, a.instances[4].checks.len()), (0, 1));
         assert_eq!(a.nodes[0].checks.len(), 1);
         assert!(a.nodes[0].serf.is_some());
+    }
+
+    #[test]
+    fn nodes_are_found_again_by_peer_partition_and_name() {
+        // 100,000 names give 32-bit hash collisions about once a run: the chain finds the right one.
+        let mut b = Builder::default();
+        let meta = HashMap::new();
+        let n = 100_000;
+        for k in 0..n {
+            assert_eq!(b.node(&format!("node-{k}"), "10.0.0.1", &meta, "", ""), k);
+        }
+        for k in 0..n {
+            assert_eq!(b.node(&format!("node-{k}"), "10.0.0.2", &meta, "", ""), k);
+        }
+        assert_eq!(b.node("node-1", "", &meta, "east", ""), n, "a peer's node is another node");
+        assert_eq!(b.node("node-1", "", &meta, "", "p1"), n + 1, "so is another partition's");
+        assert_eq!(b.node("node-1", "", &meta, "east", ""), n);
+        assert_eq!(b.catalog.nodes.len(), n + 2);
+        assert_eq!(&*b.catalog.nodes[1].address, "10.0.0.1", "the first entry's address stays");
     }
 
     #[test]
