@@ -100,7 +100,7 @@ pub struct CheckResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raised_by: Option<&'static str>,
     /// On a skip blocked by an earlier finding: what the check itself judged, so the runner can
-    /// keep a failure from hiding behind a milder cause (see `check::pipeline`).
+    /// keep a failure from hiding behind a milder cause (see `diagnosis::pipeline`).
     #[serde(skip)]
     pub verdict: Option<Box<CheckResult>>,
 }

@@ -1,11 +1,9 @@
 //! `check`: the whole staged diagnosis ([`crate::diagnosis`]). `run` resolves the inputs, runs
 //! every stage (again and again with `--wait`), renders the report and maps it to an exit status.
 
-// Old paths, kept while other branches still name them; `crate::diagnosis` is the home.
-pub use crate::diagnosis::{pipeline, stages};
-
 use std::io::Write;
 
+use crate::diagnosis::{pipeline, stages};
 use crate::{inputs, log, render, report, secret, ExitStatus};
 
 pub fn run(raw: inputs::RawInputs) -> ExitStatus {

@@ -28,11 +28,9 @@ use crate::connection::Connection;
 use crate::consul::SharedClient;
 use crate::diagnosis::stages;
 use crate::inputs::Inputs;
+use crate::join::join_all;
 use crate::report::{AgentSummary, CheckResult, Report, Status};
 use crate::transport::Sniff;
-
-pub use super::{connect, Connected, CONNECTION};
-pub use crate::join::join_all;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StageId {
@@ -481,6 +479,7 @@ fn fmt_dur(d: std::time::Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diagnosis::CONNECTION;
 
     #[test]
     fn stage_table_is_ordered_and_acyclic() {

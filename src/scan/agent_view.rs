@@ -9,9 +9,9 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use crate::check::stages::{decode, Answer};
 use crate::codes;
 use crate::consul::ConsulClient;
+use crate::diagnosis::stages::{decode, Answer};
 use crate::report::CheckResult;
 use crate::scan::judge::Finding;
 use crate::scan::model::Catalog;

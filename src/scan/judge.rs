@@ -249,15 +249,11 @@ fn agent_deregister_cmd(o: &JudgeOptions, node: &Node, id: &str) -> String {
     format!("on node {} (its own agent) run: {cmd}", node.name)
 }
 
-/// Consul's rule for DNS-discoverable names: letters, digits and dashes (`InvalidDnsRe`), and a
-/// DNS label is at most 63 bytes.
-pub fn dns_safe(label: &str) -> bool {
-    !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
-/// Names DNS (case-insensitive) or a reader would take for the same service.
+/// Names Consul's DNS (and `/v1/health/service`) takes for the same service: they match
+/// case-insensitively. (`web_api` and `web-api` are two names to DNS: both are answered, each
+/// with its own instances.)
 pub fn dns_key(name: &str) -> String {
-    name.to_ascii_lowercase().replace(['_', '.'], "-")
+    name.to_ascii_lowercase()
 }
 
 pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
@@ -704,13 +700,13 @@ fn dns(cat: &Catalog, findings: &mut Findings) {
                     codes::SCN_DNS_COLLISION,
                     "scan.dns",
                     format!(
-                        "service \"{name}\" and {} are one name to DNS or to a reader: DNS and /v1/health/service match names case-insensitively, so {}.service.consul answers with the instances of all of them",
+                        "service \"{name}\" and {} are one name to DNS: DNS and /v1/health/service match names case-insensitively, so {}.service.consul answers with the instances of all of them",
                         others.join(", "),
                         dns_key(name)
                     ),
                     format!(
-                        "settle on one spelling (lowercase letters, digits, dashes), re-register the instances under it and deregister the others (consul services deregister -id=<id> on their nodes); check with: consul catalog services | grep -i '{}'",
-                        dns_key(name).replace('-', ".")
+                        "settle on one spelling (lowercase letters, digits, dashes), re-register the instances under it and deregister the others (consul services deregister -id=<id> on their nodes); check with: consul catalog services | grep -ix '{}'",
+                        dns_key(name)
                     ),
                 )
                 .with("colliding_names", names.join(", ")),
@@ -721,14 +717,14 @@ fn dns(cat: &Catalog, findings: &mut Findings) {
         if *name == "consul" {
             continue;
         }
-        if !dns_safe(name) {
+        if !crate::service::dns_answers_name(name) {
             findings.push(Finding::service_wide(
                 name,
                 CheckResult::finding(
                     codes::SCN_DNS_NAME,
                     "scan.dns",
                     format!(
-                        "service name \"{name}\" is not DNS-safe (only letters, digits and dashes, at most 63 characters): Consul registers it but {name}.service.consul never answers"
+                        "service name \"{name}\" cannot be asked for as {name}.service.consul (a dot splits it into a tag query; spaces and other characters are answered NXDOMAIN; at most 63 bytes): Consul registers it, but DNS consumers never find it"
                     ),
                     format!(
                         "rename the service to \"{}\" in its definitions and re-register; clients on the HTTP API (/v1/health/service/{name}) are not affected",
@@ -737,7 +733,7 @@ fn dns(cat: &Catalog, findings: &mut Findings) {
                 ),
             ));
         }
-        let bad: Vec<&str> = service_tags.iter().copied().filter(|t| !dns_safe(t)).collect();
+        let bad: Vec<&str> = service_tags.iter().copied().filter(|t| !crate::service::dns_answers_tag(t)).collect();
         if !bad.is_empty() {
             let shown: Vec<String> = bad.iter().map(|t| format!("\"{t}\"")).collect();
             findings.push(Finding::service_wide(
@@ -746,7 +742,7 @@ fn dns(cat: &Catalog, findings: &mut Findings) {
                     codes::SCN_DNS_TAG,
                     "scan.dns",
                     format!(
-                        "{} tag(s) of \"{name}\" cannot be used in a DNS query (<tag>.{name}.service.consul needs letters, digits and dashes): {}",
+                        "{} tag(s) of \"{name}\" are not known to be answered in a DNS query <tag>.{name}.service.consul (Consul's DNS answers tags of letters, digits, '-', '_', '=' and dots, such as v1.2 or env=prod): {}",
                         bad.len(),
                         summarise(&shown, 8)
                     ),
@@ -982,18 +978,28 @@ mod tests {
 
     #[test]
     fn dns_names_and_tags() {
-        assert!(dns_safe("web-1"));
-        assert!(!dns_safe("web_1") && !dns_safe("web.1") && !dns_safe("") && !dns_safe(&"a".repeat(64)));
-        assert_eq!(dns_key("Pay_Ments"), dns_key("pay-ments"));
+        // By what Consul's DNS answers (verified on 1.8.7): `_` names and dotted or `=` tags are
+        // answered; a dot or a space in a name is not; case is ignored, `_` and `-` are not.
+        use crate::service::{dns_answers_name as name_ok, dns_answers_tag as tag_ok};
+        assert!(name_ok("web-1") && name_ok("web_1"));
+        assert!(!name_ok("web.1") && !name_ok("web 1") && !name_ok("") && !name_ok(&"a".repeat(64)));
+        assert!(tag_ok("v1.2") && tag_ok("env=prod") && tag_ok("blue_green") && tag_ok("v1"));
+        assert!(!tag_ok("my tag") && !tag_ok("a..b") && !tag_ok("") && !tag_ok("x/y"));
+        assert_eq!(dns_key("Pay-Ments"), dns_key("pay-ments"));
+        assert_ne!(dns_key("pay_ments"), dns_key("pay-ments"));
         let mut b = Builder::default();
-        for (id, name) in [("p1", "payments"), ("p2", "Payments"), ("p3", "pay_ments"), ("p4", "pay-ments")] {
+        for (id, name) in
+            [("p1", "payments"), ("p2", "Payments"), ("p3", "pay_ments"), ("p4", "pay-ments"), ("p5", "pay.ments")]
+        {
             b.add_health_entries(
                 name,
                 vec![entry("n1", "10.0.0.1", id, name, 80, &[("serfHealth", "", "passing"), ("c", id, "passing")])],
             );
         }
         let j = judge(&b.finish(), &JudgeOptions::default());
-        assert_eq!(codes_of(&j), vec!["SCN-007", "SCN-007", "SCN-007", "SCN-007", "SCN-008"], "{:#?}", j.findings);
+        // payments/Payments collide; pay.ments cannot be asked for; pay_ments and pay-ments are
+        // two names DNS answers apart.
+        assert_eq!(codes_of(&j), vec!["SCN-007", "SCN-007", "SCN-008"], "{:#?}", j.findings);
         assert_eq!(suggest_name("Pay_Ments.v2"), "pay-ments-v2");
     }
 

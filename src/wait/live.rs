@@ -156,10 +156,8 @@ fn truncate_visible(s: &str, width: usize) -> String {
 /// `2026-12-02T18:01:31Z` (UTC, whole seconds).
 pub fn utc_now() -> String {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    format_utc(secs)
+    crate::duration::format_utc(secs)
 }
-
-pub use crate::duration::format_utc;
 
 #[cfg(test)]
 mod tests {

@@ -109,11 +109,13 @@ fn seeded_catalog_gives_exact_counts_and_prune_removes_exactly_the_plan() {
     // A service whose instances have no check at all.
     agent_register(&a, None, json!({"Name": "nocheck", "ID": "nocheck-1", "Port": 9001}));
     agent_register(&a, None, json!({"Name": "nocheck", "ID": "nocheck-2", "Port": 9002}));
-    // DNS: two names that are one to DNS, one name that is not DNS-safe, a tag DNS cannot use.
-    passing(&a, None, "payments", "payments-1", 7001, &["v1.2", "primary"]);
+    // DNS: two names that are one to DNS, one name DNS cannot ask for (a dot makes it a tag
+    // query), a tag DNS is not known to answer; `_` names and dotted tags are answered (1.8.7).
+    passing(&a, None, "payments", "payments-1", 7001, &["v1.2", "pay day", "primary"]);
     // (Service IDs are case-insensitive per node in 1.8.7: "Payments-1" would replace "payments-1".)
     passing(&a, None, "Payments", "upper-payments-1", 7002, &[]);
-    passing(&a, None, "pay_ments", "pay_ments-1", 7003, &[]);
+    passing(&a, None, "pay.ments", "pay-ments-1", 7003, &[]);
+    passing(&a, None, "pay_ments", "pay_ments-1", 7004, &[]);
     // Catalog-only nodes: one critical, one without checks.
     catalog_register(
         &a,
@@ -151,7 +153,7 @@ fn seeded_catalog_gives_exact_counts_and_prune_removes_exactly_the_plan() {
     .map(|(c, n)| (c.to_string(), *n))
     .collect();
     assert_eq!(by_code(&json), want, "{:#}", json["findings"]);
-    assert_eq!(json["scanned"]["instances"], 11, "{:#}", json["scanned"]);
+    assert_eq!(json["scanned"]["instances"], 12, "{:#}", json["scanned"]);
     assert_eq!(json["scanned"]["complete"], true);
 
     let gone = findings(&json, "SCN-001")[0];
@@ -176,7 +178,8 @@ fn seeded_catalog_gives_exact_counts_and_prune_removes_exactly_the_plan() {
         )),
         "{fix}"
     );
-    assert_eq!(findings(&json, "SCN-009")[0]["evidence"]["tags"], "v1.2");
+    assert_eq!(findings(&json, "SCN-009")[0]["evidence"]["tags"], "pay day", "v1.2 is answered by Consul DNS");
+    assert_eq!(findings(&json, "SCN-008")[0]["service"], "pay.ments", "pay_ments is answered by Consul DNS");
     let web = json["services"].as_array().unwrap().iter().find(|s| s["name"] == "web").unwrap();
     assert_eq!(
         (web["instances"].as_u64(), web["passing"].as_u64(), web["critical"].as_u64(), web["stale"].as_u64()),

@@ -11,9 +11,9 @@ use hickory_resolver::proto::rr::{RData, RecordType};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::check::pipeline::{Ctx, StageFuture};
 use crate::codes;
 use crate::consul::urlencode;
+use crate::diagnosis::pipeline::{Ctx, StageFuture};
 use crate::report::CheckResult;
 
 pub const CHECKS: &[&str] =

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use crate::check::pipeline::{Ctx, StageFuture};
 use crate::codes;
 use crate::consul::urlencode;
+use crate::diagnosis::pipeline::{Ctx, StageFuture};
 use crate::report::CheckResult;
 use crate::service::ServiceDef;
 
@@ -91,8 +91,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 }
             })
         });
-        let (reply, lists) =
-            tokio::join!(client.get("/v1/agent/services"), crate::check::pipeline::join_all(lists.collect()));
+        let (reply, lists) = tokio::join!(client.get("/v1/agent/services"), crate::join::join_all(lists.collect()));
         let mut by_name: HashMap<String, Result<Vec<Instance>, (bool, String)>> = HashMap::new();
         for (name, list) in names.into_iter().zip(lists) {
             let list = list.map(|(mine, seen, owned)| {

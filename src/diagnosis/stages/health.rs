@@ -6,10 +6,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::check::pipeline::{join_all, Ctx, StageFuture};
-use crate::check::stages::dns::{self, Lookup};
 use crate::codes;
 use crate::connection::Target;
+use crate::diagnosis::pipeline::{Ctx, StageFuture};
+use crate::diagnosis::stages::dns::{self, Lookup};
+use crate::join::join_all;
 use crate::report::CheckResult;
 use crate::service::{split_host_port, CheckDef, CheckKind, Dur, ServiceDef};
 use crate::transport::{self, ConnectFailure};

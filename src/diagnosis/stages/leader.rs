@@ -2,10 +2,10 @@
 //! empty leader (`""`), "No known Consul servers" (a client that never joined), "No path to
 //! datacenter" and other RPC errors, then counts the Raft peers.
 
-use crate::check::pipeline::{Ctx, StageFuture};
-use crate::check::stages::api::AgentSelf;
 use crate::codes;
 use crate::consul::{dc_query, HttpFailure, Reply};
+use crate::diagnosis::pipeline::{Ctx, StageFuture};
+use crate::diagnosis::stages::api::AgentSelf;
 use crate::report::CheckResult;
 
 pub const CHECKS: &[&str] = &["leader.status", "leader.peers"];

@@ -144,7 +144,7 @@ where
 /// The common start of the service stages: the services and the API client, or the results to
 /// report when there is nothing to check.
 pub(crate) fn service_stage_start(
-    ctx: &crate::check::pipeline::Ctx<'_>,
+    ctx: &crate::diagnosis::pipeline::Ctx<'_>,
     checks: &'static [&'static str],
 ) -> Result<(Vec<Svc>, crate::consul::SharedClient), Vec<crate::report::CheckResult>> {
     let services = ctx.facts().services.clone();

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-use crate::check::pipeline::{Ctx, StageFuture};
 use crate::codes;
 use crate::consul::{urlencode, HttpFailure, Reply, SharedClient};
+use crate::diagnosis::pipeline::{Ctx, StageFuture};
 use crate::report::{CheckResult, Status};
 use crate::service::ServiceDef;
 

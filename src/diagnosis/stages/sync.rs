@@ -5,9 +5,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::check::pipeline::{Ctx, StageFuture};
 use crate::codes;
 use crate::consul::urlencode;
+use crate::diagnosis::pipeline::{Ctx, StageFuture};
 use crate::report::CheckResult;
 use crate::service::ServiceDef;
 

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::codes;
 use crate::connection::{Connection, Scheme, Target};
-use crate::diagnosis::pipeline::{join_all, Ctx, StageFuture};
+use crate::diagnosis::pipeline::{Ctx, StageFuture};
+use crate::join::join_all;
 use crate::report::CheckResult;
 use crate::transport::{self, ConnectFailure, Sniff};
 
