@@ -271,18 +271,20 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
         if o.same_dc {
             endpoints.push(format!("GET {members_path}"));
         }
-        let mut answers = vec![(first_path, nodes)];
-        for q in more {
-            let path = format!("/v1/internal/ui/nodes{dcq}{sep}{q}");
-            let nodes = get_list::<Vec<UiNode>>(client, &path).await;
-            answers.push((path, nodes));
-        }
-        for (path, nodes) in answers {
+        // Each namespace's list goes into the catalog before the next is read: one list at a time
+        // is held decoded, not all of them.
+        let mut add = |path: String, nodes: Result<Vec<UiNode>, Failure>| {
             endpoints.push(format!("GET {path}"));
             match nodes {
                 Ok(nodes) => nodes.into_iter().for_each(|n| b.add_ui_node(n)),
                 Err(f) => problems.push(unreadable(f.what)),
             }
+        };
+        add(first_path, nodes);
+        for q in more {
+            let path = format!("/v1/internal/ui/nodes{dcq}{sep}{q}");
+            let nodes = get_list::<Vec<UiNode>>(client, &path).await;
+            add(path, nodes);
         }
     } else if o.wanted.is_empty() {
         progress.show("reading the catalog (/v1/internal/ui/nodes)…");
