@@ -317,7 +317,7 @@ fn wait_says_a_recreated_agent_lost_the_api_registration() {
             "--node",
             &client.name,
             "--deadline",
-            "5s",
+            "8s",
         ],
         &[],
     );

@@ -1065,6 +1065,15 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             let mesh_path = format!("/v1/health/connect/{}{dcq}", urlencode(&name));
             // Meant for the mesh by the definition or this agent, before the catalog is asked.
             let meant = def.connect.is_some() || sidecar.is_some();
+            if !meant && matches!(def.origin, crate::service::Origin::File { .. }) {
+                // A definition file without a connect block, and no sidecar for it on this agent:
+                // the catalog is asked only for a `--service NAME` (whose sidecar may live anywhere).
+                out.push(CheckResult::skipped(
+                    "mesh.connect",
+                    format!("{l}: not in the mesh: the definition has no connect block and this agent holds no sidecar for it"),
+                ));
+                continue;
+            }
             let mesh_all = match get_value(&client, &mesh_path).await {
                 super::Answer::Ok(v) => mesh_entries(&list(&v)),
                 super::Answer::NotJudged(why) if meant => {

@@ -221,8 +221,23 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 }
                 // Not on this agent: is it in the catalog on this agent's node all the same
                 // (written with /v1/catalog/register)? The agent's anti-entropy removes it.
-                let path = format!("/v1/catalog/service/{}", urlencode(def.display_name()));
+                // The duplicates stage read this service's instances already (the same node
+                // and ID as the catalog's list, for the agent's own datacenter): no second read.
+                let view = match ctx.datacenter() {
+                    None => ctx.facts().health_views.get(def.display_name()).cloned(),
+                    Some(_) => None,
+                };
+                let path = match view {
+                    Some(_) => format!("/v1/health/service/{}", urlencode(def.display_name())),
+                    None => format!("/v1/catalog/service/{}", urlencode(def.display_name())),
+                };
                 let written = match (&node, def.name.is_some()) {
+                    (Some(n), true) if view.is_some() => view
+                        .iter()
+                        .flatten()
+                        .filter(|i| &i.node == n && !local.contains_key(&i.id))
+                        .map(|i| i.id.clone())
+                        .collect(),
                     (Some(n), true) => match super::decode::<Vec<CatalogEntry>>(
                         &format!("GET {path}"),
                         &client.get(&path).await,
