@@ -266,25 +266,12 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
     progress.finish();
     watched.last = condition::Seen::new();
     let blocking_queries = watched.not_blocking.map(|why| not_blocking_note(why, watched.polls).message);
-    if watched.met {
-        let mut report = finish(
-            &target,
-            cond,
-            Outcome::Met,
-            started.elapsed(),
-            earlier_requests + client.requests(),
-            (watched.timeline, watched.dropped),
-            watched.tally,
-            None,
-        );
-        report.blocking_queries = blocking_queries;
-        return report;
-    }
-
+    // Met in the last seconds after all: the diagnosis made in the reserve is dropped.
+    let (outcome, diagnosis) = if watched.met { (Outcome::Met, None) } else { (Outcome::Deadline, diagnosis) };
     let mut report = finish(
         &target,
         cond,
-        Outcome::Deadline,
+        outcome,
         started.elapsed(),
         earlier_requests + client.requests(),
         (watched.timeline, watched.dropped),
