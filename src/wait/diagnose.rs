@@ -260,22 +260,48 @@ pub fn judge_condition(
 /// garbage collection when none ran for 2 minutes (its sysmon looks at least once a minute), so
 /// after `n >= 1` collections (`consul.runtime.total_gc_runs`, `/v1/agent/metrics`) the process
 /// is younger than about `(n + 1) * 3` minutes. Consul 1.8 exposes no start time; this bound is
-/// what its agent does expose. `None` without the gauge, or before the first collection.
+/// what its agent does expose.
+///
+/// The endpoint shows the last finished 10-second interval of go-metrics' in-memory sink
+/// (intervals aligned on the clock), and the runtime gauges are emitted every second: an interval
+/// with gauges but none of the runtime ones is the agent's first, cut short by the clock — seen on
+/// a 1.8.7 agent restarted seconds before — so the agent is younger than about two intervals
+/// (reported as a minute, with 0 collections). `None` without any gauge, or before the first
+/// collection (Go forces none until one has run).
 pub fn uptime_bound(metrics: &Value) -> Option<(u64, std::time::Duration)> {
-    let n = metrics
-        .get("Gauges")?
-        .as_array()?
-        .iter()
-        .find(|g| g.get("Name").and_then(Value::as_str) == Some("consul.runtime.total_gc_runs"))?
-        .get("Value")?
-        .as_f64()?;
+    let gauges = metrics.get("Gauges")?.as_array()?;
+    let named = |name: &str| gauges.iter().find(|g| g.get("Name").and_then(Value::as_str) == Some(name));
+    let Some(gc) = named("consul.runtime.total_gc_runs") else {
+        let runtime = gauges
+            .iter()
+            .any(|g| g.get("Name").and_then(Value::as_str).is_some_and(|n| n.starts_with("consul.runtime.")));
+        return (!gauges.is_empty() && !runtime).then_some((0, std::time::Duration::from_secs(60)));
+    };
+    let n = gc.get("Value")?.as_f64()?;
     (n >= 1.0).then(|| (n as u64, std::time::Duration::from_secs((n as u64 + 1) * 180)))
 }
 
 /// Reads [`uptime_bound`] from the agent (needs agent:read; `None` otherwise).
 pub async fn agent_uptime_bound(client: &ConsulClient) -> Option<(u64, std::time::Duration)> {
     let r = client.get("/v1/agent/metrics").await.ok().filter(|r| r.status == 200)?;
-    uptime_bound(&r.json::<Value>().ok()?)
+    let bound = uptime_bound(&r.json::<Value>().ok()?)?;
+    if bound.0 > 0 {
+        return Some(bound);
+    }
+    // No runtime gauges: a first interval only if telemetry filters could not have dropped them.
+    let r = client.get("/v1/agent/self").await.ok().filter(|r| r.status == 200)?;
+    unfiltered_telemetry(&r.json::<Value>().ok()?).then_some(bound)
+}
+
+/// The agent's telemetry keeps every metric (`DebugConfig.Telemetry` of 1.8.7: no allowed or
+/// blocked prefixes, `FilterDefault` true, not disabled), so a missing runtime gauge is not a filter.
+pub fn unfiltered_telemetry(agent_self: &Value) -> bool {
+    let t = &agent_self["DebugConfig"]["Telemetry"];
+    let empty = |k: &str| t.get(k).and_then(Value::as_array).is_some_and(Vec::is_empty);
+    empty("AllowedPrefixes")
+        && empty("BlockedPrefixes")
+        && t.get("FilterDefault").and_then(Value::as_bool) == Some(true)
+        && t.get("Disable").and_then(Value::as_bool) == Some(false)
 }
 
 /// The agent started recently: a young agent counts as one that may have lost registrations.
@@ -314,12 +340,18 @@ pub fn judge_lost(
         format!("the catalog still knows {:?} elsewhere ({})", cond.service, siblings.join("; "))
     };
     let minutes = bound.as_secs() / 60;
+    let how = if gcs == 0 {
+        "its metrics carry no runtime statistics yet, which only an agent in its first metrics interval shows"
+            .to_string()
+    } else {
+        format!("{gcs} garbage collections; Go forces one at least every 2 minutes")
+    };
     Some(
         CheckResult::finding(
             codes::WAIT_AGENT_LOST_REGISTRATIONS,
             "wait.condition",
             format!(
-                "{}: nothing registered on agent {agent_node} after {waited}, and that agent started less than {minutes} minutes ago ({gcs} garbage collections; Go forces one at least every 2 minutes), while {known}: a service registered through the HTTP API lives only in the agent's data directory, so an agent restarted or recreated without it comes back without the service, and nothing registers it again",
+                "{}: nothing registered on agent {agent_node} after {waited}, and that agent started less than {minutes} minute(s) ago ({how}), while {known}: a service registered through the HTTP API lives only in the agent's data directory, so an agent restarted or recreated without it comes back without the service, and nothing registers it again",
                 cond.describe()
             ),
             format!(
@@ -589,6 +621,16 @@ mod tests {
         assert_eq!(uptime_bound(&metrics(5.0)).map(|(n, d)| (n, d.as_secs())), Some((5, 18 * 60)));
         assert_eq!(uptime_bound(&metrics(0.0)), None, "no bound before the first collection");
         assert_eq!(uptime_bound(&json!({"Gauges": []})), None);
+        // The agent's first, clock-cut metrics interval: other gauges, no runtime ones yet
+        // (what a 1.8.7 agent restarted seconds before answered).
+        let first = json!({"Gauges": [{"Name": "consul.memberlist.health.score", "Value": 1}]});
+        assert_eq!(uptime_bound(&first).map(|(n, d)| (n, d.as_secs())), Some((0, 60)));
+        let other_runtime = json!({"Gauges": [{"Name": "consul.runtime.num_goroutines", "Value": 80}]});
+        assert_eq!(uptime_bound(&other_runtime), None, "runtime gauges without the count: no bound");
+        let telemetry = |blocked: Value| json!({"DebugConfig": {"Telemetry": {"AllowedPrefixes": [], "BlockedPrefixes": blocked, "FilterDefault": true, "Disable": false}}});
+        assert!(unfiltered_telemetry(&telemetry(json!([]))));
+        assert!(!unfiltered_telemetry(&telemetry(json!(["consul.runtime"]))), "a filter may drop them");
+        assert!(!unfiltered_telemetry(&json!({"DebugConfig": {}})), "unknown settings: no inference");
         let mut c = cond(Goal::Passing(1));
         c.node = Some("n1".into());
         let young = uptime_bound(&metrics(5.0));
