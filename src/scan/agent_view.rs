@@ -139,6 +139,7 @@ mod tests {
             namespace: Default::default(),
             peer: Default::default(),
             owner: None,
+            mesh: None,
         };
         Catalog {
             nodes: vec![node("app01"), node("app02")],

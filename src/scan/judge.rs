@@ -1026,6 +1026,7 @@ mod tests {
             namespace: Default::default(),
             peer: Default::default(),
             owner: None,
+            mesh: None,
         };
         assert!(critical_forever(&JudgeOptions::default(), &node, &i).is_none());
         i.checks = vec![check("_service_maintenance:s1", Deregister::Unknown)].into();

@@ -2,10 +2,11 @@
 //! node (SCN-035), and instances of a meshed service that lack the sidecar their other instances
 //! have (SCN-036). Findings only: a sidecar finding never makes anything prunable.
 //!
-//! The scan model keeps no `Kind` or `Proxy`, so this reads them itself: `/v1/internal/ui/services`
-//! (one summary per service name) tells whether the catalog has a `connect-proxy` at all, and
-//! only then `/v1/internal/ui/nodes` (`Kind`, `Proxy.DestinationServiceID`, `Connect.Native`),
-//! decoded while it streams. `judge` is pure.
+//! A whole-catalog scan judges the instances it already read: the model keeps each instance's
+//! [`MeshRole`] (`Kind`, `Proxy.DestinationServiceID`, `Connect.Native`), so no second read. A
+//! `--service` scan holds only the named services, not their sidecars, so it asks
+//! `/v1/internal/ui/services` whether the catalog has a `connect-proxy` at all, and only then
+//! `/v1/internal/ui/nodes`. `judge` is pure.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -15,6 +16,7 @@ use crate::codes;
 use crate::consul::SharedClient;
 use crate::report::CheckResult;
 use crate::scan::judge::Finding;
+use crate::scan::model::{Catalog, MeshRole};
 
 #[derive(Debug, Deserialize)]
 pub struct MeshNode {
@@ -81,7 +83,67 @@ pub async fn scan(
     if unreadable {
         return Sidecars::default();
     }
+    if wanted.is_empty() {
+        // The whole catalog is in hand, sidecars included.
+        return Sidecars { findings: judge(&entries_of(&gathered.catalog), wanted), endpoints: Vec::new() };
+    }
     tokio::time::timeout_at(deadline, read(client, dc, wanted)).await.unwrap_or_default()
+}
+
+/// The catalog's instances as the judge reads them.
+fn entries_of(cat: &Catalog) -> Vec<Entry<'_>> {
+    cat.instances
+        .iter()
+        .map(|i| Entry {
+            node: &cat.nodes[i.node].name,
+            id: &i.id,
+            service: &i.service,
+            role: match i.mesh.as_deref() {
+                None => Role::Service { native: false },
+                Some(MeshRole::Native) => Role::Service { native: true },
+                Some(MeshRole::Sidecar { destination_id, destination_name }) => {
+                    Role::Sidecar { destination_id, destination_name }
+                }
+                Some(MeshRole::OtherKind) => Role::Other,
+            },
+        })
+        .collect()
+}
+
+/// `/v1/internal/ui/nodes` entries as the judge reads them.
+fn entries_of_nodes(nodes: &[MeshNode]) -> Vec<Entry<'_>> {
+    let mut out = Vec::new();
+    for n in nodes {
+        for s in n.services.iter().flatten() {
+            let role = match s.kind.as_deref() {
+                None | Some("") => Role::Service { native: s.connect.as_ref().is_some_and(|c| c.native) },
+                Some("connect-proxy") => {
+                    let p = s.proxy.as_ref();
+                    Role::Sidecar {
+                        destination_id: p.and_then(|p| p.destination_id.as_deref()).unwrap_or(""),
+                        destination_name: p.and_then(|p| p.destination_name.as_deref()).unwrap_or(""),
+                    }
+                }
+                Some(_) => Role::Other,
+            };
+            out.push(Entry { node: &n.node, id: &s.id, service: &s.service, role });
+        }
+    }
+    out
+}
+
+/// One instance: its node, ID, service name and part in the mesh.
+pub struct Entry<'a> {
+    node: &'a str,
+    id: &'a str,
+    service: &'a str,
+    role: Role<'a>,
+}
+
+enum Role<'a> {
+    Service { native: bool },
+    Sidecar { destination_id: &'a str, destination_name: &'a str },
+    Other,
 }
 
 async fn read(client: &SharedClient, dc: Option<&str>, wanted: &[String]) -> Sidecars {
@@ -110,7 +172,7 @@ async fn read(client: &SharedClient, dc: Option<&str>, wanted: &[String]) -> Sid
     let path = format!("/v1/internal/ui/nodes{dcq}");
     out.endpoints.push(format!("GET {path}"));
     if let Ok(Ok(nodes)) = client.get_json_streamed::<Vec<MeshNode>>(&path).await {
-        out.findings = judge(&nodes, wanted);
+        out.findings = judge(&entries_of_nodes(&nodes), wanted);
     }
     out
 }
@@ -118,58 +180,53 @@ async fn read(client: &SharedClient, dc: Option<&str>, wanted: &[String]) -> Sid
 /// Instances of one service with a sidecar (or native), and the (node, ID) of those without.
 type Coverage<'a> = (usize, Vec<(&'a str, &'a str)>);
 
-pub fn judge(nodes: &[MeshNode], wanted: &[String]) -> Vec<Finding> {
+pub fn judge(entries: &[Entry<'_>], wanted: &[String]) -> Vec<Finding> {
     let in_scope = |name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
     let mut out = Vec::new();
     // (node, service ID) of every instance, and each sidecar's (node, destination ID).
     let mut ids: HashSet<(&str, &str)> = HashSet::new();
     let mut covered: HashSet<(&str, &str)> = HashSet::new();
-    for n in nodes {
-        for s in n.services.iter().flatten() {
-            ids.insert((n.node.as_str(), s.id.as_str()));
-            if let Some(d) = s.proxy.as_ref().and_then(|p| p.destination_id.as_deref()) {
-                if s.kind.as_deref() == Some("connect-proxy") {
-                    covered.insert((n.node.as_str(), d));
-                }
-            }
+    for e in entries {
+        ids.insert((e.node, e.id));
+        if let Role::Sidecar { destination_id, .. } = e.role {
+            covered.insert((e.node, destination_id));
         }
     }
     // Services with at least one sidecar: name -> (instances with one, instances without).
     let mut meshed: BTreeMap<&str, Coverage<'_>> = BTreeMap::new();
-    for n in nodes {
-        for s in n.services.iter().flatten() {
-            if s.kind.as_deref() == Some("connect-proxy") {
-                let p = s.proxy.as_ref();
-                let dest_id = p.and_then(|p| p.destination_id.as_deref()).unwrap_or("");
-                let dest_name = p.and_then(|p| p.destination_name.as_deref()).unwrap_or("");
-                if !in_scope(dest_name) && !in_scope(&s.service) {
+    for e in entries {
+        match e.role {
+            Role::Sidecar { destination_id: dest_id, destination_name: dest_name } => {
+                if !in_scope(dest_name) && !in_scope(e.service) {
                     continue;
                 }
-                if !dest_id.is_empty() && !ids.contains(&(n.node.as_str(), dest_id)) {
+                if !dest_id.is_empty() && !ids.contains(&(e.node, dest_id)) {
+                    let (node, id) = (e.node, e.id);
                     out.push(Finding {
-                        service: s.service.clone(),
-                        node: Some(n.node.clone()),
-                        service_id: Some(s.id.clone()),
+                        service: e.service.to_string(),
+                        node: Some(node.to_string()),
+                        service_id: Some(id.to_string()),
                         address: None,
                         result: CheckResult::finding(
                             codes::SCN_ORPHAN_SIDECAR,
                             "scan.mesh",
-                            format!("sidecar {} on {} forwards to service ID {dest_id:?} ({dest_name}), which is not registered on {}: its parent is gone, and it only fails its aliasing check", s.id, n.node, n.node),
-                            format!("on {}: consul services deregister -id {} (or re-register {dest_name:?} there with its connect block); scan --prune never removes sidecars", n.node, s.id),
+                            format!("sidecar {id} on {node} forwards to service ID {dest_id:?} ({dest_name}), which is not registered on {node}: its parent is gone, and it only fails its aliasing check"),
+                            format!("on {node}: consul services deregister -id {id} (or re-register {dest_name:?} there with its connect block); scan --prune never removes sidecars"),
                         )
-                        .with("node", n.node.clone())
-                        .with("service_id", s.id.clone()),
+                        .with("node", node.to_string())
+                        .with("service_id", id.to_string()),
                     });
                 }
-            } else if s.kind.as_deref().is_none_or(str::is_empty) {
-                let native = s.connect.as_ref().is_some_and(|c| c.native);
-                let e = meshed.entry(s.service.as_str()).or_default();
-                if covered.contains(&(n.node.as_str(), s.id.as_str())) || native {
-                    e.0 += 1;
+            }
+            Role::Service { native } => {
+                let m = meshed.entry(e.service).or_default();
+                if covered.contains(&(e.node, e.id)) || native {
+                    m.0 += 1;
                 } else {
-                    e.1.push((n.node.as_str(), s.id.as_str()));
+                    m.1.push((e.node, e.id));
                 }
             }
+            Role::Other => {}
         }
     }
     for (service, (with, without)) in meshed {
@@ -217,14 +274,27 @@ mod tests {
           {"Node": "n3", "Services": null}
         ]"#;
         let nodes: Vec<MeshNode> = serde_json::from_str(body).unwrap();
-        let f = judge(&nodes, &[]);
+        let f = judge(&entries_of_nodes(&nodes), &[]);
         let got: Vec<(&str, &str, &str)> = f
             .iter()
             .map(|f| (f.result.code.unwrap(), f.node.as_deref().unwrap(), f.service_id.as_deref().unwrap()))
             .collect();
         assert_eq!(got, vec![("SCN-035", "n1", "api-sidecar-proxy"), ("SCN-036", "n2", "web")]);
         assert!(f[1].result.message.contains("2 other instance(s)"), "{}", f[1].result.message);
-        assert!(judge(&nodes, &["db".to_string()]).is_empty());
-        assert_eq!(judge(&nodes, &["api".to_string()]).len(), 1);
+        assert!(judge(&entries_of_nodes(&nodes), &["db".to_string()]).is_empty());
+        assert_eq!(judge(&entries_of_nodes(&nodes), &["api".to_string()]).len(), 1);
+        // The same answer read into the scan model judges the same.
+        let mut b = crate::scan::model::Builder::default();
+        for n in serde_json::from_str::<Vec<crate::scan::model::UiNode>>(body).unwrap() {
+            b.add_ui_node(n);
+        }
+        let cat = b.finish();
+        let again: Vec<(&str, String, String)> = judge(&entries_of(&cat), &[])
+            .into_iter()
+            .map(|f| (f.result.code.unwrap(), f.node.unwrap(), f.service_id.unwrap()))
+            .collect();
+        let want: Vec<(&str, String, String)> =
+            got.iter().map(|(c, n, i)| (*c, n.to_string(), i.to_string())).collect();
+        assert_eq!(again, want);
     }
 }

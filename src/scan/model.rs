@@ -166,6 +166,20 @@ pub struct Instance {
     pub peer: Arc<String>,
     /// The owner its service meta (or its node's meta) names.
     pub owner: Option<Arc<Owner>>,
+    /// Its part in the service mesh, for the few instances that have one (a thin pointer).
+    pub mesh: Option<Box<MeshRole>>,
+}
+
+/// An instance's part in the service mesh, from its `Kind`, `Proxy` and `Connect` fields
+/// (hashicorp/consul `agent/structs/structs.go` `NodeService`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MeshRole {
+    /// `Kind: connect-proxy`: a sidecar forwarding to `Proxy.DestinationServiceID` on its node.
+    Sidecar { destination_id: Box<str>, destination_name: Box<str> },
+    /// `Connect.Native`: the service speaks the mesh itself.
+    Native,
+    /// Any other `Kind` (mesh, terminating or ingress gateways): not a service's instance.
+    OtherKind,
 }
 
 impl Instance {
@@ -300,6 +314,43 @@ pub struct WireService {
     namespace: String,
     #[serde(rename = "PeerName", default, deserialize_with = "null_default")]
     peer: String,
+    #[serde(rename = "Kind", default, deserialize_with = "null_default")]
+    kind: String,
+    #[serde(rename = "Proxy", default)]
+    proxy: Option<WireProxy>,
+    #[serde(rename = "Connect", default)]
+    connect: Option<WireConnect>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireProxy {
+    #[serde(rename = "DestinationServiceID", default)]
+    destination_id: Option<String>,
+    #[serde(rename = "DestinationServiceName", default)]
+    destination_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireConnect {
+    #[serde(rename = "Native", default)]
+    native: Option<bool>,
+}
+
+impl WireService {
+    fn mesh_role(&mut self) -> Option<Box<MeshRole>> {
+        match self.kind.as_str() {
+            "" => self.connect.as_ref().and_then(|c| c.native).filter(|n| *n).map(|_| Box::new(MeshRole::Native)),
+            "connect-proxy" => {
+                let p = self.proxy.take();
+                let (id, name) = p.map(|p| (p.destination_id, p.destination_name)).unwrap_or_default();
+                Some(Box::new(MeshRole::Sidecar {
+                    destination_id: id.unwrap_or_default().into(),
+                    destination_name: name.unwrap_or_default().into(),
+                }))
+            }
+            _ => Some(Box::new(MeshRole::OtherKind)),
+        }
+    }
 }
 
 /// One entry of `/v1/internal/ui/nodes`: a node with all its services and checks
@@ -715,7 +766,8 @@ impl Builder {
     }
 
     /// Pushes the instance of `s`, not yet tied to a node: [`Builder::attach`] does that.
-    fn push_service(&mut self, s: WireService) {
+    fn push_service(&mut self, mut s: WireService) {
+        let mesh = s.mesh_role();
         // The address of the instance before, when it is the same (a node's services often
         // share one): one copy.
         let address = match self.catalog.instances.last() {
@@ -752,6 +804,7 @@ impl Builder {
             namespace,
             peer,
             owner,
+            mesh,
         });
     }
 
