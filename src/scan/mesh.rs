@@ -84,8 +84,12 @@ pub async fn scan(
         return Sidecars::default();
     }
     if wanted.is_empty() {
-        // The whole catalog is in hand, sidecars included.
-        return Sidecars { findings: judge(&entries_of(&gathered.catalog), wanted), endpoints: Vec::new() };
+        // The whole catalog is in hand, sidecars included; without any sidecar there is nothing
+        // to judge (and no index of every instance is built).
+        let cat = &gathered.catalog;
+        let any_sidecar = cat.instances.iter().any(|i| matches!(i.mesh.as_deref(), Some(MeshRole::Sidecar { .. })));
+        let findings = if any_sidecar { judge(&entries_of(cat), wanted) } else { Vec::new() };
+        return Sidecars { findings, endpoints: Vec::new() };
     }
     tokio::time::timeout_at(deadline, read(client, dc, wanted)).await.unwrap_or_default()
 }
