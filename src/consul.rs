@@ -138,6 +138,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
+/// Bodies up to this size are decoded as one slice once they are in, without a decoder thread.
+const INLINE_DECODE: usize = 256 * 1024;
+
 /// Most requests in flight to the agent at once. Agents may limit connections per client IP
 /// (`limits { http_max_conns_per_client }`, often set low in production); the doctor stays
 /// within two keep-alive connections, reused for every request.
@@ -482,6 +485,32 @@ impl ConsulClient {
             let reply = Reply { status, headers, body, elapsed: start.elapsed() };
             return Ok(Err((reply, String::new())));
         }
+        // A body that ends within the first chunks (most answers) is decoded here, without a
+        // decoder thread; a longer one streams through one, so memory never holds the body.
+        let mut first: Vec<bytes_chunk::Chunk> = Vec::new();
+        let mut total = 0usize;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    total += chunk.len();
+                    first.push(chunk);
+                    if total > INLINE_DECODE {
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    let body: Vec<u8> = first.concat();
+                    return Ok(match crate::jsonclip::from_slice::<T>(&body) {
+                        Ok(v) => Ok((v, headers)),
+                        Err(e) => {
+                            let head = body[..body.len().min(1024)].to_vec();
+                            Err((Reply { status, headers, body: head, elapsed: start.elapsed() }, e.to_string()))
+                        }
+                    });
+                }
+                Err(e) => return Err(broken(&e)),
+            }
+        }
         let (tx, rx) = tokio::sync::mpsc::channel::<bytes_chunk::Chunk>(8);
         let decoder = tokio::task::spawn_blocking(move || {
             // Strings are clipped as they stream past, so memory follows the number of values
@@ -492,12 +521,15 @@ impl ConsulClient {
             ))
         });
         let mut head = Vec::new();
-        let mut total = 0usize;
         let mut failure = None;
+        let mut early = first.into_iter();
         loop {
-            match resp.chunk().await {
+            let next = match early.next() {
+                Some(chunk) => Ok(Some(chunk)),
+                None => resp.chunk().await.inspect(|c| total += c.as_ref().map_or(0, |c| c.len())),
+            };
+            match next {
                 Ok(Some(chunk)) => {
-                    total += chunk.len();
                     if head.len() < 1024 {
                         head.extend_from_slice(&chunk[..chunk.len().min(1024 - head.len())]);
                     }

@@ -194,6 +194,11 @@ impl<R: Read> Read for ClipStrings<R> {
 
 /// Decodes JSON from bytes with every string clipped to [`MAX_STRING`].
 pub fn from_slice<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
+    // No string is longer than the whole document: a short one decodes as it is, without the
+    // adapter's buffers.
+    if bytes.len() <= MAX_STRING {
+        return serde_json::from_slice(bytes);
+    }
     // serde_json reads a byte at a time: the buffer keeps those reads cheap.
     serde_json::from_reader(io::BufReader::with_capacity(64 * 1024, ClipStrings::new(bytes)))
 }

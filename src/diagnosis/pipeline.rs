@@ -28,7 +28,6 @@ use crate::connection::Connection;
 use crate::consul::SharedClient;
 use crate::diagnosis::stages;
 use crate::inputs::Inputs;
-use crate::join::join_all;
 use crate::report::{AgentSummary, CheckResult, Report, Status};
 use crate::transport::Sniff;
 
@@ -58,6 +57,9 @@ pub struct Stage {
     pub name: &'static str,
     /// Stages that must pass (or warn) before this one runs.
     pub requires: &'static [StageId],
+    /// Stages that must have finished, passed or not, before this one runs: it reads what they
+    /// learned but does not depend on their verdict (sync reads the health stage's probes).
+    pub after: &'static [StageId],
     /// Check ids this stage reports, used to list them when the stage is skipped.
     pub checks: &'static [&'static str],
     /// Checks whose failure does not block dependent stages (they gate per service instead).
@@ -73,6 +75,7 @@ pub const STAGES: &[Stage] = &[
         id: StageId::Config,
         name: "config",
         requires: &[],
+        after: &[],
         checks: stages::config::CHECKS,
         soft: stages::config::SOFT,
         run: stages::config::run,
@@ -81,6 +84,7 @@ pub const STAGES: &[Stage] = &[
         id: StageId::Dns,
         name: "dns",
         requires: &[StageId::Config],
+        after: &[],
         checks: stages::dns::CHECKS,
         soft: &[],
         run: stages::dns::run,
@@ -89,6 +93,7 @@ pub const STAGES: &[Stage] = &[
         id: StageId::Tcp,
         name: "tcp",
         requires: &[StageId::Dns],
+        after: &[],
         checks: stages::tcp::CHECKS,
         soft: &[],
         run: stages::tcp::run,
@@ -97,6 +102,7 @@ pub const STAGES: &[Stage] = &[
         id: StageId::Tls,
         name: "tls",
         requires: &[StageId::Tcp],
+        after: &[],
         checks: stages::tls::CHECKS,
         soft: &[],
         run: stages::tls::run,
@@ -105,6 +111,7 @@ pub const STAGES: &[Stage] = &[
         id: StageId::Api,
         name: "api",
         requires: &[StageId::Tls],
+        after: &[],
         checks: stages::api::CHECKS,
         soft: &[],
         run: stages::api::run,
@@ -113,6 +120,7 @@ pub const STAGES: &[Stage] = &[
         id: StageId::Leader,
         name: "leader",
         requires: &[StageId::Api],
+        after: &[],
         checks: stages::leader::CHECKS,
         soft: &[],
         run: stages::leader::run,
@@ -121,6 +129,7 @@ pub const STAGES: &[Stage] = &[
         id: StageId::Acl,
         name: "acl",
         requires: &[StageId::Leader],
+        after: &[],
         checks: stages::acl::CHECKS,
         soft: &[],
         run: stages::acl::run,
@@ -129,6 +138,7 @@ pub const STAGES: &[Stage] = &[
         id: StageId::Duplicates,
         name: "duplicates",
         requires: &[StageId::Acl],
+        after: &[],
         checks: stages::duplicates::CHECKS,
         soft: &[],
         run: stages::duplicates::run,
@@ -137,6 +147,8 @@ pub const STAGES: &[Stage] = &[
         id: StageId::Sync,
         name: "sync",
         requires: &[StageId::Duplicates],
+        // Reads the health stage's probes of the same checks.
+        after: &[StageId::Health],
         checks: stages::sync::CHECKS,
         soft: &[],
         run: stages::sync::run,
@@ -145,6 +157,7 @@ pub const STAGES: &[Stage] = &[
         id: StageId::Version,
         name: "version",
         requires: &[StageId::Api],
+        after: &[],
         checks: stages::version::CHECKS,
         soft: &[],
         run: stages::version::run,
@@ -153,6 +166,7 @@ pub const STAGES: &[Stage] = &[
         id: StageId::Discovery,
         name: "discovery",
         requires: &[StageId::Sync],
+        after: &[],
         checks: stages::discovery::CHECKS,
         // What consumers see never blocks the probe: it asks another question.
         soft: stages::discovery::CHECKS,
@@ -163,6 +177,7 @@ pub const STAGES: &[Stage] = &[
         name: "mesh",
         // After sync: the sidecar is judged once its service is known to be in the catalog.
         requires: &[StageId::Sync],
+        after: &[],
         checks: stages::mesh::CHECKS,
         soft: &[],
         run: stages::mesh::run,
@@ -171,6 +186,7 @@ pub const STAGES: &[Stage] = &[
         id: StageId::Probe,
         name: "probe",
         requires: &[StageId::Discovery],
+        after: &[],
         checks: stages::probe::CHECKS,
         soft: &[],
         run: stages::probe::run,
@@ -179,6 +195,7 @@ pub const STAGES: &[Stage] = &[
         id: StageId::Health,
         name: "health",
         requires: &[StageId::Config],
+        after: &[],
         checks: stages::health::CHECKS,
         soft: &[],
         run: stages::health::run,
@@ -248,6 +265,26 @@ impl Ctx<'_> {
 /// Stage names of the commands other than `check` (their codes' `stage`): `wait`.
 pub const COMMAND_STAGES: &[&str] = &["wait", "scan"];
 
+/// A started stage: its results (or the deadline passing) and how long it ran.
+type RunningStage<'a> =
+    Pin<Box<dyn Future<Output = (Result<Vec<CheckResult>, tokio::time::error::Elapsed>, std::time::Duration)> + 'a>>;
+
+/// Polls the running stages until one finishes; removes it and returns its table index.
+async fn next_finished<'a>(
+    running: &mut Vec<(usize, RunningStage<'a>)>,
+) -> (usize, (Result<Vec<CheckResult>, tokio::time::error::Elapsed>, std::time::Duration)) {
+    std::future::poll_fn(|cx| {
+        for n in 0..running.len() {
+            if let std::task::Poll::Ready(out) = running[n].1.as_mut().poll(cx) {
+                let (i, _) = running.swap_remove(n);
+                return std::task::Poll::Ready((i, out));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
 /// A run's report and what its stages learned (the API client among it).
 pub struct Outcome {
     pub report: Report,
@@ -270,137 +307,161 @@ pub async fn run_stages(inputs: &Inputs, wanted: &[StageId]) -> Outcome {
 /// [`run_stages`] that must end by `deadline` (what is left of the invocation's deadline, for
 /// the attempts of `--wait`).
 pub async fn run_stages_until(inputs: &Inputs, wanted: &[StageId], deadline: tokio::time::Instant) -> Outcome {
+    run_table(STAGES, inputs, wanted, deadline).await
+}
+
+/// The runner over any stage table ([`STAGES`] outside the runner's own tests).
+async fn run_table(
+    table: &'static [Stage],
+    inputs: &Inputs,
+    wanted: &[StageId],
+    deadline: tokio::time::Instant,
+) -> Outcome {
     let started = Instant::now();
     let ctx = Ctx { inputs, facts: Mutex::new(Facts::default()) };
     let mut outcome: HashMap<StageId, Option<&'static str>> = HashMap::new();
-    let mut results: Vec<Option<Vec<CheckResult>>> = STAGES.iter().map(|_| None).collect();
+    let mut results: Vec<Option<Vec<CheckResult>>> = table.iter().map(|_| None).collect();
     let mut skipped_by_flag: Vec<StageId> = Vec::new();
-    let wanted_count = STAGES.iter().filter(|s| wanted.contains(&s.id)).count();
+    let wanted_count = table.iter().filter(|s| wanted.contains(&s.id)).count();
 
+    // Each stage starts the moment what it needs is done, not when a whole round is: a slow
+    // health endpoint never holds up the connection stages, nor the version stage the acl stage.
+    let mut launched: Vec<bool> = table.iter().map(|_| false).collect();
+    let mut running: Vec<(usize, RunningStage<'_>)> = Vec::new();
+    let settled =
+        |outcome: &HashMap<StageId, Option<&'static str>>, r: &StageId| outcome.contains_key(r) || !wanted.contains(r);
     while outcome.len() < wanted_count {
-        let ready: Vec<usize> = STAGES
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| {
-                wanted.contains(&s.id)
-                    && !outcome.contains_key(&s.id)
-                    && s.requires.iter().all(|r| outcome.contains_key(r) || !wanted.contains(r))
-            })
-            .map(|(i, _)| i)
-            .collect();
-        if ready.is_empty() {
-            break; // a cycle in the table; the table test rules this out
-        }
-        let mut runnable = Vec::new();
-        for i in ready {
-            let stage = &STAGES[i];
-            let blocker = stage.requires.iter().find_map(|r| outcome.get(r).copied().flatten());
-            let asked_to_skip =
-                inputs.skip.contains(&stage.name) || stage.requires.iter().any(|r| skipped_by_flag.contains(r));
-            if blocker.is_none() && asked_to_skip {
-                let mut skipped: Vec<CheckResult> = stage
-                    .checks
-                    .iter()
-                    .map(|id| {
-                        CheckResult::skipped(id, format!("skipped: the {} stage was left out with --skip", stage.name))
-                    })
-                    .collect();
-                skipped.iter_mut().for_each(|c| c.stage = stage.name);
-                results[i] = Some(skipped);
-                outcome.insert(stage.id, None);
-                skipped_by_flag.push(stage.id);
-                continue;
+        // Start (or skip) every stage whose prerequisites are settled; a skip settles a stage
+        // at once, so look again until nothing more becomes ready.
+        loop {
+            let ready: Vec<usize> = table
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| {
+                    wanted.contains(&s.id)
+                        && !launched[*i]
+                        && s.requires.iter().chain(s.after).all(|r| settled(&outcome, r))
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if ready.is_empty() {
+                break;
             }
-            match blocker {
-                Some(code) => {
-                    let mut skipped: Vec<CheckResult> =
-                        stage.checks.iter().map(|id| CheckResult::blocked(id, code)).collect();
+            for i in ready {
+                launched[i] = true;
+                let stage = &table[i];
+                let blocker = stage.requires.iter().find_map(|r| outcome.get(r).copied().flatten());
+                let asked_to_skip =
+                    inputs.skip.contains(&stage.name) || stage.requires.iter().any(|r| skipped_by_flag.contains(r));
+                if blocker.is_none() && asked_to_skip {
+                    let mut skipped: Vec<CheckResult> = stage
+                        .checks
+                        .iter()
+                        .map(|id| {
+                            CheckResult::skipped(
+                                id,
+                                format!("skipped: the {} stage was left out with --skip", stage.name),
+                            )
+                        })
+                        .collect();
                     skipped.iter_mut().for_each(|c| c.stage = stage.name);
                     results[i] = Some(skipped);
-                    outcome.insert(stage.id, Some(code));
+                    outcome.insert(stage.id, None);
+                    skipped_by_flag.push(stage.id);
+                    continue;
                 }
-                None => runnable.push(i),
+                match blocker {
+                    Some(code) => {
+                        let mut skipped: Vec<CheckResult> =
+                            stage.checks.iter().map(|id| CheckResult::blocked(id, code)).collect();
+                        skipped.iter_mut().for_each(|c| c.stage = stage.name);
+                        results[i] = Some(skipped);
+                        outcome.insert(stage.id, Some(code));
+                    }
+                    None => {
+                        let fut = (stage.run)(&ctx);
+                        running.push((
+                            i,
+                            Box::pin(async move {
+                                crate::log::debug(format!("stage {}: started", stage.name));
+                                let t0 = Instant::now();
+                                let res = tokio::time::timeout_at(deadline, fut).await;
+                                (res, t0.elapsed())
+                            }),
+                        ));
+                    }
+                }
             }
         }
-        let futures: Vec<_> = runnable
-            .iter()
-            .map(|&i| {
-                let stage = &STAGES[i];
-                let fut = (stage.run)(&ctx);
-                Box::pin(async move {
-                    crate::log::debug(format!("stage {}: started", stage.name));
-                    let t0 = Instant::now();
-                    let res = tokio::time::timeout_at(deadline, fut).await;
-                    (res, t0.elapsed())
-                })
-            })
-            .collect();
-        let finished = join_all(futures).await;
-        for (&i, (res, took)) in runnable.iter().zip(finished) {
-            let stage = &STAGES[i];
-            let mut checks = match res {
-                Ok(checks) => checks,
-                Err(_) => stage
-                    .checks
-                    .iter()
-                    .enumerate()
-                    .map(|(n, id)| match n {
-                        0 => CheckResult::finding(
-                            codes::RUN_DEADLINE,
-                            id,
-                            format!(
-                                "the {} stage did not finish before the {} run deadline",
-                                stage.name,
-                                fmt_dur(inputs.deadline)
-                            ),
-                            "re-run with a larger --deadline, or a smaller --timeout to find the slow step",
+        if running.is_empty() {
+            break; // a cycle in the table; the table test rules this out
+        }
+        let (i, (res, took)) = next_finished(&mut running).await;
+        let stage = &table[i];
+        let mut checks = match res {
+            Ok(checks) => checks,
+            Err(_) => stage
+                .checks
+                .iter()
+                .enumerate()
+                .map(|(n, id)| match n {
+                    0 => CheckResult::finding(
+                        codes::RUN_DEADLINE,
+                        id,
+                        format!(
+                            "the {} stage did not finish before the {} run deadline",
+                            stage.name,
+                            fmt_dur(inputs.deadline)
                         ),
-                        _ => CheckResult::blocked(id, codes::RUN_DEADLINE.code),
-                    })
-                    .collect(),
-            };
-            for c in &mut checks {
-                c.stage = stage.name;
-                if c.code.is_some_and(|code| inputs.ignore.contains(&code)) {
-                    c.ignore();
-                }
-                if let Some(v) = c.verdict.as_deref_mut() {
-                    v.stage = stage.name;
-                    if v.code.is_some_and(|code| inputs.ignore.contains(&code)) {
-                        v.ignore();
-                    }
-                }
-                // Every finding says what it was judged against.
-                if c.code.is_some() && !c.evidence.contains_key("target") {
-                    let target = match stage.id {
-                        StageId::Config | StageId::Health => None,
-                        _ => ctx.conn().map(|conn| conn.display.clone()),
-                    };
-                    if let Some(t) = target {
-                        c.evidence.insert("target".into(), t);
-                    }
-                }
-                if c.elapsed_ms == 0 && c.status != Status::Skip {
-                    c.elapsed_ms = took.as_millis() as u64;
+                        "re-run with a larger --deadline, or a smaller --timeout to find the slow step",
+                    ),
+                    _ => CheckResult::blocked(id, codes::RUN_DEADLINE.code),
+                })
+                .collect(),
+        };
+        for c in &mut checks {
+            c.stage = stage.name;
+            if c.code.is_some_and(|code| inputs.ignore.contains(&code)) {
+                c.ignore();
+            }
+            if let Some(v) = c.verdict.as_deref_mut() {
+                v.stage = stage.name;
+                if v.code.is_some_and(|code| inputs.ignore.contains(&code)) {
+                    v.ignore();
                 }
             }
-            let failed =
-                checks.iter().find(|c| c.status == Status::Fail && !stage.soft.contains(&c.id)).and_then(|c| c.code);
-            crate::log::debug(format!(
-                "stage {}: finished in {} ms: {}",
-                stage.name,
-                took.as_millis(),
-                checks
-                    .iter()
-                    .map(|c| format!("{} {}", c.id, c.code.unwrap_or(c.status.as_str())))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-            outcome.insert(stage.id, failed);
-            ctx.facts().reported.extend(checks.iter().map(|c| (c.id, c.code, c.blocked_by, c.message.clone())));
-            results[i] = Some(checks);
+            // Every finding says what it was judged against.
+            if c.code.is_some() && !c.evidence.contains_key("target") {
+                let target = match stage.id {
+                    StageId::Config | StageId::Health => None,
+                    _ => ctx.conn().map(|conn| conn.display.clone()),
+                };
+                if let Some(t) = target {
+                    c.evidence.insert("target".into(), t);
+                }
+            }
+            if c.elapsed_ms == 0 && c.status != Status::Skip {
+                c.elapsed_ms = took.as_millis() as u64;
+            }
         }
+        let failed =
+            checks.iter().find(|c| c.status == Status::Fail && !stage.soft.contains(&c.id)).and_then(|c| c.code);
+        crate::log::debug(format!(
+            "stage {}: finished in {} ms: {}",
+            stage.name,
+            took.as_millis(),
+            checks
+                .iter()
+                .map(|c| format!("{} {}", c.id, c.code.unwrap_or(c.status.as_str())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        outcome.insert(stage.id, failed);
+        ctx.facts().reported.extend(checks.iter().map(|c| (c.id, c.code, c.blocked_by, c.message.clone())));
+        results[i] = Some(checks);
     }
+    // Dropping the runner's futures before the facts are taken apart.
+    drop(running);
 
     let mut checks: Vec<CheckResult> = results.into_iter().flatten().flatten().collect();
     // Agent advice does not apply to a service whose instances an owner other than an agent
@@ -490,6 +551,17 @@ mod tests {
             }
             assert!(!s.checks.is_empty(), "{} declares no checks", s.name);
         }
+        // `after` may name a stage reported later (health), but never closes a cycle.
+        let mut settled: Vec<StageId> = Vec::new();
+        while settled.len() < STAGES.len() {
+            let before = settled.len();
+            for s in STAGES {
+                if !settled.contains(&s.id) && s.requires.iter().chain(s.after).all(|r| settled.contains(r)) {
+                    settled.push(s.id);
+                }
+            }
+            assert!(settled.len() > before, "a cycle through `after`");
+        }
     }
 
     #[test]
@@ -498,6 +570,143 @@ mod tests {
             let stage = STAGES.iter().find(|s| s.id == *id).expect("in the table");
             assert!(stage.requires.iter().all(|r| CONNECTION.contains(r)), "{} needs a later stage", stage.name);
         }
+    }
+
+    fn test_inputs() -> Inputs {
+        match crate::cli::parse(["consul-doctor", "check", "--http-addr", "127.0.0.1:1"]) {
+            Ok(crate::cli::Parsed::Check(raw)) => Inputs::resolve(*raw).expect("valid inputs"),
+            _ => panic!("check arguments parse"),
+        }
+    }
+
+    /// Runs a synthetic table to the end on a single-threaded runtime, as the commands do; a
+    /// runner that waits for the wrong stage never ends, which the 10 s guard turns into `None`.
+    fn run_synthetic(table: &'static [Stage]) -> Option<Report> {
+        let inputs = test_inputs();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let ids: Vec<StageId> = table.iter().map(|s| s.id).collect();
+        rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+            tokio::time::timeout(std::time::Duration::from_secs(10), run_table(table, &inputs, &ids, deadline))
+                .await
+                .ok()
+                .map(|o| o.report)
+        })
+    }
+
+    /// Until `flag` is set, yields to the other stages of the run.
+    async fn until(flag: &std::sync::atomic::AtomicBool) {
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    static SLOW_RELEASED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    /// `root` <- `slow` (waits for `second`) and `root` <- `first` <- `second`. A runner that
+    /// starts stages in rounds waits for `slow` before `second`, which never comes.
+    static SLOW_BESIDE_A_CHAIN: &[Stage] = &[
+        Stage { run: |_| Box::pin(async { vec![CheckResult::pass("t.root", "ok")] }), ..stage_const::ROOT },
+        Stage {
+            run: |_| {
+                Box::pin(async {
+                    until(&SLOW_RELEASED).await;
+                    vec![CheckResult::pass("t.slow", "released by t.second")]
+                })
+            },
+            ..stage_const::SLOW
+        },
+        Stage { run: |_| Box::pin(async { vec![CheckResult::pass("t.first", "ok")] }), ..stage_const::FIRST },
+        Stage {
+            run: |_| {
+                Box::pin(async {
+                    SLOW_RELEASED.store(true, std::sync::atomic::Ordering::SeqCst);
+                    vec![CheckResult::pass("t.second", "ok")]
+                })
+            },
+            ..stage_const::SECOND
+        },
+    ];
+
+    /// Rows of the synthetic tables, without their run functions.
+    mod stage_const {
+        use super::super::*;
+
+        const fn row(
+            id: StageId,
+            name: &'static str,
+            requires: &'static [StageId],
+            check: &'static [&'static str],
+        ) -> Stage {
+            Stage { id, name, requires, after: &[], checks: check, soft: &[], run: |_| Box::pin(async { Vec::new() }) }
+        }
+        pub const ROOT: Stage = row(StageId::Config, "root", &[], &["t.root"]);
+        pub const SLOW: Stage = row(StageId::Health, "slow", &[StageId::Config], &["t.slow"]);
+        pub const FIRST: Stage = row(StageId::Dns, "first", &[StageId::Config], &["t.first"]);
+        pub const SECOND: Stage = row(StageId::Tcp, "second", &[StageId::Dns], &["t.second"]);
+        pub const FAILING: Stage = row(StageId::Health, "failing", &[StageId::Config], &["t.failing"]);
+        pub const READER: Stage =
+            Stage { after: &[StageId::Health], ..row(StageId::Sync, "reader", &[StageId::Config], &["t.reader"]) };
+        pub const DEPENDENT: Stage = row(StageId::Probe, "dependent", &[StageId::Health], &["t.dependent"]);
+    }
+
+    #[test]
+    fn a_stage_starts_when_its_own_prerequisites_are_done_not_a_whole_round() {
+        let report = run_synthetic(SLOW_BESIDE_A_CHAIN).expect("the run ends: t.second started while t.slow ran");
+        let statuses: Vec<(&str, Status)> = report.checks.iter().map(|c| (c.id, c.status)).collect();
+        assert_eq!(
+            statuses,
+            vec![
+                ("t.root", Status::Pass),
+                ("t.slow", Status::Pass),
+                ("t.first", Status::Pass),
+                ("t.second", Status::Pass)
+            ],
+            "results stay in table order"
+        );
+    }
+
+    static FAILED_FIRST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    /// `reader` runs after `failing` (reads what it learned) without depending on its verdict;
+    /// `dependent` requires it and is skipped, naming its code.
+    static AFTER_A_FAILURE: &[Stage] = &[
+        Stage { run: |_| Box::pin(async { vec![CheckResult::pass("t.root", "ok")] }), ..stage_const::ROOT },
+        Stage {
+            run: |_| {
+                Box::pin(async {
+                    // Let the reader be polled first: a runner that ignores `after` would run it now.
+                    for _ in 0..10 {
+                        tokio::task::yield_now().await;
+                    }
+                    FAILED_FIRST.store(true, std::sync::atomic::Ordering::SeqCst);
+                    vec![CheckResult::finding(codes::HLT_STATUS, "t.failing", "web: 500", "fix the endpoint")]
+                })
+            },
+            ..stage_const::FAILING
+        },
+        Stage {
+            run: |_| {
+                Box::pin(async {
+                    match FAILED_FIRST.load(std::sync::atomic::Ordering::SeqCst) {
+                        true => vec![CheckResult::pass("t.reader", "saw what t.failing learned")],
+                        false => vec![CheckResult::finding(codes::RUN_DEADLINE, "t.reader", "ran too early", "")],
+                    }
+                })
+            },
+            ..stage_const::READER
+        },
+        Stage { run: |_| Box::pin(async { vec![CheckResult::pass("t.dependent", "ran")] }), ..stage_const::DEPENDENT },
+    ];
+
+    #[test]
+    fn an_after_stage_waits_for_a_failed_stage_without_being_blocked_by_it() {
+        let report = run_synthetic(AFTER_A_FAILURE).expect("the run ends");
+        let by_id = |id: &str| report.checks.iter().find(|c| c.id == id).expect("reported");
+        assert_eq!(by_id("t.failing").status, Status::Fail);
+        assert_eq!(by_id("t.reader").status, Status::Pass, "{:?}", by_id("t.reader").message);
+        assert_eq!(by_id("t.dependent").status, Status::Skip);
+        assert_eq!(by_id("t.dependent").blocked_by, Some(codes::HLT_STATUS.code));
     }
 
     fn finding(code: &'static codes::Code, id: &'static str, msg: &str) -> CheckResult {

@@ -161,12 +161,22 @@ fn check_views<'a>(items: impl Iterator<Item = &'a Value>, service_id: &str, nod
 
 pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     Box::pin(async move {
-        let node_result = judge_own_node(ctx).await;
+        // The node and the agent's checks are read at once (two of the client's lanes): the
+        // checks are needed unless the node's identity clashes, which is rare and costs one read.
+        let started = super::service_stage_start(ctx, &CHECKS[1..]);
+        let wants_checks = started.is_ok() && ctx.facts().agent_services.is_some();
+        let read_checks = async {
+            match (&started, wants_checks) {
+                (Ok((_, client)), true) => Some(client.get("/v1/agent/checks").await),
+                _ => None,
+            }
+        };
+        let (node_result, checks_reply) = tokio::join!(judge_own_node(ctx), read_checks);
         // Only a clash of node identity stops everything this agent syncs.
         let node_blocker =
             node_result.as_ref().and_then(|r| r.code).filter(|c| *c == codes::SYN_NODE_NAME_RESERVED.code);
         let mut results: Vec<CheckResult> = node_result.into_iter().collect();
-        let (services, client) = match super::service_stage_start(ctx, &CHECKS[1..]) {
+        let (services, client) = match started {
             Ok(started) => started,
             Err(skipped) => {
                 results.extend(skipped);
@@ -196,7 +206,9 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         let Some(local) = local else {
             return CHECKS.iter().map(|id| CheckResult::not_judged(id, "cannot read /v1/agent/services")).collect();
         };
-        let reply = client.get("/v1/agent/checks").await;
+        let Some(reply) = checks_reply else {
+            return CHECKS.iter().map(|id| CheckResult::not_judged(id, "cannot read /v1/agent/checks")).collect();
+        };
         let agent_checks: Option<Map<String, Value>> =
             match super::decode::<Map<String, Value>>("GET /v1/agent/checks", &reply, client.timeout, false) {
                 super::Answer::Ok(m) => Some(m),
