@@ -192,6 +192,7 @@ codes! {
     WAIT_AGENT_LOST_REGISTRATIONS = "WAIT-013", "wait", Fail, "Agent restarted recently without the service: API registrations were lost";
     WAIT_SIDECAR_NOT_PASSING = "WAIT-015", "wait", Fail, "Service passes but its sidecar proxy does not";
     WAIT_NOT_IN_MESH = "WAIT-016", "wait", Fail, "Service has no sidecar proxy or Connect-native instance in the mesh";
+    WAIT_NOT_REGISTERED_BY_OWNER = "WAIT-017", "wait", Fail, "No instance registered where an owner other than an agent registers them (consul-k8s)";
     SCN_GONE_NODE = "SCN-001", "scan", Warn, "Instance on a node whose agent failed or left";
     SCN_CATALOG_ONLY = "SCN-002", "scan", Warn, "Instance on a catalog-only node that no agent maintains";
     SCN_CATALOG_ONLY_UNCHECKED = "SCN-003", "scan", Warn, "Catalog-only instance with no health check";

@@ -18,6 +18,9 @@ struct Cluster {
     web_namespace: Option<&'static str>,
     /// `web` is registered by consul-k8s's endpoints controller on a synthetic node.
     agentless: bool,
+    /// `web` has no instance at all (the consul-k8s pods of other services are still there when
+    /// `agentless`).
+    web_absent: bool,
     /// Status of web's instance check.
     web_status: &'static str,
     /// A peer `dc2` exports `api`.
@@ -34,6 +37,7 @@ impl Cluster {
             version,
             web_namespace: None,
             agentless: false,
+            web_absent: false,
             web_status: "passing",
             peer_api: false,
             acls: false,
@@ -103,7 +107,7 @@ impl Cluster {
                 Answer::json(Value::Array(out).to_string())
             }
             // agent/agent_endpoint.go AgentServices: the server holds no service of the pods.
-            "/v1/agent/services" => Answer::json(if self.agentless || !self.ns_ok(r) { "{}".to_string() } else {
+            "/v1/agent/services" => Answer::json(if self.agentless || self.web_absent || !self.ns_ok(r) { "{}".to_string() } else {
                 json!({"web-1": {"ID": "web-1", "Service": "web", "Address": "", "Port": 8080, "Tags": [], "Meta": {}, "Namespace": self.web_namespace.unwrap_or("default")}}).to_string()
             }),
             "/v1/agent/checks" => Answer::json("{}"),
@@ -117,12 +121,24 @@ impl Cluster {
                 .to_string(),
             ),
             "/v1/health/service/web" if r.q("peer").is_none() => {
-                if !self.ns_ok(r) {
+                if !self.ns_ok(r) || self.web_absent {
                     return Answer::json("[]");
                 }
                 Answer::json(Value::Array(vec![self.web_entry()]).to_string())
             }
-            "/v1/catalog/service/web" if self.ns_ok(r) => Answer::json(
+            // agent/catalog_endpoint.go CatalogNodes, filtered by ?node-meta=key:value
+            // (agent/http.go parseMetaFilter): the synthetic nodes consul-k8s's endpoints
+            // controller registers pods on (endpoints_controller.go, metaKeySyntheticNode).
+            "/v1/catalog/nodes" if r.q("node-meta") == Some("synthetic-node:true") => Answer::json(if self.agentless {
+                json!([{"ID": "", "Node": "gke-node-1-virtual", "Address": "10.0.0.12", "Datacenter": "dc1",
+                        "TaggedAddresses": null, "Meta": {"synthetic-node": "true"}},
+                       {"ID": "", "Node": "gke-node-2-virtual", "Address": "10.0.0.13", "Datacenter": "dc1",
+                        "TaggedAddresses": null, "Meta": {"synthetic-node": "true"}}])
+                .to_string()
+            } else {
+                "[]".to_string()
+            }),
+            "/v1/catalog/service/web" if self.ns_ok(r) && !self.web_absent => Answer::json(
                 json!([{"Node": self.web_node(), "ServiceID": self.web_id(), "ServiceName": "web", "ServiceAddress": "10.42.0.7", "ServicePort": 8080, "ServiceTags": []}]).to_string(),
             ),
             "/v1/health/checks/web" => Answer::json("[]"),
@@ -355,6 +371,33 @@ fn wait_on_agentless_pods_names_the_pod() {
     let fake = Cluster { agentless: true, ..Cluster::oss("2.0.3") }.start();
     let (run, json) = wait_json(&fake, &["--service", "web", "--deadline", "3s"]);
     assert_eq!(run.code, 0, "{json:#}");
+}
+
+#[test]
+fn wait_for_a_service_no_pod_registered_looks_at_the_controller_not_an_agent() {
+    // consul-dataplane: the catalog holds consul-k8s's synthetic nodes, none with `web`.
+    let fake = Cluster { agentless: true, web_absent: true, ..Cluster::oss("1.22.1") }.start();
+    let (run, json) = wait_json(&fake, &["--service", "web", "--deadline", "2s"]);
+    assert_eq!(run.code, 1);
+    let root = &json["root_cause"];
+    assert_eq!(root["code"], "WAIT-017", "{json:#}");
+    let msg = root["message"].as_str().unwrap();
+    assert!(msg.contains("2 synthetic node(s)") && msg.contains("gke-node-1-virtual"), "{msg}");
+    let finding = json["diagnosis"]["checks"].as_array().unwrap().iter().find(|c| c["code"] == "WAIT-017").unwrap();
+    let fix = finding["fix"].as_str().unwrap();
+    assert!(fix.contains("kubectl get endpoints -A --field-selector metadata.name=web"), "{fix}");
+    assert!(fix.contains("connect-injector"), "{fix}");
+    assert!(!fix.contains("consul services register"), "no agent advice: {fix}");
+    let asked = fake.requests();
+    assert!(
+        asked.iter().any(|r| r.path == "/v1/catalog/nodes" && r.q("node-meta") == Some("synthetic-node:true")),
+        "{asked:#?}"
+    );
+    // The same cluster without synthetic nodes: registrations are an agent's (WAIT-001).
+    let fake = Cluster { web_absent: true, ..Cluster::oss("2.0.3") }.start();
+    let (run, json) = wait_json(&fake, &["--service", "web", "--deadline", "2s"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(json["root_cause"]["code"], "WAIT-001", "{json:#}");
 }
 
 #[test]

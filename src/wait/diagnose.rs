@@ -163,7 +163,7 @@ pub fn hidden_elsewhere(read: &CheckResult, condition: &CheckResult, service: &s
     let partial = read.evidence.get("every_node_read").is_some_and(|v| v == "false");
     let too_few = matches!(
         condition.code,
-        Some(c) if c == codes::WAIT_NOT_REGISTERED.code || c == codes::WAIT_TOO_FEW.code || c == codes::WAIT_AGENT_LOST_REGISTRATIONS.code
+        Some(c) if c == codes::WAIT_NOT_REGISTERED.code || c == codes::WAIT_TOO_FEW.code || c == codes::WAIT_AGENT_LOST_REGISTRATIONS.code || c == codes::WAIT_NOT_REGISTERED_BY_OWNER.code
     );
     if !partial || !too_few {
         return None;
@@ -364,6 +364,122 @@ pub fn judge_lost(
     )
 }
 
+/// How `wait` learned that instances here are registered by an owner other than an agent,
+/// when none matches the condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerEvidence {
+    /// Instances of the service that do not match are the owner's.
+    Siblings(crate::agentless::Owner),
+    /// The catalog holds consul-k8s's synthetic nodes (names of the first few, and how many):
+    /// consul-dataplane, where no client agent registers anything.
+    SyntheticNodes { names: Vec<String>, count: usize },
+}
+
+/// The synthetic nodes consul-k8s's endpoints controller registers pods on, from
+/// `GET /v1/catalog/nodes?node-meta=synthetic-node:true` (`agent/http.go` parseMetaFilter; the
+/// meta key from consul-k8s `endpoints_controller.go`, `metaKeySyntheticNode`). Empty when
+/// there are none, when the token may not read them, or when the list cannot be read.
+pub async fn synthetic_nodes(client: &ConsulClient, dc: Option<&str>) -> (Vec<String>, usize) {
+    let mut path = format!("/v1/catalog/nodes?node-meta={}:true", crate::agentless::META_SYNTHETIC_NODE);
+    if let Some(dc) = dc {
+        path.push_str(&format!("&dc={}", crate::consul::urlencode(dc)));
+    }
+    match client.get_json_streamed::<Vec<NodeName>>(&path).await {
+        Ok(Ok(nodes)) => (nodes.iter().take(3).map(|n| n.node.clone()).collect(), nodes.len()),
+        _ => (Vec::new(), 0),
+    }
+}
+
+/// A `/v1/catalog/nodes` entry, only its name.
+#[derive(serde::Deserialize)]
+pub struct NodeName {
+    #[serde(rename = "Node")]
+    node: String,
+}
+
+/// What the service's non-matching instances say about their owner (no request needed).
+pub fn siblings_owner(instances: &[Instance]) -> Option<OwnerEvidence> {
+    instances
+        .iter()
+        .find_map(|i| i.owner.clone())
+        .filter(|o| !matches!(o, crate::agentless::Owner::Peer(_)))
+        .map(OwnerEvidence::Siblings)
+}
+
+/// WAIT-017: no matching instance where an owner other than an agent registers them. For
+/// consul-k8s (consul-dataplane) the endpoints controller registers a pod only when a Kubernetes
+/// Service selects it, the pod was injected and its namespace is allowed (consul-k8s
+/// `control-plane/connect-inject/controllers/endpoints/endpoints_controller.go`: Reconcile,
+/// `common.ShouldIgnore`, `isLabeledIgnore`, `hasBeenInjected`, `serviceName`; annotation and
+/// label names from `control-plane/connect-inject/constants/annotations_and_labels.go`), so that
+/// is where to look, never at an agent.
+pub fn not_registered_by_owner(
+    cond: &Condition,
+    instances: &[Instance],
+    evidence: &OwnerEvidence,
+    waited: &str,
+) -> CheckResult {
+    let what = cond.describe();
+    let svc = &cond.service;
+    let others = if instances.is_empty() {
+        String::new()
+    } else {
+        let shown: Vec<String> = instances
+            .iter()
+            .take(5)
+            .map(|i| format!("{} on node {} tags [{}]", i.id, i.node, i.tags.join(", ")))
+            .collect();
+        format!("; {} instance(s) of {svc:?} do not match: {}", instances.len(), shown.join("; "))
+    };
+    let (how, k8s, k8s_ns) = match evidence {
+        OwnerEvidence::Siblings(owner) => {
+            let ns = match owner {
+                crate::agentless::Owner::ConsulK8s { k8s_namespace, .. } => k8s_namespace.clone(),
+                _ => None,
+            };
+            (
+                format!("its instances are registered by {}", owner.describe()),
+                matches!(owner, crate::agentless::Owner::ConsulK8s { .. }),
+                ns,
+            )
+        }
+        OwnerEvidence::SyntheticNodes { names, count } => (
+            format!(
+                "the catalog holds {count} synthetic node(s) of consul-k8s's endpoints controller ({}{}): Kubernetes pods are registered there by the controller, not by an agent, and none was registered as {svc:?}",
+                names.join(", "),
+                if *count > names.len() { ", …" } else { "" }
+            ),
+            true,
+            None,
+        ),
+    };
+    let fix = match (evidence, k8s) {
+        (OwnerEvidence::Siblings(owner), false) => crate::agentless::owner_fix(owner),
+        _ => {
+            let ns = k8s_ns.as_deref().map(|n| format!("-n {n}")).unwrap_or_else(|| "-A".to_string());
+            let tags = if cond.tags.is_empty() {
+                String::new()
+            } else {
+                " The tags come from the pod's consul.hashicorp.com/service-tags annotation.".to_string()
+            };
+            format!(
+                "the endpoints controller registers a pod only when a Kubernetes Service selects it (the Consul name is the Service's name, or the pod's consul.hashicorp.com/connect-service annotation): kubectl get endpoints {ns} --field-selector metadata.name={svc}; the pod must be injected (annotation consul.hashicorp.com/connect-inject-status: injected; set consul.hashicorp.com/connect-inject: \"true\" or connectInject.default), its namespace allowed by connectInject.k8sAllowNamespaces / k8sDenyNamespaces, and the Endpoints not labelled consul.hashicorp.com/service-ignore=true; on Enterprise the pod's consul.hashicorp.com/consul-namespace annotation names the Consul namespace it went to.{tags} The controller's log says what it did: kubectl logs -n <consul namespace> deploy/<release>-connect-injector | grep {svc} (\"registering service with Consul\" or \"failed to register service\")"
+            )
+        }
+    };
+    let owner = match evidence {
+        OwnerEvidence::Siblings(o) => o.describe(),
+        OwnerEvidence::SyntheticNodes { .. } => "consul-k8s's endpoints controller".to_string(),
+    };
+    CheckResult::finding(
+        codes::WAIT_NOT_REGISTERED_BY_OWNER,
+        "wait.condition",
+        format!("{what}: no matching instance registered within {waited}: {how}{others}"),
+        fix,
+    )
+    .with("owner", owner)
+}
+
 fn unreachable_registered(what: &str) -> CheckResult {
     // Registered with a matching instance always holds; kept total for any input.
     CheckResult::pass("wait.condition", format!("{what}: holds"))
@@ -550,6 +666,44 @@ mod tests {
             judge_condition(&cond(Goal::Passing(1)), &Tally::default(), &[inst("a", "critical")], None, "n1", "2s")
                 .message;
         assert!(msg.contains("HTTP GET /: 503"), "{msg}");
+    }
+
+    #[test]
+    fn no_instance_where_consul_k8s_registers_is_wait_017_with_the_controllers_side() {
+        let c = cond(Goal::Passing(1));
+        let synthetic = OwnerEvidence::SyntheticNodes { names: vec!["gke-node-1-virtual".into()], count: 4 };
+        let r = not_registered_by_owner(&c, &[], &synthetic, "2s");
+        assert_eq!(r.code, Some("WAIT-017"));
+        assert!(
+            r.message.contains("4 synthetic node(s)") && r.message.contains("gke-node-1-virtual, …"),
+            "{}",
+            r.message
+        );
+        let fix = r.fix.clone().unwrap();
+        assert!(fix.contains("kubectl get endpoints -A --field-selector metadata.name=web"), "{fix}");
+        assert!(fix.contains("consul.hashicorp.com/connect-inject-status"), "{fix}");
+        assert!(!fix.contains("consul services register") && !fix.contains("agent address"), "no agent advice: {fix}");
+        // Tagged instances of the pods exist, none with the tag: the pods' own namespace, and
+        // where the tags come from.
+        let mut tagged = c.clone();
+        tagged.tags = vec!["canary".into()];
+        let mut pod = inst("web-6d4f9c7b8-x2x9q-web", "passing");
+        pod.owner = Some(crate::agentless::Owner::ConsulK8s {
+            k8s_namespace: Some("shop".into()),
+            pod: Some("web-6d4f9c7b8-x2x9q".into()),
+            k8s_service: Some("web".into()),
+        });
+        let evidence = siblings_owner(std::slice::from_ref(&pod)).expect("the pod's owner");
+        let r = not_registered_by_owner(&tagged, &[pod], &evidence, "2s");
+        assert_eq!(r.code, Some("WAIT-017"));
+        assert!(r.message.contains("do not match: web-6d4f9c7b8-x2x9q-web"), "{}", r.message);
+        let fix = r.fix.unwrap();
+        assert!(fix.contains("kubectl get endpoints -n shop") && fix.contains("service-tags"), "{fix}");
+        // Agent registrations and peers' instances are not an owner's registrations here.
+        assert_eq!(siblings_owner(&[inst("web-1", "passing")]), None);
+        let mut imported = inst("api-1", "passing");
+        imported.owner = Some(crate::agentless::Owner::Peer("dc2".into()));
+        assert_eq!(siblings_owner(&[imported]), None);
     }
 
     #[test]

@@ -399,10 +399,26 @@ async fn wait_checks(
     let tally = condition::judge(cond, &instances);
     let mut r = diagnose::judge_condition(cond, &tally, &instances, local.as_deref(), node, &waited_text);
     if r.code == Some(crate::codes::WAIT_NOT_REGISTERED.code) {
-        // Never registered, or registered and lost with a restarted agent's data directory?
-        let bound = diagnose::agent_uptime_bound(client).await;
-        if let Some(lost) = diagnose::judge_lost(cond, &instances, node, bound, &waited_text) {
-            r = lost;
+        // Registrations here may not come from agents at all (consul-k8s with consul-dataplane):
+        // the service's other instances say so, or the catalog's synthetic nodes do.
+        // Instances registered by agents say the opposite: the catalog is asked only when the
+        // service has no instance at all.
+        let owned = match diagnose::siblings_owner(&instances) {
+            Some(e) => Some(e),
+            None if !instances.is_empty() => None,
+            None => match diagnose::synthetic_nodes(client, dc).await {
+                (_, 0) => None,
+                (names, count) => Some(diagnose::OwnerEvidence::SyntheticNodes { names, count }),
+            },
+        };
+        if let Some(evidence) = owned {
+            r = diagnose::not_registered_by_owner(cond, &instances, &evidence, &waited_text);
+        } else {
+            // Never registered, or registered and lost with a restarted agent's data directory?
+            let bound = diagnose::agent_uptime_bound(client).await;
+            if let Some(lost) = diagnose::judge_lost(cond, &instances, node, bound, &waited_text) {
+                r = lost;
+            }
         }
     }
     if r.code == Some(crate::codes::SYN_MISSING.code) {

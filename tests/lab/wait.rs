@@ -458,3 +458,58 @@ fn requests_count_the_connection_stages_when_they_stop_the_wait() {
     assert_eq!(diagnosis_root(&json).as_deref(), Some("ACL-002"), "{json:#}");
     assert!(json["requests"].as_u64().unwrap() > 0, "{json:#}");
 }
+
+#[test]
+fn no_instance_where_consul_k8s_registers_pods_points_at_the_controller() {
+    // A catalog as consul-k8s's endpoints controller writes it with consul-dataplane (no client
+    // agent): the pod of "shop-api" on a synthetic node, written with PUT /v1/catalog/register
+    // (control-plane/connect-inject/controllers/endpoints/endpoints_controller.go,
+    // createServiceRegistrations: node "<k8s node>-virtual", node and service meta, the
+    // readiness check). A dedicated agent: the shared ones must not see a synthetic node.
+    let a = start("k8s-catalog", Spec { dev: true, ..Spec::default() }, true);
+    let addr = a.http_addr();
+    let (st, body) = a.put(
+        "/v1/catalog/register",
+        None,
+        r#"{"Node": "gke-node-1-virtual", "Address": "127.0.0.1", "NodeMeta": {"synthetic-node": "true"},
+            "Service": {"ID": "shop-api-5f7d-x9z-shop-api", "Service": "shop-api", "Address": "10.42.0.9", "Port": 8080, "Tags": ["v1"],
+                        "Meta": {"managed-by": "consul-k8s-endpoints-controller", "synthetic-node": "true", "k8s-namespace": "shop",
+                                 "pod-name": "shop-api-5f7d-x9z", "k8s-service-name": "shop-api"}},
+            "Check": {"CheckID": "shop/shop-api-5f7d-x9z-shop-api", "Name": "Kubernetes Readiness Check", "Type": "kubernetes-readiness",
+                      "Status": "passing", "Output": "Kubernetes health checks passing", "ServiceID": "shop-api-5f7d-x9z-shop-api"}}"#,
+    );
+    assert_eq!(st, 200, "{body}");
+    // No pod registered as "web" at all: the synthetic nodes tell whose registrations these are.
+    let (run, json) =
+        wait_json(&["--http-addr", &addr, "--service", "web", "--deadline", "1s"], &[], Duration::from_secs(20));
+    assert_eq!(run.code, 1);
+    assert_eq!(diagnosis_root(&json).as_deref(), Some("WAIT-017"), "{json:#}");
+    let msg = json["root_cause"]["message"].as_str().unwrap();
+    assert!(msg.contains("1 synthetic node(s)") && msg.contains("gke-node-1-virtual"), "{msg}");
+    let finding = |json: &Value| {
+        json["diagnosis"]["checks"].as_array().unwrap().iter().find(|c| c["code"] == "WAIT-017").cloned().unwrap()
+    };
+    let fix = finding(&json)["fix"].as_str().unwrap().to_string();
+    assert!(fix.contains("kubectl get endpoints -A --field-selector metadata.name=web"), "{fix}");
+    assert!(!fix.contains("consul services register"), "no agent advice: {fix}");
+    // The pod exists, without the tag asked for: the pod's namespace and where tags come from.
+    let (run, json) = wait_json(
+        &["--http-addr", &addr, "--service", "shop-api", "--tag", "canary", "--deadline", "1s"],
+        &[],
+        Duration::from_secs(20),
+    );
+    assert_eq!(run.code, 1);
+    assert_eq!(diagnosis_root(&json).as_deref(), Some("WAIT-017"), "{json:#}");
+    let fix = finding(&json)["fix"].as_str().unwrap().to_string();
+    assert!(
+        fix.contains("kubectl get endpoints -n shop") && fix.contains("consul.hashicorp.com/service-tags"),
+        "{fix}"
+    );
+    // Without the synthetic node, the same question is about an agent's registration (WAIT-001).
+    let (st, _) = a.put("/v1/catalog/deregister", None, r#"{"Node": "gke-node-1-virtual"}"#);
+    assert_eq!(st, 200);
+    let (run, json) =
+        wait_json(&["--http-addr", &addr, "--service", "web", "--deadline", "1s"], &[], Duration::from_secs(20));
+    assert_eq!(run.code, 1);
+    assert_eq!(diagnosis_root(&json).as_deref(), Some("WAIT-001"), "{json:#}");
+}
