@@ -65,6 +65,16 @@ pub struct Stage {
     /// Checks whose failure does not block dependent stages (they gate per service instead).
     pub soft: &'static [&'static str],
     pub run: for<'a> fn(&'a Ctx<'a>) -> StageFuture<'a>,
+    /// Questions the stage may ask before it runs, once `after` stages passed: started in the
+    /// background, within the client's two connections (the stages in between go first), read
+    /// by the stage when it runs and judged in stage order, dropped unread when it is skipped.
+    pub early: Option<Early>,
+}
+
+/// A stage's questions asked ahead of it (see [`Stage::early`]).
+pub struct Early {
+    pub after: &'static [StageId],
+    pub start: fn(&Ctx<'_>),
 }
 
 /// The whole program, in report order. Stages run as soon as what they require is done (the
@@ -79,6 +89,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::config::CHECKS,
         soft: stages::config::SOFT,
         run: stages::config::run,
+        early: None,
     },
     Stage {
         id: StageId::Dns,
@@ -88,6 +99,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::dns::CHECKS,
         soft: &[],
         run: stages::dns::run,
+        early: None,
     },
     Stage {
         id: StageId::Tcp,
@@ -97,6 +109,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::tcp::CHECKS,
         soft: &[],
         run: stages::tcp::run,
+        early: None,
     },
     Stage {
         id: StageId::Tls,
@@ -106,6 +119,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::tls::CHECKS,
         soft: &[],
         run: stages::tls::run,
+        early: None,
     },
     Stage {
         id: StageId::Api,
@@ -115,6 +129,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::api::CHECKS,
         soft: &[],
         run: stages::api::run,
+        early: None,
     },
     Stage {
         id: StageId::Leader,
@@ -124,6 +139,9 @@ pub const STAGES: &[Stage] = &[
         checks: stages::leader::CHECKS,
         soft: &[],
         run: stages::leader::run,
+        // Reads that need only a working HTTP API are asked while the api stage reads
+        // /v1/agent/self (the client's second connection is idle then); judged in order.
+        early: Some(Early { after: &[StageId::Tls], start: stages::leader::ask_early }),
     },
     Stage {
         id: StageId::Acl,
@@ -133,6 +151,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::acl::CHECKS,
         soft: &[],
         run: stages::acl::run,
+        early: Some(Early { after: &[StageId::Tls], start: stages::acl::ask_early }),
     },
     Stage {
         id: StageId::Duplicates,
@@ -142,6 +161,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::duplicates::CHECKS,
         soft: &[],
         run: stages::duplicates::run,
+        early: None,
     },
     Stage {
         id: StageId::Sync,
@@ -152,6 +172,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::sync::CHECKS,
         soft: &[],
         run: stages::sync::run,
+        early: None,
     },
     Stage {
         id: StageId::Version,
@@ -161,6 +182,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::version::CHECKS,
         soft: &[],
         run: stages::version::run,
+        early: Some(Early { after: &[StageId::Tls], start: stages::version::ask_early }),
     },
     Stage {
         id: StageId::Discovery,
@@ -171,6 +193,8 @@ pub const STAGES: &[Stage] = &[
         // What consumers see never blocks the probe: it asks another question.
         soft: stages::discovery::CHECKS,
         run: stages::discovery::run,
+        // Consul DNS is another listener: its SRV and A answers are asked beside the HTTP reads.
+        early: Some(Early { after: &[StageId::Api], start: stages::discovery::ask_early }),
     },
     Stage {
         id: StageId::Mesh,
@@ -181,6 +205,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::mesh::CHECKS,
         soft: &[],
         run: stages::mesh::run,
+        early: None,
     },
     Stage {
         id: StageId::Probe,
@@ -190,6 +215,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::probe::CHECKS,
         soft: &[],
         run: stages::probe::run,
+        early: None,
     },
     Stage {
         id: StageId::Health,
@@ -199,6 +225,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::health::CHECKS,
         soft: &[],
         run: stages::health::run,
+        early: None,
     },
 ];
 
@@ -233,6 +260,12 @@ pub struct Facts {
     pub probes: Vec<(String, String, Option<&'static str>)>,
     /// Whether the agent's default token may read each service name (acl stage; DNS uses it).
     pub default_read: Vec<(String, bool)>,
+    /// The API client built ahead of the api stage by the first early read (`stages::early_get`).
+    pub early_client: Option<SharedClient>,
+    /// Reads started ahead of the stages that judge them (path, answer to come).
+    pub early_gets: Vec<(String, tokio::task::JoinHandle<Result<crate::consul::Reply, crate::consul::HttpFailure>>)>,
+    /// The discovery stage's DNS answers, asked as soon as the agent's DNS interface was known.
+    pub dns_early: Option<tokio::task::JoinHandle<stages::discovery::EarlyAnswers>>,
     /// Every finished stage's results (check id, code, blocked_by, message), for later stages
     /// that must not report a cause an earlier stage already named.
     pub reported: Vec<(&'static str, Option<&'static str>, Option<&'static str>, String)>,
@@ -242,6 +275,8 @@ pub struct Facts {
 pub struct Ctx<'a> {
     pub inputs: &'a Inputs,
     pub facts: Mutex<Facts>,
+    /// The stages this run reports (`check`: all; the other commands: the connection stages).
+    pub wanted: &'a [StageId],
 }
 
 impl Ctx<'_> {
@@ -318,7 +353,8 @@ async fn run_table(
     deadline: tokio::time::Instant,
 ) -> Outcome {
     let started = Instant::now();
-    let ctx = Ctx { inputs, facts: Mutex::new(Facts::default()) };
+    let ctx = Ctx { inputs, facts: Mutex::new(Facts::default()), wanted };
+    let mut early_started: Vec<bool> = table.iter().map(|_| false).collect();
     let mut outcome: HashMap<StageId, Option<&'static str>> = HashMap::new();
     let mut results: Vec<Option<Vec<CheckResult>>> = table.iter().map(|_| None).collect();
     let mut skipped_by_flag: Vec<StageId> = Vec::new();
@@ -331,6 +367,15 @@ async fn run_table(
     let settled =
         |outcome: &HashMap<StageId, Option<&'static str>>, r: &StageId| outcome.contains_key(r) || !wanted.contains(r);
     while outcome.len() < wanted_count {
+        // Questions asked ahead of a stage, once what they need passed.
+        for (i, s) in table.iter().enumerate() {
+            let Some(early) = &s.early else { continue };
+            let passed = early.after.iter().all(|r| matches!(outcome.get(r), Some(None)));
+            if wanted.contains(&s.id) && !early_started[i] && !outcome.contains_key(&s.id) && passed {
+                early_started[i] = true;
+                (early.start)(&ctx);
+            }
+        }
         // Start (or skip) every stage whose prerequisites are settled; a skip settles a stage
         // at once, so look again until nothing more becomes ready.
         loop {
@@ -638,7 +683,16 @@ mod tests {
             requires: &'static [StageId],
             check: &'static [&'static str],
         ) -> Stage {
-            Stage { id, name, requires, after: &[], checks: check, soft: &[], run: |_| Box::pin(async { Vec::new() }) }
+            Stage {
+                id,
+                name,
+                requires,
+                after: &[],
+                checks: check,
+                soft: &[],
+                run: |_| Box::pin(async { Vec::new() }),
+                early: None,
+            }
         }
         pub const ROOT: Stage = row(StageId::Config, "root", &[], &["t.root"]);
         pub const SLOW: Stage = row(StageId::Health, "slow", &[StageId::Config], &["t.slow"]);

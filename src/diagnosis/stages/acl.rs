@@ -21,12 +21,17 @@ pub const ANONYMOUS_ACCESSOR: &str = "00000000-0000-0000-0000-000000000002";
 /// How long before expiry a token is reported.
 pub const EXPIRY_WARNING_SECS: i64 = 24 * 3600;
 
+/// The token's own read, asked ahead of the stage (`pipeline::Early`).
+pub fn ask_early(ctx: &Ctx<'_>) {
+    super::early_get(ctx, "/v1/acl/token/self".to_string());
+}
+
 pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     Box::pin(async move {
         let (Some(client), Some(conn)) = (ctx.client(), ctx.conn()) else {
             return vec![CheckResult::skipped("acl.token", "no API client")];
         };
-        let reply = client.get("/v1/acl/token/self").await;
+        let reply = super::get(ctx, &client, "/v1/acl/token/self").await;
         let origin = conn.token_origin.clone();
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         let mut result = match judge_token_self(&reply, origin.as_deref(), now, client.timeout) {

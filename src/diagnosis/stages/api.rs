@@ -102,15 +102,29 @@ impl AgentSelf {
     }
 }
 
+/// The API client for the connection the tcp and tls stages judged: built once, by the api
+/// stage or by the first stage asking ahead of it ([`super::early_get`]); handed to the later
+/// stages (`Facts::client`) only by the api stage.
+pub fn client_for(ctx: &Ctx<'_>) -> Result<crate::consul::SharedClient, String> {
+    if let Some(c) = ctx.facts().early_client.clone() {
+        return Ok(c);
+    }
+    let conn = ctx.conn().ok_or_else(|| "no usable address".to_string())?;
+    let reachable = ctx.facts().reachable.clone();
+    let client =
+        Arc::new(ConsulClient::new(&conn, ctx.inputs.consul.http_auth.as_ref(), &reachable, ctx.inputs.timeout)?);
+    ctx.facts().early_client = Some(client.clone());
+    Ok(client)
+}
+
 pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     Box::pin(async move {
-        let Some(conn) = ctx.conn() else {
+        if ctx.conn().is_none() {
             return vec![CheckResult::skipped("api.agent", "no usable address")];
-        };
-        let reachable = ctx.facts().reachable.clone();
+        }
         let timeout = ctx.inputs.timeout;
-        let client = match ConsulClient::new(&conn, ctx.inputs.consul.http_auth.as_ref(), &reachable, timeout) {
-            Ok(c) => Arc::new(c),
+        let client = match client_for(ctx) {
+            Ok(c) => c,
             Err(e) => {
                 return vec![
                     CheckResult::finding(

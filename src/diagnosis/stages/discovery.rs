@@ -381,6 +381,74 @@ pub(crate) fn is_probe(e: &HealthEntry) -> bool {
 // ---------------------------------------------------------------------------------------------
 // The stage
 
+/// SRV and A answers for each service's DNS name, asked ahead of the stage.
+pub type EarlyAnswers = Vec<(String, Answer, Answer)>;
+
+/// Where the stage asks Consul DNS and the name of each service there: the same for the early
+/// questions and the stage itself.
+struct DnsPlan {
+    ep: Endpoint,
+    domain: String,
+    dc: Option<String>,
+}
+
+fn dns_plan(ctx: &Ctx<'_>) -> DnsPlan {
+    let (agent_dns, agent_ip, agent_dc) = {
+        let f = ctx.facts();
+        let ip = f.reachable.first().or(f.addrs.first()).map(|sa| sa.ip()).or_else(|| {
+            f.conn.as_ref().and_then(|c| match &c.target {
+                crate::connection::Target::Unix { .. } => Some(IpAddr::from([127, 0, 0, 1])),
+                crate::connection::Target::Tcp { host, .. } => host.parse().ok(),
+            })
+        });
+        (f.agent.as_ref().and_then(|a| a.dns.clone()), ip, f.agent.as_ref().map(|a| a.datacenter.clone()))
+    };
+    DnsPlan {
+        ep: endpoint(ctx.inputs.consul_dns, agent_dns.as_ref(), agent_ip),
+        domain: agent_dns.as_ref().map(|d| d.domain.clone()).unwrap_or_else(|| "consul.".into()),
+        dc: ctx.datacenter().filter(|d| agent_dc.as_deref() != Some(*d)).map(|d| format!("{d}.")),
+    }
+}
+
+impl DnsPlan {
+    fn base(&self, name: &str) -> String {
+        format!("{name}.service.{}{}", self.dc.clone().unwrap_or_default(), self.domain)
+    }
+}
+
+/// Asks each service's SRV and A questions in the background as soon as the agent's DNS
+/// interface is known (after the api stage), beside the HTTP reads of the stages in between;
+/// the stage judges the answers when it runs.
+pub fn ask_early(ctx: &Ctx<'_>) {
+    let plan = dns_plan(ctx);
+    let Endpoint::At(sa, _) = plan.ep else { return };
+    let timeout = ctx.inputs.timeout;
+    let bases: Vec<String> = {
+        let f = ctx.facts();
+        f.services
+            .iter()
+            .filter(|svc| super::service_gate(svc, "discovery.health").is_none())
+            .map(|svc| plan.base(svc.def.display_name()))
+            .collect()
+    };
+    if bases.is_empty() {
+        return;
+    }
+    let Ok(resolver) = super::dns::build_resolver(Some(sa), true, timeout) else { return };
+    let task = tokio::spawn(async move {
+        let mut out = Vec::new();
+        for base in bases {
+            let (srv, a) = tokio::join!(
+                ask(&resolver, &base, RecordType::SRV, timeout),
+                ask(&resolver, &base, RecordType::A, timeout)
+            );
+            out.push((base, srv, a));
+        }
+        out
+    });
+    ctx.facts().dns_early = Some(task);
+}
+
 pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     Box::pin(async move {
         let (services, client) = match super::service_stage_start(ctx, CHECKS) {
@@ -388,28 +456,23 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             Err(results) => return results,
         };
         let timeout = ctx.inputs.timeout;
-        let (agent_dns, agent_ip, default_read, agent_dc) = {
+        let (agent_dns, default_read) = {
             let f = ctx.facts();
-            let ip = f.reachable.first().or(f.addrs.first()).map(|sa| sa.ip()).or_else(|| {
-                f.conn.as_ref().and_then(|c| match &c.target {
-                    crate::connection::Target::Unix { .. } => Some(IpAddr::from([127, 0, 0, 1])),
-                    crate::connection::Target::Tcp { host, .. } => host.parse().ok(),
-                })
-            });
-            (
-                f.agent.as_ref().and_then(|a| a.dns.clone()),
-                ip,
-                f.default_read.clone(),
-                f.agent.as_ref().map(|a| a.datacenter.clone()),
-            )
+            (f.agent.as_ref().and_then(|a| a.dns.clone()), f.default_read.clone())
         };
-        let ep = endpoint(ctx.inputs.consul_dns, agent_dns.as_ref(), agent_ip);
+        let plan = dns_plan(ctx);
         let dns_cfg = agent_dns.clone().unwrap_or_default();
-        let domain = agent_dns.as_ref().map(|d| d.domain.clone()).unwrap_or_else(|| "consul.".into());
-        let dc = ctx.datacenter().filter(|d| agent_dc.as_deref() != Some(*d)).map(|d| format!("{d}."));
+        let domain = plan.domain.clone();
+        let ep = plan.ep.clone();
         let consul_resolver = match &ep {
             Endpoint::At(sa, _) => super::dns::build_resolver(Some(*sa), true, timeout).ok(),
             _ => None,
+        };
+        // The answers asked ahead of the stage (see `ask_early`), when they were.
+        let early_task = ctx.facts().dns_early.take();
+        let early: EarlyAnswers = match early_task {
+            Some(task) => task.await.unwrap_or_default(),
+            None => Vec::new(),
         };
         let mut out = Vec::new();
         for svc in &services {
@@ -454,15 +517,17 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             };
             out.push(health.with("request", format!("GET {}", client.url(&path))));
 
-            let base = format!("{name}.service.{}{domain}", dc.clone().unwrap_or_default());
-            let (srv, a) = match &consul_resolver {
-                Some(r) => {
+            let base = plan.base(&name);
+            let asked = early.iter().find(|(b, _, _)| *b == base).filter(|_| consul_resolver.is_some());
+            let (srv, a) = match (&consul_resolver, asked) {
+                (Some(_), Some((_, srv, a))) => (Some(srv.clone()), Some(a.clone())),
+                (Some(r), None) => {
                     // Two questions at once (no HTTP request is in flight meanwhile).
                     let (srv, a) =
                         tokio::join!(ask(r, &base, RecordType::SRV, timeout), ask(r, &base, RecordType::A, timeout));
                     (Some(srv), Some(a))
                 }
-                None => (None, None),
+                (None, _) => (None, None),
             };
             let read = default_read.iter().find(|(n, _)| *n == name).map(|(_, r)| *r);
             let dns =

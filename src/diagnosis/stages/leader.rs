@@ -10,6 +10,13 @@ use crate::report::CheckResult;
 
 pub const CHECKS: &[&str] = &["leader.status", "leader.peers"];
 
+/// The stage's two reads, asked ahead of it (`pipeline::Early`).
+pub fn ask_early(ctx: &Ctx<'_>) {
+    let q = dc_query(ctx.datacenter());
+    super::early_get(ctx, format!("/v1/status/leader{q}"));
+    super::early_get(ctx, format!("/v1/status/peers{q}"));
+}
+
 pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     Box::pin(async move {
         let Some(client) = ctx.client() else {
@@ -21,7 +28,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         let path = format!("/v1/status/leader{q}");
         let peers_path = format!("/v1/status/peers{q}");
         // Both are cheap status reads: ask at once, judge in order.
-        let (reply, peers) = tokio::join!(client.get(&path), client.get(&peers_path));
+        let (reply, peers) = tokio::join!(super::get(ctx, &client, &path), super::get(ctx, &client, &peers_path));
         let mut status = judge_leader(&reply, agent.as_ref(), dc.as_deref(), client.timeout)
             .with("request", format!("GET {}", client.url(&path)));
         if let Ok(r) = &reply {

@@ -28,6 +28,35 @@ pub(crate) fn fmt_timeout(d: Duration) -> String {
 
 pub use crate::connection::is_loopback_host;
 
+/// Starts `GET path` in the background, ahead of the stage that reads it (see
+/// `pipeline::Early`): once the tls stage passed, on the client the api stage will use; the
+/// client's two connections keep the api stage's own read first. Read with [`get`].
+pub(crate) fn early_get(ctx: &crate::diagnosis::pipeline::Ctx<'_>, path: String) {
+    let Ok(client) = api::client_for(ctx) else { return };
+    let asked = path.clone();
+    let task = tokio::spawn(async move { client.get(&asked).await });
+    ctx.facts().early_gets.push((path, task));
+}
+
+/// `GET path`: the answer asked ahead of the stage when there is one, else asked now.
+pub(crate) async fn get(
+    ctx: &crate::diagnosis::pipeline::Ctx<'_>,
+    client: &crate::consul::ConsulClient,
+    path: &str,
+) -> Result<crate::consul::Reply, crate::consul::HttpFailure> {
+    let early = {
+        let mut f = ctx.facts();
+        let at = f.early_gets.iter().position(|(p, _)| p == path);
+        at.map(|i| f.early_gets.swap_remove(i).1)
+    };
+    match early {
+        Some(task) => {
+            task.await.unwrap_or_else(|e| Err(crate::consul::HttpFailure::Other(format!("request task stopped: {e}"))))
+        }
+        None => client.get(path).await,
+    }
+}
+
 /// A service to register and what blocks its service-specific checks.
 #[derive(Debug, Clone)]
 pub struct Svc {
