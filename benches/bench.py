@@ -23,7 +23,8 @@ What it does
        b. consul members -http-addr=127.0.0.1:<http>
        c. benches/curl_requests.sh: the doctor's HTTP requests, one curl each
        and /bin/true, to show the harness' own spawn/wait overhead.
-     Targets: doctor wall <= 0.25 x consul members wall; doctor peak RSS <= 15 MiB.
+     Targets: doctor wall <= 0.25 x consul members wall (the minimum over the interleaved runs
+     of each; medians and run-by-run ratios are printed beside it); doctor peak RSS <= 15 MiB.
   4. Registers N instances of "web" through PUT /v1/catalog/register (fake nodes
      bench-node-<k // 10>, Address 127.0.0.1, distinct ports, every instance with one check, every
      10th critical) for N = 500, 5,000 and 20,000, and times the same doctor command at each N
@@ -754,9 +755,17 @@ def main() -> int:
         t.series("3c", "curl script (10 requests, one curl each)", s_curl, "rss")
         t.series("3c", "curl script (10 requests, one curl each)", s_curl, "cpu")
         doc_w, mem_w, curl_w = s_doc.wall_ms()[0], s_mem.wall_ms()[0], s_curl.wall_ms()[0]
-        ratio_m = doc_w / mem_w
-        t.value("3", "ratio doctor / consul members, median wall", f"{ratio_m:.2f}", f"≤ {TARGET_RATIO_MEMBERS}",
-                ratio_m <= TARGET_RATIO_MEMBERS)
+        # The target is the issue's measure: the fastest doctor run against the fastest `consul
+        # members` run of the same interleaved series (what each costs without the machine's
+        # other load); the medians and the run-by-run ratios are shown beside it.
+        doc_min, mem_min = min(s_doc.values("wall_s")), min(s_mem.values("wall_s"))
+        ratio_min = doc_min / mem_min
+        paired = sorted(d / m for d, m in zip(s_doc.values("wall_s"), s_mem.values("wall_s")))
+        t.value("3", "ratio doctor / consul members, min wall (minimum over the interleaved runs)",
+                f"{ratio_min:.2f}", f"≤ {TARGET_RATIO_MEMBERS}", ratio_min <= TARGET_RATIO_MEMBERS)
+        t.value("3", "ratio doctor / consul members, median wall", f"{doc_w / mem_w:.2f}")
+        t.value("3", "ratio doctor / consul members, run by run (run k of each): median, min",
+                f"{statistics.median(paired):.2f}, {paired[0]:.2f}")
         t.value("3", "ratio doctor / curl script, median wall", f"{doc_w / curl_w:.2f}")
         t.value("3", "doctor peak RSS, median (MiB)", fmt(s_doc.rss_mib()[0], "MiB"), f"≤ {TARGET_RSS_MIB:g} MiB",
                 s_doc.rss_mib()[0] <= TARGET_RSS_MIB)

@@ -134,8 +134,15 @@ pub struct FieldFact {
 }
 
 /// The newest check decoder read: has OSService (1.14) and no TCPUseTLS (1.17), so 1.14–1.16.
-const CHECK_TYPE_SRC: &str =
-    "agent/structs/check_type.go CheckType.UnmarshalJSON at c806b27 (a 1.14-1.16 commit); 1.8.7 observed";
+/// The same function was read in copies of the upstream tree at other points (forks of
+/// hashicorp/consul in the search index, dated by the fields their CheckType has): a 1.8/1.9
+/// tree (Body and the `service_id` alias, no TLSServerName), a 1.10 tree (H2PING without
+/// H2PingUseTLS) and trees of 1.17 and later (TCPUseTLS). No 1.11-1.13 tree was found.
+const CHECK_TYPE_SRC: &str = "agent/structs/check_type.go CheckType.UnmarshalJSON at c806b27 (a 1.14-1.16 commit), the same in upstream copies of 1.8/1.9 (zzantares/consul e72caf1), 1.10 (tarat44/consul 8b19ed1) and 1.17+ (dumb-hashicorp/dumb-consul 5a9c353, myback/oca 1033601); 1.8.7 observed";
+/// Where the 1.10 tree shows an alias already: `tls_server_name` and `grpc_use_tls` are in the
+/// 1.10 tree's aliases and in every later one read; absent from the 1.8/1.9 tree, which has no
+/// TLSServerName field at all (TLSServerName's first release: 1.10.0).
+const TLS_ALIAS_SRC: &str = "agent/structs/check_type.go CheckType.UnmarshalJSON: in the aliases of a 1.10 upstream copy (tarat44/consul 8b19ed1: H2PING without H2PingUseTLS) and of c806b27 (1.14-1.16) and 1.17+ copies (dumb-hashicorp/dumb-consul 5a9c353), so in 1.10-1.13 too; absent from a 1.8/1.9 copy (zzantares/consul e72caf1); 1.8.7 observed 400; 1.9 not judged (no 1.9 tree dated)";
 const SERVICE_DEF_SRC: &str =
     "agent/structs/service_definition.go ServiceDefinition.UnmarshalJSON (a 1.16+ commit); 1.8.7 observed";
 
@@ -161,20 +168,29 @@ pub const API_FIELDS: &[FieldFact] = &[
     FieldFact {
         object: Object::Check,
         key: "tls_server_name",
-        accepted: Accepted::Since { first: &[(1, 14, 0)], last_without: (1, 8, 7) },
-        source: CHECK_TYPE_SRC,
+        accepted: Accepted::Since { first: &[(1, 10, 0)], last_without: (1, 8, 7) },
+        source: TLS_ALIAS_SRC,
     },
     FieldFact {
         object: Object::Check,
         key: "grpc_use_tls",
-        accepted: Accepted::Since { first: &[(1, 14, 0)], last_without: (1, 8, 7) },
-        source: CHECK_TYPE_SRC,
+        accepted: Accepted::Since { first: &[(1, 10, 0)], last_without: (1, 8, 7) },
+        source: TLS_ALIAS_SRC,
     },
     FieldFact {
         object: Object::Check,
         key: "h2ping_use_tls",
-        accepted: Accepted::Since { first: &[(1, 14, 0)], last_without: (1, 8, 7) },
-        source: CHECK_TYPE_SRC,
+        // Not in the 1.10 tree (no H2PingUseTLS field yet, first release 1.11.0); in c806b27.
+        // 1.11-1.13: no tree read, not judged.
+        accepted: Accepted::Since { first: &[(1, 14, 0)], last_without: (1, 10, 99) },
+        source: "agent/structs/check_type.go CheckType.UnmarshalJSON: absent from a 1.10 upstream copy (tarat44/consul 8b19ed1, no H2PingUseTLS field) and older ones, present at c806b27 (1.14-1.16) and in 1.17+ copies; 1.11-1.13 not judged",
+    },
+    FieldFact {
+        object: Object::Check,
+        key: "tcp_use_tls",
+        // With TCPUseTLS itself (see its row): which 1.16 patch carries it is unknown.
+        accepted: Accepted::Since { first: &[(1, 17, 0)], last_without: (1, 15, 99) },
+        source: "agent/structs/check_type.go CheckType.UnmarshalJSON: in 1.17+ upstream copies (dumb-hashicorp/dumb-consul 5a9c353, myback/oca 1033601, arenadata/consul 3e8a3a4) beside TCPUseTLS, absent at c806b27 (1.14-1.16); hashicorp/consul PR #18381 (backport/1.16)",
     },
     FieldFact { object: Object::Check, key: "success_before_passing", accepted: Accepted::Never, source: CHECK_TYPE_SRC },
     FieldFact {
@@ -476,8 +492,27 @@ mod tests {
         assert_eq!(accepts(field(Object::Check, "tls_server_name").unwrap(), &new), Support::Yes);
         assert_eq!(accepts(field(Object::Check, "grpc_use_tls").unwrap(), &v("2.0.3")), Support::Yes);
         assert_eq!(accepts(field(Object::Check, "success_before_passing").unwrap(), &new), Support::No);
-        // Between the 1.8.7 observation and the source read: not judged.
-        assert_eq!(accepts(field(Object::Check, "tls_server_name").unwrap(), &v("1.12.3")), Support::NotJudged);
+        // 1.10-1.13: the aliases the 1.10 tree already had and every later one keeps.
+        for (key, version, support) in [
+            ("tls_server_name", "1.10.0", Support::Yes),
+            ("tls_server_name", "1.12.3", Support::Yes),
+            ("grpc_use_tls", "1.13.8", Support::Yes),
+            ("grpc_use_tls", "1.11.2+ent", Support::Yes),
+            // 1.9: no tree of it dated: not judged, never guessed.
+            ("tls_server_name", "1.9.17", Support::NotJudged),
+            ("grpc_use_tls", "1.9.3", Support::NotJudged),
+            // h2ping_use_tls: not before H2PingUseTLS (1.11); 1.11-1.13 not read.
+            ("h2ping_use_tls", "1.9.3", Support::No),
+            ("h2ping_use_tls", "1.10.12", Support::No),
+            ("h2ping_use_tls", "1.12.0", Support::NotJudged),
+            ("h2ping_use_tls", "1.14.0", Support::Yes),
+            ("tcp_use_tls", "1.15.4", Support::No),
+            ("tcp_use_tls", "1.16.2", Support::NotJudged),
+            ("tcp_use_tls", "1.17.0", Support::Yes),
+            ("success_before_passing", "1.11.0", Support::No),
+        ] {
+            assert_eq!(accepts(field(Object::Check, key).unwrap(), &v(version)), support, "{key} on {version}");
+        }
     }
 
     #[test]
