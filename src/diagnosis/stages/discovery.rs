@@ -381,8 +381,11 @@ pub(crate) fn is_probe(e: &HealthEntry) -> bool {
 // ---------------------------------------------------------------------------------------------
 // The stage
 
-/// SRV and A answers for each service's DNS name, asked ahead of the stage.
-pub type EarlyAnswers = Vec<(String, Answer, Answer)>;
+/// SRV and A answers for each service's DNS name, asked ahead of the stage, and the resolver
+/// that asked them (the stage asks its other questions through it).
+pub type EarlyAnswers = (ConsulResolver, Vec<(String, Answer, Answer)>);
+
+type ConsulResolver = hickory_resolver::Resolver<hickory_resolver::net::runtime::TokioRuntimeProvider>;
 
 /// Where the stage asks Consul DNS and the name of each service there: the same for the early
 /// questions and the stage itself.
@@ -444,7 +447,7 @@ pub fn ask_early(ctx: &Ctx<'_>) {
             );
             out.push((base, srv, a));
         }
-        out
+        (resolver, out)
     });
     ctx.facts().dns_early = Some(task);
 }
@@ -464,15 +467,20 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         let dns_cfg = agent_dns.clone().unwrap_or_default();
         let domain = plan.domain.clone();
         let ep = plan.ep.clone();
-        let consul_resolver = match &ep {
-            Endpoint::At(sa, _) => super::dns::build_resolver(Some(*sa), true, timeout).ok(),
-            _ => None,
-        };
-        // The answers asked ahead of the stage (see `ask_early`), when they were.
+        // The answers asked ahead of the stage (see `ask_early`) and their resolver, when they
+        // were asked; else a resolver of its own.
         let early_task = ctx.facts().dns_early.take();
-        let early: EarlyAnswers = match early_task {
-            Some(task) => task.await.unwrap_or_default(),
-            None => Vec::new(),
+        let (consul_resolver, early) = match early_task {
+            Some(task) => match task.await {
+                Ok((r, answers)) => (Some(r), answers),
+                Err(_) => (None, Vec::new()),
+            },
+            None => (None, Vec::new()),
+        };
+        let consul_resolver = match (consul_resolver, &ep) {
+            (Some(r), _) => Some(r),
+            (None, Endpoint::At(sa, _)) => super::dns::build_resolver(Some(*sa), true, timeout).ok(),
+            (None, _) => None,
         };
         let mut out = Vec::new();
         for svc in &services {
