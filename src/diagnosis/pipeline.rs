@@ -161,7 +161,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::duplicates::CHECKS,
         soft: &[],
         run: stages::duplicates::run,
-        early: None,
+        early: Some(Early { after: &[StageId::Tls], start: stages::duplicates::ask_early }),
     },
     Stage {
         id: StageId::Sync,
@@ -172,7 +172,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::sync::CHECKS,
         soft: &[],
         run: stages::sync::run,
-        early: None,
+        early: Some(Early { after: &[StageId::Tls], start: stages::sync::ask_early }),
     },
     Stage {
         id: StageId::Version,

@@ -40,6 +40,14 @@ impl From<&super::discovery::HealthEntry> for Instance {
     }
 }
 
+/// The agent's own services, asked ahead of the stage (`pipeline::Early`) when the run has no
+/// namespace or partition to carry (the path is scoped).
+pub fn ask_early(ctx: &Ctx<'_>) {
+    if super::unscoped(ctx) && !ctx.facts().services.is_empty() {
+        super::early_get(ctx, "/v1/agent/services".to_string());
+    }
+}
+
 pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     Box::pin(async move {
         let (services, client) = match super::service_stage_start(ctx, CHECKS) {
@@ -91,7 +99,8 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                 }
             })
         });
-        let (reply, lists) = tokio::join!(client.get("/v1/agent/services"), crate::join::join_all(lists.collect()));
+        let (reply, lists) =
+            tokio::join!(super::get(ctx, &client, "/v1/agent/services"), crate::join::join_all(lists.collect()));
         let mut by_name: HashMap<String, Result<Vec<Instance>, (bool, String)>> = HashMap::new();
         for (name, list) in names.into_iter().zip(lists) {
             let list = list.map(|(mine, seen, owned)| {

@@ -38,6 +38,17 @@ pub(crate) fn early_get(ctx: &crate::diagnosis::pipeline::Ctx<'_>, path: String)
     ctx.facts().early_gets.push((path, task));
 }
 
+/// Whether the run asks for no namespace, partition or peer (flags, environment or the
+/// definitions' own): the client's scope is then empty whatever the agent turns out to be, so a
+/// read of a scoped path can be asked before the api stage settles the scope.
+pub(crate) fn unscoped(ctx: &crate::diagnosis::pipeline::Ctx<'_>) -> bool {
+    let c = &ctx.inputs.consul;
+    c.namespace.is_none()
+        && c.partition.is_none()
+        && c.peer.is_none()
+        && ctx.facts().services.iter().all(|s| s.def.namespace.is_none() && s.def.partition.is_none())
+}
+
 /// `GET path`: the answer asked ahead of the stage when there is one, else asked now.
 pub(crate) async fn get(
     ctx: &crate::diagnosis::pipeline::Ctx<'_>,

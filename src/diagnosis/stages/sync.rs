@@ -159,6 +159,14 @@ fn check_views<'a>(items: impl Iterator<Item = &'a Value>, service_id: &str, nod
         .collect()
 }
 
+/// The agent's checks, asked ahead of the stage (`pipeline::Early`) when the run has no
+/// namespace or partition to carry (the path is scoped).
+pub fn ask_early(ctx: &Ctx<'_>) {
+    if super::unscoped(ctx) && !ctx.facts().services.is_empty() {
+        super::early_get(ctx, "/v1/agent/checks".to_string());
+    }
+}
+
 pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     Box::pin(async move {
         // The node and the agent's checks are read at once (two of the client's lanes): the
@@ -167,7 +175,7 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         let wants_checks = started.is_ok() && ctx.facts().agent_services.is_some();
         let read_checks = async {
             match (&started, wants_checks) {
-                (Ok((_, client)), true) => Some(client.get("/v1/agent/checks").await),
+                (Ok((_, client)), true) => Some(super::get(ctx, client, "/v1/agent/checks").await),
                 _ => None,
             }
         };
