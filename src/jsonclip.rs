@@ -54,6 +54,12 @@ impl<R: Read> ClipStrings<R> {
         ClipStrings::with_limit(inner, MAX_STRING)
     }
 
+    /// Reads its input one byte at a time: never a byte past what its reader asked for, so a
+    /// decoder that stops at the end of one value leaves the input right after it.
+    pub fn byte_by_byte(inner: R) -> ClipStrings<R> {
+        ClipStrings { input: vec![0; 1], ..ClipStrings::new(inner) }
+    }
+
     pub fn with_limit(inner: R, limit: usize) -> ClipStrings<R> {
         ClipStrings { inner, limit, string: None, input: vec![0; 64 * 1024], out: Vec::new(), at: 0, eof: false }
     }
@@ -190,6 +196,19 @@ impl<R: Read> Read for ClipStrings<R> {
             }
         }
     }
+}
+
+/// `s` clipped as a JSON string of it would be: its first [`MAX_STRING`] bytes (to a character
+/// boundary) and an ellipsis.
+pub fn clip_str(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.len() <= MAX_STRING {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut end = MAX_STRING;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &s[..end]))
 }
 
 /// Decodes JSON from bytes with every string clipped to [`MAX_STRING`].

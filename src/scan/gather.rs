@@ -172,9 +172,21 @@ pub async fn get_list<T>(client: &ConsulClient, path: &str) -> Result<T, Failure
 where
     T: DeserializeOwned + Send + 'static,
 {
+    get_list_with(client, path, crate::consul::decode_serde::<T>).await
+}
+
+/// [`get_list`] with the caller's own decoder.
+pub async fn get_list_with<T>(
+    client: &ConsulClient,
+    path: &str,
+    decode: crate::consul::Decoder<T>,
+) -> Result<T, Failure>
+where
+    T: Send + 'static,
+{
     let mut attempt = 0;
     loop {
-        match client.get_json_streamed::<T>(path).await {
+        match client.get_streamed_with::<T>(path, decode).await {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err((reply, e))) if reply.status == 200 => {
                 return Err(Failure {
@@ -293,7 +305,7 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
             Some(q) => format!("/v1/internal/ui/nodes{dcq}{sep}{q}"),
             None => format!("/v1/internal/ui/nodes{dcq}"),
         };
-        let (nodes, members) = tokio::join!(get_list::<UiNodesInto>(client, &nodes_path), members);
+        let (nodes, members) = tokio::join!(get_list_with(client, &nodes_path, UiNodesInto::decode), members);
         endpoints.push(format!("GET {nodes_path}"));
         if o.same_dc {
             endpoints.push(format!("GET {members_path}"));
@@ -330,10 +342,15 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
         per_service(client, &dcq, &o.wanted, &mut b, &mut problems, &mut endpoints, progress).await;
     }
     progress.clear();
+    if b.overflowed() {
+        problems.push(unreadable(
+            "the catalog's names and IDs pass 4 GiB, more than one scan holds; scan it in parts with --service".into(),
+        ));
+    }
     let catalog = b.finish();
     if let Some(why) = hidden {
         let services = {
-            let mut names: Vec<&str> = catalog.instances.iter().map(|i| &*i.service).collect();
+            let mut names: Vec<&str> = catalog.instances().map(|i| i.service).collect();
             names.sort();
             names.dedup();
             names.len()
@@ -347,12 +364,12 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
                     "scan.visibility",
                     format!(
                         "{why}; Consul leaves what a token may not read out of every catalog answer without saying so (1.8 sends no X-Consul-Results-Filtered-By-ACLs header), so this scan saw {services} service(s) and {} instance(s) and cannot vouch for the rest",
-                        catalog.instances.len()
+                        catalog.instance_count()
                     ),
                     "scan with a token that may read the whole catalog, for example one whose policy has service_prefix \"\" { policy = \"read\" } and node_prefix \"\" { policy = \"read\" } (consul acl token create -description scan -policy-name catalog-read), or limit the scan to the services the token may read with --service",
                 )
                 .with("services_seen", services.to_string())
-                .with("instances_seen", catalog.instances.len().to_string()),
+                .with("instances_seen", catalog.instance_count().to_string()),
             ),
         );
     }
@@ -368,7 +385,7 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
                     format!(
                         "the agent marked catalog answers as filtered by ACLs ({}: true): this scan saw {} instance(s) and cannot vouch for what the token may not read",
                         crate::consul_facts::FILTERED_BY_ACLS_HEADER,
-                        catalog.instances.len()
+                        catalog.instance_count()
                     ),
                     "scan with a token that may read the whole catalog (service_prefix \"\" and node_prefix \"\" with policy read), or limit the scan to the services the token may read with --service",
                 ),

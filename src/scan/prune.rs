@@ -88,8 +88,10 @@ pub struct Request {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Seen {
     service_index: u64,
-    /// (CheckID, ModifyIndex, status) of the service's own checks, sorted.
+    /// (CheckID, ModifyIndex, status) of the service's own checks that are not passing, sorted.
     checks: Vec<(String, u64, Health)>,
+    /// How many of its own checks pass.
+    passing: u64,
     /// The same for the node's checks other than serfHealth.
     node_checks: Vec<(String, u64, Health)>,
     serf: Option<(u64, Health)>,
@@ -98,7 +100,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn of(cat: &Catalog, i: &Instance) -> Seen {
-        let node = &cat.nodes[i.node];
+        let node = &cat.node(i.node);
         let list = |checks: &[crate::scan::model::Check]| {
             let mut v: Vec<(String, u64, Health)> =
                 checks.iter().map(|c| (c.id.to_string(), c.modify_index, c.status)).collect();
@@ -107,8 +109,9 @@ impl Seen {
         };
         Seen {
             service_index: i.modify_index,
-            checks: list(&i.checks),
-            node_checks: list(&node.checks),
+            checks: list(i.failing),
+            passing: i.passing,
+            node_checks: list(node.checks),
             serf: node.serf.as_ref().map(|c| (c.modify_index, c.status)),
             member: member_of(cat, i),
         }
@@ -120,7 +123,7 @@ impl Seen {
         if self.service_index != now.service_index {
             what.push(format!("the service entry (ModifyIndex {} -> {})", self.service_index, now.service_index));
         }
-        if self.checks != now.checks {
+        if self.checks != now.checks || self.passing != now.passing {
             what.push("its checks".to_string());
         }
         if self.node_checks != now.node_checks {
@@ -152,7 +155,7 @@ fn member_word(m: Option<Member>) -> String {
 }
 
 fn member_of(cat: &Catalog, i: &Instance) -> Option<Member> {
-    let node = &cat.nodes[i.node];
+    let node = &cat.node(i.node);
     if !node.peer.is_empty() {
         return None;
     }
@@ -270,7 +273,7 @@ fn keep(clause: &'static str, why: impl Into<String>) -> Verdict {
 /// THE prune contract, clause by clause (README "scan --prune contract"). `incomplete` is why
 /// the scan did not see everything, if it did not: nothing is pruned from a partial view.
 pub fn verdict(cat: &Catalog, i: &Instance, incomplete: Option<&str>) -> Verdict {
-    let node = &cat.nodes[i.node];
+    let node = &cat.node(i.node);
     if let Some(why) = incomplete {
         return keep(
             "incomplete-scan",
@@ -295,7 +298,7 @@ pub fn verdict(cat: &Catalog, i: &Instance, incomplete: Option<&str>) -> Verdict
         ),
         );
     }
-    if let Some(c) = i.checks.iter().find(|c| c.id.starts_with("_service_maintenance:")) {
+    if let Some(c) = i.failing.iter().find(|c| c.id.starts_with("_service_maintenance:")) {
         return keep(
             "maintenance",
             format!("the instance is in maintenance mode ({}): someone put it there on purpose", c.id),
@@ -310,12 +313,16 @@ pub fn verdict(cat: &Catalog, i: &Instance, incomplete: Option<&str>) -> Verdict
     if let Some(o) = &i.owner {
         return keep("owner", format!("maintained by {} ({}): {}", o.name, o.mark, owner_advice(o)));
     }
-    if i.checks.is_empty() {
+    if i.unchecked() {
         return keep("no-own-check", 
             "it has no health check of its own: nothing says the service is down (node-level checks never make a service prunable)",
         );
     }
-    if let Some(c) = i.checks.iter().find(|c| c.status != Health::Critical) {
+    if i.passing > 0 {
+        let (n, verb) = (i.passing, if i.passing == 1 { "is" } else { "are" });
+        return keep("own-check-not-critical", format!("{n} of its own checks {verb} passing: the service answers"));
+    }
+    if let Some(c) = i.failing.iter().find(|c| c.status != Health::Critical) {
         return keep(
             "own-check-not-critical",
             format!("its check {} is {}: the service answers", c.id, c.status.as_str()),
@@ -334,11 +341,11 @@ pub fn verdict(cat: &Catalog, i: &Instance, incomplete: Option<&str>) -> Verdict
                 )
             }
             Membership::Read => match cat.members.as_ref() {
-                Some(m) => m.get(&*node.name).copied(),
+                Some(m) => m.get(node.name).copied(),
                 None => return keep("members-unreadable", "the member list was not read, so no node counts as gone"),
             },
         };
-    if !node.partition.is_empty() && &*node.partition != "default" {
+    if !node.partition.is_empty() && node.partition != "default" {
         return keep(
             "partition",
             format!(
@@ -423,12 +430,14 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
     let mut actions = Vec::new();
     let mut kept = Vec::new();
     let mut kept_by_clause: std::collections::BTreeMap<&'static str, usize> = Default::default();
-    for (n, i) in cat.instances.iter().enumerate() {
-        let node = &cat.nodes[i.node];
+    for (n, i) in cat.instances().enumerate() {
+        let i = &i;
+        let node = &cat.node(i.node);
         // "Looked stale": judged stale, or not passing on a node without a live agent, or every
         // own check critical. Only these can be removed (Remove needs the last) or be listed as
         // kept, so the verdict (and its wording) is computed for them alone.
-        let own_critical = !i.checks.is_empty() && i.checks.iter().all(|c| c.status == Health::Critical);
+        let own_critical =
+            i.passing == 0 && !i.failing.is_empty() && i.failing.iter().all(|c| c.status == Health::Critical);
         let off_agent = judged.states.get(i.node).is_some_and(|s| *s != NodeState::Alive)
             && crate::scan::judge::instance_health(cat, i) != Health::Passing;
         if !(judged.stale.get(n).copied().unwrap_or(false) || off_agent || own_critical) {
@@ -456,7 +465,7 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
                     request: Request {
                         method: "PUT",
                         path: "/v1/catalog/deregister",
-                        body: deregister_body(o.dc, &node.name, &i.id, &i.namespace, &node.partition),
+                        body: deregister_body(o.dc, node.name, i.id, i.namespace, node.partition),
                     },
                     outcome: Outcome::Planned,
                     detail: None,
@@ -486,12 +495,12 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
     let mut agent_side = Vec::new();
     let mut listed = std::collections::HashSet::new();
     for &(n, code) in &judged.agent_side {
-        let i = &cat.instances[n];
-        let node = &cat.nodes[i.node];
+        let i = &cat.instance(n);
+        let node = &cat.node(i.node);
         if !listed.insert(n) {
             continue;
         }
-        let on_node = o.cli.on_host(&node.address);
+        let on_node = o.cli.on_host(node.address);
         agent_side.push(AgentSide {
             service: i.service.to_string(),
             node: node.name.to_string(),
@@ -688,7 +697,7 @@ async fn recheck_instance(client: &ConsulClient, a: &Action, rc: &Recheck) -> Re
     };
     b.add_ui_node(ui);
     let cat = b.finish();
-    let Some(i) = cat.instances.iter().find(|i| *i.id == *a.service_id) else {
+    let Some(i) = &cat.instances().find(|i| *i.id == *a.service_id) else {
         return Err(format!("already gone: {} is no longer registered on node {}", a.service_id, a.node));
     };
     if let Verdict::Keep { why, .. } = verdict(&cat, i, None) {
@@ -792,7 +801,7 @@ mod tests {
     }
 
     fn one(cat: &Catalog) -> Verdict {
-        verdict(cat, &cat.instances[0], None)
+        verdict(cat, &cat.instance(0), None)
     }
 
     fn kept(v: Verdict, words: &str) {
@@ -986,9 +995,9 @@ mod tests {
              "Services": [svc("web-2")], "Checks": [check("serfHealth", "", "passing")]}
         ]);
         let cat = catalog(nodes, members("n1", ALIVE));
-        assert_eq!(cat.nodes.len(), 2, "a peer's n1 is not the local n1");
-        kept(verdict(&cat, &cat.instances[0], None), "imported from cluster peer \"east\"");
-        assert_eq!(cat.nodes[cat.instances[0].node].key(), "east//n1");
+        assert_eq!(cat.node_count(), 2, "a peer's n1 is not the local n1");
+        kept(verdict(&cat, &cat.instance(0), None), "imported from cluster peer \"east\"");
+        assert_eq!(cat.node(cat.instance(0).node).key(), "east//n1");
     }
 
     #[test]
@@ -1005,7 +1014,7 @@ mod tests {
     #[test]
     fn an_incomplete_scan_prunes_nothing() {
         let cat = catalog(json!([node("x", None, vec![check("c1", "web-1", "critical")])]), Some(json!([])));
-        kept(verdict(&cat, &cat.instances[0], Some("see SCN-011")), "incomplete");
+        kept(verdict(&cat, &cat.instance(0), Some("see SCN-011")), "incomplete");
     }
 
     #[test]
@@ -1030,7 +1039,7 @@ mod tests {
             json!([node("n1", Some("critical"), vec![check("c1", "web-1", "critical")])]),
             members("n1", FAILED),
         );
-        let seen = Seen::of(&before, &before.instances[0]);
+        let seen = Seen::of(&before, &before.instance(0));
         // The node flapped: serfHealth critical again, but at another ModifyIndex.
         let mut flapped = node("n1", None, vec![check("c1", "web-1", "critical")]);
         flapped["Checks"]
@@ -1038,15 +1047,15 @@ mod tests {
             .unwrap()
             .push(json!({"CheckID": "serfHealth", "ServiceID": "", "Status": "critical", "ModifyIndex": 41}));
         let after = catalog(json!([flapped]), members("n1", FAILED));
-        let now = Seen::of(&after, &after.instances[0]);
+        let now = Seen::of(&after, &after.instance(0));
         assert_ne!(seen, now);
         assert!(seen.changes(&now).contains("serfHealth (critical at ModifyIndex 40 -> critical at ModifyIndex 41)"));
         let back = catalog(
             json!([node("n1", Some("critical"), vec![check("c1", "web-1", "critical")])]),
             members("n1", ALIVE),
         );
-        assert!(seen.changes(&Seen::of(&back, &back.instances[0])).contains("membership (failed -> alive)"));
-        assert_eq!(seen, Seen::of(&before, &before.instances[0]));
+        assert!(seen.changes(&Seen::of(&back, &back.instance(0))).contains("membership (failed -> alive)"));
+        assert_eq!(seen, Seen::of(&before, &before.instance(0)));
     }
 
     #[test]
