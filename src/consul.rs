@@ -231,7 +231,7 @@ pub struct ConsulClient {
 
 /// Decodes a streamed answer's body. The body is handed over as it arrives: a decoder must
 /// bound what it keeps of any one string itself ([`decode_serde`] clips them all).
-pub type Decoder<T> = fn(&mut dyn std::io::Read) -> serde_json::Result<T>;
+pub type Decoder<T> = std::sync::Arc<dyn Fn(&mut dyn std::io::Read) -> serde_json::Result<T> + Send + Sync>;
 
 /// serde's own decoding with every string clipped ([`crate::jsonclip`]), through a buffer
 /// (serde_json reads a reader a byte at a time).
@@ -413,7 +413,7 @@ impl ConsulClient {
     where
         T: DeserializeOwned + Send + 'static,
     {
-        self.get_streamed_with(path, decode_serde::<T>).await
+        self.get_streamed_with(path, std::sync::Arc::new(decode_serde::<T>)).await
     }
 
     /// [`Self::get_json_streamed`] with the caller's own decoder, handed the body as it
@@ -449,7 +449,7 @@ impl ConsulClient {
     {
         let url = self.url(path);
         let start = Instant::now();
-        let result = self.stream_decode::<T>(&url, start, Some(timeout), decode_serde::<T>).await;
+        let result = self.stream_decode::<T>(&url, start, Some(timeout), std::sync::Arc::new(decode_serde::<T>)).await;
         self.log_streamed(&url, start, result.as_ref().map(|r| r.as_ref().map(|_| ()).map_err(|(r, e)| (r, e))));
         result
     }

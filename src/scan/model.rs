@@ -651,19 +651,26 @@ impl UiNodesInto {
     /// entry decoded from a slice are bounded by the entry's length; the builder clips what it
     /// keeps ([`crate::jsonclip::clip_str`]).
     pub fn decode(r: &mut dyn std::io::Read) -> serde_json::Result<UiNodesInto> {
-        use crate::jsonsplit::Element;
         let mut b = Builder::default();
+        Self::decode_into(&mut b, r)?;
+        Ok(UiNodesInto(b))
+    }
+
+    /// [`UiNodesInto::decode`] into a catalog already begun (one namespace's list after
+    /// another's).
+    pub fn decode_into(b: &mut Builder, r: &mut dyn std::io::Read) -> serde_json::Result<()> {
+        use crate::jsonsplit::Element;
         crate::jsonsplit::for_each_element(r, NODE_SLICE_MAX, |e| {
             match e {
                 Element::Slice(bytes) => {
                     let mut de = serde_json::Deserializer::from_slice(bytes);
-                    UiNodeSeed(&mut b).deserialize(&mut de)?;
+                    UiNodeSeed(&mut *b).deserialize(&mut de)?;
                     de.end()?;
                 }
                 Element::Stream(r) => {
                     // Strings clipped as they stream past (one may be a gigabyte long).
                     let mut de = serde_json::Deserializer::from_reader(crate::jsonclip::ClipStrings::byte_by_byte(r));
-                    UiNodeSeed(&mut b).deserialize(&mut de)?;
+                    UiNodeSeed(&mut *b).deserialize(&mut de)?;
                 }
             }
             if b.overflow {
@@ -672,8 +679,7 @@ impl UiNodesInto {
                 ));
             }
             Ok(())
-        })?;
-        Ok(UiNodesInto(b))
+        })
     }
 }
 
