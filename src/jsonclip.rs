@@ -54,12 +54,6 @@ impl<R: Read> ClipStrings<R> {
         ClipStrings::with_limit(inner, MAX_STRING)
     }
 
-    /// Reads its input one byte at a time: never a byte past what its reader asked for, so a
-    /// decoder that stops at the end of one value leaves the input right after it.
-    pub fn byte_by_byte(inner: R) -> ClipStrings<R> {
-        ClipStrings { input: vec![0; 1], ..ClipStrings::new(inner) }
-    }
-
     pub fn with_limit(inner: R, limit: usize) -> ClipStrings<R> {
         ClipStrings { inner, limit, string: None, input: vec![0; 64 * 1024], out: Vec::new(), at: 0, eof: false }
     }

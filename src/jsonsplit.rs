@@ -4,8 +4,8 @@
 //! at a time), and a catalog-sized answer is tens of megabytes: [`for_each_element`] finds where
 //! each top-level element of the array ends while the bytes stream in and hands the element's
 //! bytes over whole. Memory stays bounded: an element longer than the caller's `max` (one node
-//! with a million services) is handed over as a reader instead, positioned at its first byte,
-//! for the caller to decode from the stream; scanning resumes right after it.
+//! with a million services) is handed over as a reader of its bytes instead, for the caller to
+//! decode as it streams; scanning resumes right after it.
 
 use std::io::{self, Read};
 
@@ -13,8 +13,7 @@ use std::io::{self, Read};
 pub enum Element<'a> {
     /// The element's bytes, whole.
     Slice(&'a [u8]),
-    /// A reader positioned at the element's first byte; the callee must consume exactly the
-    /// element (serde_json's `Deserializer::from_reader` does, for an object or an array).
+    /// The element's bytes as they stream in, ending where the element ends.
     Stream(&'a mut dyn Read),
 }
 
@@ -77,7 +76,9 @@ impl<R: Read> Scanner<R> {
     }
 }
 
-/// Where the element starting at `buf[0]` ends (exclusive), if it ends within `buf`.
+/// Where the element starting at `buf[0]` ends (exclusive), if it ends within `buf`. The
+/// scan goes on where the last call stopped; [`ElementEnd::at`] counts from the element's
+/// first byte not yet consumed.
 #[derive(Default)]
 struct ElementEnd {
     /// Bytes of the element already scanned.
@@ -85,12 +86,20 @@ struct ElementEnd {
     depth: usize,
     in_string: bool,
     escape: bool,
+    /// An object or array (else a scalar); known from its first byte.
+    nested: Option<bool>,
 }
 
 impl ElementEnd {
     fn scan(&mut self, buf: &[u8]) -> Option<usize> {
-        let first = *buf.first()?;
-        let nested = first == b'{' || first == b'[';
+        let nested = match self.nested {
+            Some(n) => n,
+            None => {
+                let n = matches!(buf.first()?, b'{' | b'[');
+                self.nested = Some(n);
+                n
+            }
+        };
         while self.at < buf.len() {
             let b = buf[self.at];
             self.at += 1;
@@ -132,7 +141,7 @@ impl ElementEnd {
                 }
                 // A scalar ends before the separator or the array's end.
                 b',' | b']' | b'}' if !nested => return Some(self.at - 1),
-                _ if b.is_ascii_whitespace() && !nested && self.at > 1 => return Some(self.at - 1),
+                _ if b.is_ascii_whitespace() && !nested => return Some(self.at - 1),
                 _ => {}
             }
         }
@@ -160,23 +169,46 @@ fn skip(buf: &[u8], word: impl Fn(u64) -> u64, stop: impl Fn(u8) -> bool) -> usi
     at + buf[at..].iter().position(|&b| stop(b)).unwrap_or(buf.len() - at)
 }
 
-/// Replays the bytes already read, then the rest of the stream, one `read` at a time (never
-/// reading past what its caller asks for).
-struct Replay<'a, R> {
-    head: &'a [u8],
-    at: usize,
-    inner: &'a mut R,
+/// The bytes of one element, as they stream in: never a byte past its end.
+struct ElementReader<'a, R> {
+    s: &'a mut Scanner<R>,
+    end: ElementEnd,
+    /// Bytes left once its end is found.
+    until: Option<usize>,
 }
 
-impl<R: Read> Read for Replay<'_, R> {
+impl<R: Read> Read for ElementReader<'_, R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.at < self.head.len() {
-            let n = out.len().min(self.head.len() - self.at);
-            out[..n].copy_from_slice(&self.head[self.at..self.at + n]);
-            self.at += n;
-            return Ok(n);
+        loop {
+            if self.until == Some(0) || out.is_empty() {
+                return Ok(0);
+            }
+            let avail = &self.s.buf[self.s.start..];
+            let n = match self.until {
+                Some(n) => n,
+                None => match self.end.scan(avail) {
+                    Some(n) => {
+                        self.until = Some(n);
+                        n
+                    }
+                    None => avail.len(),
+                },
+            };
+            if n == 0 {
+                if !self.s.fill()? {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the answer ended inside an element"));
+                }
+                continue;
+            }
+            let k = n.min(out.len());
+            out[..k].copy_from_slice(&avail[..k]);
+            self.s.start += k;
+            match &mut self.until {
+                Some(u) => *u -= k,
+                None => self.end.at -= k,
+            }
+            return Ok(k);
         }
-        self.inner.read(out)
     }
 }
 
@@ -233,13 +265,12 @@ pub fn for_each_element<R: Read>(
                 break;
             }
             if s.buf.len() - s.start > max {
-                // Too long to hold: decoded from the stream, from its first byte.
-                let head = std::mem::take(&mut s.buf);
-                let mut replay = Replay { head: &head[s.start..], at: 0, inner: &mut s.inner };
-                each(Element::Stream(&mut replay))?;
-                let rest = replay.head[replay.at..].to_vec();
-                s.buf = rest;
-                s.start = 0;
+                // Too long to hold: decoded as it streams in, from its first byte.
+                let mut element = ElementReader { s: &mut s, end, until: None };
+                each(Element::Stream(&mut element))?;
+                // Whatever of it the callee left unread is skipped.
+                let mut rest = [0u8; 4096];
+                while element.read(&mut rest).map_err(io)? > 0 {}
                 break;
             }
             // (`fill` drops the consumed bytes: the element then starts at 0, as `end` counts.)
@@ -276,8 +307,9 @@ mod tests {
                 Element::Slice(b) => got.push((true, serde_json::from_slice(b)?)),
                 Element::Stream(r) => {
                     use serde::Deserialize;
-                    let mut de = serde_json::Deserializer::from_reader(r);
+                    let mut de = serde_json::Deserializer::from_reader(io::BufReader::new(r));
                     got.push((false, serde_json::Value::deserialize(&mut de)?));
+                    de.end()?;
                 }
             }
             Ok(())
@@ -305,7 +337,13 @@ mod tests {
             let got = split(body.as_bytes(), 100_000, chunk).unwrap();
             assert_eq!(got.iter().map(|g| g.1.clone()).collect::<Vec<_>>(), want);
             assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![true, false, true, false]);
+            let cut = &body.as_bytes()[..body.len() - 100];
+            assert!(split(cut, 100_000, chunk).is_err(), "an answer cut inside a long element");
         }
+        // A long scalar element streams too.
+        let body = format!(r#"["{}", 1]"#, "y".repeat(300_000));
+        let got = split(body.as_bytes(), 1000, 4096).unwrap();
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![false, true]);
     }
 
     #[test]

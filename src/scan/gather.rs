@@ -314,7 +314,8 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
             Some(q) => format!("/v1/internal/ui/nodes{dcq}{sep}{q}"),
             None => format!("/v1/internal/ui/nodes{dcq}"),
         };
-        let (nodes, members) = tokio::join!(get_list_with(client, &nodes_path, std::sync::Arc::new(UiNodesInto::decode)), members);
+        let (nodes, members) =
+            tokio::join!(get_list_with(client, &nodes_path, std::sync::Arc::new(UiNodesInto::decode)), members);
         endpoints.push(format!("GET {nodes_path}"));
         if o.same_dc {
             endpoints.push(format!("GET {members_path}"));

@@ -669,8 +669,12 @@ impl UiNodesInto {
                 }
                 Element::Stream(r) => {
                     // Strings clipped as they stream past (one may be a gigabyte long).
-                    let mut de = serde_json::Deserializer::from_reader(crate::jsonclip::ClipStrings::byte_by_byte(r));
+                    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(
+                        64 * 1024,
+                        crate::jsonclip::ClipStrings::new(r),
+                    ));
                     UiNodeSeed(&mut *b).deserialize(&mut de)?;
+                    de.end()?;
                 }
             }
             if b.overflow {
