@@ -52,8 +52,13 @@ scan is incomplete (hidden from the token, unreadable, or /v1/agent/members unre
 Right before each deregistration the node is read again with ?consistent (/v1/catalog/node,
 /v1/health/node, /v1/agent/members), the verdict recomputed and the state compared with the
 plan's; anything changed (ModifyIndex of the service, its checks, serfHealth, member status) skips
-it with the reason. After the [y/N] question every instance is re-checked this way. The body
-names Node and ServiceID (and Datacenter, Namespace, Partition where the entry had them). The dry
+it with the reason. After the [y/N] question every instance is re-checked this way. The write
+is one PUT /v1/txn that deletes each of its own checks and then the service, each with
+delete-cas at the ModifyIndex the plan saw: if anything changed between the re-read and the
+write, Consul refuses the whole transaction and nothing is deleted (it is then skipped). Only
+where /v1/txn is missing or blocked, or for an instance with 64 checks or more, the write is
+PUT /v1/catalog/deregister naming Node and ServiceID (and Datacenter, Namespace, Partition where
+the entry had them), after the same re-read. The dry
 run lists every instance that looked stale but is kept, with the clause that keeps it. SIGINT or
 SIGTERM stops before the next deregistration and the report says what was done.";
 
@@ -79,8 +84,56 @@ pub enum Outcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct Request {
     pub method: &'static str,
-    pub path: &'static str,
+    pub path: String,
     pub body: serde_json::Value,
+}
+
+/// Most operations one `/v1/txn` takes (hashicorp/consul `agent/txn_endpoint.go`
+/// `maxTxnOps`); an instance with more own checks is deregistered through
+/// `/v1/catalog/deregister` after the same re-read.
+const TXN_MAX_OPS: usize = 64;
+
+/// The write for one instance: a `PUT /v1/txn` that deletes each of its own checks and then the
+/// service, each only at the ModifyIndex the plan saw (`delete-cas`), so the write itself fails,
+/// whole, if anything changed after the re-read (hashicorp/consul `api/txn.go` `ServiceTxnOp`,
+/// `CheckTxnOp`; ACLs vetted per op in `agent/consul/txn_endpoint.go`: service:write on the
+/// service, for its checks through `ServiceName`). Observed on 1.8.7: a stale index answers 409
+/// with `Errors[].What` "failed to delete service … index is stale" and deletes nothing.
+pub fn txn_request(
+    dc: Option<&str>,
+    node: &str,
+    service: &str,
+    id: &str,
+    namespace: &str,
+    partition: &str,
+    seen: &Seen,
+) -> Request {
+    let scoped = |mut v: serde_json::Value| {
+        if !namespace.is_empty() {
+            v["Namespace"] = namespace.into();
+        }
+        if !partition.is_empty() {
+            v["Partition"] = partition.into();
+        }
+        v
+    };
+    let mut ops: Vec<serde_json::Value> = seen
+        .checks
+        .iter()
+        .map(|(check, index, _)| {
+            serde_json::json!({"Check": {"Verb": "delete-cas", "Check": scoped(serde_json::json!({
+                "Node": node, "CheckID": check, "ServiceID": id, "ServiceName": service, "ModifyIndex": index
+            }))}})
+        })
+        .collect();
+    ops.push(serde_json::json!({"Service": {"Verb": "delete-cas", "Node": node, "Service": scoped(serde_json::json!({
+        "ID": id, "Service": service, "ModifyIndex": seen.service_index
+    }))}}));
+    let path = match dc {
+        Some(dc) => format!("/v1/txn?dc={}", urlencode(dc)),
+        None => "/v1/txn".to_string(),
+    };
+    Request { method: "PUT", path, body: serde_json::Value::Array(ops) }
 }
 
 /// What the plan saw of an instance; the deregistration goes ahead only if a consistent
@@ -462,10 +515,17 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
                     service_id: i.id.to_string(),
                     address: i.endpoint(),
                     reason,
-                    request: Request {
-                        method: "PUT",
-                        path: "/v1/catalog/deregister",
-                        body: deregister_body(o.dc, node.name, i.id, i.namespace, node.partition),
+                    request: {
+                        let seen = Seen::of(cat, i);
+                        if seen.checks.len() < TXN_MAX_OPS {
+                            txn_request(o.dc, node.name, i.service, i.id, i.namespace, node.partition, &seen)
+                        } else {
+                            Request {
+                                method: "PUT",
+                                path: "/v1/catalog/deregister".into(),
+                                body: deregister_body(o.dc, node.name, i.id, i.namespace, node.partition),
+                            }
+                        }
                     },
                     outcome: Outcome::Planned,
                     detail: None,
@@ -597,7 +657,7 @@ where
         let step = async {
             match recheck_instance(client, a, &recheck).await {
                 Err(skip) => Step::Skip(skip),
-                Ok(()) => Step::Sent(deregister(client, &a.request.body, &a.service).await),
+                Ok(()) => Step::Sent(deregister(client, a, recheck.dc.as_deref()).await),
             }
         };
         let result = tokio::select! {
@@ -625,6 +685,10 @@ where
                 a.detail = Some(why);
             }
             Step::Sent(Ok(())) => a.outcome = Outcome::Removed,
+            Step::Sent(Err((Outcome::Skipped, message, _))) => {
+                a.outcome = Outcome::Skipped;
+                a.detail = Some(message);
+            }
             Step::Sent(Err((outcome, message, fix))) => {
                 a.outcome = outcome;
                 a.detail = Some(message.clone());
@@ -636,7 +700,7 @@ where
                     result: CheckResult::finding(
                         codes::SCN_PRUNE_FAILED,
                         "scan.prune",
-                        format!("PUT /v1/catalog/deregister of {} on node {}: {message}", a.service_id, a.node),
+                        format!("PUT {} deleting {} on node {}: {message}", a.request.path, a.service_id, a.node),
                         fix,
                     )
                     .with("node", a.node.clone())
@@ -712,19 +776,42 @@ async fn recheck_instance(client: &ConsulClient, a: &Action, rc: &Recheck) -> Re
 
 type Refusal = (Outcome, String, String);
 
-async fn deregister(client: &ConsulClient, body: &serde_json::Value, service: &str) -> Result<(), Refusal> {
+async fn deregister(client: &ConsulClient, a: &Action, dc: Option<&str>) -> Result<(), Refusal> {
+    let (node, service) = (a.node.as_str(), a.service.as_str());
     // Never a request that names no service: Consul deregisters the whole node for it.
-    let node = body["Node"].as_str().unwrap_or("").to_string();
-    if node.is_empty() || body["ServiceID"].as_str().is_none_or(str::is_empty) {
+    let names_one = |v: &serde_json::Value| {
+        v["Node"].as_str().is_some_and(|n| !n.is_empty()) && v["ServiceID"].as_str().is_some_and(|s| !s.is_empty())
+    };
+    let txn = a.request.path.starts_with("/v1/txn");
+    let whole = if txn {
+        a.request.body.as_array().and_then(|ops| ops.last()).is_some_and(|op| {
+            op["Service"]["Node"].as_str().is_some_and(|n| !n.is_empty())
+                && op["Service"]["Service"]["ID"].as_str().is_some_and(|s| !s.is_empty())
+        })
+    } else {
+        names_one(&a.request.body)
+    };
+    if node.is_empty() || a.service_id.is_empty() || !whole {
         return Err((
             Outcome::Failed,
             "refused to send a deregistration without a node name and a ServiceID".into(),
             "this is a bug in consul-doctor: report it with the scan's JSON report".into(),
         ));
     }
+    let denied = |what: String| {
+        (
+            Outcome::Failed,
+            what,
+            format!(
+                "give the scanning token write access to the instance: a policy with service \"{service}\" {{ policy = \"write\" }}, for example consul acl policy create -name scan-prune -rules 'service \"{service}\" {{ policy = \"write\" }}' and attach it to the token"
+            ),
+        )
+    };
     let mut attempt = 0;
+    let mut path = a.request.path.clone();
+    let mut body = a.request.body.clone();
     loop {
-        let reply = match client.put_json("/v1/catalog/deregister", Some(body)).await {
+        let reply = match client.put_json(&path, Some(&body)).await {
             Ok(r) => r,
             Err(f) => {
                 let outcome = match f {
@@ -738,20 +825,49 @@ async fn deregister(client: &ConsulClient, body: &serde_json::Value, service: &s
                 ));
             }
         };
+        let txn = path.starts_with("/v1/txn");
         return match reply.status {
+            200 if txn => Ok(()),
             200 if reply.text() == "true" => Ok(()),
             429 if attempt + 1 < 6 => {
                 tokio::time::sleep(crate::scan::gather::backoff(&reply, attempt)).await;
                 attempt += 1;
                 continue;
             }
-            403 => Err((
-                Outcome::Failed,
-                format!("403 \"{}\": the token may not deregister it", reply.snippet()),
-                format!(
-                    "give the scanning token write access to the instance: a policy with service \"{service}\" {{ policy = \"write\" }} (or node \"{node}\" {{ policy = \"write\" }}), for example consul acl policy create -name scan-prune -rules 'node \"{node}\" {{ policy = \"write\" }}' and attach it to the token"
-                ),
-            )),
+            // The transaction refused, whole: an op's index moved, or the token may not write.
+            409 if txn => {
+                let errors: Vec<String> = reply
+                    .json::<serde_json::Value>()
+                    .ok()
+                    .and_then(|v| v["Errors"].as_array().cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|e| e["What"].as_str().map(|w| crate::clip::clip_to(w, 200).into_owned()))
+                    .collect();
+                let what = errors.join("; ");
+                if what.contains("Permission denied") {
+                    Err(denied(format!("permission denied (409 \"{what}\"): the token may not deregister it")))
+                } else {
+                    Err((
+                        Outcome::Skipped,
+                        format!("not removed: it changed between the re-read and the write, and Consul refused the whole transaction ({what})"),
+                        "run the scan again: it judges the instance as it is now".into(),
+                    ))
+                }
+            }
+            // No transaction endpoint here (blocked by http_config.block_endpoints, or a proxy
+            // that does not pass it): the same deletion through the catalog, after the same re-read.
+            404 | 405 if txn => {
+                crate::log::debug(format!("PUT {path} answered {}: deregistering through the catalog", reply.status));
+                (path, body) = catalog_fallback(a, dc);
+                continue;
+            }
+            403 if txn && reply.text().contains("blocked") => {
+                crate::log::debug(format!("PUT {path} is blocked: deregistering through the catalog"));
+                (path, body) = catalog_fallback(a, dc);
+                continue;
+            }
+            403 => Err(denied(format!("403 \"{}\": the token may not deregister it", reply.snippet()))),
             s => Err((
                 Outcome::Failed,
                 format!("answered {s} \"{}\"", reply.snippet()),
@@ -759,6 +875,12 @@ async fn deregister(client: &ConsulClient, body: &serde_json::Value, service: &s
             )),
         };
     }
+}
+
+/// `PUT /v1/catalog/deregister` for the action (same datacenter, namespace and partition).
+fn catalog_fallback(a: &Action, dc: Option<&str>) -> (String, serde_json::Value) {
+    let body = deregister_body(dc, &a.node, &a.service_id, &a.namespace, &a.partition);
+    ("/v1/catalog/deregister".to_string(), body)
 }
 
 #[cfg(test)]
