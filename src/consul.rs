@@ -232,6 +232,16 @@ pub struct ConsulClient {
     filtered: std::sync::atomic::AtomicBool,
 }
 
+/// Decodes a streamed answer's body. The body is handed over as it arrives: a decoder must
+/// bound what it keeps of any one string itself ([`decode_serde`] clips them all).
+pub type Decoder<T> = std::sync::Arc<dyn Fn(&mut dyn std::io::Read) -> serde_json::Result<T> + Send + Sync>;
+
+/// serde's own decoding with every string clipped ([`crate::jsonclip`]), through a buffer
+/// (serde_json reads a reader a byte at a time).
+pub fn decode_serde<T: DeserializeOwned>(r: &mut dyn std::io::Read) -> serde_json::Result<T> {
+    serde_json::from_reader(std::io::BufReader::with_capacity(64 * 1024, crate::jsonclip::ClipStrings::new(r)))
+}
+
 impl ConsulClient {
     /// Builds the client for a connection, pinned to the addresses the tcp stage reached.
     pub fn new(
@@ -406,9 +416,22 @@ impl ConsulClient {
     where
         T: DeserializeOwned + Send + 'static,
     {
+        self.get_streamed_with(path, std::sync::Arc::new(decode_serde::<T>)).await
+    }
+
+    /// [`Self::get_json_streamed`] with the caller's own decoder, handed the body as it
+    /// streams in.
+    pub async fn get_streamed_with<T>(
+        &self,
+        path: &str,
+        decode: Decoder<T>,
+    ) -> Result<Result<T, (Reply, String)>, HttpFailure>
+    where
+        T: Send + 'static,
+    {
         let url = self.url(path);
         let start = Instant::now();
-        let result = match self.stream_decode::<T>(&url, start, None).await {
+        let result = match self.stream_decode::<T>(&url, start, None, decode).await {
             Ok(Ok((v, _))) => Ok(Ok(v)),
             Ok(Err(e)) => Ok(Err(e)),
             Err(f) => Err(f),
@@ -429,7 +452,7 @@ impl ConsulClient {
     {
         let url = self.url(path);
         let start = Instant::now();
-        let result = self.stream_decode::<T>(&url, start, Some(timeout)).await;
+        let result = self.stream_decode::<T>(&url, start, Some(timeout), std::sync::Arc::new(decode_serde::<T>)).await;
         self.log_streamed(&url, start, result.as_ref().map(|r| r.as_ref().map(|_| ()).map_err(|(r, e)| (r, e))));
         result
     }
@@ -456,9 +479,10 @@ impl ConsulClient {
         url: &str,
         start: Instant,
         timeout: Option<Duration>,
+        decode: Decoder<T>,
     ) -> Result<Result<(T, HeaderMap), (Reply, String)>, HttpFailure>
     where
-        T: DeserializeOwned + Send + 'static,
+        T: Send + 'static,
     {
         let _permit = self.in_flight.acquire().await.map_err(|_| HttpFailure::Other("client closed".into()))?;
         let build = || {
@@ -515,10 +539,7 @@ impl ConsulClient {
         let decoder = tokio::task::spawn_blocking(move || {
             // Strings are clipped as they stream past, so memory follows the number of values
             // decoded, never the length of one of them.
-            serde_json::from_reader::<_, T>(std::io::BufReader::with_capacity(
-                64 * 1024,
-                crate::jsonclip::ClipStrings::new(bytes_chunk::ChannelReader::new(rx)),
-            ))
+            decode(&mut bytes_chunk::ChannelReader::new(rx))
         });
         let mut head = Vec::new();
         let mut failure = None;

@@ -192,6 +192,19 @@ impl<R: Read> Read for ClipStrings<R> {
     }
 }
 
+/// `s` clipped as a JSON string of it would be: its first [`MAX_STRING`] bytes (to a character
+/// boundary) and an ellipsis.
+pub fn clip_str(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.len() <= MAX_STRING {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut end = MAX_STRING;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &s[..end]))
+}
+
 /// Decodes JSON from bytes with every string clipped to [`MAX_STRING`].
 pub fn from_slice<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
     // No string is longer than the whole document: a short one decodes as it is, without the

@@ -23,6 +23,7 @@ pub mod hcl;
 pub mod inputs;
 pub mod join;
 pub mod jsonclip;
+pub mod jsonsplit;
 pub mod localfile;
 pub mod log;
 pub mod render;

@@ -925,7 +925,10 @@ fn ctrl_c_during_prune_leaves_a_correct_report_of_what_was_and_was_not_done() {
     let mut routes = vec![
         Route::text("/v1/internal/acl/authorize", 401, "ACL support disabled"),
         Route::json("/v1/internal/ui/nodes", 200, &nodes),
-        Route::json("/v1/catalog/deregister", 200, "true").with_method("PUT").with_behavior(Behavior::Hang),
+        // The write (hashicorp/consul agent/txn_endpoint.go: 200 {"Results": [...], "Errors": null}) hangs.
+        Route::json("/v1/txn", 200, r#"{"Results": [], "Errors": null}"#)
+            .with_method("PUT")
+            .with_behavior(Behavior::Hang),
     ];
     routes.extend(reread_routes(&[("legacy-a", "legacy-1"), ("legacy-b", "legacy-2")]));
     let s = consul_with(routes);
@@ -935,7 +938,7 @@ fn ctrl_c_during_prune_leaves_a_correct_report_of_what_was_and_was_not_done() {
     let child = cmd.spawn().unwrap();
     wait_until(
         Duration::from_secs(10),
-        || s.requests().iter().any(|r| r.method == "PUT" && r.path.starts_with("/v1/catalog/deregister")),
+        || s.requests().iter().any(|r| r.method == "PUT" && r.path.starts_with("/v1/txn")),
         "the first deregistration in flight",
     );
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -948,6 +951,71 @@ fn ctrl_c_during_prune_leaves_a_correct_report_of_what_was_and_was_not_done() {
     assert_eq!(outcomes, vec!["unknown", "not-attempted"], "{json:#}");
     let puts = s.requests().iter().filter(|r| r.method == "PUT").count();
     assert_eq!(puts, 1, "nothing sent after the interrupt");
+}
+
+/// The write is one `/v1/txn` of delete-cas operations (hashicorp/consul `agent/txn_endpoint.go`:
+/// 409 with `Errors[].What` when any operation fails, the whole transaction undone; 404 where the
+/// endpoint is not served). What 1.8.7 answers to a stale index is in tests/lab/prune.rs; here, a
+/// transaction refused as stale is `skipped` (no failure finding), one refused for permission
+/// is `failed` with SCN-014, and without `/v1/txn` the same instance goes through
+/// `/v1/catalog/deregister` with a body naming Node and ServiceID.
+#[test]
+fn prune_reports_what_the_transaction_answered() {
+    let node = serde_json::json!([{"Node": "legacy-a", "Address": "127.0.0.51",
+        "Services": [{"ID": "legacy-1", "Service": "legacy", "Port": 80, "ModifyIndex": 30}],
+        "Checks": [{"CheckID": "legacy-1-alive", "ServiceID": "legacy-1", "Status": "critical", "ModifyIndex": 31}]}])
+    .to_string();
+    let cases: [(u16, &str, &str, bool); 3] = [
+        (
+            409,
+            r#"{"Results": null, "Errors": [{"OpIndex": 0, "What": "failed to delete check \"legacy-1-alive\" on node \"legacy-a\", index is stale"}]}"#,
+            "skipped",
+            false,
+        ),
+        (409, r#"{"Results": null, "Errors": [{"OpIndex": 1, "What": "Permission denied"}]}"#, "failed", true),
+        (404, "", "removed", false),
+    ];
+    for (status, body, outcome, finding) in cases {
+        let mut routes = vec![
+            Route::text("/v1/internal/acl/authorize", 401, "ACL support disabled"),
+            Route::json("/v1/internal/ui/nodes", 200, &node),
+            Route::json("/v1/txn", status, body).with_method("PUT"),
+            Route::json("/v1/catalog/deregister", 200, "true").with_method("PUT"),
+        ];
+        // The re-read sees what the plan saw (agent/structs/structs.go NodeServices, HealthCheck).
+        routes.push(Route::json(
+            "/v1/catalog/node/legacy-a",
+            200,
+            r#"{"Node": {"Node": "legacy-a", "Address": "127.0.0.51"},
+                "Services": {"legacy-1": {"ID": "legacy-1", "Service": "legacy", "Port": 80, "ModifyIndex": 30}}}"#,
+        ));
+        routes.push(Route::json(
+            "/v1/health/node/legacy-a",
+            200,
+            r#"[{"Node": "legacy-a", "CheckID": "legacy-1-alive", "ServiceID": "legacy-1", "Status": "critical", "ModifyIndex": 31}]"#,
+        ));
+        let s = consul_with(routes);
+        let run = run_doctor(&["scan", "--http-addr", &addr(&s), "--format", "json", "--prune", "--yes"], &[]);
+        let json = run.json();
+        let action = &json["prune"]["actions"][0];
+        assert_eq!(action["outcome"], outcome, "{status} {body}: {action:#}");
+        let failed = json["findings"].as_array().unwrap().iter().any(|f| f["code"] == "SCN-014");
+        assert_eq!(failed, finding, "{json:#}");
+        let puts: Vec<(String, String)> =
+            s.requests().iter().filter(|r| r.method == "PUT").map(|r| (r.path.clone(), r.body.clone())).collect();
+        let txn: serde_json::Value = serde_json::from_str(&puts[0].1).unwrap();
+        assert_eq!(puts[0].0, "/v1/txn");
+        assert_eq!(txn[0]["Check"]["Check"]["ModifyIndex"], 31, "{txn:#}");
+        assert_eq!(txn[1]["Service"]["Service"]["ModifyIndex"], 30, "{txn:#}");
+        if status == 404 {
+            assert_eq!(puts.len(), 2, "{puts:?}");
+            assert_eq!(puts[1].0, "/v1/catalog/deregister");
+            let body: serde_json::Value = serde_json::from_str(&puts[1].1).unwrap();
+            assert_eq!(body, serde_json::json!({"Node": "legacy-a", "ServiceID": "legacy-1"}));
+        } else {
+            assert_eq!(puts.len(), 1, "nothing else written: {puts:?}");
+        }
+    }
 }
 
 /// The consistent re-read prune makes right before each deregistration, for catalog-only nodes

@@ -69,9 +69,13 @@ pub fn view(node: &str, services: &Map<String, Value>, checks: &Map<String, Valu
 /// older (statuses are left as the catalog has them).
 pub fn overlay(cat: &mut Catalog, v: &AgentView) {
     // The agent's own node is a local one: a peer's node of the same name is another node.
-    let Some(n) = cat.nodes.iter().position(|x| *x.name == *v.node && x.peer.is_empty()) else { return };
-    for i in cat.instances.iter_mut().filter(|i| i.node == n && v.services.contains(&*i.id)) {
-        for c in &mut i.checks {
+    let Some(n) = cat.nodes().position(|x| *x.name == *v.node && x.peer.is_empty()) else { return };
+    let mine: Vec<usize> = (0..cat.instance_count())
+        .filter(|&k| cat.instance(k).node == n && v.services.contains(cat.instance(k).id))
+        .collect();
+    for k in mine {
+        // Only checks that are not passing keep an output (see the model).
+        for c in cat.failing_mut(k) {
             if let Some(out) = v.outputs.get(&*c.id).filter(|o| !o.is_empty()) {
                 c.output = out.as_str().into();
             }
@@ -81,11 +85,10 @@ pub fn overlay(cat: &mut Catalog, v: &AgentView) {
 
 /// Instances on the agent's node that the agent does not know.
 pub fn judge(cat: &Catalog, v: &AgentView) -> Vec<Finding> {
-    let Some(n) = cat.nodes.iter().position(|x| *x.name == *v.node && x.peer.is_empty()) else { return Vec::new() };
-    cat.instances
-        .iter()
+    let Some(n) = cat.nodes().position(|x| *x.name == *v.node && x.peer.is_empty()) else { return Vec::new() };
+    cat.instances()
         // The servers' `consul` service is kept by the leader, never by an agent's own list.
-        .filter(|i| i.node == n && !v.services.contains(&*i.id) && &*i.service != "consul")
+        .filter(|i| i.node == n && !v.services.contains(i.id) && i.service != "consul")
         .map(|i| {
             let result = CheckResult::finding(
                 codes::SCN_UNKNOWN_TO_ITS_AGENT,
@@ -115,42 +118,24 @@ pub fn judge(cat: &Catalog, v: &AgentView) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::model::{Check, Deregister, Health, Instance, Node};
+    use crate::scan::model::{Builder, Health, UiNode};
 
+    /// Two nodes, three critical web instances and the servers' `consul` service, as
+    /// `/v1/internal/ui/nodes` lists them (hashicorp/consul agent/structs/structs.go NodeInfo).
     fn catalog() -> Catalog {
-        let node = |name: &str| Node { name: name.into(), address: "10.0.0.1".into(), ..Node::default() };
-        let inst = |id: &str, node: usize| Instance {
-            service: "web".into(),
-            id: id.into(),
-            node,
-            address: "10.0.0.1".into(),
-            port: 80,
-            tags: Default::default(),
-            create_index: 1,
-            modify_index: 1,
-            checks: vec![Check {
-                id: format!("service:{id}").into(),
-                status: Health::Critical,
-                output: "".into(),
-                deregister: Deregister::Unknown,
-                modify_index: 1,
-            }]
-            .into(),
-            namespace: Default::default(),
-            peer: Default::default(),
-            owner: None,
-            mesh: None,
-        };
-        Catalog {
-            nodes: vec![node("app01"), node("app02")],
-            instances: vec![inst("web-1", 0), inst("web-2", 0), inst("web-3", 1), {
-                let mut c = inst("consul", 0);
-                c.service = "consul".into();
-                c
-            }],
-            members: None,
-            membership: Default::default(),
-        }
+        let svc = |id: &str, name: &str| serde_json::json!({"ID": id, "Service": name, "Port": 80});
+        let crit =
+            |id: &str| serde_json::json!({"CheckID": format!("service:{id}"), "Status": "critical", "ServiceID": id});
+        let nodes: Vec<UiNode> = serde_json::from_value(serde_json::json!([
+            {"Node": "app01", "Address": "10.0.0.1",
+             "Services": [svc("web-1", "web"), svc("web-2", "web"), svc("consul", "consul")],
+             "Checks": [crit("web-1"), crit("web-2"), crit("consul")]},
+            {"Node": "app02", "Address": "10.0.0.1", "Services": [svc("web-3", "web")], "Checks": [crit("web-3")]}
+        ]))
+        .unwrap();
+        let mut b = Builder::default();
+        nodes.into_iter().for_each(|n| b.add_ui_node(n));
+        b.finish()
     }
 
     #[test]
@@ -163,8 +148,8 @@ mod tests {
         let v = view("app01", &services, &checks);
         let mut cat = catalog();
         overlay(&mut cat, &v);
-        assert!(cat.instances[0].checks[0].output.contains("connection refused"));
-        assert_eq!(cat.instances[0].checks[0].status, Health::Critical, "statuses stay the catalog's");
+        assert!(cat.instance(0).failing[0].output.contains("connection refused"));
+        assert_eq!(cat.instance(0).failing[0].status, Health::Critical, "statuses stay the catalog's");
         let found = judge(&cat, &v);
         assert_eq!(found.len(), 1, "web-3 is on another node: not this agent's to judge");
         assert_eq!(found[0].result.code, Some("SCN-030"));

@@ -22,7 +22,7 @@ pub struct ScanArgs {
     #[arg(long, value_name = "NAME=N", value_parser = parse_expect, help_heading = "Scan")]
     pub expect: Vec<(String, usize)>,
     /// Deregister the instances the prune contract allows (below), each re-checked right
-    /// before its PUT /v1/catalog/deregister; without it, a dry run
+    /// before its write (a PUT /v1/txn that Consul refuses if it changed); without it, a dry run
     #[arg(long, help_heading = "Scan")]
     pub prune: bool,
     /// How long a node must stay gone (failed or left, serfHealth unchanged) after this run

@@ -20,7 +20,7 @@ use crate::codes;
 use crate::consul::{dc_query, urlencode, ConsulClient, Reply};
 use crate::report::CheckResult;
 use crate::scan::judge::Finding;
-use crate::scan::model::{Builder, Catalog, HealthEntry, Membership, UiNode, UiNodesInto, WireMember};
+use crate::scan::model::{Builder, Catalog, HealthEntry, Membership, UiNodesInto, WireMember};
 
 /// A segment no rule names, to learn what the token may read by default.
 const PROBE: &str = "consul-doctor-scan-probe-7f3c";
@@ -172,9 +172,21 @@ pub async fn get_list<T>(client: &ConsulClient, path: &str) -> Result<T, Failure
 where
     T: DeserializeOwned + Send + 'static,
 {
+    get_list_with(client, path, std::sync::Arc::new(crate::consul::decode_serde::<T>)).await
+}
+
+/// [`get_list`] with the caller's own decoder.
+pub async fn get_list_with<T>(
+    client: &ConsulClient,
+    path: &str,
+    decode: crate::consul::Decoder<T>,
+) -> Result<T, Failure>
+where
+    T: Send + 'static,
+{
     let mut attempt = 0;
     loop {
-        match client.get_json_streamed::<T>(path).await {
+        match client.get_streamed_with::<T>(path, decode.clone()).await {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err((reply, e))) if reply.status == 200 => {
                 return Err(Failure {
@@ -266,26 +278,35 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
         progress.show("reading the catalog of every namespace (/v1/internal/ui/nodes)…");
         let sep = if dcq.is_empty() { '?' } else { '&' };
         let first_path = format!("/v1/internal/ui/nodes{dcq}{sep}{first}");
-        let (nodes, members) = tokio::join!(get_list::<Vec<UiNode>>(client, &first_path), members);
-        set_members(&mut b, &mut problems, members);
+        // Each namespace's list is decoded straight into the one catalog, entry by entry as it
+        // streams in: no list is ever held decoded.
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(std::mem::take(&mut b)));
+        let into = {
+            let shared = shared.clone();
+            std::sync::Arc::new(move |r: &mut dyn std::io::Read| {
+                let mut b = shared.lock().unwrap_or_else(|p| p.into_inner());
+                UiNodesInto::decode_into(&mut b, r)
+            }) as crate::consul::Decoder<()>
+        };
+        let (nodes, members) = tokio::join!(get_list_with(client, &first_path, into.clone()), members);
         if o.same_dc {
             endpoints.push(format!("GET {members_path}"));
         }
-        // Each namespace's list goes into the catalog before the next is read: one list at a time
-        // is held decoded, not all of them.
-        let mut add = |path: String, nodes: Result<Vec<UiNode>, Failure>| {
+        let mut failed = |path: String, nodes: Result<(), Failure>| {
             endpoints.push(format!("GET {path}"));
-            match nodes {
-                Ok(nodes) => nodes.into_iter().for_each(|n| b.add_ui_node(n)),
-                Err(f) => problems.push(unreadable(f.what)),
+            if let Err(f) = nodes {
+                problems.push(unreadable(f.what));
             }
         };
-        add(first_path, nodes);
+        failed(first_path, nodes);
         for q in more {
             let path = format!("/v1/internal/ui/nodes{dcq}{sep}{q}");
-            let nodes = get_list::<Vec<UiNode>>(client, &path).await;
-            add(path, nodes);
+            let nodes = get_list_with(client, &path, into.clone()).await;
+            failed(path, nodes);
         }
+        drop(into);
+        b = std::mem::take(&mut *shared.lock().unwrap_or_else(|p| p.into_inner()));
+        set_members(&mut b, &mut problems, members);
     } else if o.wanted.is_empty() {
         progress.show("reading the catalog (/v1/internal/ui/nodes)…");
         let sep = if dcq.is_empty() { '?' } else { '&' };
@@ -293,7 +314,8 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
             Some(q) => format!("/v1/internal/ui/nodes{dcq}{sep}{q}"),
             None => format!("/v1/internal/ui/nodes{dcq}"),
         };
-        let (nodes, members) = tokio::join!(get_list::<UiNodesInto>(client, &nodes_path), members);
+        let (nodes, members) =
+            tokio::join!(get_list_with(client, &nodes_path, std::sync::Arc::new(UiNodesInto::decode)), members);
         endpoints.push(format!("GET {nodes_path}"));
         if o.same_dc {
             endpoints.push(format!("GET {members_path}"));
@@ -330,10 +352,15 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
         per_service(client, &dcq, &o.wanted, &mut b, &mut problems, &mut endpoints, progress).await;
     }
     progress.clear();
+    if b.overflowed() {
+        problems.push(unreadable(
+            "the catalog's names and IDs pass 4 GiB, more than one scan holds; scan it in parts with --service".into(),
+        ));
+    }
     let catalog = b.finish();
     if let Some(why) = hidden {
         let services = {
-            let mut names: Vec<&str> = catalog.instances.iter().map(|i| &*i.service).collect();
+            let mut names: Vec<&str> = catalog.instances().map(|i| i.service).collect();
             names.sort();
             names.dedup();
             names.len()
@@ -347,12 +374,12 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
                     "scan.visibility",
                     format!(
                         "{why}; Consul leaves what a token may not read out of every catalog answer without saying so (1.8 sends no X-Consul-Results-Filtered-By-ACLs header), so this scan saw {services} service(s) and {} instance(s) and cannot vouch for the rest",
-                        catalog.instances.len()
+                        catalog.instance_count()
                     ),
                     "scan with a token that may read the whole catalog, for example one whose policy has service_prefix \"\" { policy = \"read\" } and node_prefix \"\" { policy = \"read\" } (consul acl token create -description scan -policy-name catalog-read), or limit the scan to the services the token may read with --service",
                 )
                 .with("services_seen", services.to_string())
-                .with("instances_seen", catalog.instances.len().to_string()),
+                .with("instances_seen", catalog.instance_count().to_string()),
             ),
         );
     }
@@ -368,7 +395,7 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
                     format!(
                         "the agent marked catalog answers as filtered by ACLs ({}: true): this scan saw {} instance(s) and cannot vouch for what the token may not read",
                         crate::consul_facts::FILTERED_BY_ACLS_HEADER,
-                        catalog.instances.len()
+                        catalog.instance_count()
                     ),
                     "scan with a token that may read the whole catalog (service_prefix \"\" and node_prefix \"\" with policy read), or limit the scan to the services the token may read with --service",
                 ),

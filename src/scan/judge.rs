@@ -30,38 +30,53 @@ impl Finding {
     fn instance(cat: &Catalog, i: &Instance, result: CheckResult) -> Finding {
         Finding {
             service: i.service.to_string(),
-            node: Some(cat.nodes[i.node].key()),
+            node: Some(cat.node(i.node).key()),
             service_id: Some(i.id.to_string()),
             address: Some(i.endpoint()),
-            result: result.with("node", cat.nodes[i.node].name.to_string()).with("service_id", i.id.to_string()),
+            result: result.with("node", cat.node(i.node).name.to_string()).with("service_id", i.id.to_string()),
         }
     }
 }
 
-/// What Consul's data says about a node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What Consul's data says about a node (one byte a node: a scan holds a million).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeState {
     /// A live agent runs there (serf member alive, or `serfHealth` passing).
     Alive,
-    /// Its agent failed or left; the text says how Consul shows it.
-    Gone(Box<str>),
+    /// Its agent failed or left; [`Gone::describe`] says how Consul shows it.
+    Gone(Gone),
     /// Registered through `/v1/catalog/register`: no `serfHealth`, not a member.
     CatalogOnly,
 }
 
+/// How Consul shows that a node's agent is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    Failed,
+    Left,
+    SerfCritical,
+}
+
+impl Gone {
+    pub fn describe(self, node: &Node) -> String {
+        match self {
+            Gone::Failed => "its agent failed (serf member status failed)".into(),
+            Gone::Left => "its agent left the cluster (serf member status left)".into(),
+            Gone::SerfCritical => format!(
+                "its serfHealth check is critical (\"{}\")",
+                node.serf.map(|s| s.output).filter(|o| !o.is_empty()).unwrap_or("Agent not live or unreachable")
+            ),
+        }
+    }
+}
+
 pub fn node_state(node: &Node, members: Option<&HashMap<String, Member>>) -> NodeState {
     // The member list is this cluster's: an imported node is never in it.
-    let member = if node.peer.is_empty() { members.and_then(|m| m.get(&*node.name)).copied() } else { None };
+    let member = if node.peer.is_empty() { members.and_then(|m| m.get(node.name)).copied() } else { None };
     match (member, &node.serf) {
-        (Some(Member::Failed), _) => NodeState::Gone("its agent failed (serf member status failed)".into()),
-        (Some(Member::Left), _) => NodeState::Gone("its agent left the cluster (serf member status left)".into()),
-        (_, Some(serf)) if serf.status == Health::Critical => NodeState::Gone(
-            format!(
-                "its serfHealth check is critical (\"{}\")",
-                if serf.output.is_empty() { "Agent not live or unreachable" } else { &serf.output }
-            )
-            .into(),
-        ),
+        (Some(Member::Failed), _) => NodeState::Gone(Gone::Failed),
+        (Some(Member::Left), _) => NodeState::Gone(Gone::Left),
+        (_, Some(serf)) if serf.status == Health::Critical => NodeState::Gone(Gone::SerfCritical),
         (Some(_), _) | (None, Some(_)) => NodeState::Alive,
         (None, None) => NodeState::CatalogOnly,
     }
@@ -69,8 +84,8 @@ pub fn node_state(node: &Node, members: Option<&HashMap<String, Member>>) -> Nod
 
 /// Consul's aggregated status of an instance: the worst of its own and its node's checks.
 pub fn instance_health(cat: &Catalog, i: &Instance) -> Health {
-    let node = &cat.nodes[i.node];
-    let own = i.checks.iter().map(|c| c.status);
+    let node = &cat.node(i.node);
+    let own = i.failing.iter().map(|c| c.status);
     own.chain(node.serf.iter().map(|s| s.status))
         .chain(node.checks.iter().map(|c| c.status))
         .max()
@@ -238,14 +253,14 @@ pub fn deregister_body(
 }
 
 fn catalog_deregister_cmd(o: &JudgeOptions, node: &Node, i: &Instance) -> String {
-    let body = deregister_body(o.datacenter.as_deref(), &node.name, &i.id, &i.namespace, &node.partition);
+    let body = deregister_body(o.datacenter.as_deref(), node.name, i.id, i.namespace, node.partition);
     let url = format!("{}/v1/catalog/deregister", o.target.trim_end_matches('/'));
     o.consul.curl("PUT", &url, Some(&body.to_string()), o.token_from_env)
 }
 
 /// The agent-side removal, aimed at the node's own agent with the settings the scan was given.
 fn agent_deregister_cmd(o: &JudgeOptions, node: &Node, id: &str) -> String {
-    let cmd = o.consul.on_host(&node.address).command("services deregister", &format!("-id={id}"));
+    let cmd = o.consul.on_host(node.address).command("services deregister", &format!("-id={id}"));
     format!("on node {} (its own agent) run: {cmd}", node.name)
 }
 
@@ -257,17 +272,18 @@ pub fn dns_key(name: &str) -> String {
 }
 
 pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
-    let states: Vec<NodeState> = cat.nodes.iter().map(|n| node_state(n, cat.members.as_ref())).collect();
-    let health: Vec<Health> = cat.instances.iter().map(|i| instance_health(cat, i)).collect();
+    let states: Vec<NodeState> = cat.nodes().map(|n| node_state(&n, cat.members.as_ref())).collect();
+    let health: Vec<Health> = cat.instances().map(|i| instance_health(cat, &i)).collect();
     let mut findings = Findings::default();
-    let mut stale = vec![false; cat.instances.len()];
+    let mut stale = vec![false; cat.instance_count()];
 
     let mut agent_side: Vec<(usize, &'static str)> = Vec::new();
 
     // Where each instance lives, and who keeps it.
-    for (n, i) in cat.instances.iter().enumerate() {
-        let node = &cat.nodes[i.node];
-        let peer: &str = if node.peer.is_empty() { &i.peer } else { &node.peer };
+    for (n, i) in cat.instances().enumerate() {
+        let i = &i;
+        let node = &cat.node(i.node);
+        let peer: &str = if node.peer.is_empty() { i.peer } else { node.peer };
         if !peer.is_empty() {
             // Imported from a peer: the exporting cluster keeps it; judged only for health.
             if health[n] != Health::Passing {
@@ -285,10 +301,10 @@ pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
         match &states[i.node] {
             NodeState::Gone(why) => {
                 stale[n] = true;
-                findings.push(Finding::instance(cat, i, gone(o, node, i, why, health[n])));
+                findings.push(Finding::instance(cat, i, gone(o, node, i, &why.describe(node), health[n])));
             }
             NodeState::CatalogOnly => {
-                let unchecked = i.checks.is_empty() && node.checks.is_empty();
+                let unchecked = i.unchecked() && node.checks.is_empty();
                 if unchecked {
                     stale[n] = true;
                     findings.push(Finding::instance(cat, i, catalog_only_unchecked(o, node, i)));
@@ -310,13 +326,14 @@ pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
 
     // Services without any health check, on live agents (the consul service is Consul's own).
     let mut unchecked: BTreeMap<&str, (Vec<usize>, usize)> = BTreeMap::new();
-    for (n, i) in cat.instances.iter().enumerate() {
-        if states[i.node] != NodeState::Alive || &*i.service == "consul" || !i.peer.is_empty() {
+    for (n, i) in cat.instances().enumerate() {
+        let i = &i;
+        if states[i.node] != NodeState::Alive || i.service == "consul" || !i.peer.is_empty() {
             continue;
         }
-        let e = unchecked.entry(&i.service).or_default();
+        let e = unchecked.entry(i.service).or_default();
         e.1 += 1;
-        if i.checks.is_empty() {
+        if i.unchecked() {
             e.0.push(n);
         }
     }
@@ -325,8 +342,7 @@ pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
             continue;
         }
         if without.len() == total && total > 1 {
-            let nodes: Vec<String> =
-                without.iter().map(|&n| cat.nodes[cat.instances[n].node].name.to_string()).collect();
+            let nodes: Vec<String> = without.iter().map(|&n| cat.node(cat.instance(n).node).name.to_string()).collect();
             findings.push(Finding::service_wide(
                 service,
                 CheckResult::finding(
@@ -344,8 +360,8 @@ pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
             ));
         } else {
             for n in without {
-                let i = &cat.instances[n];
-                let node = &cat.nodes[i.node];
+                let i = &cat.instance(n);
+                let node = &cat.node(i.node);
                 findings.push(Finding::instance(
                     cat,
                     i,
@@ -360,7 +376,7 @@ pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
                             "add a check to its definition on node {} (check {{ http = \"http://localhost:{}/health\" interval = \"10s\" deregister_critical_service_after = \"10m\" }}) and `consul reload`; if the instance is left over, {}",
                             node.name,
                             i.port,
-                            agent_deregister_cmd(o, node, &i.id)
+                            agent_deregister_cmd(o, node, i.id)
                         ),
                     ),
                 ));
@@ -374,8 +390,9 @@ pub fn judge(cat: &Catalog, o: &JudgeOptions) -> Judged {
 
     // Per-service rows.
     let mut rows: BTreeMap<&str, ServiceRow> = BTreeMap::new();
-    for (n, i) in cat.instances.iter().enumerate() {
-        let r = rows.entry(&i.service).or_insert_with(|| ServiceRow::new(&i.service));
+    for (n, i) in cat.instances().enumerate() {
+        let i = &i;
+        let r = rows.entry(i.service).or_insert_with(|| ServiceRow::new(i.service));
         r.instances += 1;
         match health[n] {
             Health::Passing => r.passing += 1,
@@ -473,8 +490,11 @@ fn gone(o: &JudgeOptions, node: &Node, i: &Instance, why: &str, health: Health) 
 }
 
 fn catalog_only(o: &JudgeOptions, node: &Node, i: &Instance, health: Health) -> CheckResult {
-    let statuses: Vec<String> =
-        i.checks.iter().chain(node.checks.iter()).map(|c| format!("{} {}", c.id, c.status.as_str())).collect();
+    let mut statuses: Vec<String> =
+        i.failing.iter().chain(node.checks.iter()).map(|c| format!("{} {}", c.id, c.status.as_str())).collect();
+    if i.passing > 0 {
+        statuses.push(format!("{} passing check(s) of its own", i.passing));
+    }
     let what = if health == Health::Critical {
         "it is critical, and with no agent nothing will ever update its checks or remove it (DeregisterCriticalServiceAfter only acts on an agent's own checks)"
     } else {
@@ -518,7 +538,7 @@ fn catalog_only_unchecked(o: &JudgeOptions, node: &Node, i: &Instance) -> CheckR
 }
 
 fn critical_forever(o: &JudgeOptions, node: &Node, i: &Instance) -> Option<CheckResult> {
-    let critical: Vec<&Check> = i.checks.iter().filter(|c| c.status == Health::Critical).collect();
+    let critical: Vec<&Check> = i.failing.iter().filter(|c| c.status == Health::Critical).collect();
     if critical.is_empty() || critical.iter().any(|c| is_maintenance(c)) {
         return None; // critical through its node, or in maintenance on purpose
     }
@@ -547,7 +567,7 @@ fn critical_forever(o: &JudgeOptions, node: &Node, i: &Instance) -> Option<Check
             ),
             format!(
                 "fix the service or, if it is left over, {}; set deregister_critical_service_after = \"10m\" (1m minimum) on its check so leftovers are removed by the agent",
-                agent_deregister_cmd(o, node, &i.id)
+                agent_deregister_cmd(o, node, i.id)
             ),
         )
         .with("check", first.id.to_string())
@@ -573,31 +593,42 @@ fn duplicates(
     // Keyed by partition and namespace too: the same address:port in two namespaces is two
     // services, not a duplicate. Grouped by sorting indices (no map over every instance).
     let key = |n: u32| {
-        let i = &cat.instances[n as usize];
-        (&*i.service, &*i.address, i.port, &*i.namespace, &*cat.nodes[i.node].partition)
+        let i = cat.instance(n as usize);
+        (i.service, i.address, i.port, i.namespace, cat.node(i.node).partition)
     };
-    let mut order: Vec<u32> = (0..cat.instances.len() as u32)
-        .filter(|&n| {
-            let i = &cat.instances[n as usize];
-            i.port > 0 && !i.address.is_empty() && i.peer.is_empty() && cat.nodes[i.node].peer.is_empty()
+    // Sorted by a 32-bit hash of the key beside the index (8 bytes an instance, a plain integer
+    // sort); runs of one hash are then split by the key itself.
+    use std::hash::BuildHasher;
+    let hasher = std::hash::RandomState::new();
+    let mut order: Vec<u64> = (0..cat.instance_count() as u32)
+        .filter_map(|n| {
+            let i = cat.instance(n as usize);
+            let node = cat.node(i.node);
+            let candidate = i.port > 0 && !i.address.is_empty() && i.peer.is_empty() && node.peer.is_empty();
+            candidate.then(|| (u64::from(hasher.hash_one(key(n)) as u32) << 32) | u64::from(n))
         })
         .collect();
-    order.sort_unstable_by(|a, b| key(*a).cmp(&key(*b)).then(a.cmp(b)));
+    order.sort_unstable();
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut start = 0;
     while start < order.len() {
         let mut end = start + 1;
-        while end < order.len() && key(order[end]) == key(order[start]) {
+        while end < order.len() && order[end] >> 32 == order[start] >> 32 {
             end += 1;
         }
         if end - start > 1 {
-            groups.push(order[start..end].iter().map(|&n| n as usize).collect());
+            let mut run: Vec<u32> = order[start..end].iter().map(|&v| v as u32).collect();
+            run.sort_by(|a, b| key(*a).cmp(&key(*b)).then(a.cmp(b)));
+            for same in run.chunk_by(|a, b| key(*a) == key(*b)).filter(|g| g.len() > 1) {
+                groups.push(same.iter().map(|&n| n as usize).collect());
+            }
         }
         start = end;
     }
+    groups.sort_by(|a, b| key(a[0] as u32).cmp(&key(b[0] as u32)));
     drop(order);
     for group in groups {
-        let live = |n: &usize| states[cat.instances[*n].node] == NodeState::Alive;
+        let live = |n: &usize| states[cat.instance(*n).node] == NodeState::Alive;
         let passing_live: Vec<usize> =
             group.iter().copied().filter(|n| live(n) && health[*n] == Health::Passing).collect();
         let on_live: Vec<usize> = group.iter().copied().filter(live).collect();
@@ -608,17 +639,18 @@ fn duplicates(
         } else {
             (None, "")
         };
-        let newest = *group.iter().max_by_key(|n| cat.instances[**n].create_index).expect("non-empty group");
+        let newest = *group.iter().max_by_key(|n| cat.instance(**n).create_index).expect("non-empty group");
         let keep = current.unwrap_or(newest);
         let others: Vec<usize> = group.iter().copied().filter(|&n| n != keep).collect();
-        let first = &cat.instances[others[0]];
-        let ids: Vec<String> = group.iter().map(|n| cat.instances[*n].id.to_string()).collect();
-        let other_ids: Vec<String> = others.iter().map(|n| cat.instances[*n].id.to_string()).collect();
+        let first = &cat.instance(others[0]);
+        let ids: Vec<String> = group.iter().map(|n| cat.instance(*n).id.to_string()).collect();
+        let other_ids: Vec<String> = others.iter().map(|n| cat.instance(*n).id.to_string()).collect();
         let verdict = match current {
-            Some(c) => format!("the current one is {} ({why})", cat.instances[c].id),
+            Some(c) => format!("the current one is {} ({why})", cat.instance(c).id),
             None => format!(
                 "the catalog cannot tell which one the process uses; the newest registration is {} (CreateIndex {})",
-                cat.instances[newest].id, cat.instances[newest].create_index
+                cat.instance(newest).id,
+                cat.instance(newest).create_index
             ),
         };
         if current.is_some() {
@@ -629,13 +661,13 @@ fn duplicates(
                 }
             }
         }
-        let mut nodes: Vec<&str> = others.iter().map(|n| &*cat.nodes[cat.instances[*n].node].name).collect();
+        let mut nodes: Vec<&str> = others.iter().map(|n| cat.node(cat.instance(*n).node).name).collect();
         nodes.sort_unstable();
         nodes.dedup();
         let remove = if others.len() == 1 {
-            let node = &cat.nodes[first.node];
+            let node = &cat.node(first.node);
             let cmd = match states[first.node] {
-                NodeState::Alive => agent_deregister_cmd(o, node, &first.id),
+                NodeState::Alive => agent_deregister_cmd(o, node, first.id),
                 _ => catalog_deregister_cmd(o, node, first),
             };
             format!("if {} is left over from a restart, {cmd}", first.id)
@@ -679,8 +711,8 @@ fn duplicates(
 
 fn dns(cat: &Catalog, findings: &mut Findings) {
     let mut tags: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for i in &cat.instances {
-        let t = tags.entry(&i.service).or_default();
+    for i in cat.instances() {
+        let t = tags.entry(i.service).or_default();
         for tag in i.tags.iter() {
             if !t.contains(&&**tag) {
                 t.push(&**tag);
@@ -783,7 +815,7 @@ fn expectations(cat: &Catalog, o: &JudgeOptions, stale: &[bool], findings: &mut 
             continue;
         }
         reported.push(name);
-        if !cat.instances.iter().any(|i| &*i.service == name) {
+        if !cat.instances().any(|i| i.service == name) {
             findings.push(Finding::service_wide(
                 name,
                 CheckResult::finding(
@@ -798,14 +830,14 @@ fn expectations(cat: &Catalog, o: &JudgeOptions, stale: &[bool], findings: &mut 
         }
     }
     for (name, want) in &o.expect {
-        let mine: Vec<usize> = (0..cat.instances.len()).filter(|&n| *cat.instances[n].service == **name).collect();
+        let mine: Vec<usize> = (0..cat.instance_count()).filter(|&n| *cat.instance(n).service == **name).collect();
         if mine.len() <= *want {
             continue;
         }
         let stale_ids: Vec<String> =
-            mine.iter().filter(|&&n| stale[n]).map(|&n| cat.instances[n].id.to_string()).collect();
+            mine.iter().filter(|&&n| stale[n]).map(|&n| cat.instance(n).id.to_string()).collect();
         let nodes: Vec<String> = {
-            let mut v: Vec<String> = mine.iter().map(|&n| cat.nodes[cat.instances[n].node].name.to_string()).collect();
+            let mut v: Vec<String> = mine.iter().map(|&n| cat.node(cat.instance(n).node).name.to_string()).collect();
             v.sort();
             v.dedup();
             v
@@ -958,9 +990,10 @@ mod tests {
         assert!(dup.result.message.contains("the current one is web-new"), "{}", dup.result.message);
         let row = &j.services[0];
         assert_eq!((row.instances, row.stale), (6, 4));
+        assert_eq!(j.states[cat.instance(0).node], NodeState::Gone(Gone::SerfCritical));
         assert_eq!(
-            j.states[cat.instances[0].node],
-            NodeState::Gone("its serfHealth check is critical (\"Agent not live or unreachable\")".into())
+            Gone::SerfCritical.describe(&cat.node(cat.instance(0).node)),
+            "its serfHealth check is critical (\"Agent not live or unreachable\")"
         );
     }
 
@@ -973,7 +1006,7 @@ mod tests {
         );
         b.set_members(Some(vec![serde_json::from_value(serde_json::json!({"Name": "n1", "Status": 4})).unwrap()]));
         let cat = b.finish();
-        assert!(matches!(node_state(&cat.nodes[0], cat.members.as_ref()), NodeState::Gone(_)));
+        assert!(matches!(node_state(&cat.node(0), cat.members.as_ref()), NodeState::Gone(_)));
     }
 
     #[test]
@@ -1005,36 +1038,30 @@ mod tests {
 
     #[test]
     fn critical_with_deregistration_set_or_in_maintenance_is_left_alone() {
-        let node = Node { name: "n".into(), address: "10.0.0.1".into(), ..Default::default() };
-        let check = |id: &str, d: Deregister| Check {
-            id: id.into(),
-            status: Health::Critical,
-            output: "".into(),
-            deregister: d,
-            modify_index: 1,
+        // One instance with a critical check, as a ui/nodes entry (hashicorp/consul
+        // agent/structs/structs.go NodeInfo; Definition as 1.9+ agents sync it).
+        let judged = |check: serde_json::Value| {
+            let mut b = Builder::default();
+            b.add_ui_node(
+                serde_json::from_value(serde_json::json!({
+                    "Node": "n", "Address": "10.0.0.1",
+                    "Services": [{"ID": "s1", "Service": "s", "Port": 1}],
+                    "Checks": [{"CheckID": "serfHealth", "Status": "passing", "ServiceID": ""}, check]
+                }))
+                .unwrap(),
+            );
+            let cat = b.finish();
+            critical_forever(&JudgeOptions::default(), &cat.node(0), &cat.instance(0))
         };
-        let mut i = Instance {
-            service: "s".into(),
-            id: "s1".into(),
-            node: 0,
-            address: "10.0.0.1".into(),
-            port: 1,
-            tags: Default::default(),
-            create_index: 1,
-            modify_index: 1,
-            checks: vec![check("c", Deregister::After("1m0s".into()))].into(),
-            namespace: Default::default(),
-            peer: Default::default(),
-            owner: None,
-            mesh: None,
-        };
-        assert!(critical_forever(&JudgeOptions::default(), &node, &i).is_none());
-        i.checks = vec![check("_service_maintenance:s1", Deregister::Unknown)].into();
-        assert!(critical_forever(&JudgeOptions::default(), &node, &i).is_none());
-        i.checks = vec![check("c", Deregister::Never)].into();
-        let r = critical_forever(&JudgeOptions::default(), &node, &i).unwrap();
+        let crit = |id: &str, definition: serde_json::Value| serde_json::json!({"CheckID": id, "Status": "critical", "ServiceID": "s1", "Definition": definition});
+        assert!(judged(crit("c", serde_json::json!({"DeregisterCriticalServiceAfter": "1m0s"}))).is_none());
+        assert!(judged(crit("_service_maintenance:s1", serde_json::json!({}))).is_none());
+        let r =
+            judged(crit("c", serde_json::json!({"HTTP": "http://x", "DeregisterCriticalServiceAfter": "0s"}))).unwrap();
         assert_eq!(r.code, Some("SCN-005"));
         assert_eq!(r.evidence["deregister_critical_service_after"], "none");
+        let r = judged(crit("c", serde_json::Value::Null)).unwrap();
+        assert_eq!(r.evidence["deregister_critical_service_after"], "unknown (not in the catalog)");
     }
 
     #[test]
@@ -1078,7 +1105,7 @@ mod tests {
             (0..3).map(|n| entry(&format!("n{n}"), "10.0.0.1", &format!("w{n}"), "web", 80, &[])).collect(),
         );
         let cat = b.finish();
-        assert!(std::sync::Arc::ptr_eq(&cat.instances[0].service, &cat.instances[2].service));
+        assert!(std::ptr::eq(cat.instance(0).service, cat.instance(2).service));
     }
 
     #[test]

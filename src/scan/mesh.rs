@@ -87,31 +87,28 @@ pub async fn scan(
         // The whole catalog is in hand, sidecars included; without any sidecar there is nothing
         // to judge (and no index of every instance is built).
         let cat = &gathered.catalog;
-        let any_sidecar = cat.instances.iter().any(|i| matches!(i.mesh.as_deref(), Some(MeshRole::Sidecar { .. })));
-        let findings = if any_sidecar { judge(&entries_of(cat), wanted) } else { Vec::new() };
+        let any_sidecar = cat.instances().any(|i| matches!(i.mesh, Some(MeshRole::Sidecar { .. })));
+        let findings = if any_sidecar { judge(|| entries_of(cat), wanted) } else { Vec::new() };
         return Sidecars { findings, endpoints: Vec::new() };
     }
     tokio::time::timeout_at(deadline, read(client, dc, wanted)).await.unwrap_or_default()
 }
 
 /// The catalog's instances as the judge reads them.
-fn entries_of(cat: &Catalog) -> Vec<Entry<'_>> {
-    cat.instances
-        .iter()
-        .map(|i| Entry {
-            node: &cat.nodes[i.node].name,
-            id: &i.id,
-            service: &i.service,
-            role: match i.mesh.as_deref() {
-                None => Role::Service { native: false },
-                Some(MeshRole::Native) => Role::Service { native: true },
-                Some(MeshRole::Sidecar { destination_id, destination_name }) => {
-                    Role::Sidecar { destination_id, destination_name }
-                }
-                Some(MeshRole::OtherKind) => Role::Other,
-            },
-        })
-        .collect()
+fn entries_of(cat: &Catalog) -> impl Iterator<Item = Entry<'_>> + '_ {
+    cat.instances().map(|i| Entry {
+        node: cat.node(i.node).name,
+        id: i.id,
+        service: i.service,
+        role: match i.mesh {
+            None => Role::Service { native: false },
+            Some(MeshRole::Native) => Role::Service { native: true },
+            Some(MeshRole::Sidecar { destination_id, destination_name }) => {
+                Role::Sidecar { destination_id, destination_name }
+            }
+            Some(MeshRole::OtherKind) => Role::Other,
+        },
+    })
 }
 
 /// `/v1/internal/ui/nodes` entries as the judge reads them.
@@ -137,6 +134,7 @@ fn entries_of_nodes(nodes: &[MeshNode]) -> Vec<Entry<'_>> {
 }
 
 /// One instance: its node, ID, service name and part in the mesh.
+#[derive(Clone, Copy)]
 pub struct Entry<'a> {
     node: &'a str,
     id: &'a str,
@@ -144,6 +142,7 @@ pub struct Entry<'a> {
     role: Role<'a>,
 }
 
+#[derive(Clone, Copy)]
 enum Role<'a> {
     Service { native: bool },
     Sidecar { destination_id: &'a str, destination_name: &'a str },
@@ -176,7 +175,8 @@ async fn read(client: &SharedClient, dc: Option<&str>, wanted: &[String]) -> Sid
     let path = format!("/v1/internal/ui/nodes{dcq}");
     out.endpoints.push(format!("GET {path}"));
     if let Ok(Ok(nodes)) = client.get_json_streamed::<Vec<MeshNode>>(&path).await {
-        out.findings = judge(&entries_of_nodes(&nodes), wanted);
+        let entries = entries_of_nodes(&nodes);
+        out.findings = judge(|| entries.iter().copied(), wanted);
     }
     out
 }
@@ -184,27 +184,39 @@ async fn read(client: &SharedClient, dc: Option<&str>, wanted: &[String]) -> Sid
 /// Instances of one service with a sidecar (or native), and the (node, ID) of those without.
 type Coverage<'a> = (usize, Vec<(&'a str, &'a str)>);
 
-pub fn judge(entries: &[Entry<'_>], wanted: &[String]) -> Vec<Finding> {
+/// Judges sidecars over `entries()`, read three times: memory follows the number of sidecars
+/// and of the instances of meshed services, never the whole catalog's.
+pub fn judge<'a, I: Iterator<Item = Entry<'a>>>(entries: impl Fn() -> I, wanted: &[String]) -> Vec<Finding> {
     let in_scope = |name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
     let mut out = Vec::new();
-    // (node, service ID) of every instance, and each sidecar's (node, destination ID).
-    let mut ids: HashSet<(&str, &str)> = HashSet::new();
+    // Each sidecar's (node, destination ID), and which of those are registered.
     let mut covered: HashSet<(&str, &str)> = HashSet::new();
-    for e in entries {
-        ids.insert((e.node, e.id));
+    for e in entries() {
         if let Role::Sidecar { destination_id, .. } = e.role {
             covered.insert((e.node, destination_id));
         }
     }
-    // Services with at least one sidecar: name -> (instances with one, instances without).
+    let mut registered: HashSet<(&str, &str)> = HashSet::new();
+    // Services with at least one sidecar (or native instance): name -> instances with one.
+    let mut with: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in entries() {
+        if covered.contains(&(e.node, e.id)) {
+            registered.insert((e.node, e.id));
+        }
+        if let Role::Service { native } = e.role {
+            if native || covered.contains(&(e.node, e.id)) {
+                *with.entry(e.service).or_default() += 1;
+            }
+        }
+    }
     let mut meshed: BTreeMap<&str, Coverage<'_>> = BTreeMap::new();
-    for e in entries {
+    for e in entries() {
         match e.role {
             Role::Sidecar { destination_id: dest_id, destination_name: dest_name } => {
                 if !in_scope(dest_name) && !in_scope(e.service) {
                     continue;
                 }
-                if !dest_id.is_empty() && !ids.contains(&(e.node, dest_id)) {
+                if !dest_id.is_empty() && !registered.contains(&(e.node, dest_id)) {
                     let (node, id) = (e.node, e.id);
                     out.push(Finding {
                         service: e.service.to_string(),
@@ -223,10 +235,9 @@ pub fn judge(entries: &[Entry<'_>], wanted: &[String]) -> Vec<Finding> {
                 }
             }
             Role::Service { native } => {
-                let m = meshed.entry(e.service).or_default();
-                if covered.contains(&(e.node, e.id)) || native {
-                    m.0 += 1;
-                } else {
+                let Some(&n) = with.get(e.service) else { continue };
+                let m = meshed.entry(e.service).or_insert((n, Vec::new()));
+                if !(covered.contains(&(e.node, e.id)) || native) {
                     m.1.push((e.node, e.id));
                 }
             }
@@ -278,22 +289,22 @@ mod tests {
           {"Node": "n3", "Services": null}
         ]"#;
         let nodes: Vec<MeshNode> = serde_json::from_str(body).unwrap();
-        let f = judge(&entries_of_nodes(&nodes), &[]);
+        let f = judge(|| entries_of_nodes(&nodes).into_iter(), &[]);
         let got: Vec<(&str, &str, &str)> = f
             .iter()
             .map(|f| (f.result.code.unwrap(), f.node.as_deref().unwrap(), f.service_id.as_deref().unwrap()))
             .collect();
         assert_eq!(got, vec![("SCN-035", "n1", "api-sidecar-proxy"), ("SCN-036", "n2", "web")]);
         assert!(f[1].result.message.contains("2 other instance(s)"), "{}", f[1].result.message);
-        assert!(judge(&entries_of_nodes(&nodes), &["db".to_string()]).is_empty());
-        assert_eq!(judge(&entries_of_nodes(&nodes), &["api".to_string()]).len(), 1);
+        assert!(judge(|| entries_of_nodes(&nodes).into_iter(), &["db".to_string()]).is_empty());
+        assert_eq!(judge(|| entries_of_nodes(&nodes).into_iter(), &["api".to_string()]).len(), 1);
         // The same answer read into the scan model judges the same.
         let mut b = crate::scan::model::Builder::default();
         for n in serde_json::from_str::<Vec<crate::scan::model::UiNode>>(body).unwrap() {
             b.add_ui_node(n);
         }
         let cat = b.finish();
-        let again: Vec<(&str, String, String)> = judge(&entries_of(&cat), &[])
+        let again: Vec<(&str, String, String)> = judge(|| entries_of(&cat), &[])
             .into_iter()
             .map(|f| (f.result.code.unwrap(), f.node.unwrap(), f.service_id.unwrap()))
             .collect();

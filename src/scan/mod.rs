@@ -188,7 +188,17 @@ async fn scan(
     let same_dc = datacenter.is_none() || datacenter == agent_dc;
     let gather_options =
         gather::GatherOptions { datacenter: datacenter.clone(), same_dc, wanted: options.services.clone(), enterprise };
-    let gathered = match tokio::time::timeout_at(deadline, gather::gather(&client, &gather_options, progress)).await {
+    // The connected agent's own view of its node (issue 15: catalog writes it will undo,
+    // check output the catalog has not caught up with), read while the catalog streams in.
+    let own_node = outcome.facts.agent.as_ref().map(|a| a.node.clone()).filter(|_| same_dc);
+    let (gathered, own) =
+        tokio::join!(tokio::time::timeout_at(deadline, gather::gather(&client, &gather_options, progress)), async {
+            match &own_node {
+                Some(node) => tokio::time::timeout_at(deadline, agent_view::read(&client, node)).await.ok().flatten(),
+                None => None,
+            }
+        });
+    let gathered = match gathered {
         Ok(g) => g,
         Err(_) => gather::Gathered {
             catalog: model::Catalog::default(),
@@ -208,13 +218,7 @@ async fn scan(
             complete: false,
         },
     };
-    // The connected agent's own view of its node (issue 15: catalog writes it will undo,
-    // check output the catalog has not caught up with).
     let mut gathered = gathered;
-    let own = match (outcome.facts.agent.as_ref().map(|a| a.node.clone()), same_dc) {
-        (Some(node), true) => tokio::time::timeout_at(deadline, agent_view::read(&client, &node)).await.ok().flatten(),
-        _ => None,
-    };
     if let Some(v) = &own {
         agent_view::overlay(&mut gathered.catalog, v);
     }
@@ -253,20 +257,19 @@ async fn scan(
         },
     );
     let instances = options.list_instances.then(|| {
-        cat.instances
-            .iter()
+        cat.instances()
             .map(|i| report::InstanceRow {
                 service: i.service.to_string(),
                 service_id: i.id.to_string(),
-                node: cat.nodes[i.node].key(),
+                node: cat.node(i.node).key(),
                 address: i.endpoint(),
-                status: judge::instance_health(cat, i).as_str(),
+                status: judge::instance_health(cat, &i).as_str(),
                 node_state: match judged.states[i.node] {
                     judge::NodeState::Alive => "alive",
                     judge::NodeState::Gone(_) => "gone",
                     judge::NodeState::CatalogOnly => "catalog-only",
                 },
-                checks: i.checks.len(),
+                checks: i.check_count() as usize,
             })
             .collect()
     });
@@ -291,8 +294,8 @@ async fn scan(
             datacenter: datacenter.or(agent_dc),
             scope: if options.services.is_empty() { "catalog" } else { "services" },
             services: judged.services.len(),
-            instances: cat.instances.len(),
-            nodes: cat.nodes.len(),
+            instances: cat.instance_count(),
+            nodes: cat.node_count(),
             complete: gathered.complete,
             endpoints: gathered.endpoints.into_iter().chain(sidecars.endpoints).collect(),
         },

@@ -52,8 +52,13 @@ scan is incomplete (hidden from the token, unreadable, or /v1/agent/members unre
 Right before each deregistration the node is read again with ?consistent (/v1/catalog/node,
 /v1/health/node, /v1/agent/members), the verdict recomputed and the state compared with the
 plan's; anything changed (ModifyIndex of the service, its checks, serfHealth, member status) skips
-it with the reason. After the [y/N] question every instance is re-checked this way. The body
-names Node and ServiceID (and Datacenter, Namespace, Partition where the entry had them). The dry
+it with the reason. After the [y/N] question every instance is re-checked this way. The write
+is one PUT /v1/txn that deletes each of its own checks and then the service, each with
+delete-cas at the ModifyIndex the plan saw: if anything changed between the re-read and the
+write, Consul refuses the whole transaction and nothing is deleted (it is then skipped). Only
+where /v1/txn is missing or blocked, or for an instance with 64 checks or more, the write is
+PUT /v1/catalog/deregister naming Node and ServiceID (and Datacenter, Namespace, Partition where
+the entry had them), after the same re-read. The dry
 run lists every instance that looked stale but is kept, with the clause that keeps it. SIGINT or
 SIGTERM stops before the next deregistration and the report says what was done.";
 
@@ -79,8 +84,56 @@ pub enum Outcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct Request {
     pub method: &'static str,
-    pub path: &'static str,
+    pub path: String,
     pub body: serde_json::Value,
+}
+
+/// Most operations one `/v1/txn` takes (hashicorp/consul `agent/txn_endpoint.go`
+/// `maxTxnOps`); an instance with more own checks is deregistered through
+/// `/v1/catalog/deregister` after the same re-read.
+const TXN_MAX_OPS: usize = 64;
+
+/// The write for one instance: a `PUT /v1/txn` that deletes each of its own checks and then the
+/// service, each only at the ModifyIndex the plan saw (`delete-cas`), so the write itself fails,
+/// whole, if anything changed after the re-read (hashicorp/consul `api/txn.go` `ServiceTxnOp`,
+/// `CheckTxnOp`; ACLs vetted per op in `agent/consul/txn_endpoint.go`: service:write on the
+/// service, for its checks through `ServiceName`). Observed on 1.8.7: a stale index answers 409
+/// with `Errors[].What` "failed to delete service … index is stale" and deletes nothing.
+pub fn txn_request(
+    dc: Option<&str>,
+    node: &str,
+    service: &str,
+    id: &str,
+    namespace: &str,
+    partition: &str,
+    seen: &Seen,
+) -> Request {
+    let scoped = |mut v: serde_json::Value| {
+        if !namespace.is_empty() {
+            v["Namespace"] = namespace.into();
+        }
+        if !partition.is_empty() {
+            v["Partition"] = partition.into();
+        }
+        v
+    };
+    let mut ops: Vec<serde_json::Value> = seen
+        .checks
+        .iter()
+        .map(|(check, index, _)| {
+            serde_json::json!({"Check": {"Verb": "delete-cas", "Check": scoped(serde_json::json!({
+                "Node": node, "CheckID": check, "ServiceID": id, "ServiceName": service, "ModifyIndex": index
+            }))}})
+        })
+        .collect();
+    ops.push(serde_json::json!({"Service": {"Verb": "delete-cas", "Node": node, "Service": scoped(serde_json::json!({
+        "ID": id, "Service": service, "ModifyIndex": seen.service_index
+    }))}}));
+    let path = match dc {
+        Some(dc) => format!("/v1/txn?dc={}", urlencode(dc)),
+        None => "/v1/txn".to_string(),
+    };
+    Request { method: "PUT", path, body: serde_json::Value::Array(ops) }
 }
 
 /// What the plan saw of an instance; the deregistration goes ahead only if a consistent
@@ -88,8 +141,10 @@ pub struct Request {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Seen {
     service_index: u64,
-    /// (CheckID, ModifyIndex, status) of the service's own checks, sorted.
+    /// (CheckID, ModifyIndex, status) of the service's own checks that are not passing, sorted.
     checks: Vec<(String, u64, Health)>,
+    /// How many of its own checks pass.
+    passing: u64,
     /// The same for the node's checks other than serfHealth.
     node_checks: Vec<(String, u64, Health)>,
     serf: Option<(u64, Health)>,
@@ -98,7 +153,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn of(cat: &Catalog, i: &Instance) -> Seen {
-        let node = &cat.nodes[i.node];
+        let node = &cat.node(i.node);
         let list = |checks: &[crate::scan::model::Check]| {
             let mut v: Vec<(String, u64, Health)> =
                 checks.iter().map(|c| (c.id.to_string(), c.modify_index, c.status)).collect();
@@ -107,8 +162,9 @@ impl Seen {
         };
         Seen {
             service_index: i.modify_index,
-            checks: list(&i.checks),
-            node_checks: list(&node.checks),
+            checks: list(i.failing),
+            passing: i.passing,
+            node_checks: list(node.checks),
             serf: node.serf.as_ref().map(|c| (c.modify_index, c.status)),
             member: member_of(cat, i),
         }
@@ -120,7 +176,7 @@ impl Seen {
         if self.service_index != now.service_index {
             what.push(format!("the service entry (ModifyIndex {} -> {})", self.service_index, now.service_index));
         }
-        if self.checks != now.checks {
+        if self.checks != now.checks || self.passing != now.passing {
             what.push("its checks".to_string());
         }
         if self.node_checks != now.node_checks {
@@ -152,7 +208,7 @@ fn member_word(m: Option<Member>) -> String {
 }
 
 fn member_of(cat: &Catalog, i: &Instance) -> Option<Member> {
-    let node = &cat.nodes[i.node];
+    let node = &cat.node(i.node);
     if !node.peer.is_empty() {
         return None;
     }
@@ -270,7 +326,7 @@ fn keep(clause: &'static str, why: impl Into<String>) -> Verdict {
 /// THE prune contract, clause by clause (README "scan --prune contract"). `incomplete` is why
 /// the scan did not see everything, if it did not: nothing is pruned from a partial view.
 pub fn verdict(cat: &Catalog, i: &Instance, incomplete: Option<&str>) -> Verdict {
-    let node = &cat.nodes[i.node];
+    let node = &cat.node(i.node);
     if let Some(why) = incomplete {
         return keep(
             "incomplete-scan",
@@ -295,7 +351,7 @@ pub fn verdict(cat: &Catalog, i: &Instance, incomplete: Option<&str>) -> Verdict
         ),
         );
     }
-    if let Some(c) = i.checks.iter().find(|c| c.id.starts_with("_service_maintenance:")) {
+    if let Some(c) = i.failing.iter().find(|c| c.id.starts_with("_service_maintenance:")) {
         return keep(
             "maintenance",
             format!("the instance is in maintenance mode ({}): someone put it there on purpose", c.id),
@@ -310,12 +366,16 @@ pub fn verdict(cat: &Catalog, i: &Instance, incomplete: Option<&str>) -> Verdict
     if let Some(o) = &i.owner {
         return keep("owner", format!("maintained by {} ({}): {}", o.name, o.mark, owner_advice(o)));
     }
-    if i.checks.is_empty() {
+    if i.unchecked() {
         return keep("no-own-check", 
             "it has no health check of its own: nothing says the service is down (node-level checks never make a service prunable)",
         );
     }
-    if let Some(c) = i.checks.iter().find(|c| c.status != Health::Critical) {
+    if i.passing > 0 {
+        let (n, verb) = (i.passing, if i.passing == 1 { "is" } else { "are" });
+        return keep("own-check-not-critical", format!("{n} of its own checks {verb} passing: the service answers"));
+    }
+    if let Some(c) = i.failing.iter().find(|c| c.status != Health::Critical) {
         return keep(
             "own-check-not-critical",
             format!("its check {} is {}: the service answers", c.id, c.status.as_str()),
@@ -334,11 +394,11 @@ pub fn verdict(cat: &Catalog, i: &Instance, incomplete: Option<&str>) -> Verdict
                 )
             }
             Membership::Read => match cat.members.as_ref() {
-                Some(m) => m.get(&*node.name).copied(),
+                Some(m) => m.get(node.name).copied(),
                 None => return keep("members-unreadable", "the member list was not read, so no node counts as gone"),
             },
         };
-    if !node.partition.is_empty() && &*node.partition != "default" {
+    if !node.partition.is_empty() && node.partition != "default" {
         return keep(
             "partition",
             format!(
@@ -423,12 +483,14 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
     let mut actions = Vec::new();
     let mut kept = Vec::new();
     let mut kept_by_clause: std::collections::BTreeMap<&'static str, usize> = Default::default();
-    for (n, i) in cat.instances.iter().enumerate() {
-        let node = &cat.nodes[i.node];
+    for (n, i) in cat.instances().enumerate() {
+        let i = &i;
+        let node = &cat.node(i.node);
         // "Looked stale": judged stale, or not passing on a node without a live agent, or every
         // own check critical. Only these can be removed (Remove needs the last) or be listed as
         // kept, so the verdict (and its wording) is computed for them alone.
-        let own_critical = !i.checks.is_empty() && i.checks.iter().all(|c| c.status == Health::Critical);
+        let own_critical =
+            i.passing == 0 && !i.failing.is_empty() && i.failing.iter().all(|c| c.status == Health::Critical);
         let off_agent = judged.states.get(i.node).is_some_and(|s| *s != NodeState::Alive)
             && crate::scan::judge::instance_health(cat, i) != Health::Passing;
         if !(judged.stale.get(n).copied().unwrap_or(false) || off_agent || own_critical) {
@@ -453,10 +515,17 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
                     service_id: i.id.to_string(),
                     address: i.endpoint(),
                     reason,
-                    request: Request {
-                        method: "PUT",
-                        path: "/v1/catalog/deregister",
-                        body: deregister_body(o.dc, &node.name, &i.id, &i.namespace, &node.partition),
+                    request: {
+                        let seen = Seen::of(cat, i);
+                        if seen.checks.len() < TXN_MAX_OPS {
+                            txn_request(o.dc, node.name, i.service, i.id, i.namespace, node.partition, &seen)
+                        } else {
+                            Request {
+                                method: "PUT",
+                                path: "/v1/catalog/deregister".into(),
+                                body: deregister_body(o.dc, node.name, i.id, i.namespace, node.partition),
+                            }
+                        }
                     },
                     outcome: Outcome::Planned,
                     detail: None,
@@ -486,12 +555,12 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
     let mut agent_side = Vec::new();
     let mut listed = std::collections::HashSet::new();
     for &(n, code) in &judged.agent_side {
-        let i = &cat.instances[n];
-        let node = &cat.nodes[i.node];
+        let i = &cat.instance(n);
+        let node = &cat.node(i.node);
         if !listed.insert(n) {
             continue;
         }
-        let on_node = o.cli.on_host(&node.address);
+        let on_node = o.cli.on_host(node.address);
         agent_side.push(AgentSide {
             service: i.service.to_string(),
             node: node.name.to_string(),
@@ -588,7 +657,7 @@ where
         let step = async {
             match recheck_instance(client, a, &recheck).await {
                 Err(skip) => Step::Skip(skip),
-                Ok(()) => Step::Sent(deregister(client, &a.request.body, &a.service).await),
+                Ok(()) => Step::Sent(deregister(client, a, recheck.dc.as_deref()).await),
             }
         };
         let result = tokio::select! {
@@ -616,6 +685,10 @@ where
                 a.detail = Some(why);
             }
             Step::Sent(Ok(())) => a.outcome = Outcome::Removed,
+            Step::Sent(Err((Outcome::Skipped, message, _))) => {
+                a.outcome = Outcome::Skipped;
+                a.detail = Some(message);
+            }
             Step::Sent(Err((outcome, message, fix))) => {
                 a.outcome = outcome;
                 a.detail = Some(message.clone());
@@ -627,7 +700,7 @@ where
                     result: CheckResult::finding(
                         codes::SCN_PRUNE_FAILED,
                         "scan.prune",
-                        format!("PUT /v1/catalog/deregister of {} on node {}: {message}", a.service_id, a.node),
+                        format!("PUT {} deleting {} on node {}: {message}", a.request.path, a.service_id, a.node),
                         fix,
                     )
                     .with("node", a.node.clone())
@@ -688,7 +761,7 @@ async fn recheck_instance(client: &ConsulClient, a: &Action, rc: &Recheck) -> Re
     };
     b.add_ui_node(ui);
     let cat = b.finish();
-    let Some(i) = cat.instances.iter().find(|i| *i.id == *a.service_id) else {
+    let Some(i) = &cat.instances().find(|i| *i.id == *a.service_id) else {
         return Err(format!("already gone: {} is no longer registered on node {}", a.service_id, a.node));
     };
     if let Verdict::Keep { why, .. } = verdict(&cat, i, None) {
@@ -703,19 +776,42 @@ async fn recheck_instance(client: &ConsulClient, a: &Action, rc: &Recheck) -> Re
 
 type Refusal = (Outcome, String, String);
 
-async fn deregister(client: &ConsulClient, body: &serde_json::Value, service: &str) -> Result<(), Refusal> {
+async fn deregister(client: &ConsulClient, a: &Action, dc: Option<&str>) -> Result<(), Refusal> {
+    let (node, service) = (a.node.as_str(), a.service.as_str());
     // Never a request that names no service: Consul deregisters the whole node for it.
-    let node = body["Node"].as_str().unwrap_or("").to_string();
-    if node.is_empty() || body["ServiceID"].as_str().is_none_or(str::is_empty) {
+    let names_one = |v: &serde_json::Value| {
+        v["Node"].as_str().is_some_and(|n| !n.is_empty()) && v["ServiceID"].as_str().is_some_and(|s| !s.is_empty())
+    };
+    let txn = a.request.path.starts_with("/v1/txn");
+    let whole = if txn {
+        a.request.body.as_array().and_then(|ops| ops.last()).is_some_and(|op| {
+            op["Service"]["Node"].as_str().is_some_and(|n| !n.is_empty())
+                && op["Service"]["Service"]["ID"].as_str().is_some_and(|s| !s.is_empty())
+        })
+    } else {
+        names_one(&a.request.body)
+    };
+    if node.is_empty() || a.service_id.is_empty() || !whole {
         return Err((
             Outcome::Failed,
             "refused to send a deregistration without a node name and a ServiceID".into(),
             "this is a bug in consul-doctor: report it with the scan's JSON report".into(),
         ));
     }
+    let denied = |what: String| {
+        (
+            Outcome::Failed,
+            what,
+            format!(
+                "give the scanning token write access to the instance: a policy with service \"{service}\" {{ policy = \"write\" }}, for example consul acl policy create -name scan-prune -rules 'service \"{service}\" {{ policy = \"write\" }}' and attach it to the token"
+            ),
+        )
+    };
     let mut attempt = 0;
+    let mut path = a.request.path.clone();
+    let mut body = a.request.body.clone();
     loop {
-        let reply = match client.put_json("/v1/catalog/deregister", Some(body)).await {
+        let reply = match client.put_json(&path, Some(&body)).await {
             Ok(r) => r,
             Err(f) => {
                 let outcome = match f {
@@ -729,20 +825,49 @@ async fn deregister(client: &ConsulClient, body: &serde_json::Value, service: &s
                 ));
             }
         };
+        let txn = path.starts_with("/v1/txn");
         return match reply.status {
+            200 if txn => Ok(()),
             200 if reply.text() == "true" => Ok(()),
             429 if attempt + 1 < 6 => {
                 tokio::time::sleep(crate::scan::gather::backoff(&reply, attempt)).await;
                 attempt += 1;
                 continue;
             }
-            403 => Err((
-                Outcome::Failed,
-                format!("403 \"{}\": the token may not deregister it", reply.snippet()),
-                format!(
-                    "give the scanning token write access to the instance: a policy with service \"{service}\" {{ policy = \"write\" }} (or node \"{node}\" {{ policy = \"write\" }}), for example consul acl policy create -name scan-prune -rules 'node \"{node}\" {{ policy = \"write\" }}' and attach it to the token"
-                ),
-            )),
+            // The transaction refused, whole: an op's index moved, or the token may not write.
+            409 if txn => {
+                let errors: Vec<String> = reply
+                    .json::<serde_json::Value>()
+                    .ok()
+                    .and_then(|v| v["Errors"].as_array().cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|e| e["What"].as_str().map(|w| crate::clip::clip_to(w, 200).into_owned()))
+                    .collect();
+                let what = errors.join("; ");
+                if what.contains("Permission denied") {
+                    Err(denied(format!("permission denied (409 \"{what}\"): the token may not deregister it")))
+                } else {
+                    Err((
+                        Outcome::Skipped,
+                        format!("not removed: it changed between the re-read and the write, and Consul refused the whole transaction ({what})"),
+                        "run the scan again: it judges the instance as it is now".into(),
+                    ))
+                }
+            }
+            // No transaction endpoint here (blocked by http_config.block_endpoints, or a proxy
+            // that does not pass it): the same deletion through the catalog, after the same re-read.
+            404 | 405 if txn => {
+                crate::log::debug(format!("PUT {path} answered {}: deregistering through the catalog", reply.status));
+                (path, body) = catalog_fallback(a, dc);
+                continue;
+            }
+            403 if txn && reply.text().contains("blocked") => {
+                crate::log::debug(format!("PUT {path} is blocked: deregistering through the catalog"));
+                (path, body) = catalog_fallback(a, dc);
+                continue;
+            }
+            403 => Err(denied(format!("403 \"{}\": the token may not deregister it", reply.snippet()))),
             s => Err((
                 Outcome::Failed,
                 format!("answered {s} \"{}\"", reply.snippet()),
@@ -750,6 +875,12 @@ async fn deregister(client: &ConsulClient, body: &serde_json::Value, service: &s
             )),
         };
     }
+}
+
+/// `PUT /v1/catalog/deregister` for the action (same datacenter, namespace and partition).
+fn catalog_fallback(a: &Action, dc: Option<&str>) -> (String, serde_json::Value) {
+    let body = deregister_body(dc, &a.node, &a.service_id, &a.namespace, &a.partition);
+    ("/v1/catalog/deregister".to_string(), body)
 }
 
 #[cfg(test)]
@@ -792,7 +923,7 @@ mod tests {
     }
 
     fn one(cat: &Catalog) -> Verdict {
-        verdict(cat, &cat.instances[0], None)
+        verdict(cat, &cat.instance(0), None)
     }
 
     fn kept(v: Verdict, words: &str) {
@@ -986,9 +1117,9 @@ mod tests {
              "Services": [svc("web-2")], "Checks": [check("serfHealth", "", "passing")]}
         ]);
         let cat = catalog(nodes, members("n1", ALIVE));
-        assert_eq!(cat.nodes.len(), 2, "a peer's n1 is not the local n1");
-        kept(verdict(&cat, &cat.instances[0], None), "imported from cluster peer \"east\"");
-        assert_eq!(cat.nodes[cat.instances[0].node].key(), "east//n1");
+        assert_eq!(cat.node_count(), 2, "a peer's n1 is not the local n1");
+        kept(verdict(&cat, &cat.instance(0), None), "imported from cluster peer \"east\"");
+        assert_eq!(cat.node(cat.instance(0).node).key(), "east//n1");
     }
 
     #[test]
@@ -1005,7 +1136,7 @@ mod tests {
     #[test]
     fn an_incomplete_scan_prunes_nothing() {
         let cat = catalog(json!([node("x", None, vec![check("c1", "web-1", "critical")])]), Some(json!([])));
-        kept(verdict(&cat, &cat.instances[0], Some("see SCN-011")), "incomplete");
+        kept(verdict(&cat, &cat.instance(0), Some("see SCN-011")), "incomplete");
     }
 
     #[test]
@@ -1030,7 +1161,7 @@ mod tests {
             json!([node("n1", Some("critical"), vec![check("c1", "web-1", "critical")])]),
             members("n1", FAILED),
         );
-        let seen = Seen::of(&before, &before.instances[0]);
+        let seen = Seen::of(&before, &before.instance(0));
         // The node flapped: serfHealth critical again, but at another ModifyIndex.
         let mut flapped = node("n1", None, vec![check("c1", "web-1", "critical")]);
         flapped["Checks"]
@@ -1038,15 +1169,15 @@ mod tests {
             .unwrap()
             .push(json!({"CheckID": "serfHealth", "ServiceID": "", "Status": "critical", "ModifyIndex": 41}));
         let after = catalog(json!([flapped]), members("n1", FAILED));
-        let now = Seen::of(&after, &after.instances[0]);
+        let now = Seen::of(&after, &after.instance(0));
         assert_ne!(seen, now);
         assert!(seen.changes(&now).contains("serfHealth (critical at ModifyIndex 40 -> critical at ModifyIndex 41)"));
         let back = catalog(
             json!([node("n1", Some("critical"), vec![check("c1", "web-1", "critical")])]),
             members("n1", ALIVE),
         );
-        assert!(seen.changes(&Seen::of(&back, &back.instances[0])).contains("membership (failed -> alive)"));
-        assert_eq!(seen, Seen::of(&before, &before.instances[0]));
+        assert!(seen.changes(&Seen::of(&back, &back.instance(0))).contains("membership (failed -> alive)"));
+        assert_eq!(seen, Seen::of(&before, &before.instance(0)));
     }
 
     #[test]

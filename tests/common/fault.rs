@@ -52,6 +52,8 @@ pub struct Recorded {
     pub path: String,
     /// Header names lowercased, values trimmed, in the order received.
     pub headers: Vec<(String, String)>,
+    /// A `Content-Length` body (its first 64 KiB, as text); empty for chunked bodies.
+    pub body: String,
 }
 
 impl Recorded {
@@ -399,6 +401,18 @@ fn discard_poll(s: &TcpStream, mut n: usize, ctx: &Ctx) -> io::Result<()> {
     Ok(())
 }
 
+fn collect_poll(s: &TcpStream, n: usize, ctx: &Ctx) -> io::Result<Vec<u8>> {
+    let mut out = vec![0u8; n];
+    let mut at = 0;
+    while at < n {
+        match read_poll(s, &mut out[at..], ctx)? {
+            0 => return Err(ErrorKind::UnexpectedEof.into()),
+            got => at += got,
+        }
+    }
+    Ok(out)
+}
+
 fn write_all_poll(mut s: &TcpStream, data: &[u8], ctx: &Ctx) -> io::Result<()> {
     let mut off = 0;
     while off < data.len() {
@@ -668,7 +682,12 @@ fn serve_http(s: &TcpStream, routes: &[Route], ctx: &Ctx) {
 
         // Consume the rest of the request (leaving its last byte unread when an RST is planned).
         let rest_of_head = head.len() - consumed;
+        let mut body = Vec::new();
         let consumed_ok = match req.body {
+            BodyFraming::Length(n) if !hold_back => discard_poll(s, rest_of_head, ctx).and_then(|()| {
+                body = collect_poll(s, n.min(64 * 1024), ctx)?;
+                discard_poll(s, n - n.min(64 * 1024), ctx)
+            }),
             BodyFraming::Length(n) => discard_poll(s, rest_of_head + n - usize::from(hold_back), ctx),
             BodyFraming::Chunked => {
                 discard_poll(s, rest_of_head, ctx).and_then(|()| consume_chunked(s, hold_back, ctx))
@@ -678,6 +697,7 @@ fn serve_http(s: &TcpStream, routes: &[Route], ctx: &Ctx) {
             method: req.method.clone(),
             path: req.target.clone(),
             headers: req.headers.clone(),
+            body: String::from_utf8_lossy(&body).into_owned(),
         });
         if consumed_ok.is_err() {
             return;

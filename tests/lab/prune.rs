@@ -631,8 +631,14 @@ fn two_prunes_at_once_and_a_question_answered_after_the_catalog_changed() {
 
 #[test]
 fn a_token_that_may_deregister_only_some_instances() {
-    let a = acl();
+    // An agent of its own: the whole catalog is compared, so no other test may write to it.
+    let a = &start("prune-acl", Spec { dev: true, acl_master: Some(MASTER_TOKEN.into()), ..Spec::default() }, true);
     let master = a.master_token.as_deref();
+    wait_until(
+        Duration::from_secs(30),
+        || a.get(&format!("/v1/catalog/node/{}", a.name), master).1.contains("consul-network-segment"),
+        "the agent's own node synced",
+    );
     for (node, id, service) in [("aclp-a", "aclp-a-1", "aclprune-a"), ("aclp-b", "aclp-b-1", "aclprune-b")] {
         catalog_register(
             a,
@@ -669,10 +675,50 @@ fn a_token_that_may_deregister_only_some_instances() {
     assert_eq!(action(&json, "aclp-a-1")["outcome"], "removed", "{:#}", json["prune"]);
     let b = action(&json, "aclp-b-1");
     assert_eq!(b["outcome"], "failed", "{b:#}");
-    assert!(b["detail"].as_str().unwrap().starts_with("403"), "{b:#}");
+    assert!(b["detail"].as_str().unwrap().starts_with("permission denied"), "{b:#}");
     let failed: Vec<&Value> = json["findings"].as_array().unwrap().iter().filter(|f| f["code"] == "SCN-014").collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["service_id"], "aclp-b-1");
     assert!(!run.stdout.contains(&secret));
     removed_exactly(&before, &dump(a, master), &[("aclp-a", "aclp-a-1")]);
+}
+
+/// The write is one conditional transaction: the plan's own `/v1/txn` body, sent by hand after
+/// the instance's check turned passing, is refused whole by the real agent (409, "index is
+/// stale") and deletes nothing; sent as planned, it deletes exactly the instance and its checks.
+#[test]
+fn the_write_is_refused_whole_when_the_instance_changed_after_the_plan() {
+    let a = &settled(start("prune-txn", Spec { dev: true, ..Spec::default() }, true));
+    let register = |status: &str| {
+        catalog_register(
+            a,
+            None,
+            json!({"Node": "txn-node", "Address": "127.0.0.72",
+                "Service": {"ID": "txn-1", "Service": "txnsvc", "Port": 7100},
+                "Checks": [{"CheckID": "txn-1-a", "Name": "a", "Status": status, "ServiceID": "txn-1"},
+                           {"CheckID": "txn-1-b", "Name": "b", "Status": "critical", "ServiceID": "txn-1"}]}),
+        )
+    };
+    register("critical");
+    let planned = || {
+        let (_, json) = scan(&["--http-addr", &a.http_addr(), "--service", "txnsvc"], &[]);
+        action(&json, "txn-1")["request"].clone()
+    };
+    let request = planned();
+    assert_eq!(request["path"], "/v1/txn", "{request:#}");
+    assert_eq!(request["body"].as_array().unwrap().len(), 3, "two checks, then the service: {request:#}");
+    // The first check turns passing after the plan: its ModifyIndex moves.
+    register("passing");
+    let before = dump(a, None);
+    let (st, text) = a.put("/v1/txn", None, &request["body"].to_string());
+    assert_eq!(st, 409, "{text}");
+    assert!(text.contains("index is stale"), "{text}");
+    assert_eq!(dump(a, None), before, "a refused transaction deletes nothing");
+    // Critical again: a fresh plan's transaction goes through and deletes exactly the instance.
+    register("critical");
+    let request = planned();
+    let before = dump(a, None);
+    let (st, text) = a.put("/v1/txn", None, &request["body"].to_string());
+    assert_eq!(st, 200, "{text}");
+    removed_exactly(&before, &dump(a, None), &[("txn-node", "txn-1")]);
 }

@@ -200,7 +200,21 @@ fn seeded_catalog_gives_exact_counts_and_prune_removes_exactly_the_plan() {
     let kept: Vec<&Value> = prune["kept"].as_array().unwrap().iter().filter(|k| k["service_id"] == "cache-1").collect();
     assert_eq!(kept.len(), 1, "{prune:#}");
     assert!(kept[0]["reason"].as_str().unwrap().contains("is passing"), "{:#}", kept[0]);
-    assert_eq!(prune["actions"][0]["request"]["path"], "/v1/catalog/deregister");
+    // One transaction: delete-cas of its check, then of the service, at the indexes the plan saw.
+    let request = &prune["actions"][0]["request"];
+    assert_eq!(request["path"], "/v1/txn");
+    let ops = request["body"].as_array().unwrap();
+    assert_eq!(ops.len(), 2, "{request:#}");
+    assert_eq!(ops[0]["Check"]["Verb"], "delete-cas");
+    assert_eq!(
+        (ops[0]["Check"]["Check"]["ServiceID"].as_str(), ops[0]["Check"]["Check"]["ServiceName"].as_str()),
+        (Some("legacy-1"), Some("legacy"))
+    );
+    assert!(ops[0]["Check"]["Check"]["ModifyIndex"].as_u64().unwrap() > 0);
+    assert_eq!(ops[1]["Service"]["Verb"], "delete-cas");
+    assert_eq!(ops[1]["Service"]["Node"], "legacy-crit");
+    assert_eq!(ops[1]["Service"]["Service"]["ID"], "legacy-1");
+    assert!(ops[1]["Service"]["Service"]["ModifyIndex"].as_u64().unwrap() > 0);
     assert_eq!(prune["agent_side"].as_array().unwrap().len(), 1, "web-old is removed on its agent: {prune:#}");
     // Aimed at the agent that holds it, on the port this scan reached it (not the CLI's 8500).
     assert_eq!(
