@@ -236,6 +236,9 @@ pub struct ConsulClient {
 /// bound what it keeps of any one string itself ([`decode_serde`] clips them all).
 pub type Decoder<T> = std::sync::Arc<dyn Fn(&mut dyn std::io::Read) -> serde_json::Result<T> + Send + Sync>;
 
+/// Decodes a whole body already in memory (every string clipped, as [`Decoder`]s do).
+pub type WholeDecoder<T> = fn(&[u8]) -> serde_json::Result<T>;
+
 /// serde's own decoding with every string clipped ([`crate::jsonclip`]), through a buffer
 /// (serde_json reads a reader a byte at a time).
 pub fn decode_serde<T: DeserializeOwned>(r: &mut dyn std::io::Read) -> serde_json::Result<T> {
@@ -416,7 +419,7 @@ impl ConsulClient {
     where
         T: DeserializeOwned + Send + 'static,
     {
-        self.get_streamed_with(path, std::sync::Arc::new(decode_serde::<T>)).await
+        self.streamed(path, std::sync::Arc::new(decode_serde::<T>), Some(crate::jsonclip::from_slice::<T>)).await
     }
 
     /// [`Self::get_json_streamed`] with the caller's own decoder, handed the body as it
@@ -429,9 +432,23 @@ impl ConsulClient {
     where
         T: Send + 'static,
     {
+        self.streamed(path, decode, None).await
+    }
+
+    /// The streamed read of both: `whole` decodes a body that arrived within the first chunks
+    /// at once, without a decoder thread (`decode` then reads it from a slice when there is none).
+    async fn streamed<T>(
+        &self,
+        path: &str,
+        decode: Decoder<T>,
+        whole: Option<WholeDecoder<T>>,
+    ) -> Result<Result<T, (Reply, String)>, HttpFailure>
+    where
+        T: Send + 'static,
+    {
         let url = self.url(path);
         let start = Instant::now();
-        let result = match self.stream_decode::<T>(&url, start, None, decode).await {
+        let result = match self.stream_decode::<T>(&url, start, None, decode, whole).await {
             Ok(Ok((v, _))) => Ok(Ok(v)),
             Ok(Err(e)) => Ok(Err(e)),
             Err(f) => Err(f),
@@ -452,7 +469,15 @@ impl ConsulClient {
     {
         let url = self.url(path);
         let start = Instant::now();
-        let result = self.stream_decode::<T>(&url, start, Some(timeout), std::sync::Arc::new(decode_serde::<T>)).await;
+        let result = self
+            .stream_decode::<T>(
+                &url,
+                start,
+                Some(timeout),
+                std::sync::Arc::new(decode_serde::<T>),
+                Some(crate::jsonclip::from_slice::<T>),
+            )
+            .await;
         self.log_streamed(&url, start, result.as_ref().map(|r| r.as_ref().map(|_| ()).map_err(|(r, e)| (r, e))));
         result
     }
@@ -480,6 +505,7 @@ impl ConsulClient {
         start: Instant,
         timeout: Option<Duration>,
         decode: Decoder<T>,
+        whole: Option<WholeDecoder<T>>,
     ) -> Result<Result<(T, HeaderMap), (Reply, String)>, HttpFailure>
     where
         T: Send + 'static,
@@ -524,7 +550,11 @@ impl ConsulClient {
                 }
                 Ok(None) => {
                     let body: Vec<u8> = first.concat();
-                    return Ok(match crate::jsonclip::from_slice::<T>(&body) {
+                    let decoded = match whole {
+                        Some(whole) => whole(&body),
+                        None => decode(&mut &body[..]),
+                    };
+                    return Ok(match decoded {
                         Ok(v) => Ok((v, headers)),
                         Err(e) => {
                             let head = body[..body.len().min(1024)].to_vec();
