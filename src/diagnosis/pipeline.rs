@@ -178,11 +178,14 @@ pub const STAGES: &[Stage] = &[
         id: StageId::Version,
         name: "version",
         requires: &[StageId::Api],
-        after: &[],
+        // Nothing waits for it: its read of the member list takes the client's second
+        // connection beside the sync stage's one read, not a turn before the stages that the
+        // rest of the run waits for.
+        after: &[StageId::Duplicates],
         checks: stages::version::CHECKS,
         soft: &[],
         run: stages::version::run,
-        early: Some(Early { after: &[StageId::Tls], start: stages::version::ask_early }),
+        early: None,
     },
     Stage {
         id: StageId::Discovery,

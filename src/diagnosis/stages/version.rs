@@ -74,18 +74,13 @@ pub fn parse_members(v: &Value) -> Option<Vec<Member>> {
     )
 }
 
-/// The member list, asked ahead of the stage (`pipeline::Early`).
-pub fn ask_early(ctx: &Ctx<'_>) {
-    super::early_get(ctx, "/v1/agent/members".to_string());
-}
-
 pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     Box::pin(async move {
         let Some(client) = ctx.client() else {
             return vec![CheckResult::skipped("version.members", "no API client")];
         };
         let agent = ctx.facts().agent.clone();
-        let reply = super::get(ctx, &client, "/v1/agent/members").await;
+        let reply = client.get("/v1/agent/members").await;
         let mut results = match super::decode::<Value>("GET /v1/agent/members", &reply, client.timeout, false) {
             super::Answer::NotJudged(why) => vec![CheckResult::not_judged("version.members", why)],
             super::Answer::Unusable(what) => {
