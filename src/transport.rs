@@ -203,14 +203,58 @@ pub fn http_probe_request(host: &str) -> String {
 }
 
 /// Sends one plain HTTP request (no token) and classifies what comes back.
-pub async fn sniff_plain<S: Io>(mut s: S, host: &str, timeout: Duration) -> Sniff {
-    let deadline = Instant::now() + timeout;
+pub async fn sniff_plain<S: Io>(s: S, host: &str, timeout: Duration) -> Sniff {
+    sniff_plain_answer(s, host, timeout).await.0
+}
+
+/// [`sniff_plain`], with the answer itself when it is a complete HTTP response (status line,
+/// headers and a body of exactly its Content-Length): the answer to
+/// `GET /v1/status/leader` ([`http_probe_request`]).
+pub async fn sniff_plain_answer<S: Io>(
+    mut s: S,
+    host: &str,
+    timeout: Duration,
+) -> (Sniff, Option<crate::consul::Reply>) {
+    let start = Instant::now();
+    let deadline = start + timeout;
     if let Err(e) = s.write_all(http_probe_request(host).as_bytes()).await {
-        return Sniff::Closed { how: format!("dropped it ({})", io_text(&e)) };
+        return (Sniff::Closed { how: format!("dropped it ({})", io_text(&e)) }, None);
     }
     let left = deadline.saturating_duration_since(Instant::now());
     let (bytes, end) = read_some(&mut s, 1024, left).await;
-    classify_bytes(&bytes, &end)
+    let sniff = classify_bytes(&bytes, &end);
+    let reply = match &sniff {
+        Sniff::Http { .. } => parse_reply(&bytes, start.elapsed()),
+        _ => None,
+    };
+    (sniff, reply)
+}
+
+/// A complete HTTP/1.x response with a Content-Length body, as the API client would hand it
+/// over; `None` for anything else (chunked, cut short, unparsable).
+pub fn parse_reply(bytes: &[u8], elapsed: Duration) -> Option<crate::consul::Reply> {
+    let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&bytes[..head_end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.strip_prefix("HTTP/1.")?.split(' ').nth(1)?.parse().ok()?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut length = None;
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            return None;
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            length = Some(value.parse::<usize>().ok()?);
+        }
+        headers.append(
+            reqwest::header::HeaderName::from_bytes(name.trim().as_bytes()).ok()?,
+            reqwest::header::HeaderValue::from_str(value).ok()?,
+        );
+    }
+    let body = &bytes[head_end + 4..];
+    (length? == body.len()).then(|| crate::consul::Reply { status, headers, body: body.to_vec(), elapsed })
 }
 
 /// Performs a TLS handshake that trusts anything, only to learn whether the port speaks TLS.
@@ -400,6 +444,23 @@ impl ServerCertVerifier for AcceptAny {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_complete_probe_answer_is_a_reply_and_anything_else_is_not() {
+        let t = Duration::from_millis(1);
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Consul-Knownleader: true\r\nContent-Length: 16\r\n\r\n\"127.0.0.1:8300\"";
+        let r = parse_reply(ok, t).expect("complete answer");
+        assert_eq!((r.status, r.text().as_str()), (200, "\"127.0.0.1:8300\""));
+        assert_eq!(r.header("x-consul-knownleader").as_deref(), Some("true"));
+        assert!(r.is_json());
+        let err = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 16\r\n\r\nNo cluster leader";
+        assert!(parse_reply(err, t).is_none(), "a body longer than its Content-Length is not trusted");
+        let cut = b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n\"127.0";
+        assert!(parse_reply(cut, t).is_none());
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n\"127.0.0.1:8300\"\r\n0\r\n\r\n";
+        assert!(parse_reply(chunked, t).is_none());
+        assert!(parse_reply(b"SSH-2.0-OpenSSH_9.2\r\n", t).is_none());
+    }
 
     #[test]
     fn classifies_first_bytes() {

@@ -263,6 +263,8 @@ pub struct Facts {
     pub probes: Vec<(String, String, Option<&'static str>)>,
     /// Whether the agent's default token may read each service name (acl stage; DNS uses it).
     pub default_read: Vec<(String, bool)>,
+    /// The tcp stage's probe answer to `GET /v1/status/leader` (plain HTTP, no path prefix).
+    pub sniffed_leader: Option<crate::consul::Reply>,
     /// The API client built ahead of the api stage by the first early read (`stages::early_get`).
     pub early_client: Option<SharedClient>,
     /// Reads started ahead of the stages that judge them (path, answer to come).

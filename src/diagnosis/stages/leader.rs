@@ -13,7 +13,13 @@ pub const CHECKS: &[&str] = &["leader.status", "leader.peers"];
 /// The stage's two reads, asked ahead of it (`pipeline::Early`).
 pub fn ask_early(ctx: &Ctx<'_>) {
     let q = dc_query(ctx.datacenter());
-    super::early_get(ctx, format!("/v1/status/leader{q}"));
+    // The tcp stage's probe asked this datacenter's leader already (no `?dc=`): its answer is
+    // the read, on the same address.
+    let sniffed = ctx.facts().sniffed_leader.take().filter(|_| q.is_empty());
+    match sniffed {
+        Some(reply) => super::early_answer(ctx, format!("/v1/status/leader{q}"), reply),
+        None => super::early_get(ctx, format!("/v1/status/leader{q}")),
+    }
     super::early_get(ctx, format!("/v1/status/peers{q}"));
 }
 

@@ -38,6 +38,13 @@ pub(crate) fn early_get(ctx: &crate::diagnosis::pipeline::Ctx<'_>, path: String)
     ctx.facts().early_gets.push((path, task));
 }
 
+/// An answer already in hand for `path` (the tcp stage's probe), read with [`get`] like an
+/// early read.
+pub(crate) fn early_answer(ctx: &crate::diagnosis::pipeline::Ctx<'_>, path: String, reply: crate::consul::Reply) {
+    let task = tokio::spawn(async move { Ok(reply) });
+    ctx.facts().early_gets.push((path, task));
+}
+
 /// Whether the run asks for no namespace, partition or peer (flags, environment or the
 /// definitions' own): the client's scope is then empty whatever the agent turns out to be, so a
 /// read of a scoped path can be asked before the api stage settles the scope.

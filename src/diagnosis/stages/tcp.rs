@@ -33,7 +33,8 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                         CheckResult::pass("tcp.connect", format!("connected to unix socket {}", path.display()));
                     first.elapsed_ms = super::ms(took);
                     let t1 = Instant::now();
-                    let sniff = transport::sniff_plain(stream, "localhost", timeout).await;
+                    let (sniff, answer) = transport::sniff_plain_answer(stream, "localhost", timeout).await;
+                    ctx.facts().sniffed_leader = answer;
                     let mut answer = judge_answer(&sniff, &conn, &path.display().to_string(), timeout);
                     answer.elapsed_ms = super::ms(t1.elapsed());
                     ctx.facts().sniff = Some(sniff);
@@ -76,7 +77,16 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
         }
         let t1 = Instant::now();
         let sniff = match conn.scheme() {
-            Scheme::Http => transport::sniff_plain(stream, &host_header(&conn), timeout).await,
+            Scheme::Http => {
+                let (sniff, answer) = transport::sniff_plain_answer(stream, &host_header(&conn), timeout).await;
+                // The probe asked what the leader stage asks (without a token, which the status
+                // endpoints do not read): its answer stands for that read when the client's
+                // URL is the same path on the same address.
+                if matches!(&conn.target, Target::Tcp { path_prefix, .. } if path_prefix.is_empty()) {
+                    ctx.facts().sniffed_leader = answer;
+                }
+                sniff
+            }
             Scheme::Https => {
                 let name = conn
                     .tls
