@@ -68,7 +68,7 @@ pub struct Stage {
     /// Questions the stage may ask before it runs, once `after` stages passed: started in the
     /// background, within the client's two connections (the stages in between go first), read
     /// by the stage when it runs and judged in stage order, dropped unread when it is skipped.
-    pub early: Option<Early>,
+    pub early: &'static [Early],
 }
 
 /// A stage's questions asked ahead of it (see [`Stage::early`]).
@@ -89,7 +89,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::config::CHECKS,
         soft: stages::config::SOFT,
         run: stages::config::run,
-        early: None,
+        early: &[],
     },
     Stage {
         id: StageId::Dns,
@@ -99,7 +99,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::dns::CHECKS,
         soft: &[],
         run: stages::dns::run,
-        early: None,
+        early: &[],
     },
     Stage {
         id: StageId::Tcp,
@@ -109,7 +109,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::tcp::CHECKS,
         soft: &[],
         run: stages::tcp::run,
-        early: None,
+        early: &[],
     },
     Stage {
         id: StageId::Tls,
@@ -119,7 +119,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::tls::CHECKS,
         soft: &[],
         run: stages::tls::run,
-        early: None,
+        early: &[],
     },
     Stage {
         id: StageId::Api,
@@ -129,7 +129,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::api::CHECKS,
         soft: &[],
         run: stages::api::run,
-        early: None,
+        early: &[],
     },
     Stage {
         id: StageId::Leader,
@@ -141,7 +141,7 @@ pub const STAGES: &[Stage] = &[
         run: stages::leader::run,
         // Reads that need only a working HTTP API are asked while the api stage reads
         // /v1/agent/self (the client's second connection is idle then); judged in order.
-        early: Some(Early { after: &[StageId::Tls], start: stages::leader::ask_early }),
+        early: &[Early { after: &[StageId::Tls], start: stages::leader::ask_early }],
     },
     Stage {
         id: StageId::Acl,
@@ -151,7 +151,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::acl::CHECKS,
         soft: &[],
         run: stages::acl::run,
-        early: Some(Early { after: &[StageId::Tls], start: stages::acl::ask_early }),
+        early: &[Early { after: &[StageId::Tls], start: stages::acl::ask_early }],
     },
     Stage {
         id: StageId::Duplicates,
@@ -161,7 +161,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::duplicates::CHECKS,
         soft: &[],
         run: stages::duplicates::run,
-        early: Some(Early { after: &[StageId::Tls], start: stages::duplicates::ask_early }),
+        early: &[Early { after: &[StageId::Tls], start: stages::duplicates::ask_early }],
     },
     Stage {
         id: StageId::Sync,
@@ -172,7 +172,11 @@ pub const STAGES: &[Stage] = &[
         checks: stages::sync::CHECKS,
         soft: &[],
         run: stages::sync::run,
-        early: Some(Early { after: &[StageId::Tls], start: stages::sync::ask_early }),
+        early: &[
+            Early { after: &[StageId::Tls], start: stages::sync::ask_early },
+            // Its own node, once the api stage named it: beside the duplicates stage's read.
+            Early { after: &[StageId::Api], start: stages::sync::ask_early_node },
+        ],
     },
     Stage {
         id: StageId::Version,
@@ -185,7 +189,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::version::CHECKS,
         soft: &[],
         run: stages::version::run,
-        early: None,
+        early: &[],
     },
     Stage {
         id: StageId::Discovery,
@@ -197,7 +201,7 @@ pub const STAGES: &[Stage] = &[
         soft: stages::discovery::CHECKS,
         run: stages::discovery::run,
         // Consul DNS is another listener: its SRV and A answers are asked beside the HTTP reads.
-        early: Some(Early { after: &[StageId::Api], start: stages::discovery::ask_early }),
+        early: &[Early { after: &[StageId::Api], start: stages::discovery::ask_early }],
     },
     Stage {
         id: StageId::Mesh,
@@ -208,7 +212,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::mesh::CHECKS,
         soft: &[],
         run: stages::mesh::run,
-        early: None,
+        early: &[],
     },
     Stage {
         id: StageId::Probe,
@@ -218,7 +222,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::probe::CHECKS,
         soft: &[],
         run: stages::probe::run,
-        early: None,
+        early: &[],
     },
     Stage {
         id: StageId::Health,
@@ -228,7 +232,7 @@ pub const STAGES: &[Stage] = &[
         checks: stages::health::CHECKS,
         soft: &[],
         run: stages::health::run,
-        early: None,
+        early: &[],
     },
 ];
 
@@ -359,7 +363,7 @@ async fn run_table(
 ) -> Outcome {
     let started = Instant::now();
     let ctx = Ctx { inputs, facts: Mutex::new(Facts::default()), wanted };
-    let mut early_started: Vec<bool> = table.iter().map(|_| false).collect();
+    let mut early_started: Vec<Vec<bool>> = table.iter().map(|s| vec![false; s.early.len()]).collect();
     let mut outcome: HashMap<StageId, Option<&'static str>> = HashMap::new();
     let mut results: Vec<Option<Vec<CheckResult>>> = table.iter().map(|_| None).collect();
     let mut skipped_by_flag: Vec<StageId> = Vec::new();
@@ -374,11 +378,12 @@ async fn run_table(
     while outcome.len() < wanted_count {
         // Questions asked ahead of a stage, once what they need passed.
         for (i, s) in table.iter().enumerate() {
-            let Some(early) = &s.early else { continue };
-            let passed = early.after.iter().all(|r| matches!(outcome.get(r), Some(None)));
-            if wanted.contains(&s.id) && !early_started[i] && !outcome.contains_key(&s.id) && passed {
-                early_started[i] = true;
-                (early.start)(&ctx);
+            for (n, early) in s.early.iter().enumerate() {
+                let passed = early.after.iter().all(|r| matches!(outcome.get(r), Some(None)));
+                if wanted.contains(&s.id) && !early_started[i][n] && !outcome.contains_key(&s.id) && passed {
+                    early_started[i][n] = true;
+                    (early.start)(&ctx);
+                }
             }
         }
         // Start (or skip) every stage whose prerequisites are settled; a skip settles a stage
@@ -696,7 +701,7 @@ mod tests {
                 checks: check,
                 soft: &[],
                 run: |_| Box::pin(async { Vec::new() }),
-                early: None,
+                early: &[],
             }
         }
         pub const ROOT: Stage = row(StageId::Config, "root", &[], &["t.root"]);

@@ -380,6 +380,19 @@ pub async fn node_identity_cause(client: &crate::consul::ConsulClient, dc: Optio
 }
 
 /// Reads the agent's own node from the catalog and judges it (`None`: nothing to ask with).
+fn own_node_path(ctx: &Ctx<'_>, node: &str) -> String {
+    format!("/v1/catalog/node/{}{}", urlencode(node), crate::consul::dc_query(ctx.datacenter()))
+}
+
+/// The agent's own node in the catalog, asked as soon as the api stage named it
+/// (`pipeline::Early`), beside the duplicates stage's read.
+pub fn ask_early_node(ctx: &Ctx<'_>) {
+    let node = ctx.facts().agent.as_ref().map(|a| a.node.clone()).filter(|n| !n.is_empty());
+    if let Some(node) = node {
+        super::early_get(ctx, own_node_path(ctx, &node));
+    }
+}
+
 async fn judge_own_node(ctx: &Ctx<'_>) -> Option<CheckResult> {
     let client = ctx.client()?;
     let (agent, policy, node_visible) = {
@@ -394,8 +407,13 @@ async fn judge_own_node(ctx: &Ctx<'_>) -> Option<CheckResult> {
     };
     let deny = agent.acls_enabled == Some(true)
         && policy.or(agent.acl_default_policy.clone()).is_some_and(|p| p.eq_ignore_ascii_case("deny"));
-    let path = format!("/v1/catalog/node/{}{}", urlencode(&agent.node), crate::consul::dc_query(ctx.datacenter()));
-    let r = match super::decode::<Value>(&format!("GET {path}"), &client.get(&path).await, client.timeout, true) {
+    let path = own_node_path(ctx, &agent.node);
+    let r = match super::decode::<Value>(
+        &format!("GET {path}"),
+        &super::get(ctx, &client, &path).await,
+        client.timeout,
+        true,
+    ) {
         super::Answer::Ok(Value::Null) if agent.acls_enabled == Some(true) && node_visible != Some(true) => {
             // Absent from a filtered answer is not absent from the catalog.
             CheckResult::not_judged(
