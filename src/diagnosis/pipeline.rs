@@ -167,8 +167,9 @@ pub const STAGES: &[Stage] = &[
         id: StageId::Sync,
         name: "sync",
         requires: &[StageId::Duplicates],
-        // Reads the health stage's probes of the same checks.
-        after: &[StageId::Health],
+        // Reads the health stage's probes of the same checks when it judges a registered
+        // service's checks, and waits for them only then (`Ctx::settled`).
+        after: &[],
         checks: stages::sync::CHECKS,
         soft: &[],
         run: stages::sync::run,
@@ -286,6 +287,9 @@ pub struct Ctx<'a> {
     pub facts: Mutex<Facts>,
     /// The stages this run reports (`check`: all; the other commands: the connection stages).
     pub wanted: &'a [StageId],
+    /// The stages settled so far (a bit per [`StageId`]), for a stage that needs what another
+    /// learned only in some cases ([`Ctx::settled`]).
+    settled: tokio::sync::watch::Sender<u64>,
 }
 
 impl Ctx<'_> {
@@ -299,6 +303,20 @@ impl Ctx<'_> {
 
     pub fn client(&self) -> Option<SharedClient> {
         self.facts().client.clone()
+    }
+
+    /// Waits until stage `id` has finished (or was skipped); at once when this run leaves it out.
+    pub async fn settled(&self, id: StageId) {
+        if !self.wanted.contains(&id) {
+            return;
+        }
+        let bit = 1u64 << (id as u32);
+        let mut rx = self.settled.subscribe();
+        let _ = rx.wait_for(|v| v & bit != 0).await;
+    }
+
+    fn mark_settled(&self, id: StageId) {
+        self.settled.send_modify(|v| *v |= 1u64 << (id as u32));
     }
 
     pub fn datacenter(&self) -> Option<&str> {
@@ -362,7 +380,7 @@ async fn run_table(
     deadline: tokio::time::Instant,
 ) -> Outcome {
     let started = Instant::now();
-    let ctx = Ctx { inputs, facts: Mutex::new(Facts::default()), wanted };
+    let ctx = Ctx { inputs, facts: Mutex::new(Facts::default()), wanted, settled: tokio::sync::watch::Sender::new(0) };
     let mut early_started: Vec<Vec<bool>> = table.iter().map(|s| vec![false; s.early.len()]).collect();
     let mut outcome: HashMap<StageId, Option<&'static str>> = HashMap::new();
     let mut results: Vec<Option<Vec<CheckResult>>> = table.iter().map(|_| None).collect();
@@ -422,6 +440,7 @@ async fn run_table(
                     skipped.iter_mut().for_each(|c| c.stage = stage.name);
                     results[i] = Some(skipped);
                     outcome.insert(stage.id, None);
+                    ctx.mark_settled(stage.id);
                     skipped_by_flag.push(stage.id);
                     continue;
                 }
@@ -432,6 +451,7 @@ async fn run_table(
                         skipped.iter_mut().for_each(|c| c.stage = stage.name);
                         results[i] = Some(skipped);
                         outcome.insert(stage.id, Some(code));
+                        ctx.mark_settled(stage.id);
                     }
                     None => {
                         let fut = (stage.run)(&ctx);
@@ -512,6 +532,7 @@ async fn run_table(
                 .join(", ")
         ));
         outcome.insert(stage.id, failed);
+        ctx.mark_settled(stage.id);
         ctx.facts().reported.extend(checks.iter().map(|c| (c.id, c.code, c.blocked_by, c.message.clone())));
         results[i] = Some(checks);
     }
@@ -771,6 +792,47 @@ mod tests {
         assert_eq!(by_id("t.reader").status, Status::Pass, "{:?}", by_id("t.reader").message);
         assert_eq!(by_id("t.dependent").status, Status::Skip);
         assert_eq!(by_id("t.dependent").blocked_by, Some(codes::HLT_STATUS.code));
+    }
+
+    static PROBED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    /// `reader` does not wait for `failing` to start; it waits inside, with `Ctx::settled`,
+    /// for what `failing` learned, and is not blocked by its failure.
+    static SETTLED_INSIDE: &[Stage] = &[
+        Stage { run: |_| Box::pin(async { vec![CheckResult::pass("t.root", "ok")] }), ..stage_const::ROOT },
+        Stage {
+            run: |_| {
+                Box::pin(async {
+                    for _ in 0..10 {
+                        tokio::task::yield_now().await;
+                    }
+                    PROBED.store(true, std::sync::atomic::Ordering::SeqCst);
+                    vec![CheckResult::finding(codes::HLT_STATUS, "t.failing", "web: 500", "fix the endpoint")]
+                })
+            },
+            ..stage_const::FAILING
+        },
+        Stage {
+            after: &[],
+            run: |ctx| {
+                Box::pin(async move {
+                    ctx.settled(StageId::Health).await;
+                    match PROBED.load(std::sync::atomic::Ordering::SeqCst) {
+                        true => vec![CheckResult::pass("t.reader", "saw what t.failing learned")],
+                        false => vec![CheckResult::finding(codes::RUN_DEADLINE, "t.reader", "judged too early", "")],
+                    }
+                })
+            },
+            ..stage_const::READER
+        },
+    ];
+
+    #[test]
+    fn a_stage_can_wait_inside_for_another_to_settle() {
+        let report = run_synthetic(SETTLED_INSIDE).expect("the run ends");
+        let by_id = |id: &str| report.checks.iter().find(|c| c.id == id).expect("reported");
+        assert_eq!(by_id("t.failing").status, Status::Fail);
+        assert_eq!(by_id("t.reader").status, Status::Pass, "{:?}", by_id("t.reader").message);
     }
 
     fn finding(code: &'static codes::Code, id: &'static str, msg: &str) -> CheckResult {

@@ -202,12 +202,11 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             }
             return results;
         }
-        let (node, local, probes, visibility) = {
+        let (node, local, visibility) = {
             let f = ctx.facts();
             (
                 f.agent.as_ref().map(|a| a.node.clone()),
                 f.agent_services.clone(),
-                f.probes.clone(),
                 f.visibility.clone().unwrap_or_default(),
             )
         };
@@ -355,6 +354,9 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
                         continue;
                     }
                 };
+            // The doctor's own probes of the same checks (the health stage, running beside).
+            ctx.settled(crate::diagnosis::pipeline::StageId::Health).await;
+            let probes = ctx.facts().probes.clone();
             let mine: Vec<Option<&'static str>> =
                 probes.iter().filter(|(sid, _, _)| *sid == id).map(|(_, _, f)| *f).collect();
             let probe_failure_code = mine.iter().find_map(|f| *f);
