@@ -139,7 +139,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Bodies up to this size are decoded as one slice once they are in, without a decoder thread.
-const INLINE_DECODE: usize = 256 * 1024;
+const INLINE_DECODE: usize = 64 * 1024;
 
 /// Most requests in flight to the agent at once. Agents may limit connections per client IP
 /// (`limits { http_max_conns_per_client }`, often set low in production); the doctor stays
