@@ -659,8 +659,27 @@ impl UiNodesInto {
     /// [`UiNodesInto::decode`] into a catalog already begun (one namespace's list after
     /// another's).
     pub fn decode_into(b: &mut Builder, r: &mut dyn std::io::Read) -> serde_json::Result<()> {
-        use crate::jsonsplit::Element;
         crate::jsonsplit::for_each_element(r, NODE_SLICE_MAX, |e| {
+            // An entry that fails to decode leaves nothing behind (its services were pushed as
+            // they streamed in, before the node that ties them was known).
+            let start = b.catalog.instance_recs.len();
+            let decoded = Self::decode_entry(b, e);
+            if decoded.is_err() {
+                b.rollback_to(start);
+            }
+            decoded?;
+            if b.overflow {
+                return Err(serde::de::Error::custom(
+                    "the catalog's names and IDs pass 4 GiB, more than one scan holds; scan it in parts with --service",
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    fn decode_entry(b: &mut Builder, e: crate::jsonsplit::Element<'_>) -> serde_json::Result<()> {
+        use crate::jsonsplit::Element;
+        {
             match e {
                 Element::Slice(bytes) => {
                     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -677,13 +696,8 @@ impl UiNodesInto {
                     de.end()?;
                 }
             }
-            if b.overflow {
-                return Err(serde::de::Error::custom(
-                    "the catalog's names and IDs pass 4 GiB, more than one scan holds; scan it in parts with --service",
-                ));
-            }
             Ok(())
-        })
+        }
     }
 }
 
@@ -1267,6 +1281,20 @@ impl Builder {
         self.catalog.instance_recs.push(rec);
     }
 
+    /// Drops the instances from `start` on, with what the side tables hold of them.
+    fn rollback_to(&mut self, start: usize) {
+        let c = &mut self.catalog;
+        c.instance_recs.truncate(start);
+        let keep = |of: &[u32]| of.partition_point(|&k| (k as usize) < start);
+        let n = keep(&c.failing_of);
+        c.failing_of.truncate(n);
+        c.failing.truncate(n);
+        let n = keep(&c.mesh_of);
+        c.mesh_of.truncate(n);
+        c.mesh.truncate(n);
+        c.wide.retain(|(k, _), _| (*k as usize) < start);
+    }
+
     fn wide(&mut self, rec: &mut InstanceRec, n: usize, flag: u8, v: i64) {
         rec.flags |= flag;
         self.catalog.wide.insert((n as u32, flag), v);
@@ -1403,7 +1431,11 @@ impl Builder {
         self.catalog.membership = membership;
     }
 
-    pub fn finish(self) -> Catalog {
+    pub fn finish(mut self) -> Catalog {
+        // Services of an entry cut short are never tied to a node: none reach the judges.
+        if let Some(p) = self.catalog.instance_recs.iter().position(|r| r.node == NO_NODE) {
+            self.rollback_to(p);
+        }
         self.catalog
     }
 }
@@ -1493,6 +1525,21 @@ mod tests {
         assert_eq!((c.node_count(), c.instance_count()), (3, 30_002));
         assert_eq!(c.instances().filter(|i| !i.failing.is_empty()).count(), 30_000 / 7 + 1);
         assert_eq!(c.instance(30_001).id, "y");
+    }
+
+    #[test]
+    fn an_entry_that_fails_to_decode_leaves_no_instance_behind() {
+        // The second namespace's list breaks inside a node, after two of its services.
+        let mut b = Builder::default();
+        let good =
+            r#"[{"Node": "a", "Services": [{"ID": "a1", "Service": "s", "Kind": "connect-proxy", "Proxy": {}}]}]"#;
+        UiNodesInto::decode_into(&mut b, &mut good.as_bytes()).unwrap();
+        let bad = r#"[{"Node": "b", "Services": [{"ID": "b1", "Service": "s", "Port": 99999}, {"ID": "b2", "Service": "s", "Kind": "mesh-gateway"}], "Checks": 5}]"#;
+        assert!(UiNodesInto::decode_into(&mut b, &mut bad.as_bytes()).is_err());
+        let c = b.finish();
+        assert_eq!((c.instance_count(), c.node_count()), (1, 1));
+        assert!(c.instance(0).mesh.is_some() && c.instance(0).node == 0);
+        assert!(c.wide.is_empty() && c.mesh.len() == 1);
     }
 
     #[test]
