@@ -778,3 +778,55 @@ fn deep_nesting_child() {
     assert!(load_text(&text, "x.hcl").is_err());
     assert!(load_text(&text, "x.json").is_err());
 }
+
+// ---------------------------------------------------------------------------------------------
+// scan: the catalog decoder and the judges on any /v1/internal/ui/nodes body
+
+/// A ui/nodes entry in the shape of hashicorp/consul `agent/structs/structs.go` `NodeInfo`,
+/// from few names so that nodes, IDs and addresses collide.
+fn ui_node() -> impl Strategy<Value = Value> {
+    let name = select(&["a", "b", "", "ü", "x.y"][..]);
+    let status = select(&["passing", "warning", "critical", "", "maintenance"][..]);
+    let service = (
+        name.clone(),
+        name.clone(),
+        select(&[0i64, 80, 70000, -1][..]),
+        select(&["", "connect-proxy", "mesh-gateway"][..]),
+        any::<u64>(),
+    )
+        .prop_map(|(id, svc, port, kind, index)| {
+            json!({"ID": id, "Service": svc, "Port": port, "Kind": kind, "ModifyIndex": index,
+                   "Proxy": {"DestinationServiceID": id}, "Meta": {"external-source": svc}})
+        });
+    let check = (name.clone(), name.clone(), status)
+        .prop_map(|(id, sid, st)| json!({"CheckID": id, "ServiceID": sid, "Status": st}));
+    (name.clone(), select(&["", "east"][..]), vec(service, 0..4), vec(check, 0..5), any::<bool>()).prop_map(
+        |(node, peer, services, checks, serf)| {
+            let mut checks = checks;
+            if serf {
+                checks.push(json!({"CheckID": "serfHealth", "ServiceID": "", "Status": "critical"}));
+            }
+            json!({"Node": node, "Address": "10.0.0.1", "PeerName": peer, "Services": services, "Checks": checks})
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Any list of entries, whole or cut anywhere, decodes or fails cleanly; what decodes is
+    /// judged and planned without a panic.
+    #[test]
+    fn scan_decodes_and_judges_any_catalog(nodes in vec(ui_node(), 0..6), cut in any::<prop::sample::Index>()) {
+        use consul_doctor::scan::model::UiNodesInto;
+        let body = Value::Array(nodes).to_string();
+        let bytes = body.as_bytes();
+        for text in [bytes, &bytes[..cut.index(bytes.len() + 1)]] {
+            if let Ok(decoded) = UiNodesInto::decode(&mut &text[..]) {
+                let cat = decoded.0.finish();
+                let judged = consul_doctor::scan::judge::judge(&cat, &Default::default());
+                prop_assert_eq!(judged.stale.len(), cat.instance_count());
+            }
+        }
+    }
+}
