@@ -438,6 +438,12 @@ impl Catalog {
         &mut self.failing[range]
     }
 
+    /// Each service name with a tag list its instances carry, once per distinct pair, in the
+    /// order first seen.
+    pub fn service_tags(&self) -> impl Iterator<Item = (&str, &[Arc<str>])> + '_ {
+        self.shapes.iter().map(|s| (&*s.service, &*s.tags))
+    }
+
     /// The `n`th node (panics past [`Catalog::node_count`], like an index).
     pub fn node(&self, n: usize) -> Node<'_> {
         let r = &self.node_recs[n];
@@ -1322,6 +1328,7 @@ impl Builder {
     }
 
     fn set_node_checks(&mut self, node: usize, checks: Vec<Check>) {
+        let mut others = Vec::new();
         for c in checks {
             if &*c.id == "serfHealth" {
                 self.catalog.node_recs[node].serf = 1 + c.status as u8;
@@ -1331,10 +1338,18 @@ impl Builder {
                     self.catalog.serf_detail.insert(node as u32, (c.output, c.modify_index));
                 }
             } else {
-                let list = self.catalog.node_checks.entry(node as u32).or_default();
-                if !list.iter().any(|x| x.id == c.id) {
-                    list.push(c);
-                }
+                others.push(c);
+            }
+        }
+        if others.is_empty() {
+            return;
+        }
+        // The first of each ID stays (a node seen again adds only checks it did not have).
+        let list = self.catalog.node_checks.entry(node as u32).or_default();
+        let mut ids: HashSet<Box<str>> = list.iter().map(|c| c.id.clone()).collect();
+        for c in others {
+            if ids.insert(c.id.clone()) {
+                list.push(c);
             }
         }
     }
