@@ -1084,7 +1084,8 @@ pub struct Builder {
     /// Tag lists by a hash of their strings.
     tag_lists: HashMap<u64, Vec<Arc<[Arc<str>]>>>,
     owners: HashMap<(OwnerKind, String, String), Arc<Owner>>,
-    shapes: HashMap<Shape, u32>,
+    /// Shapes by the addresses of their interned parts (equal parts are one allocation).
+    shapes: HashMap<[usize; 5], u32>,
     scopes: HashMap<NodeScope, u32>,
     /// The strings passed 4 GiB: the catalog is not complete.
     overflow: bool,
@@ -1244,12 +1245,19 @@ impl Builder {
             peer: self.intern(&s.peer),
             owner: self.owner(found),
         };
-        let shape = match self.shapes.get(&shape) {
+        let key = [
+            Arc::as_ptr(&shape.service) as *const u8 as usize,
+            Arc::as_ptr(&shape.tags) as *const u8 as usize,
+            Arc::as_ptr(&shape.namespace) as *const u8 as usize,
+            Arc::as_ptr(&shape.peer) as *const u8 as usize,
+            shape.owner.as_ref().map_or(0, |o| Arc::as_ptr(o) as usize),
+        ];
+        let shape = match self.shapes.get(&key) {
             Some(&k) => k,
             None => {
                 let k = self.catalog.shapes.len() as u32;
-                self.catalog.shapes.push(shape.clone());
-                self.shapes.insert(shape, k);
+                self.catalog.shapes.push(shape);
+                self.shapes.insert(key, k);
                 k
             }
         };
