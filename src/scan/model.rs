@@ -171,18 +171,33 @@ pub struct Instance<'a> {
     /// The owner its service meta (or its node's meta) names.
     pub owner: Option<&'a Owner>,
     /// Its part in the service mesh, for the few instances that have one.
-    pub mesh: Option<&'a MeshRole>,
+    pub mesh: Option<MeshRole<'a>>,
 }
 
 /// An instance's part in the service mesh, from its `Kind`, `Proxy` and `Connect` fields
 /// (hashicorp/consul `agent/structs/structs.go` `NodeService`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MeshRole {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeshRole<'a> {
     /// `Kind: connect-proxy`: a sidecar forwarding to `Proxy.DestinationServiceID` on its node.
-    Sidecar { destination_id: Box<str>, destination_name: Box<str> },
+    Sidecar { destination_id: &'a str, destination_name: &'a str },
     /// `Connect.Native`: the service speaks the mesh itself.
     Native,
     /// Any other `Kind` (mesh, terminating or ingress gateways): not a service's instance.
+    OtherKind,
+}
+
+/// [`MeshRole`] as the catalog stores it (the sidecar's strings in [`Strings`]).
+#[derive(Debug, Clone, Copy)]
+enum MeshRec {
+    Sidecar(Str, Str),
+    Native,
+    OtherKind,
+}
+
+/// A mesh role as decoded, before its strings are stored.
+enum WireRole {
+    Sidecar(String, String),
+    Native,
     OtherKind,
 }
 
@@ -256,7 +271,7 @@ pub struct Catalog {
     failing: Vec<Check>,
     failing_of: Vec<u32>,
     /// Mesh roles, in instance order, and the instance of each.
-    mesh: Vec<MeshRole>,
+    mesh: Vec<MeshRec>,
     mesh_of: Vec<u32>,
     /// Node-level checks other than serfHealth, for the few nodes that have any.
     node_checks: HashMap<u32, Vec<Check>>,
@@ -414,6 +429,13 @@ impl Catalog {
             self.node_recs.get(r.node as usize).and_then(|nd| self.scopes[nd.scope as usize].owner.as_deref());
         let failing = if r.flags & FAILING != 0 { &self.failing[Self::side(&self.failing_of, n)] } else { &[] };
         let mesh = if r.flags & MESH != 0 { self.mesh[Self::side(&self.mesh_of, n)].first() } else { None };
+        let mesh = mesh.map(|m| match *m {
+            MeshRec::Sidecar(id, name) => {
+                MeshRole::Sidecar { destination_id: self.strings.get(id), destination_name: self.strings.get(name) }
+            }
+            MeshRec::Native => MeshRole::Native,
+            MeshRec::OtherKind => MeshRole::OtherKind,
+        });
         Instance {
             service: &shape.service,
             id: self.strings.get(r.id),
@@ -583,16 +605,15 @@ struct WireConnect {
 }
 
 impl WireService {
-    fn mesh_role(&mut self) -> Option<MeshRole> {
+    fn mesh_role(&mut self) -> Option<WireRole> {
         match self.kind.as_str() {
-            "" => self.connect.as_ref().and_then(|c| c.native).filter(|n| *n).map(|_| MeshRole::Native),
+            "" => self.connect.as_ref().and_then(|c| c.native).filter(|n| *n).map(|_| WireRole::Native),
             "connect-proxy" => {
                 let p = self.proxy.take();
                 let (id, name) = p.map(|p| (p.destination_id, p.destination_name)).unwrap_or_default();
-                let clip = |s: Option<String>| crate::jsonclip::clip_str(&s.unwrap_or_default()).into();
-                Some(MeshRole::Sidecar { destination_id: clip(id), destination_name: clip(name) })
+                Some(WireRole::Sidecar(id.unwrap_or_default(), name.unwrap_or_default()))
             }
-            _ => Some(MeshRole::OtherKind),
+            _ => Some(WireRole::OtherKind),
         }
     }
 }
@@ -1224,6 +1245,11 @@ impl Builder {
     fn push_service(&mut self, mut s: WireService) {
         let n = self.catalog.instance_recs.len();
         if let Some(role) = s.mesh_role() {
+            let role = match role {
+                WireRole::Sidecar(id, name) => MeshRec::Sidecar(self.string(&id), self.string(&name)),
+                WireRole::Native => MeshRec::Native,
+                WireRole::OtherKind => MeshRec::OtherKind,
+            };
             self.catalog.mesh.push(role);
             self.catalog.mesh_of.push(n as u32);
         }
