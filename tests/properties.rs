@@ -830,3 +830,70 @@ proptest! {
         }
     }
 }
+
+/// Any JSON value, nested a few levels, with strings full of quotes, backslashes, brackets and
+/// non-ASCII characters.
+fn tricky_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        "[\"\\\\\\[\\]{}a-zé ,:\\n]{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 40, 6, |inner| {
+        prop_oneof![
+            vec(inner.clone(), 0..6).prop_map(Value::Array),
+            btree_map("[a-z\"\\\\{]{0,4}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The splitter hands over exactly the array's elements, whatever the layout, the sizes of
+    /// the reads and the longest element taken whole; a cut answer is an error, never a panic.
+    #[test]
+    fn json_arrays_split_into_their_elements(
+        items in vec(tricky_json(), 0..8),
+        pretty in any::<bool>(),
+        chunk in 1usize..300,
+        max in 1usize..400,
+        cut in any::<prop::sample::Index>(),
+    ) {
+        use consul_doctor::jsonsplit::{for_each_element, Element};
+        use serde::Deserialize;
+        struct Chunks<'a>(&'a [u8], usize);
+        impl std::io::Read for Chunks<'_> {
+            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+                let n = out.len().min(self.1).min(self.0.len());
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let whole = Value::Array(items.clone());
+        let text = if pretty { serde_json::to_string_pretty(&whole).unwrap() } else { whole.to_string() };
+        let split = |bytes: &[u8]| {
+            let mut got = Vec::new();
+            for_each_element(Chunks(bytes, chunk), max, |e| {
+                got.push(match e {
+                    Element::Slice(b) => serde_json::from_slice(b)?,
+                    Element::Stream(r) => {
+                        let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(r));
+                        let v = Value::deserialize(&mut de)?;
+                        de.end()?;
+                        v
+                    }
+                });
+                Ok(())
+            })
+            .map(|()| got)
+        };
+        prop_assert_eq!(split(text.as_bytes()).unwrap(), items);
+        let bytes = text.as_bytes();
+        let short = &bytes[..cut.index(bytes.len())];
+        prop_assert!(split(short).is_err(), "a cut answer is refused: {:?}", String::from_utf8_lossy(short));
+    }
+}
