@@ -10,6 +10,8 @@ Cases (targets from issue 13: peak RSS <= 100 MiB and a report of at most a few 
   bigname    scan: one node whose name is 10 MB long
   node1m     scan: one node with 1,000,000 services
   nodes1m    scan: 1,000,000 nodes with one service and one check each
+  tags100k   scan: 100,000 instances of one service, each with a tag of its own (no square)
+  mesh500k   scan: 250,000 nodes with a service and its sidecar each, every 10th sidecar orphaned
   output1g   wait: the health list's only instance has a 1 GB check Output (blocking answers)
   noindex    wait: answers without X-Consul-Index (a proxy that strips it): requests per second
 
@@ -76,6 +78,29 @@ def ui_nodes():
                 '{"Node":"node-%d","Address":"10.%d.%d.%d","Meta":{},"Services":[%s],"Checks":[%s,%s]}'
                 % (i, i >> 16 & 255, i >> 8 & 255, i & 255, service("s-%d" % i, "svc-%d" % (i % 1000), "", 80), SERF, check("s-%d" % i))
                 for i in range(block * 1000, block * 1000 + 1000))
+        yield "]"
+    elif case == "mesh500k":
+        # Each node: a service and its sidecar (Kind connect-proxy, Proxy.DestinationServiceID;
+        # hashicorp/consul agent/structs/structs.go NodeService), every 10th sidecar orphaned.
+        yield "["
+        for block in range(250):
+            yield ("," if block else "") + ",".join(
+                '{"Node":"m-%d","Address":"10.2.%d.%d","Meta":{},"Services":[%s,%s],"Checks":[%s]}' % (
+                    i, i >> 8 & 255, i & 255,
+                    service("a-%d" % i if i % 10 else "gone-%d" % i, "app-%d" % (i % 1000), "", 8080),
+                    '{"ID":"a-%d-sidecar-proxy","Service":"app-%d-sidecar-proxy","Kind":"connect-proxy","Port":21000,'
+                    '"Proxy":{"DestinationServiceName":"app-%d","DestinationServiceID":"a-%d"}}' % (i, i % 1000, i % 1000, i),
+                    SERF)
+                for i in range(block * 1000, block * 1000 + 1000))
+        yield "]"
+    elif case == "tags100k":
+        yield "["
+        for block in range(1000):
+            yield ("," if block else "") + '{"Node":"n-%d","Address":"10.1.%d.%d","Meta":{},"Services":[%s],"Checks":[%s]}' % (
+                block, block >> 8 & 255, block & 255,
+                ",".join('{"ID":"w-%d","Service":"web","Tags":["t-%d"],"Port":%d}' % (k, k, 1000 + k % 60000)
+                         for k in range(block * 100, block * 100 + 100)),
+                SERF)
         yield "]"
     else:
         yield "[]"
@@ -156,6 +181,8 @@ CASES = {
     "bigname": ("scan", []),
     "node1m": ("scan", ["--timeout", "60s", "--deadline", "5m"]),
     "nodes1m": ("scan", ["--timeout", "60s", "--deadline", "5m"]),
+    "tags100k": ("scan", ["--timeout", "60s", "--deadline", "5m"]),
+    "mesh500k": ("scan", ["--timeout", "60s", "--deadline", "5m"]),
     "output1g": ("wait", ["--service", "web", "--min-passing", "2", "--deadline", "20s", "--timeout", "30s"]),
     "noindex": ("wait", ["--service", "web", "--min-passing", "2", "--deadline", "10s"]),
 }

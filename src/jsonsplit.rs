@@ -250,7 +250,9 @@ pub fn for_each_element<R: Read>(
             }
             Some(b',') if !first => {
                 s.start += 1;
-                s.peek_token().map_err(io)?;
+                if matches!(s.peek_token().map_err(io)?, Some(b']') | None) {
+                    return Err(syntax("an element after `,`"));
+                }
             }
             Some(_) if first => {}
             Some(_) => return Err(syntax("`,` or `]` between the list's elements")),
@@ -369,7 +371,7 @@ mod tests {
 
     #[test]
     fn broken_lists_are_refused() {
-        for bad in ["", "{}", "[1 2]", "[1,", "[{\"a\": 1}", "[1]x", "[,1]", "nul", "null x", "[\"abc"] {
+        for bad in ["", "{}", "[1 2]", "[1,", "[1,]", "[{\"a\": 1}", "[1]x", "[,1]", "nul", "null x", "[\"abc"] {
             assert!(split(bad.as_bytes(), 1 << 20, 3).is_err(), "{bad:?}");
         }
         assert!(split(b"null", 10, 1).unwrap().is_empty());

@@ -778,3 +778,122 @@ fn deep_nesting_child() {
     assert!(load_text(&text, "x.hcl").is_err());
     assert!(load_text(&text, "x.json").is_err());
 }
+
+// ---------------------------------------------------------------------------------------------
+// scan: the catalog decoder and the judges on any /v1/internal/ui/nodes body
+
+/// A ui/nodes entry in the shape of hashicorp/consul `agent/structs/structs.go` `NodeInfo`,
+/// from few names so that nodes, IDs and addresses collide.
+fn ui_node() -> impl Strategy<Value = Value> {
+    let name = select(&["a", "b", "", "ü", "x.y"][..]);
+    let status = select(&["passing", "warning", "critical", "", "maintenance"][..]);
+    let service = (
+        name.clone(),
+        name.clone(),
+        select(&[0i64, 80, 70000, -1][..]),
+        select(&["", "connect-proxy", "mesh-gateway"][..]),
+        any::<u64>(),
+    )
+        .prop_map(|(id, svc, port, kind, index)| {
+            json!({"ID": id, "Service": svc, "Port": port, "Kind": kind, "ModifyIndex": index,
+                   "Proxy": {"DestinationServiceID": id}, "Meta": {"external-source": svc}})
+        });
+    let check = (name.clone(), name.clone(), status)
+        .prop_map(|(id, sid, st)| json!({"CheckID": id, "ServiceID": sid, "Status": st}));
+    (name.clone(), select(&["", "east"][..]), vec(service, 0..4), vec(check, 0..5), any::<bool>()).prop_map(
+        |(node, peer, services, checks, serf)| {
+            let mut checks = checks;
+            if serf {
+                checks.push(json!({"CheckID": "serfHealth", "ServiceID": "", "Status": "critical"}));
+            }
+            json!({"Node": node, "Address": "10.0.0.1", "PeerName": peer, "Services": services, "Checks": checks})
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Any list of entries, whole or cut anywhere, decodes or fails cleanly; what decodes is
+    /// judged and planned without a panic.
+    #[test]
+    fn scan_decodes_and_judges_any_catalog(nodes in vec(ui_node(), 0..6), cut in any::<prop::sample::Index>()) {
+        use consul_doctor::scan::model::UiNodesInto;
+        let body = Value::Array(nodes).to_string();
+        let bytes = body.as_bytes();
+        for text in [bytes, &bytes[..cut.index(bytes.len() + 1)]] {
+            if let Ok(decoded) = UiNodesInto::decode(&mut &text[..]) {
+                let cat = decoded.0.finish();
+                let judged = consul_doctor::scan::judge::judge(&cat, &Default::default());
+                prop_assert_eq!(judged.stale.len(), cat.instance_count());
+            }
+        }
+    }
+}
+
+/// Any JSON value, nested a few levels, with strings full of quotes, backslashes, brackets and
+/// non-ASCII characters.
+fn tricky_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        "[\"\\\\\\[\\]{}a-zé ,:\\n]{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 40, 6, |inner| {
+        prop_oneof![
+            vec(inner.clone(), 0..6).prop_map(Value::Array),
+            btree_map("[a-z\"\\\\{]{0,4}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The splitter hands over exactly the array's elements, whatever the layout, the sizes of
+    /// the reads and the longest element taken whole; a cut answer is an error, never a panic.
+    #[test]
+    fn json_arrays_split_into_their_elements(
+        items in vec(tricky_json(), 0..8),
+        pretty in any::<bool>(),
+        chunk in 1usize..300,
+        max in 1usize..400,
+        cut in any::<prop::sample::Index>(),
+    ) {
+        use consul_doctor::jsonsplit::{for_each_element, Element};
+        use serde::Deserialize;
+        struct Chunks<'a>(&'a [u8], usize);
+        impl std::io::Read for Chunks<'_> {
+            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+                let n = out.len().min(self.1).min(self.0.len());
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let whole = Value::Array(items.clone());
+        let text = if pretty { serde_json::to_string_pretty(&whole).unwrap() } else { whole.to_string() };
+        let split = |bytes: &[u8]| {
+            let mut got = Vec::new();
+            for_each_element(Chunks(bytes, chunk), max, |e| {
+                got.push(match e {
+                    Element::Slice(b) => serde_json::from_slice(b)?,
+                    Element::Stream(r) => {
+                        let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(r));
+                        let v = Value::deserialize(&mut de)?;
+                        de.end()?;
+                        v
+                    }
+                });
+                Ok(())
+            })
+            .map(|()| got)
+        };
+        prop_assert_eq!(split(text.as_bytes()).unwrap(), items);
+        let bytes = text.as_bytes();
+        let short = &bytes[..cut.index(bytes.len())];
+        prop_assert!(split(short).is_err(), "a cut answer is refused: {:?}", String::from_utf8_lossy(short));
+    }
+}

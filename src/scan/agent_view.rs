@@ -86,6 +86,8 @@ pub fn overlay(cat: &mut Catalog, v: &AgentView) {
 /// Instances on the agent's node that the agent does not know.
 pub fn judge(cat: &Catalog, v: &AgentView) -> Vec<Finding> {
     let Some(n) = cat.nodes().position(|x| *x.name == *v.node && x.peer.is_empty()) else { return Vec::new() };
+    // Listed up to the per-code cap and summed up beyond it, like the catalog's findings.
+    let mut out = crate::scan::judge::Findings::default();
     cat.instances()
         // The servers' `consul` service is kept by the leader, never by an agent's own list.
         .filter(|i| i.node == n && !v.services.contains(i.id) && i.service != "consul")
@@ -112,7 +114,8 @@ pub fn judge(cat: &Catalog, v: &AgentView) -> Vec<Finding> {
                 result,
             }
         })
-        .collect()
+        .for_each(|f| out.push(f));
+    out.finish()
 }
 
 #[cfg(test)]

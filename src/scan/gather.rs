@@ -360,7 +360,7 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
     let catalog = b.finish();
     if let Some(why) = hidden {
         let services = {
-            let mut names: Vec<&str> = catalog.instances().map(|i| i.service).collect();
+            let mut names: Vec<&str> = catalog.service_tags().map(|(service, _)| service).collect();
             names.sort();
             names.dedup();
             names.len()

@@ -2,7 +2,7 @@
 //! undiscoverable, each a coded finding naming the node, the service ID and the command that
 //! fixes it. No I/O here; `gather` fetches, `judge` decides.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -710,15 +710,18 @@ fn duplicates(
 }
 
 fn dns(cat: &Catalog, findings: &mut Findings) {
-    let mut tags: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for i in cat.instances() {
-        let t = tags.entry(i.service).or_default();
-        for tag in i.tags.iter() {
-            if !t.contains(&&**tag) {
-                t.push(&**tag);
+    // Each service's distinct tags, in the order first seen, from the catalog's shapes (one per
+    // distinct name and tag list, not one per instance): linear however many tags vary.
+    let mut tags: BTreeMap<&str, (Vec<&str>, HashSet<&str>)> = BTreeMap::new();
+    for (service, list) in cat.service_tags() {
+        let (order, seen) = tags.entry(service).or_default();
+        for tag in list {
+            if seen.insert(&**tag) {
+                order.push(&**tag);
             }
         }
     }
+    let tags: BTreeMap<&str, Vec<&str>> = tags.into_iter().map(|(k, (order, _))| (k, order)).collect();
     let mut by_key: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for name in tags.keys() {
         by_key.entry(dns_key(name)).or_default().push(name);

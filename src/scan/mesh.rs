@@ -188,7 +188,8 @@ type Coverage<'a> = (usize, Vec<(&'a str, &'a str)>);
 /// and of the instances of meshed services, never the whole catalog's.
 pub fn judge<'a, I: Iterator<Item = Entry<'a>>>(entries: impl Fn() -> I, wanted: &[String]) -> Vec<Finding> {
     let in_scope = |name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
-    let mut out = Vec::new();
+    // Listed up to the per-code cap and summed up beyond it, like the catalog's findings.
+    let mut out = crate::scan::judge::Findings::default();
     // Each sidecar's (node, destination ID), and which of those are registered.
     let mut covered: HashSet<(&str, &str)> = HashSet::new();
     for e in entries() {
@@ -265,7 +266,7 @@ pub fn judge<'a, I: Iterator<Item = Entry<'a>>>(entries: impl Fn() -> I, wanted:
             });
         }
     }
-    out
+    out.finish()
 }
 
 #[cfg(test)]

@@ -171,18 +171,33 @@ pub struct Instance<'a> {
     /// The owner its service meta (or its node's meta) names.
     pub owner: Option<&'a Owner>,
     /// Its part in the service mesh, for the few instances that have one.
-    pub mesh: Option<&'a MeshRole>,
+    pub mesh: Option<MeshRole<'a>>,
 }
 
 /// An instance's part in the service mesh, from its `Kind`, `Proxy` and `Connect` fields
 /// (hashicorp/consul `agent/structs/structs.go` `NodeService`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MeshRole {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeshRole<'a> {
     /// `Kind: connect-proxy`: a sidecar forwarding to `Proxy.DestinationServiceID` on its node.
-    Sidecar { destination_id: Box<str>, destination_name: Box<str> },
+    Sidecar { destination_id: &'a str, destination_name: &'a str },
     /// `Connect.Native`: the service speaks the mesh itself.
     Native,
     /// Any other `Kind` (mesh, terminating or ingress gateways): not a service's instance.
+    OtherKind,
+}
+
+/// [`MeshRole`] as the catalog stores it (the sidecar's strings in [`Strings`]).
+#[derive(Debug, Clone, Copy)]
+enum MeshRec {
+    Sidecar(Str, Str),
+    Native,
+    OtherKind,
+}
+
+/// A mesh role as decoded, before its strings are stored.
+enum WireRole {
+    Sidecar(String, String),
+    Native,
     OtherKind,
 }
 
@@ -256,7 +271,7 @@ pub struct Catalog {
     failing: Vec<Check>,
     failing_of: Vec<u32>,
     /// Mesh roles, in instance order, and the instance of each.
-    mesh: Vec<MeshRole>,
+    mesh: Vec<MeshRec>,
     mesh_of: Vec<u32>,
     /// Node-level checks other than serfHealth, for the few nodes that have any.
     node_checks: HashMap<u32, Vec<Check>>,
@@ -414,6 +429,13 @@ impl Catalog {
             self.node_recs.get(r.node as usize).and_then(|nd| self.scopes[nd.scope as usize].owner.as_deref());
         let failing = if r.flags & FAILING != 0 { &self.failing[Self::side(&self.failing_of, n)] } else { &[] };
         let mesh = if r.flags & MESH != 0 { self.mesh[Self::side(&self.mesh_of, n)].first() } else { None };
+        let mesh = mesh.map(|m| match *m {
+            MeshRec::Sidecar(id, name) => {
+                MeshRole::Sidecar { destination_id: self.strings.get(id), destination_name: self.strings.get(name) }
+            }
+            MeshRec::Native => MeshRole::Native,
+            MeshRec::OtherKind => MeshRole::OtherKind,
+        });
         Instance {
             service: &shape.service,
             id: self.strings.get(r.id),
@@ -436,6 +458,12 @@ impl Catalog {
     pub fn failing_mut(&mut self, n: usize) -> &mut [Check] {
         let range = Self::side(&self.failing_of, n);
         &mut self.failing[range]
+    }
+
+    /// Each service name with a tag list its instances carry, once per distinct pair, in the
+    /// order first seen.
+    pub fn service_tags(&self) -> impl Iterator<Item = (&str, &[Arc<str>])> + '_ {
+        self.shapes.iter().map(|s| (&*s.service, &*s.tags))
     }
 
     /// The `n`th node (panics past [`Catalog::node_count`], like an index).
@@ -577,16 +605,15 @@ struct WireConnect {
 }
 
 impl WireService {
-    fn mesh_role(&mut self) -> Option<MeshRole> {
+    fn mesh_role(&mut self) -> Option<WireRole> {
         match self.kind.as_str() {
-            "" => self.connect.as_ref().and_then(|c| c.native).filter(|n| *n).map(|_| MeshRole::Native),
+            "" => self.connect.as_ref().and_then(|c| c.native).filter(|n| *n).map(|_| WireRole::Native),
             "connect-proxy" => {
                 let p = self.proxy.take();
                 let (id, name) = p.map(|p| (p.destination_id, p.destination_name)).unwrap_or_default();
-                let clip = |s: Option<String>| crate::jsonclip::clip_str(&s.unwrap_or_default()).into();
-                Some(MeshRole::Sidecar { destination_id: clip(id), destination_name: clip(name) })
+                Some(WireRole::Sidecar(id.unwrap_or_default(), name.unwrap_or_default()))
             }
-            _ => Some(MeshRole::OtherKind),
+            _ => Some(WireRole::OtherKind),
         }
     }
 }
@@ -659,8 +686,27 @@ impl UiNodesInto {
     /// [`UiNodesInto::decode`] into a catalog already begun (one namespace's list after
     /// another's).
     pub fn decode_into(b: &mut Builder, r: &mut dyn std::io::Read) -> serde_json::Result<()> {
-        use crate::jsonsplit::Element;
         crate::jsonsplit::for_each_element(r, NODE_SLICE_MAX, |e| {
+            // An entry that fails to decode leaves nothing behind (its services were pushed as
+            // they streamed in, before the node that ties them was known).
+            let start = b.catalog.instance_recs.len();
+            let decoded = Self::decode_entry(b, e);
+            if decoded.is_err() {
+                b.rollback_to(start);
+            }
+            decoded?;
+            if b.overflow {
+                return Err(serde::de::Error::custom(
+                    "the catalog's names and IDs pass 4 GiB, more than one scan holds; scan it in parts with --service",
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    fn decode_entry(b: &mut Builder, e: crate::jsonsplit::Element<'_>) -> serde_json::Result<()> {
+        use crate::jsonsplit::Element;
+        {
             match e {
                 Element::Slice(bytes) => {
                     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -677,13 +723,8 @@ impl UiNodesInto {
                     de.end()?;
                 }
             }
-            if b.overflow {
-                return Err(serde::de::Error::custom(
-                    "the catalog's names and IDs pass 4 GiB, more than one scan holds; scan it in parts with --service",
-                ));
-            }
             Ok(())
-        })
+        }
     }
 }
 
@@ -1064,7 +1105,8 @@ pub struct Builder {
     /// Tag lists by a hash of their strings.
     tag_lists: HashMap<u64, Vec<Arc<[Arc<str>]>>>,
     owners: HashMap<(OwnerKind, String, String), Arc<Owner>>,
-    shapes: HashMap<Shape, u32>,
+    /// Shapes by the addresses of their interned parts (equal parts are one allocation).
+    shapes: HashMap<[usize; 5], u32>,
     scopes: HashMap<NodeScope, u32>,
     /// The strings passed 4 GiB: the catalog is not complete.
     overflow: bool,
@@ -1203,6 +1245,11 @@ impl Builder {
     fn push_service(&mut self, mut s: WireService) {
         let n = self.catalog.instance_recs.len();
         if let Some(role) = s.mesh_role() {
+            let role = match role {
+                WireRole::Sidecar(id, name) => MeshRec::Sidecar(self.string(&id), self.string(&name)),
+                WireRole::Native => MeshRec::Native,
+                WireRole::OtherKind => MeshRec::OtherKind,
+            };
             self.catalog.mesh.push(role);
             self.catalog.mesh_of.push(n as u32);
         }
@@ -1224,12 +1271,19 @@ impl Builder {
             peer: self.intern(&s.peer),
             owner: self.owner(found),
         };
-        let shape = match self.shapes.get(&shape) {
+        let key = [
+            Arc::as_ptr(&shape.service) as *const u8 as usize,
+            Arc::as_ptr(&shape.tags) as *const u8 as usize,
+            Arc::as_ptr(&shape.namespace) as *const u8 as usize,
+            Arc::as_ptr(&shape.peer) as *const u8 as usize,
+            shape.owner.as_ref().map_or(0, |o| Arc::as_ptr(o) as usize),
+        ];
+        let shape = match self.shapes.get(&key) {
             Some(&k) => k,
             None => {
                 let k = self.catalog.shapes.len() as u32;
-                self.catalog.shapes.push(shape.clone());
-                self.shapes.insert(shape, k);
+                self.catalog.shapes.push(shape);
+                self.shapes.insert(key, k);
                 k
             }
         };
@@ -1267,6 +1321,20 @@ impl Builder {
         self.catalog.instance_recs.push(rec);
     }
 
+    /// Drops the instances from `start` on, with what the side tables hold of them.
+    fn rollback_to(&mut self, start: usize) {
+        let c = &mut self.catalog;
+        c.instance_recs.truncate(start);
+        let keep = |of: &[u32]| of.partition_point(|&k| (k as usize) < start);
+        let n = keep(&c.failing_of);
+        c.failing_of.truncate(n);
+        c.failing.truncate(n);
+        let n = keep(&c.mesh_of);
+        c.mesh_of.truncate(n);
+        c.mesh.truncate(n);
+        c.wide.retain(|(k, _), _| (*k as usize) < start);
+    }
+
     fn wide(&mut self, rec: &mut InstanceRec, n: usize, flag: u8, v: i64) {
         rec.flags |= flag;
         self.catalog.wide.insert((n as u32, flag), v);
@@ -1294,6 +1362,7 @@ impl Builder {
     }
 
     fn set_node_checks(&mut self, node: usize, checks: Vec<Check>) {
+        let mut others = Vec::new();
         for c in checks {
             if &*c.id == "serfHealth" {
                 self.catalog.node_recs[node].serf = 1 + c.status as u8;
@@ -1303,10 +1372,18 @@ impl Builder {
                     self.catalog.serf_detail.insert(node as u32, (c.output, c.modify_index));
                 }
             } else {
-                let list = self.catalog.node_checks.entry(node as u32).or_default();
-                if !list.iter().any(|x| x.id == c.id) {
-                    list.push(c);
-                }
+                others.push(c);
+            }
+        }
+        if others.is_empty() {
+            return;
+        }
+        // The first of each ID stays (a node seen again adds only checks it did not have).
+        let list = self.catalog.node_checks.entry(node as u32).or_default();
+        let mut ids: HashSet<Box<str>> = list.iter().map(|c| c.id.clone()).collect();
+        for c in others {
+            if ids.insert(c.id.clone()) {
+                list.push(c);
             }
         }
     }
@@ -1403,7 +1480,11 @@ impl Builder {
         self.catalog.membership = membership;
     }
 
-    pub fn finish(self) -> Catalog {
+    pub fn finish(mut self) -> Catalog {
+        // Services of an entry cut short are never tied to a node: none reach the judges.
+        if let Some(p) = self.catalog.instance_recs.iter().position(|r| r.node == NO_NODE) {
+            self.rollback_to(p);
+        }
         self.catalog
     }
 }
@@ -1493,6 +1574,21 @@ mod tests {
         assert_eq!((c.node_count(), c.instance_count()), (3, 30_002));
         assert_eq!(c.instances().filter(|i| !i.failing.is_empty()).count(), 30_000 / 7 + 1);
         assert_eq!(c.instance(30_001).id, "y");
+    }
+
+    #[test]
+    fn an_entry_that_fails_to_decode_leaves_no_instance_behind() {
+        // The second namespace's list breaks inside a node, after two of its services.
+        let mut b = Builder::default();
+        let good =
+            r#"[{"Node": "a", "Services": [{"ID": "a1", "Service": "s", "Kind": "connect-proxy", "Proxy": {}}]}]"#;
+        UiNodesInto::decode_into(&mut b, &mut good.as_bytes()).unwrap();
+        let bad = r#"[{"Node": "b", "Services": [{"ID": "b1", "Service": "s", "Port": 99999}, {"ID": "b2", "Service": "s", "Kind": "mesh-gateway"}], "Checks": 5}]"#;
+        assert!(UiNodesInto::decode_into(&mut b, &mut bad.as_bytes()).is_err());
+        let c = b.finish();
+        assert_eq!((c.instance_count(), c.node_count()), (1, 1));
+        assert!(c.instance(0).mesh.is_some() && c.instance(0).node == 0);
+        assert!(c.wide.is_empty() && c.mesh.len() == 1);
     }
 
     #[test]
