@@ -1,5 +1,6 @@
-//! Polling many futures on one task: the stages of one round, a stage's parallel reads, scan's
-//! fetches. The runtime is single-threaded, so concurrency is interleaving, with no spawn.
+//! Polling many futures on one task: a stage's parallel reads, scan's fetches. The runtime is
+//! single-threaded, so concurrency is interleaving (the runner polls its running stages the same
+//! way; only reads asked ahead of their stage are spawned, to outlive the stage that asked).
 
 use std::future::Future;
 use std::pin::Pin;

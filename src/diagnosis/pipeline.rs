@@ -1,8 +1,12 @@
 //! The stage table and its runner. `check` runs the whole table; the other commands run the
 //! connection rows through [`crate::diagnosis::connect`].
 //!
-//! Stages run in dependency order; stages whose prerequisites are all done run concurrently.
-//! When a prerequisite fails, every check of the dependent stage is reported `skip` with
+//! Stages run in dependency order: each starts the moment the stages it requires are done (no
+//! rounds), beside whatever else runs. A stage may ask its reads ahead of itself ([`Early`]:
+//! once the stages those reads need have passed, on the client's second connection while the
+//! api stage reads `/v1/agent/self`); it still judges them when it runs, in table order, and a
+//! skipped stage drops them unread. A stage that needs another's facts only in some cases waits
+//! for it inside ([`Ctx::settled`]) rather than in the table. When a prerequisite fails, every check of the dependent stage is reported `skip` with
 //! `blocked_by` naming the root-cause code, so one problem is reported once. Every stage runs
 //! under the run's deadline; a stage still running then is reported with `RUN-001`.
 //!
