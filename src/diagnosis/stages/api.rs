@@ -103,7 +103,7 @@ impl AgentSelf {
 }
 
 /// The API client for the connection the tcp and tls stages judged: built once, by the api
-/// stage or by the first stage asking ahead of it ([`super::early_get`]); handed to the later
+/// stage or by the first stage asking ahead of it (`stages::early_get`); handed to the later
 /// stages (`Facts::client`) only by the api stage.
 pub fn client_for(ctx: &Ctx<'_>) -> Result<crate::consul::SharedClient, String> {
     if let Some(c) = ctx.facts().early_client.clone() {
