@@ -234,14 +234,14 @@ pub struct ConsulClient {
 
 /// Decodes a streamed answer's body. The body is handed over as it arrives: a decoder must
 /// bound what it keeps of any one string itself ([`decode_serde`] clips them all).
-pub type Decoder<T> = std::sync::Arc<dyn Fn(&mut dyn std::io::Read) -> serde_json::Result<T> + Send + Sync>;
+pub type Decoder<T> = std::sync::Arc<dyn Fn(&mut (dyn std::io::Read + Send)) -> serde_json::Result<T> + Send + Sync>;
 
 /// Decodes a whole body already in memory (every string clipped, as [`Decoder`]s do).
 pub type WholeDecoder<T> = fn(&[u8]) -> serde_json::Result<T>;
 
 /// serde's own decoding with every string clipped ([`crate::jsonclip`]), through a buffer
 /// (serde_json reads a reader a byte at a time).
-pub fn decode_serde<T: DeserializeOwned>(r: &mut dyn std::io::Read) -> serde_json::Result<T> {
+pub fn decode_serde<T: DeserializeOwned>(r: &mut (dyn std::io::Read + Send)) -> serde_json::Result<T> {
     serde_json::from_reader(std::io::BufReader::with_capacity(64 * 1024, crate::jsonclip::ClipStrings::new(r)))
 }
 
@@ -565,7 +565,8 @@ impl ConsulClient {
                 Err(e) => return Err(broken(&e)),
             }
         }
-        let (tx, rx) = tokio::sync::mpsc::channel::<bytes_chunk::Chunk>(8);
+        // A few chunks in flight (hyper hands over up to about 400 KiB at a time).
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes_chunk::Chunk>(3);
         let decoder = tokio::task::spawn_blocking(move || {
             // Strings are clipped as they stream past, so memory follows the number of values
             // decoded, never the length of one of them.

@@ -287,6 +287,155 @@ pub fn for_each_element<R: Read>(
     }
 }
 
+/// Bytes of whole elements sent to the caller's thread at a time.
+const BATCH: usize = 64 * 1024;
+
+/// What the splitting thread hands over.
+enum Piece {
+    /// Whole elements, back to back, and where each ends.
+    Batch(Vec<u8>, Vec<usize>),
+    /// The next bytes of a long element; [`Piece::PartEnd`] after its last.
+    Part(Vec<u8>),
+    PartEnd,
+}
+
+/// A long element's bytes as the splitting thread sends them.
+struct Parts<'a> {
+    rx: &'a std::sync::mpsc::Receiver<Piece>,
+    cur: Vec<u8>,
+    at: usize,
+    ended: bool,
+}
+
+impl Read for Parts<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.cur.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Piece::Part(next)) => (self.cur, self.at) = (next, 0),
+                Ok(Piece::PartEnd) => self.ended = true,
+                Ok(Piece::Batch(..)) | Err(_) => {
+                    self.ended = true;
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the answer ended inside an element"));
+                }
+            }
+        }
+        let n = out.len().min(self.cur.len() - self.at);
+        out[..n].copy_from_slice(&self.cur[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// The splitting thread stopped because the caller's side did (its error is the one to tell).
+const STOPPED: &str = "the decoding side stopped";
+
+/// [`for_each_element`] with the splitting done on a second thread while `each` decodes on
+/// this one: the two passes over the bytes overlap. At most a few batches are in flight
+/// (about 256 KiB), so memory stays bounded as in [`for_each_element`].
+pub fn for_each_element_pipelined<R: Read + Send>(
+    r: R,
+    max: usize,
+    mut each: impl FnMut(Element<'_>) -> serde_json::Result<()>,
+) -> serde_json::Result<()> {
+    let stopped = || <serde_json::Error as serde::de::Error>::custom(STOPPED);
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(4);
+        // A small stack: the splitter recurses nowhere.
+        let spawned = std::thread::Builder::new().name("jsonsplit".into()).stack_size(256 * 1024).spawn_scoped(
+            scope,
+            move || {
+                let (mut batch, mut ends) = (Vec::with_capacity(BATCH), Vec::new());
+                let flush = |batch: &mut Vec<u8>, ends: &mut Vec<usize>| {
+                    if ends.is_empty() {
+                        return true;
+                    }
+                    let full = std::mem::replace(batch, Vec::with_capacity(BATCH));
+                    tx.send(Piece::Batch(full, std::mem::take(ends))).is_ok()
+                };
+                let result = for_each_element(r, max, |e| {
+                    match e {
+                        Element::Slice(b) => {
+                            batch.extend_from_slice(b);
+                            ends.push(batch.len());
+                            if batch.len() >= BATCH && !flush(&mut batch, &mut ends) {
+                                return Err(stopped());
+                            }
+                        }
+                        Element::Stream(r) => {
+                            if !flush(&mut batch, &mut ends) {
+                                return Err(stopped());
+                            }
+                            let mut buf = vec![0u8; READ];
+                            loop {
+                                let n = r.read(&mut buf).map_err(serde_json::Error::io)?;
+                                if n == 0 {
+                                    break;
+                                }
+                                if tx.send(Piece::Part(buf[..n].to_vec())).is_err() {
+                                    return Err(stopped());
+                                }
+                            }
+                            if tx.send(Piece::PartEnd).is_err() {
+                                return Err(stopped());
+                            }
+                        }
+                    }
+                    Ok(())
+                });
+                if result.is_ok() && !flush(&mut batch, &mut ends) {
+                    return Err(stopped());
+                }
+                result
+            },
+        );
+        let splitter = match spawned {
+            Ok(s) => s,
+            Err(e) => return Err(serde_json::Error::io(e)),
+        };
+        let mut decoded = Ok(());
+        'pieces: while let Ok(piece) = rx.recv() {
+            match piece {
+                Piece::Batch(buf, ends) => {
+                    let mut at = 0;
+                    for end in ends {
+                        if let Err(e) = each(Element::Slice(&buf[at..end])) {
+                            decoded = Err(e);
+                            break 'pieces;
+                        }
+                        at = end;
+                    }
+                }
+                Piece::Part(first) => {
+                    let mut parts = Parts { rx: &rx, cur: first, at: 0, ended: false };
+                    let result = each(Element::Stream(&mut parts));
+                    // Whatever of it the callee left unread is skipped.
+                    let mut rest = [0u8; 4096];
+                    while matches!(parts.read(&mut rest), Ok(n) if n > 0) {}
+                    if let Err(e) = result {
+                        decoded = Err(e);
+                        break 'pieces;
+                    }
+                }
+                Piece::PartEnd => {}
+            }
+        }
+        drop(rx);
+        let split = splitter
+            .join()
+            .unwrap_or_else(|_| Err(<serde_json::Error as serde::de::Error>::custom("the splitting thread failed")));
+        match (split, decoded) {
+            // The splitter's own error (a broken list, a cut answer) says more than what the
+            // decoding side saw of it.
+            (Err(e), _) if e.to_string() != STOPPED => Err(e),
+            (_, Err(e)) => Err(e),
+            (split, Ok(())) => split,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,7 +453,21 @@ mod tests {
             }
         }
         let mut got = Vec::new();
-        for_each_element(Chunks(body, chunk), max, |e| {
+        let mut piped = Vec::new();
+        let piped = for_each_element_pipelined(Chunks(body, chunk), max, |e| {
+            match e {
+                Element::Slice(b) => piped.push((true, serde_json::from_slice(b)?)),
+                Element::Stream(r) => {
+                    use serde::Deserialize;
+                    let mut de = serde_json::Deserializer::from_reader(io::BufReader::new(r));
+                    piped.push((false, serde_json::Value::deserialize(&mut de)?));
+                    de.end()?;
+                }
+            }
+            Ok(())
+        })
+        .map(|()| piped);
+        let plain = for_each_element(Chunks(body, chunk), max, |e| {
             match e {
                 Element::Slice(b) => got.push((true, serde_json::from_slice(b)?)),
                 Element::Stream(r) => {
@@ -315,8 +478,14 @@ mod tests {
                 }
             }
             Ok(())
-        })?;
-        Ok(got)
+        })
+        .map(|()| got);
+        match (&plain, &piped) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "the pipelined splitter hands over the same elements"),
+            (Err(_), Err(_)) => {}
+            _ => panic!("one splitter failed alone: plain {plain:?}, pipelined {piped:?}"),
+        }
+        plain
     }
 
     #[test]

@@ -283,7 +283,7 @@ pub async fn gather(client: &ConsulClient, o: &GatherOptions, progress: &Progres
         let shared = std::sync::Arc::new(std::sync::Mutex::new(std::mem::take(&mut b)));
         let into = {
             let shared = shared.clone();
-            std::sync::Arc::new(move |r: &mut dyn std::io::Read| {
+            std::sync::Arc::new(move |r: &mut (dyn std::io::Read + Send)| {
                 let mut b = shared.lock().unwrap_or_else(|p| p.into_inner());
                 UiNodesInto::decode_into(&mut b, r)
             }) as crate::consul::Decoder<()>

@@ -677,7 +677,7 @@ impl UiNodesInto {
     /// [`NODE_SLICE_MAX`]. Builds the same catalog as the `Deserialize` impl. Strings of an
     /// entry decoded from a slice are bounded by the entry's length; the builder clips what it
     /// keeps ([`crate::jsonclip::clip_str`]).
-    pub fn decode(r: &mut dyn std::io::Read) -> serde_json::Result<UiNodesInto> {
+    pub fn decode(r: &mut (dyn std::io::Read + Send)) -> serde_json::Result<UiNodesInto> {
         let mut b = Builder::default();
         Self::decode_into(&mut b, r)?;
         Ok(UiNodesInto(b))
@@ -685,8 +685,9 @@ impl UiNodesInto {
 
     /// [`UiNodesInto::decode`] into a catalog already begun (one namespace's list after
     /// another's).
-    pub fn decode_into(b: &mut Builder, r: &mut dyn std::io::Read) -> serde_json::Result<()> {
-        crate::jsonsplit::for_each_element(r, NODE_SLICE_MAX, |e| {
+    pub fn decode_into(b: &mut Builder, r: &mut (dyn std::io::Read + Send)) -> serde_json::Result<()> {
+        // Entries are found on a second thread while this one decodes them.
+        crate::jsonsplit::for_each_element_pipelined(r, NODE_SLICE_MAX, |e| {
             // An entry that fails to decode leaves nothing behind (its services were pushed as
             // they streamed in, before the node that ties them was known).
             let start = b.catalog.instance_recs.len();
