@@ -643,6 +643,9 @@ pub struct UiNode {
 /// as wire structs (a million nodes, or a node with a million services, would be gigabytes).
 pub struct UiNodesInto(pub Builder);
 
+/// serde's own streaming decode of the whole list through the same seed: the tests' oracle for
+/// [`UiNodesInto::decode`] (which the scan uses).
+#[cfg(test)]
 impl<'de> Deserialize<'de> for UiNodesInto {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Nodes;
