@@ -553,10 +553,6 @@ impl WireCheck {
             modify_index: self.modify_index,
         }
     }
-
-    fn into_check(self) -> Check {
-        self.to_check()
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -1416,7 +1412,7 @@ impl Builder {
         let end = self.catalog.instance_recs.len();
         let (node_checks, service_checks): (Vec<WireCheck>, Vec<WireCheck>) =
             checks.into_iter().partition(|c| c.service_id.is_empty());
-        self.set_node_checks(node, node_checks.into_iter().map(WireCheck::into_check).collect());
+        self.set_node_checks(node, node_checks.iter().map(WireCheck::to_check).collect());
         // Each instance's checks by ServiceID: a scan of the node's checks when it has few,
         // an index when a node holds many services and checks.
         let many = (end - start).saturating_mul(service_checks.len()) > 256;
@@ -1463,11 +1459,11 @@ impl Builder {
             let (mut passing, mut failing) = (0u64, Vec::new());
             for c in e.checks {
                 if c.service_id.is_empty() {
-                    node_checks.push(c.into_check());
+                    node_checks.push(c.to_check());
                 } else if Health::parse(&c.status) == Health::Passing {
                     passing += 1;
                 } else {
-                    failing.push(c.into_check());
+                    failing.push(c.to_check());
                 }
             }
             self.set_node_checks(node, node_checks);

@@ -509,28 +509,27 @@ pub fn plan(cat: &Catalog, judged: &Judged, o: &PlanOptions) -> PruneReport {
                 } else {
                     reason
                 };
+                let seen = Seen::of(cat, i);
+                let request = if seen.checks.len() < TXN_MAX_OPS {
+                    txn_request(o.dc, node.name, i.service, i.id, i.namespace, node.partition, &seen)
+                } else {
+                    Request {
+                        method: "PUT",
+                        path: "/v1/catalog/deregister".into(),
+                        body: deregister_body(o.dc, node.name, i.id, i.namespace, node.partition),
+                    }
+                };
                 actions.push(Action {
                     service: i.service.to_string(),
                     node: node.name.to_string(),
                     service_id: i.id.to_string(),
                     address: i.endpoint(),
                     reason,
-                    request: {
-                        let seen = Seen::of(cat, i);
-                        if seen.checks.len() < TXN_MAX_OPS {
-                            txn_request(o.dc, node.name, i.service, i.id, i.namespace, node.partition, &seen)
-                        } else {
-                            Request {
-                                method: "PUT",
-                                path: "/v1/catalog/deregister".into(),
-                                body: deregister_body(o.dc, node.name, i.id, i.namespace, node.partition),
-                            }
-                        }
-                    },
+                    request,
                     outcome: Outcome::Planned,
                     detail: None,
                     grace_wait_ms: after_grace.then_some(o.grace.as_millis() as u64),
-                    seen: Seen::of(cat, i),
+                    seen,
                     namespace: i.namespace.to_string(),
                     partition: node.partition.to_string(),
                     not_before,
