@@ -260,6 +260,37 @@ fn silent_port_costs_one_timeout() {
 }
 
 #[test]
+fn a_silent_agent_is_never_held_by_more_than_two_connections() {
+    // The tcp stage's probe and the api stage's read asked beside it (plain HTTP on loopback)
+    // are the two; each attempt of `wait` closes what the one before opened, reads asked ahead
+    // of stages that never ran included.
+    let s = FaultServer::silent();
+    let (run, json) = check_json(&["--http-addr", &addr(&s), "--timeout", "1s"], &[]);
+    assert_root(&run, &json, "TCP-005", &["tls", "api"]);
+    assert!((1..=2).contains(&s.most_open()), "check: {} connections at once", s.most_open());
+    let s = FaultServer::silent();
+    let run = run_doctor(
+        &[
+            "wait",
+            "--format",
+            "json",
+            "--http-addr",
+            &addr(&s),
+            "--service",
+            "web",
+            "--timeout",
+            "1s",
+            "--deadline",
+            "5s",
+        ],
+        &[],
+    );
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(run.stdout.contains("TCP-005"), "{}", run.stdout);
+    assert!((1..=2).contains(&s.most_open()), "wait: {} connections at once", s.most_open());
+}
+
+#[test]
 fn silent_https_port_costs_one_timeout() {
     let s = FaultServer::silent();
     let (run, json) = check_json(&["--http-addr", &format!("https://{}", addr(&s)), "--timeout", "1s"], &[]);

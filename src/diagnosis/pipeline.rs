@@ -4,8 +4,9 @@
 //! Stages run in dependency order: each starts the moment the stages it requires are done (no
 //! rounds), beside whatever else runs. A stage may ask its reads ahead of itself ([`Early`]:
 //! once the stages those reads need have passed, on the client's second connection while the
-//! api stage reads `/v1/agent/self`); it still judges them when it runs, in table order, and a
-//! skipped stage drops them unread. A stage that needs another's facts only in some cases waits
+//! api stage reads `/v1/agent/self`, which itself goes out beside the tcp stage's probe when
+//! nothing can leave the host); it still judges them when it runs, in table order, and a
+//! skipped stage drops them unread (stopped, their connections closed, before the run ends). A stage that needs another's facts only in some cases waits
 //! for it inside ([`Ctx::settled`]) rather than in the table. When a prerequisite fails, every check of the dependent stage is reported `skip` with
 //! `blocked_by` naming the root-cause code, so one problem is reported once. Every stage runs
 //! under the run's deadline; a stage still running then is reported with `RUN-001`.
@@ -133,7 +134,8 @@ pub const STAGES: &[Stage] = &[
         checks: stages::api::CHECKS,
         soft: &[],
         run: stages::api::run,
-        early: &[],
+        // Its one read goes out beside the tcp stage's probe (loopback plain HTTP only).
+        early: &[Early { after: &[StageId::Dns], start: stages::api::ask_early }],
     },
     Stage {
         id: StageId::Leader,
@@ -542,6 +544,21 @@ async fn run_table(
     }
     // Dropping the runner's futures before the facts are taken apart.
     drop(running);
+    // Reads asked ahead of stages that did not run (a prerequisite failed) are stopped and
+    // their connections closed before the run ends, not left open until their timeout beside
+    // the next attempt's (`wait`, `--wait`).
+    let leftover: Vec<_> = {
+        let mut f = ctx.facts();
+        let dns = f.dns_early.take().map(|t| t.abort_handle());
+        f.early_gets.drain(..).map(|(_, t)| t.abort_handle()).chain(dns).collect()
+    };
+    if !leftover.is_empty() {
+        leftover.iter().for_each(tokio::task::AbortHandle::abort);
+        // Two turns of the runtime: the aborted reads drop their requests, then the client's
+        // connection tasks see the requests gone and close.
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+    }
 
     let mut checks: Vec<CheckResult> = results.into_iter().flatten().flatten().collect();
     // Agent advice does not apply to a service whose instances an owner other than an agent

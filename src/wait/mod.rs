@@ -182,7 +182,9 @@ async fn wait(inputs: &mut Inputs, cond: &Condition) -> WaitReport {
                 break (client, node, outcome.report);
             }
             Connected::Failed(outcome) => {
-                earlier_requests += outcome.facts.client.as_ref().map_or(0, |c| c.requests());
+                // The client as built (by the api stage or a read asked ahead of it): a failed
+                // attempt may have asked before the stage that failed.
+                earlier_requests += outcome.facts.early_client.as_ref().map_or(0, |c| c.requests());
                 let root = outcome.report.checks.iter().find(|c| c.status == Status::Fail);
                 let transient = root.is_some_and(|c| TRANSIENT_STAGES.contains(&c.stage));
                 let why = root.map(|c| format!("{} {}", c.code.unwrap_or(""), c.message)).unwrap_or_default();

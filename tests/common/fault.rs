@@ -15,7 +15,7 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -42,6 +42,34 @@ pub struct FaultServer {
     handlers: Arc<Mutex<Vec<JoinHandle<()>>>>,
     recorded: Arc<Mutex<Vec<Recorded>>>,
     silent: Arc<AtomicBool>,
+    open: Arc<OpenConnections>,
+}
+
+/// The connections a client holds open: each accepted one until the client closed it (seen by
+/// the kernel: the peer's FIN or reset), counted at every accept.
+/// Held weakly: the handler's drop still closes (or resets) the socket when the fault says so.
+#[derive(Default)]
+struct OpenConnections {
+    streams: Mutex<Vec<std::sync::Weak<TcpStream>>>,
+    most: AtomicUsize,
+}
+
+impl OpenConnections {
+    fn accepted(&self, stream: &Arc<TcpStream>) {
+        let mut open = lock(&self.streams);
+        open.retain(|s| s.upgrade().is_some_and(|s| !peer_closed(&s)));
+        open.push(Arc::downgrade(stream));
+        self.most.fetch_max(open.len(), Ordering::SeqCst);
+    }
+}
+
+/// Whether the peer closed (or reset) its side, whatever unread data is still queued.
+fn peer_closed(s: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
+    // SAFETY: one valid pollfd for the duration of the call, no wait.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n == 1 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// One request received by [`FaultServer::http`].
@@ -226,6 +254,12 @@ impl FaultServer {
         lock(&self.recorded).clone()
     }
 
+    /// The most connections the client held open at once so far (counted at each accept: the
+    /// new one and those the client had not closed before it connected).
+    pub fn most_open(&self) -> usize {
+        self.open.most.load(Ordering::SeqCst)
+    }
+
     /// `http://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -242,7 +276,14 @@ impl FaultServer {
         let handlers = Arc::new(Mutex::new(Vec::new()));
         let recorded = Arc::new(Mutex::new(Vec::new()));
         let silent = Arc::new(AtomicBool::new(false));
-        let ctx = Ctx { stop: stop.clone(), recorded: recorded.clone(), mode: Arc::new(mode), silent: silent.clone() };
+        let open = Arc::new(OpenConnections::default());
+        let ctx = Ctx {
+            stop: stop.clone(),
+            recorded: recorded.clone(),
+            mode: Arc::new(mode),
+            silent: silent.clone(),
+            open: open.clone(),
+        };
         let acceptor = {
             let handlers = handlers.clone();
             thread::Builder::new()
@@ -250,7 +291,7 @@ impl FaultServer {
                 .spawn(move || accept_loop(listener, ctx, handlers))
                 .expect("spawn acceptor")
         };
-        FaultServer { addr, stop, acceptor: Some(acceptor), handlers, recorded, silent }
+        FaultServer { addr, stop, acceptor: Some(acceptor), handlers, recorded, silent, open }
     }
 }
 
@@ -277,6 +318,7 @@ struct Ctx {
     recorded: Arc<Mutex<Vec<Recorded>>>,
     mode: Arc<Mode>,
     silent: Arc<AtomicBool>,
+    open: Arc<OpenConnections>,
 }
 
 impl Ctx {
@@ -296,6 +338,8 @@ fn accept_loop(listener: TcpListener, ctx: Ctx, handlers: Arc<Mutex<Vec<JoinHand
                 if ctx.stopped() {
                     return;
                 }
+                let stream = Arc::new(stream);
+                ctx.open.accepted(&stream);
                 let conn_ctx = ctx.clone();
                 let spawned = thread::Builder::new().name("fault-conn".into()).spawn(move || handle(stream, &conn_ctx));
                 let mut hs = lock(&handlers);
@@ -314,7 +358,7 @@ fn accept_loop(listener: TcpListener, ctx: Ctx, handlers: Arc<Mutex<Vec<JoinHand
     }
 }
 
-fn handle(stream: TcpStream, ctx: &Ctx) {
+fn handle(stream: Arc<TcpStream>, ctx: &Ctx) {
     let _ = stream.set_read_timeout(Some(POLL));
     let _ = stream.set_write_timeout(Some(POLL));
     let _ = stream.set_nodelay(true);

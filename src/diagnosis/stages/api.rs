@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::codes;
+use crate::connection::{Scheme, Target};
 use crate::consul::{ConsulClient, HttpFailure, Reply};
 use crate::diagnosis::pipeline::{Ctx, StageFuture};
 use crate::report::CheckResult;
@@ -106,16 +107,42 @@ impl AgentSelf {
 /// stage or by the first stage asking ahead of it (`stages::early_get`); handed to the later
 /// stages (`Facts::client`) only by the api stage.
 pub fn client_for(ctx: &Ctx<'_>) -> Result<crate::consul::SharedClient, String> {
+    let reachable = ctx.facts().reachable.clone();
+    client_pinned_to(ctx, &reachable)
+}
+
+/// [`client_for`], pinned to `addrs` when it is built now.
+fn client_pinned_to(ctx: &Ctx<'_>, addrs: &[std::net::SocketAddr]) -> Result<crate::consul::SharedClient, String> {
     if let Some(c) = ctx.facts().early_client.clone() {
         return Ok(c);
     }
     let conn = ctx.conn().ok_or_else(|| "no usable address".to_string())?;
-    let reachable = ctx.facts().reachable.clone();
-    let client =
-        Arc::new(ConsulClient::new(&conn, ctx.inputs.consul.http_auth.as_ref(), &reachable, ctx.inputs.timeout)?);
+    let client = Arc::new(ConsulClient::new(&conn, ctx.inputs.consul.http_auth.as_ref(), addrs, ctx.inputs.timeout)?);
     ctx.facts().early_client = Some(client.clone());
     Ok(client)
 }
+
+/// `/v1/agent/self`, asked as soon as the dns stage named the address (`pipeline::Early`):
+/// beside the tcp stage's probe instead of after it, since it is the slowest read of the run and
+/// everything after the api stage waits for it. Only where asking early changes nothing but the
+/// time: plain HTTP to exactly one address (the one the tcp stage probes and the client would
+/// be pinned to) on loopback, so whatever listens there (an HTTPS port, another program) the
+/// token and credentials never leave this host. When the tcp or tls stage fails the answer is
+/// dropped unread; a connection the agent refused is asked again by the stage.
+pub fn ask_early(ctx: &Ctx<'_>) {
+    let Some(conn) = ctx.conn() else { return };
+    let addrs = ctx.facts().addrs.clone();
+    if may_ask_before_tcp(&conn.target, &addrs) && client_pinned_to(ctx, &addrs).is_ok() {
+        super::early_get(ctx, AGENT_SELF.to_string());
+    }
+}
+
+/// See [`ask_early`]: plain HTTP, one address, loopback.
+fn may_ask_before_tcp(target: &Target, addrs: &[std::net::SocketAddr]) -> bool {
+    matches!(target, Target::Tcp { scheme: Scheme::Http, .. }) && matches!(addrs, [one] if one.ip().is_loopback())
+}
+
+const AGENT_SELF: &str = "/v1/agent/self";
 
 pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
     Box::pin(async move {
@@ -138,8 +165,13 @@ pub fn run<'a>(ctx: &'a Ctx<'a>) -> StageFuture<'a> {
             }
         };
         ctx.facts().client = Some(client.clone());
-        let url = client.url("/v1/agent/self");
-        let reply = client.get("/v1/agent/self").await;
+        let url = client.url(AGENT_SELF);
+        let reply = match super::get(ctx, &client, AGENT_SELF).await {
+            // Asked ahead of the tcp stage: an agent that began listening in between (`wait`,
+            // `--wait` right after a start) is asked again.
+            Err(HttpFailure::Connect(_)) => client.get(AGENT_SELF).await,
+            reply => reply,
+        };
         if let Ok(r) = &reply {
             if let Some(p) = r.header(crate::consul_facts::DEFAULT_ACL_POLICY_HEADER) {
                 ctx.facts().default_acl_policy = Some(p);
@@ -512,6 +544,26 @@ pub fn cidr_contains(cidr: &str, ip: std::net::IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_self_goes_out_before_the_tcp_stage_only_where_nothing_can_leave_the_host() {
+        let tcp =
+            |scheme, host: &str| Target::Tcp { scheme, host: host.into(), port: 8500, path_prefix: String::new() };
+        let at = |a: &str| vec![a.parse::<std::net::SocketAddr>().unwrap()];
+        assert!(may_ask_before_tcp(&tcp(Scheme::Http, "127.0.0.1"), &at("127.0.0.1:8500")));
+        assert!(may_ask_before_tcp(&tcp(Scheme::Http, "localhost"), &at("[::1]:8500")));
+        // Another host: the token would cross the network before the tls stage said whether
+        // the port speaks HTTPS (TLS-006) or whatever else listens there.
+        assert!(!may_ask_before_tcp(&tcp(Scheme::Http, "10.0.0.5"), &at("10.0.0.5:8500")));
+        // HTTPS: nothing is sent before the tls stage verified the certificate.
+        assert!(!may_ask_before_tcp(&tcp(Scheme::Https, "127.0.0.1"), &at("127.0.0.1:8501")));
+        // Several addresses: the tcp stage picks the reachable ones the client is pinned to.
+        let two = vec!["127.0.0.1:8500".parse().unwrap(), "[::1]:8500".parse().unwrap()];
+        assert!(!may_ask_before_tcp(&tcp(Scheme::Http, "localhost"), &two));
+        assert!(!may_ask_before_tcp(&tcp(Scheme::Http, "localhost"), &[]));
+        let unix = Target::Unix { path: "/run/consul.sock".into() };
+        assert!(!may_ask_before_tcp(&unix, &at("127.0.0.1:8500")));
+    }
 
     #[test]
     fn cidrs() {
