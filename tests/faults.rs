@@ -135,6 +135,25 @@ fn check_web(s: &FaultServer, extra: &[&str]) -> (Run, serde_json::Value) {
 }
 
 #[test]
+fn stages_left_out_with_skip_ask_nothing_ahead() {
+    // The agent's services, checks and node are read ahead of the stages that judge them;
+    // with those stages left out nobody would read the answers, so they are not asked.
+    let s = consul_with(vec![]);
+    let (run, json) = check_web(&s, &["--skip", "duplicates"]);
+    assert_eq!(run.code, 0, "{json:#}");
+    let asked: Vec<String> = s.requests().iter().map(|r| r.path.clone()).collect();
+    for path in ["/v1/agent/services", "/v1/agent/checks", "/v1/catalog/node/", "/v1/health/service/"] {
+        assert!(!asked.iter().any(|p| p.starts_with(path)), "{path} was asked: {asked:?}");
+    }
+    assert!(asked.iter().any(|p| p == "/v1/agent/self"), "{asked:?}");
+    // Without --skip the same run asks them.
+    let s = consul_with(vec![]);
+    check_web(&s, &[]);
+    let asked: Vec<String> = s.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(asked.iter().any(|p| p == "/v1/agent/services"), "{asked:?}");
+}
+
+#[test]
 fn complete_fake_agent_is_healthy() {
     let s = consul_with(vec![]);
     let (run, json) = check_web(&s, &[]);

@@ -378,6 +378,14 @@ pub async fn run_stages_until(inputs: &Inputs, wanted: &[StageId], deadline: tok
     run_table(STAGES, inputs, wanted, deadline).await
 }
 
+/// Whether `--skip` leaves stage `id` out: named, or one of the stages it requires is.
+fn left_out(table: &[Stage], id: StageId, skip: &[&str]) -> bool {
+    table
+        .iter()
+        .find(|s| s.id == id)
+        .is_some_and(|s| skip.contains(&s.name) || s.requires.iter().any(|r| left_out(table, *r, skip)))
+}
+
 /// The runner over any stage table ([`STAGES`] outside the runner's own tests).
 async fn run_table(
     table: &'static [Stage],
@@ -404,7 +412,10 @@ async fn run_table(
         for (i, s) in table.iter().enumerate() {
             for (n, early) in s.early.iter().enumerate() {
                 let passed = early.after.iter().all(|r| matches!(outcome.get(r), Some(None)));
-                if wanted.contains(&s.id) && !early_started[i][n] && !outcome.contains_key(&s.id) && passed {
+                // Not for a stage left out with --skip: nobody would read the answer.
+                let skipped = left_out(table, s.id, &inputs.skip);
+                if wanted.contains(&s.id) && !skipped && !early_started[i][n] && !outcome.contains_key(&s.id) && passed
+                {
                     early_started[i][n] = true;
                     (early.start)(&ctx);
                 }
@@ -667,6 +678,16 @@ mod tests {
             let stage = STAGES.iter().find(|s| s.id == *id).expect("in the table");
             assert!(stage.requires.iter().all(|r| CONNECTION.contains(r)), "{} needs a later stage", stage.name);
         }
+    }
+
+    #[test]
+    fn a_stage_is_left_out_with_those_it_requires() {
+        // Reads asked ahead are not asked for such a stage: nobody would read them.
+        assert!(left_out(STAGES, StageId::Api, &["api"]));
+        assert!(left_out(STAGES, StageId::Duplicates, &["acl"]));
+        assert!(left_out(STAGES, StageId::Probe, &["tcp"]));
+        assert!(!left_out(STAGES, StageId::Duplicates, &["health", "version"]));
+        assert!(!left_out(STAGES, StageId::Sync, &[]));
     }
 
     fn test_inputs() -> Inputs {
