@@ -452,34 +452,23 @@ mod tests {
                 Ok(n)
             }
         }
+        fn value(e: Element<'_>) -> serde_json::Result<(bool, serde_json::Value)> {
+            match e {
+                Element::Slice(b) => Ok((true, serde_json::from_slice(b)?)),
+                Element::Stream(r) => {
+                    use serde::Deserialize;
+                    let mut de = serde_json::Deserializer::from_reader(io::BufReader::new(r));
+                    let v = serde_json::Value::deserialize(&mut de)?;
+                    de.end()?;
+                    Ok((false, v))
+                }
+            }
+        }
         let mut got = Vec::new();
         let mut piped = Vec::new();
-        let piped = for_each_element_pipelined(Chunks(body, chunk), max, |e| {
-            match e {
-                Element::Slice(b) => piped.push((true, serde_json::from_slice(b)?)),
-                Element::Stream(r) => {
-                    use serde::Deserialize;
-                    let mut de = serde_json::Deserializer::from_reader(io::BufReader::new(r));
-                    piped.push((false, serde_json::Value::deserialize(&mut de)?));
-                    de.end()?;
-                }
-            }
-            Ok(())
-        })
-        .map(|()| piped);
-        let plain = for_each_element(Chunks(body, chunk), max, |e| {
-            match e {
-                Element::Slice(b) => got.push((true, serde_json::from_slice(b)?)),
-                Element::Stream(r) => {
-                    use serde::Deserialize;
-                    let mut de = serde_json::Deserializer::from_reader(io::BufReader::new(r));
-                    got.push((false, serde_json::Value::deserialize(&mut de)?));
-                    de.end()?;
-                }
-            }
-            Ok(())
-        })
-        .map(|()| got);
+        let piped =
+            for_each_element_pipelined(Chunks(body, chunk), max, |e| value(e).map(|v| piped.push(v))).map(|()| piped);
+        let plain = for_each_element(Chunks(body, chunk), max, |e| value(e).map(|v| got.push(v))).map(|()| got);
         match (&plain, &piped) {
             (Ok(a), Ok(b)) => assert_eq!(a, b, "the pipelined splitter hands over the same elements"),
             (Err(_), Err(_)) => {}

@@ -793,36 +793,32 @@ mod tests {
         );
     }
 
+    /// The `failing` stage of the tables below: lets the other stages be polled first (a runner
+    /// that starts the reader too early runs it now), then sets `learned` and fails.
+    async fn fail_after_others_ran(learned: &std::sync::atomic::AtomicBool) -> Vec<CheckResult> {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        learned.store(true, std::sync::atomic::Ordering::SeqCst);
+        vec![CheckResult::finding(codes::HLT_STATUS, "t.failing", "web: 500", "fix the endpoint")]
+    }
+
+    /// The `reader` stage's verdict: passes only when `failing` had already set `learned`.
+    fn read_what_failing_learned(learned: &std::sync::atomic::AtomicBool) -> Vec<CheckResult> {
+        match learned.load(std::sync::atomic::Ordering::SeqCst) {
+            true => vec![CheckResult::pass("t.reader", "saw what t.failing learned")],
+            false => vec![CheckResult::finding(codes::RUN_DEADLINE, "t.reader", "judged too early", "")],
+        }
+    }
+
     static FAILED_FIRST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
     /// `reader` runs after `failing` (reads what it learned) without depending on its verdict;
     /// `dependent` requires it and is skipped, naming its code.
     static AFTER_A_FAILURE: &[Stage] = &[
         Stage { run: |_| Box::pin(async { vec![CheckResult::pass("t.root", "ok")] }), ..stage_const::ROOT },
-        Stage {
-            run: |_| {
-                Box::pin(async {
-                    // Let the reader be polled first: a runner that ignores `after` would run it now.
-                    for _ in 0..10 {
-                        tokio::task::yield_now().await;
-                    }
-                    FAILED_FIRST.store(true, std::sync::atomic::Ordering::SeqCst);
-                    vec![CheckResult::finding(codes::HLT_STATUS, "t.failing", "web: 500", "fix the endpoint")]
-                })
-            },
-            ..stage_const::FAILING
-        },
-        Stage {
-            run: |_| {
-                Box::pin(async {
-                    match FAILED_FIRST.load(std::sync::atomic::Ordering::SeqCst) {
-                        true => vec![CheckResult::pass("t.reader", "saw what t.failing learned")],
-                        false => vec![CheckResult::finding(codes::RUN_DEADLINE, "t.reader", "ran too early", "")],
-                    }
-                })
-            },
-            ..stage_const::READER
-        },
+        Stage { run: |_| Box::pin(fail_after_others_ran(&FAILED_FIRST)), ..stage_const::FAILING },
+        Stage { run: |_| Box::pin(async { read_what_failing_learned(&FAILED_FIRST) }), ..stage_const::READER },
         Stage { run: |_| Box::pin(async { vec![CheckResult::pass("t.dependent", "ran")] }), ..stage_const::DEPENDENT },
     ];
 
@@ -842,27 +838,13 @@ mod tests {
     /// for what `failing` learned, and is not blocked by its failure.
     static SETTLED_INSIDE: &[Stage] = &[
         Stage { run: |_| Box::pin(async { vec![CheckResult::pass("t.root", "ok")] }), ..stage_const::ROOT },
-        Stage {
-            run: |_| {
-                Box::pin(async {
-                    for _ in 0..10 {
-                        tokio::task::yield_now().await;
-                    }
-                    PROBED.store(true, std::sync::atomic::Ordering::SeqCst);
-                    vec![CheckResult::finding(codes::HLT_STATUS, "t.failing", "web: 500", "fix the endpoint")]
-                })
-            },
-            ..stage_const::FAILING
-        },
+        Stage { run: |_| Box::pin(fail_after_others_ran(&PROBED)), ..stage_const::FAILING },
         Stage {
             after: &[],
             run: |ctx| {
                 Box::pin(async move {
                     ctx.settled(StageId::Health).await;
-                    match PROBED.load(std::sync::atomic::Ordering::SeqCst) {
-                        true => vec![CheckResult::pass("t.reader", "saw what t.failing learned")],
-                        false => vec![CheckResult::finding(codes::RUN_DEADLINE, "t.reader", "judged too early", "")],
-                    }
+                    read_what_failing_learned(&PROBED)
                 })
             },
             ..stage_const::READER

@@ -1012,38 +1012,61 @@ impl Marks {
 
 impl<'de> Deserialize<'de> for Marks {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Marks;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a map of strings")
+        d.deserialize_option(NullableMap::<Marks>::default())
+    }
+}
+
+impl<'de> MapEntries<'de> for Marks {
+    const EXPECTING: &'static str = "a map of strings";
+    fn entry<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        // Values are strings in every Consul version (map[string]string).
+        match MARK_KEYS.iter().find(|k| **k == key) {
+            Some(k) if !self.0.iter().any(|(m, _)| m == k) => {
+                self.0.push((*k, map.next_value::<Option<String>>()?.unwrap_or_default()))
             }
-            fn visit_unit<E>(self) -> Result<Marks, E> {
-                Ok(Marks::default())
-            }
-            fn visit_none<E>(self) -> Result<Marks, E> {
-                Ok(Marks::default())
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Marks, D::Error> {
-                d.deserialize_map(self)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Marks, A::Error> {
-                let mut marks = Vec::new();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    // Values are strings in every Consul version (map[string]string).
-                    match MARK_KEYS.iter().find(|k| **k == key) {
-                        Some(k) if !marks.iter().any(|(m, _)| m == k) => {
-                            marks.push((*k, map.next_value::<Option<String>>()?.unwrap_or_default()))
-                        }
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(Marks(marks))
+            _ => {
+                map.next_value::<IgnoredAny>()?;
             }
         }
-        d.deserialize_option(V)
+        Ok(())
+    }
+}
+
+/// A JSON object decoded entry by entry into `T`, or `null` (then `T::default()`).
+struct NullableMap<T>(std::marker::PhantomData<T>);
+
+impl<T> Default for NullableMap<T> {
+    fn default() -> Self {
+        NullableMap(std::marker::PhantomData)
+    }
+}
+
+/// What a [`NullableMap`] fills: one entry at a time, the value read (or skipped) by `entry`.
+trait MapEntries<'de>: Default {
+    const EXPECTING: &'static str;
+    fn entry<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error>;
+}
+
+impl<'de, T: MapEntries<'de>> Visitor<'de> for NullableMap<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(T::EXPECTING)
+    }
+    fn visit_unit<E>(self) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_none<E>(self) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_map(self)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+        let mut value = T::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            value.entry(&key, &mut map)?;
+        }
+        Ok(value)
     }
 }
 
@@ -1057,38 +1080,23 @@ struct WireDefinition {
 
 impl<'de> Deserialize<'de> for WireDefinition {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = WireDefinition;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a check definition")
-            }
-            fn visit_unit<E>(self) -> Result<WireDefinition, E> {
-                Ok(WireDefinition::default())
-            }
-            fn visit_none<E>(self) -> Result<WireDefinition, E> {
-                Ok(WireDefinition::default())
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<WireDefinition, D::Error> {
-                d.deserialize_map(self)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WireDefinition, A::Error> {
-                let mut def = WireDefinition::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    def.present = true;
-                    if key == "DeregisterCriticalServiceAfter" {
-                        def.deregister = match map.next_value::<serde_json::Value>()? {
-                            serde_json::Value::String(s) => Some(s),
-                            _ => None,
-                        };
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(def)
-            }
+        d.deserialize_option(NullableMap::<WireDefinition>::default())
+    }
+}
+
+impl<'de> MapEntries<'de> for WireDefinition {
+    const EXPECTING: &'static str = "a check definition";
+    fn entry<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        self.present = true;
+        if key == "DeregisterCriticalServiceAfter" {
+            self.deregister = match map.next_value::<serde_json::Value>()? {
+                serde_json::Value::String(s) => Some(s),
+                _ => None,
+            };
+        } else {
+            map.next_value::<IgnoredAny>()?;
         }
-        d.deserialize_option(V)
+        Ok(())
     }
 }
 

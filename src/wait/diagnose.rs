@@ -406,6 +406,16 @@ pub fn siblings_owner(instances: &[Instance]) -> Option<OwnerEvidence> {
         .map(OwnerEvidence::Siblings)
 }
 
+/// "; N instance(s) of "svc" do not match: …" (the first five), or nothing.
+fn unmatched(svc: &str, instances: &[Instance]) -> String {
+    if instances.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> =
+        instances.iter().take(5).map(|i| format!("{} on node {} tags [{}]", i.id, i.node, i.tags.join(", "))).collect();
+    format!("; {} instance(s) of {svc:?} do not match: {}", instances.len(), shown.join("; "))
+}
+
 /// WAIT-017: no matching instance where an owner other than an agent registers them. For
 /// consul-k8s (consul-dataplane) the endpoints controller registers a pod only when a Kubernetes
 /// Service selects it, the pod was injected and its namespace is allowed (consul-k8s
@@ -421,16 +431,7 @@ pub fn not_registered_by_owner(
 ) -> CheckResult {
     let what = cond.describe();
     let svc = &cond.service;
-    let others = if instances.is_empty() {
-        String::new()
-    } else {
-        let shown: Vec<String> = instances
-            .iter()
-            .take(5)
-            .map(|i| format!("{} on node {} tags [{}]", i.id, i.node, i.tags.join(", ")))
-            .collect();
-        format!("; {} instance(s) of {svc:?} do not match: {}", instances.len(), shown.join("; "))
-    };
+    let others = unmatched(svc, instances);
     let (how, k8s, k8s_ns) = match evidence {
         OwnerEvidence::Siblings(owner) => {
             let ns = match owner {
@@ -518,16 +519,7 @@ fn not_in_catalog(
         )
         .with("agent_node", agent_node);
     }
-    let others = if instances.is_empty() {
-        String::new()
-    } else {
-        let shown: Vec<String> = instances
-            .iter()
-            .take(5)
-            .map(|i| format!("{} on node {} tags [{}]", i.id, i.node, i.tags.join(", ")))
-            .collect();
-        format!("; {} instance(s) of {:?} do not match: {}", instances.len(), cond.service, shown.join("; "))
-    };
+    let others = unmatched(&cond.service, instances);
     let local_note = match local {
         Some(_) => format!(" (and none on agent {agent_node})"),
         None => String::new(),

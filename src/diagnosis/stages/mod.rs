@@ -29,8 +29,8 @@ pub(crate) fn fmt_timeout(d: Duration) -> String {
 pub use crate::connection::is_loopback_host;
 
 /// Starts `GET path` in the background, ahead of the stage that reads it (see
-/// `pipeline::Early`): once the tls stage passed, on the client the api stage will use; the
-/// client's two connections keep the api stage's own read first. Read with [`get`].
+/// `pipeline::Early`), on the client the api stage will use; the client's two connections keep
+/// the api stage's own read first. Read with [`get`].
 pub(crate) fn early_get(ctx: &crate::diagnosis::pipeline::Ctx<'_>, path: String) {
     let Ok(client) = api::client_for(ctx) else { return };
     let asked = path.clone();
